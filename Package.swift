@@ -1,0 +1,155 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "herald",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "herald", targets: ["herald"]),
+        .library(name: "HeraldCore", targets: ["HeraldCore"]),
+        .library(name: "HeraldApp", targets: ["HeraldApp"]),
+        .library(name: "FileNotifier", targets: ["FileNotifier"]),
+        .library(name: "EmailNotifier", targets: ["EmailNotifier"]),
+        .library(name: "ChatNotifiers", targets: ["ChatNotifiers"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // OpenSSL's libcrypto, for HMAC-SHA256 and constant-time comparison.
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "Sources/COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Signatures, events, configuration, routing, rendering, the bus, the journal and the plugin protocol.
+        .target(
+            name: "HeraldCore",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Sources/HeraldCore",
+            swiftSettings: strict
+        ),
+        // Notifier plugins: one library target per integration (not SwiftPM package plugins).
+        .target(
+            name: "FileNotifier",
+            dependencies: ["HeraldCore"],
+            path: "Plugins/FileNotifier",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EmailNotifier",
+            dependencies: [
+                "HeraldCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Plugins/EmailNotifier",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ChatNotifiers",
+            dependencies: [
+                "HeraldCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/ChatNotifiers",
+            swiftSettings: strict
+        ),
+        // The server, CLI and service group, as a library so a custom build can add its own plugins.
+        .target(
+            name: "HeraldApp",
+            dependencies: [
+                "HeraldCore", "FileNotifier", "EmailNotifier", "ChatNotifiers",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/HeraldApp",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "herald",
+            dependencies: ["HeraldApp"],
+            path: "Sources/herald",
+            swiftSettings: strict
+        ),
+        // A custom notifier written as a user would, registered next to the built-in ones.
+        .executableTarget(
+            name: "custom-herald",
+            dependencies: ["HeraldApp", "HeraldCore"],
+            path: "examples/CustomNotifier",
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HeraldCoreTests",
+            dependencies: ["HeraldCore"],
+            path: "Tests/HeraldCoreTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FileNotifierTests",
+            dependencies: ["FileNotifier", "HeraldCore"],
+            path: "Tests/FileNotifierTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EmailNotifierTests",
+            dependencies: ["EmailNotifier", "HeraldCore"],
+            path: "Tests/EmailNotifierTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ChatNotifiersTests",
+            dependencies: [
+                "ChatNotifiers", "HeraldCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/ChatNotifiersTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HeraldAppTests",
+            dependencies: [
+                "HeraldApp", "HeraldCore", "herald",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/HeraldAppTests",
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+import HeraldCore; import NIOSSL; import NIOPosix

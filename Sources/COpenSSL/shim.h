@@ -1,0 +1,64 @@
+#ifndef HERALD_COPENSSL_SHIM_H
+#define HERALD_COPENSSL_SHIM_H
+
+// Only the OpenSSL 3 API: the deprecated HMAC_CTX functions stay hidden.
+#define OPENSSL_API_COMPAT 30000
+#define OPENSSL_NO_DEPRECATED 1
+
+#include <pthread.h>
+#include <stddef.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+// The HMAC algorithm is fetched from the provider once per process; fetching costs more
+// than a whole HMAC over a 1 KB body.
+static EVP_MAC *herald_hmac_algorithm;
+static void herald_hmac_fetch(void) { herald_hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+
+/// A context keyed for HMAC-SHA256, to be duplicated per message. NULL on failure.
+static inline EVP_MAC_CTX *herald_hmac_sha256_keyed(const unsigned char *key, size_t key_len) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static const unsigned char empty_key = 0;
+    pthread_once(&once, herald_hmac_fetch);
+    if (herald_hmac_algorithm == NULL) return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(herald_hmac_algorithm);
+    if (ctx == NULL) return NULL;
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    // A NULL key would silently reuse a previous key: pass a real pointer for an empty key.
+    if (!EVP_MAC_init(ctx, key_len > 0 ? key : &empty_key, key_len, params)) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/// HMAC-SHA256 of the concatenation a‖b‖c with a keyed context; writes 32 bytes. 1 on success.
+static inline int herald_hmac_sha256(const EVP_MAC_CTX *keyed,
+                                     const void *a, size_t a_len,
+                                     const void *b, size_t b_len,
+                                     const void *c, size_t c_len,
+                                     unsigned char *out) {
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(keyed);
+    if (ctx == NULL) return 0;
+    size_t out_len = 0;
+    int ok = (a_len == 0 || EVP_MAC_update(ctx, a, a_len))
+          && (b_len == 0 || EVP_MAC_update(ctx, b, b_len))
+          && (c_len == 0 || EVP_MAC_update(ctx, c, c_len))
+          && EVP_MAC_final(ctx, out, &out_len, 32)
+          && out_len == 32;
+    EVP_MAC_CTX_free(ctx);
+    return ok;
+}
+
+/// SHA-256 of a buffer; writes 32 bytes. 1 on success.
+static inline int herald_sha256(const void *data, size_t len, unsigned char *out) {
+    unsigned int out_len = 0;
+    return EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) && out_len == 32;
+}
+
+#endif

@@ -1,0 +1,1 @@
+import HeraldCore; import Hummingbird; import ArgumentParser; import AsyncHTTPClient; import Prometheus

@@ -1,0 +1,225 @@
+import Foundation
+import Logging
+
+/// The whole configuration, validated and with every notifier created.
+///
+/// Loaded from one YAML file by ``ConfigLoader``; see `examples/herald.yaml` for a commented
+/// example of every key.
+public struct HeraldConfig: Sendable {
+    public var file: String
+    public var server: Server
+    public var storage: Storage
+    public var log: Log
+    /// Language of the built-in templates unless a route says otherwise.
+    public var locale: HeraldLocale
+    public var endpoints: [Endpoint]
+    public var notifiers: [Notifier]
+    public var routes: [Route]
+    /// User templates by name, referenced by `template:` in a route.
+    public var templates: [String: TemplateSource]
+
+    public struct Server: Sendable {
+        public var host: String = "127.0.0.1"
+        public var port: Int = 8080
+        /// Bodies larger than this are refused with 413 before they are read in full.
+        public var maxBodyBytes: Int = 1 << 20
+        public init() {}
+    }
+
+    public struct Storage: Sendable {
+        /// Directory of the SQLite journal; nil keeps the journal in memory (tests only:
+        /// accepted events are then lost on a crash).
+        public var path: String?
+        /// How long a dedupe key is remembered.
+        public var dedupeTTL: Duration = .seconds(7 * 86400)
+        /// Delivered and dead events older than this are pruned.
+        public var retention: Duration = .seconds(30 * 86400)
+        /// `true`: concurrent requests share one transaction and one fsync.
+        public var groupCommit: Bool = true
+        /// Above this many undelivered deliveries, new webhooks get 503 + Retry-After.
+        public var maxPending: Int = 100_000
+        public init() {}
+    }
+
+    public struct Log: Sendable {
+        public enum Format: String, Sendable { case text, json }
+        public var level: Logger.Level = .info
+        public var format: Format = .text
+        public init() {}
+    }
+
+    /// One webhook URL Herald listens on.
+    public struct Endpoint: Sendable {
+        /// URL path, e.g. `/hooks/jicoo`.
+        public var path: String
+        public var source: EventSource
+        public var schemeName: SignatureSchemeName
+        public var scheme: any SignatureScheme
+        /// For `generic` sources: the JSON field that holds the event name.
+        public var eventField: String?
+        /// Redeliveries of the same webhook are answered 200 and not sent again.
+        public var dedupe: Bool
+    }
+
+    /// One configured notifier instance (an entry under `notifiers:`).
+    public struct Notifier: Sendable {
+        public var name: String
+        public var kind: String
+        public var plugin: any NotifierPlugin
+        public var policy: DeliveryPolicy
+    }
+
+    /// Which notifiers receive which events, and how they are rendered.
+    public struct Route: Sendable {
+        /// Event name patterns: exact names, `"*"`, or globs like `guest_*`.
+        public var events: [String]
+        public var notify: [String]
+        /// A name under `templates:`; nil uses the built-in template for the event.
+        public var template: String?
+        public var locale: HeraldLocale?
+        public var options: [String: String]
+
+        public init(events: [String], notify: [String], template: String? = nil,
+                    locale: HeraldLocale? = nil, options: [String: String] = [:]) {
+            self.events = events
+            self.notify = notify
+            self.template = template
+            self.locale = locale
+            self.options = options
+        }
+
+        /// Whether `name` matches one of the patterns.
+        public func matches(_ name: String) -> Bool {
+            events.contains { Glob.matches($0, name) }
+        }
+    }
+
+    /// Mustache sources for one template: title line, plain text and optional HTML.
+    public struct TemplateSource: Sendable, Equatable {
+        public var title: String
+        public var text: String
+        public var html: String?
+        public init(title: String, text: String, html: String? = nil) {
+            self.title = title
+            self.text = text
+            self.html = html
+        }
+    }
+}
+
+/// How one notifier's deliveries are run: in parallel up to `concurrency`, each attempt cut
+/// off after `timeout`, failures retried per `retry`.
+public struct DeliveryPolicy: Sendable, Equatable {
+    public var concurrency: Int = 4
+    public var timeout: Duration = .seconds(30)
+    public var retry: RetryPolicy = RetryPolicy()
+    public init(concurrency: Int = 4, timeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retry = retry
+    }
+}
+
+/// Exponential backoff with full jitter: the n-th retry waits a random time in
+/// `0 ... min(maximum, initial × factorⁿ⁻¹)`; a retry is not scheduled once `giveUpAfter`
+/// has passed since the event arrived. A target's own `Retry-After` wins.
+public struct RetryPolicy: Sendable, Equatable {
+    public var initial: Duration = .seconds(5)
+    public var factor: Double = 3
+    public var maximum: Duration = .seconds(3600)
+    public var giveUpAfter: Duration = .seconds(24 * 3600)
+
+    public init(initial: Duration = .seconds(5), factor: Double = 3, maximum: Duration = .seconds(3600),
+                giveUpAfter: Duration = .seconds(24 * 3600)) {
+        self.initial = initial
+        self.factor = factor
+        self.maximum = maximum
+        self.giveUpAfter = giveUpAfter
+    }
+
+    /// The upper bound of the wait before retry number `retry` (1 = first retry).
+    public func ceiling(forRetry retry: Int) -> Duration {
+        let base = initial.seconds * pow(factor, Double(max(0, retry - 1)))
+        return .seconds(min(maximum.seconds, base))
+    }
+
+    /// The wait before retry number `retry`, jittered; `hint` (Retry-After) wins.
+    public func delay(forRetry retry: Int, hint: Duration? = nil,
+                      random: (ClosedRange<Double>) -> Double = { Double.random(in: $0) }) -> Duration {
+        if let hint { return hint }
+        return .seconds(random(0...ceiling(forRetry: retry).seconds))
+    }
+}
+
+extension Duration {
+    /// The duration in seconds as a floating-point number.
+    public var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+
+    /// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `7d` (a number with an optional unit).
+    public static func parse(_ text: String) -> Duration? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            let number = t.dropLast(suffix.count)
+            if suffix == "s", number.hasSuffix("m") { continue }
+            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
+            return .milliseconds(Int64((v * scale * 1000).rounded()))
+        }
+        guard let v = Double(t), v >= 0, v.isFinite else { return nil }
+        return .milliseconds(Int64((v * 1000).rounded()))
+    }
+}
+
+/// `*` matches any run of characters, `?` one character; everything else is literal.
+public enum Glob {
+    public static func matches(_ pattern: String, _ name: String) -> Bool {
+        if pattern == "*" || pattern == name { return true }
+        guard pattern.contains("*") || pattern.contains("?") else { return false }
+        let p = Array(pattern.utf8), s = Array(name.utf8)
+        var pi = 0, si = 0, star = -1, mark = 0
+        while si < s.count {
+            if pi < p.count, p[pi] == UInt8(ascii: "?") || p[pi] == s[si] { pi += 1; si += 1 }
+            else if pi < p.count, p[pi] == UInt8(ascii: "*") { star = pi; mark = si; pi += 1 }
+            else if star >= 0 { pi = star + 1; mark += 1; si = mark }
+            else { return false }
+        }
+        while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+}
+
+/// A configuration mistake, located: file, key path and line.
+///
+/// Plugins throw it from `init(settings:context:)` with just `key` and `message`; the
+/// loader fills in the file, the full key path and the line of that key.
+public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var file: String
+    public var keyPath: String
+    public var line: Int?
+    public var column: Int?
+    public var message: String
+
+    public init(file: String = "", keyPath: String, line: Int? = nil, column: Int? = nil, message: String) {
+        self.file = file
+        self.keyPath = keyPath
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
+    /// For plugins: `key` is relative to the notifier's settings (`"port"`, `"to[1]"`).
+    public init(key: String, _ message: String) {
+        self.init(keyPath: key, message: message)
+    }
+
+    public var description: String {
+        var location = file
+        if let line { location += ":\(line)" }
+        if let column { location += ":\(column)" }
+        let key = keyPath.isEmpty ? "" : "\(keyPath): "
+        return location.isEmpty ? "\(key)\(message)" : "\(location): \(key)\(message)"
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+
+/// One accepted webhook: its identity, what happened, and the body it arrived with.
+///
+/// `payload` is the whole body parsed; `booking` is the typed Jicoo view of it when the
+/// source is Jicoo. Fields that could not be read (a malformed date) are nil and listed in
+/// `warnings`, never a reason to drop the event.
+public struct Event: Sendable, Identifiable {
+    /// Herald's id for this event, time-ordered (`evt_…`).
+    public let id: String
+    /// The configured endpoint path it arrived on, e.g. `/hooks/jicoo`.
+    public let endpoint: String
+    /// The source decoder that read it (`jicoo`, `generic`).
+    public let source: String
+    /// The event name, e.g. `guest_booked`. Unknown names are kept as they are.
+    public let name: String
+    /// When Herald accepted it.
+    public let receivedAt: Date
+    /// When the sender says it happened (`createdAt`), if readable.
+    public let occurredAt: Date?
+    /// The typed booking for Jicoo events.
+    public let booking: Booking?
+    /// The body, parsed.
+    public let payload: JSONValue
+    /// The body exactly as received.
+    public let body: Data
+    /// What could not be read but did not stop the event, e.g. a malformed date.
+    public let warnings: [String]
+
+    public init(
+        id: String, endpoint: String, source: String, name: String, receivedAt: Date,
+        occurredAt: Date?, booking: Booking?, payload: JSONValue, body: Data, warnings: [String] = []
+    ) {
+        self.id = id
+        self.endpoint = endpoint
+        self.source = source
+        self.name = name
+        self.receivedAt = receivedAt
+        self.occurredAt = occurredAt
+        self.booking = booking
+        self.payload = payload
+        self.body = body
+        self.warnings = warnings
+    }
+
+    /// A new time-ordered event id: `evt_` + 12 hex digits of milliseconds + 12 random hex digits.
+    public static func makeID(at date: Date = Date()) -> String {
+        let ms = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        var random = UInt64.random(in: 0..<(1 << 48))
+        var out = [UInt8](repeating: 0, count: 28)
+        out[0] = UInt8(ascii: "e"); out[1] = UInt8(ascii: "v"); out[2] = UInt8(ascii: "t"); out[3] = UInt8(ascii: "_")
+        let hex = Array("0123456789abcdef".utf8)
+        var t = ms
+        for i in stride(from: 15, through: 4, by: -1) { out[i] = hex[Int(t & 0xF)]; t >>= 4 }
+        for i in stride(from: 27, through: 16, by: -1) { out[i] = hex[Int(random & 0xF)]; random >>= 4 }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A Jicoo booking, read tolerantly: every field is optional.
+public struct Booking: Sendable, Equatable {
+    public struct Contact: Sendable, Equatable {
+        public var name: String?
+        public var email: String?
+    }
+    public struct Answer: Sendable, Equatable {
+        public var question: String
+        public var content: [String]
+    }
+
+    public var uid: String?
+    public var eventTypeUid: String?
+    public var status: String?
+    public var timeZone: String?
+    public var createdAt: Date?
+    public var updatedAt: Date?
+    public var startedAt: Date?
+    public var endedAt: Date?
+    public var cancelReason: String?
+    public var cancelledAt: Date?
+    public var cancelledBy: String?
+    public var contact: Contact?
+    public var answers: [Answer]
+    public var tracking: [String: String]
+    /// `updatedAt` exactly as sent, for dedupe keys (no round trip through `Date`).
+    public var updatedAtText: String?
+
+    /// Reads the `object` of a Jicoo body. Unreadable fields become nil and a warning.
+    public init(json object: JSONValue, warnings: inout [String]) {
+        func string(_ key: String) -> String? {
+            guard let v = object[key] else { return nil }
+            switch v {
+            case .string(let s): return s
+            case .null: return nil
+            case .number(let n): return n.rounded() == n ? String(Int64(n)) : String(n)
+            default:
+                warnings.append("object.\(key): expected a string; ignored")
+                return nil
+            }
+        }
+        func date(_ key: String) -> Date? {
+            guard let text = string(key) else { return nil }
+            if let d = ISO8601.parse(text) { return d }
+            warnings.append("object.\(key): \"\(text.prefix(40))\" is not an ISO 8601 date; ignored")
+            return nil
+        }
+        uid = string("uid")
+        eventTypeUid = string("eventTypeUid")
+        status = string("status")
+        timeZone = string("timeZone")
+        createdAt = date("createdAt")
+        updatedAtText = string("updatedAt")
+        updatedAt = date("updatedAt")
+        startedAt = date("startedAt")
+        endedAt = date("endedAt")
+        cancelReason = string("cancelReason")
+        cancelledAt = date("cancelledAt")
+        cancelledBy = string("cancelledBy")
+        if case .object(let c)? = object["contact"] {
+            contact = Contact(name: c["name"]?.stringValue, email: c["email"]?.stringValue)
+        }
+        answers = []
+        if case .array(let list)? = object["answers"] {
+            for item in list {
+                guard let q = item["question"]?.stringValue else { continue }
+                var content: [String] = []
+                switch item["content"] {
+                case .array(let values)?: content = values.compactMap(\.stringValue)
+                case .string(let s)?: content = [s]
+                default: break
+                }
+                answers.append(Answer(question: q, content: content))
+            }
+        }
+        tracking = [:]
+        if case .object(let t)? = object["tracking"] {
+            for (k, v) in t { if let s = v.stringValue { tracking[k] = s } }
+        }
+    }
+}
+
+/// RFC 3339 / ISO 8601 timestamps as Jicoo sends them, parsed without Foundation formatters.
+public enum ISO8601 {
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; nil if anything is off.
+    public static func parse(_ text: String) -> Date? {
+        var s = text
+        return s.withUTF8 { parse(bytes: $0) }
+    }
+
+    static func parse(bytes b: UnsafeBufferPointer<UInt8>) -> Date? {
+        guard b.count >= 20 else { return nil }
+        func digits(_ at: Int, _ n: Int) -> Int? {
+            var v = 0
+            for i in at..<(at + n) {
+                let c = b[i]
+                guard c >= 48, c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+            }
+            return v
+        }
+        guard let year = digits(0, 4), b[4] == 45, let month = digits(5, 2), b[7] == 45,
+              let day = digits(8, 2), b[10] == 84 || b[10] == 116 || b[10] == 32,
+              let hour = digits(11, 2), b[13] == 58, let minute = digits(14, 2), b[16] == 58,
+              let second = digits(17, 2)
+        else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+              hour < 24, minute < 60, second < 61 else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if i < b.count, b[i] == 46 {
+            i += 1
+            var scale = 0.1
+            let start = i
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+            guard i > start else { return nil }
+        }
+        guard i < b.count else { return nil }
+        var offset = 0
+        if b[i] == 90 || b[i] == 122 {
+            i += 1
+        } else if b[i] == 43 || b[i] == 45 {
+            guard i + 6 == b.count, let oh = digits(i + 1, 2), b[i + 3] == 58, let om = digits(i + 4, 2) else { return nil }
+            offset = (oh * 3600 + om * 60) * (b[i] == 43 ? 1 : -1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = Double(days * 86400 + hour * 3600 + minute * 60 + second - offset) + fraction
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    /// `2026-11-27T05:00:00Z` (UTC, whole seconds).
+    public static func format(_ date: Date) -> String {
+        let t = Int(date.timeIntervalSince1970.rounded(.down))
+        var days = t / 86400
+        var rem = t % 86400
+        if rem < 0 { rem += 86400; days -= 1 }
+        let (y, m, d) = civilFromDays(days)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+    }
+
+    static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}

@@ -1,0 +1,91 @@
+import Logging
+import Synchronization
+
+/// A notifier that Herald can route events to: email, a chat service, a file, or your own.
+///
+/// Herald creates one instance per entry under `notifiers:` in the configuration, decoding
+/// that entry into ``Settings``. The dispatcher calls ``deliver(_:)`` once per notification,
+/// wrapped in the notifier's retry policy, concurrency limit and timeout, so a plugin only
+/// has to make one attempt and say how it went by throwing a ``DeliveryError``.
+///
+/// A plugin that needs background work (a connection pool, a token refresher) also conforms
+/// to `Service` from swift-service-lifecycle; Herald then runs it in its `ServiceGroup`
+/// and shuts it down after the last delivery.
+public protocol NotifierPlugin: Sendable {
+    /// Settings decoded from the notifier's entry in the configuration file (except `kind`
+    /// and the delivery keys every notifier shares: `retry`, `concurrency`, `timeout`).
+    associatedtype Settings: Decodable & Sendable
+
+    /// The name users write as `kind:` in the configuration, e.g. `"smtp"` or `"slack"`.
+    static var kind: String { get }
+
+    /// Settings keys that hold secrets. For each one, users may write `<key>File: /path`
+    /// instead and Herald reads the secret from that file; values of these keys never
+    /// appear in errors or logs.
+    static var secretKeys: [String] { get }
+
+    /// Creates the notifier. Validate settings here and throw a ``ConfigError`` (or any
+    /// error) for values that cannot work; do no network I/O.
+    init(settings: Settings, context: PluginContext) throws
+
+    /// Makes one attempt to deliver a notification.
+    ///
+    /// Throw ``DeliveryError`` to tell the dispatcher whether to retry; any other error
+    /// counts as retryable.
+    func deliver(_ notification: Notification) async throws
+}
+
+extension NotifierPlugin {
+    public static var secretKeys: [String] { [] }
+}
+
+/// What a plugin gets from Herald when it is created.
+public struct PluginContext: Sendable {
+    /// The notifier's name from the configuration (the key under `notifiers:`).
+    public let name: String
+    /// A logger labelled with the notifier's name. Never log secrets with it.
+    public let logger: Logger
+    /// The directory of the configuration file; resolve relative paths against it.
+    public let baseDirectory: String
+    /// Objects shared by all plugins of one Herald process, e.g. one HTTP client.
+    public let shared: SharedResources
+
+    public init(name: String, logger: Logger, baseDirectory: String, shared: SharedResources) {
+        self.name = name
+        self.logger = logger
+        self.baseDirectory = baseDirectory
+        self.shared = shared
+    }
+
+    /// `path` resolved against the configuration file's directory unless it is absolute.
+    public func resolvePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return baseDirectory.hasSuffix("/") ? baseDirectory + path : baseDirectory + "/" + path
+    }
+}
+
+/// Objects created once and shared by every plugin in a Herald process.
+///
+/// The first plugin that asks for a type creates it; later ones get the same object.
+/// Objects that are also a `Service` are run by Herald's service group, so that e.g. a
+/// shared HTTP client is shut down cleanly after the last delivery.
+public final class SharedResources: Sendable {
+    private let state = Mutex<[ObjectIdentifier: any Sendable]>([:])
+    private let order = Mutex<[any Sendable]>([])
+
+    public init() {}
+
+    /// The shared object of type `T`, created by `make` on first use.
+    public func get<T: Sendable>(_ type: T.Type, make: () throws -> T) rethrows -> T {
+        try state.withLock { objects in
+            if let existing = objects[ObjectIdentifier(type)] as? T { return existing }
+            let made = try make()
+            objects[ObjectIdentifier(type)] = made
+            order.withLock { $0.append(made) }
+            return made
+        }
+    }
+
+    /// Every shared object, in creation order.
+    public var all: [any Sendable] { order.withLock { $0 } }
+}

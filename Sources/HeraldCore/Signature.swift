@@ -1,0 +1,195 @@
+import Foundation
+
+/// Why a webhook's signature was refused. The raw value is what clients see in a 401.
+public enum SignatureFailure: String, Error, Sendable, CaseIterable, CustomStringConvertible {
+    case missingHeader = "missing_header"
+    case malformedHeader = "malformed_header"
+    case timestampOutsideTolerance = "timestamp_outside_tolerance"
+    case signatureMismatch = "signature_mismatch"
+
+    public var description: String { rawValue }
+}
+
+/// The signature schemes an endpoint can require (`scheme:` in the configuration).
+public enum SignatureSchemeName: String, Sendable, CaseIterable {
+    /// `Jicoo-Webhook-Signature: t=<unix>,v1=<hex>` over `<t>.<body>`.
+    case jicoo
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body (GitHub style; header configurable).
+    case hmacSHA256 = "hmac-sha256"
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    case standardWebhooks = "standard-webhooks"
+}
+
+/// A webhook secret. Prints as `<redacted>` so it cannot leak into logs or errors.
+public struct Secret: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let bytes: [UInt8]
+    public init(_ text: String) { bytes = Array(text.utf8) }
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+}
+
+/// Verifies (and, for tests and `herald sign`, produces) a webhook signature.
+public protocol SignatureScheme: Sendable {
+    /// Checks the signature headers against the raw body at time `now` (unix seconds).
+    /// `header` looks a request header up by name, case-insensitively.
+    func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure)
+
+    /// The headers a sender would attach to `body`, signed with the first secret.
+    func sign(body: Data, timestamp: Int64, id: String) -> [(name: String, value: String)]
+}
+
+extension SignatureScheme {
+    public func verify(body: Data, header: (String) -> String?, now: Int64) throws(SignatureFailure) {
+        let result: Result<Void, SignatureFailure> = body.withUnsafeBytes { raw in
+            do throws(SignatureFailure) { try verify(body: raw, header: header, now: now); return .success(()) }
+            catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    /// Builds the scheme named in an endpoint's configuration.
+    public static func make(
+        _ name: SignatureSchemeName, secrets: [Secret], tolerance: Int64, header: String?
+    ) -> any SignatureScheme {
+        switch name {
+        case .jicoo: JicooSignature(secrets: secrets, tolerance: tolerance)
+        case .hmacSHA256: HMACSHA256Signature(secrets: secrets, header: header ?? "X-Hub-Signature-256")
+        case .standardWebhooks: StandardWebhooksSignature(secrets: secrets, tolerance: tolerance)
+        }
+    }
+}
+
+/// `Jicoo-Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`.
+///
+/// Spaces after commas are allowed, any one of several `v1` values may match, other
+/// schemes are ignored, hex is case-insensitive, and `t` must be within `tolerance`
+/// seconds of now in either direction. Each secret (for rotation) is tried in turn.
+public struct JicooSignature: SignatureScheme {
+    public static let headerName = "Jicoo-Webhook-Signature"
+    let keys: [HMAC.Key]
+    let tolerance: Int64
+
+    public init(secrets: [Secret], tolerance: Int64 = 300) {
+        keys = secrets.map { HMAC.Key($0.bytes) }
+        self.tolerance = tolerance
+    }
+
+    public func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure) {
+        guard let value = header(Self.headerName) else { throw .missingHeader }
+        var timestamp: Substring?
+        var candidates: [Substring] = []
+        for element in value.split(separator: ",", omittingEmptySubsequences: true) {
+            let item = element.drop(while: { $0 == " " || $0 == "\t" })
+            guard let eq = item.firstIndex(of: "=") else { continue }
+            let key = item[..<eq]
+            let val = item[item.index(after: eq)...].trimmingSuffix(while: { $0 == " " || $0 == "\t" })
+            if key == "t" { timestamp = val } else if key == "v1" { candidates.append(val) }
+        }
+        guard let timestamp, !timestamp.isEmpty, timestamp.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              !candidates.isEmpty
+        else { throw .malformedHeader }
+        guard timestamp.utf8.count <= 18, let t = Int64(timestamp) else { throw .timestampOutsideTolerance }
+        guard abs(now - t) <= tolerance else { throw .timestampOutsideTolerance }
+        let signatures = candidates.compactMap { HMAC.unhex($0) }.filter { $0.count == 32 }
+        guard !signatures.isEmpty else { throw .signatureMismatch }
+        let prefix = Array(timestamp.utf8) + [UInt8(ascii: ".")]
+        for key in keys {
+            let expected = key.mac(prefix: prefix, body)
+            for candidate in signatures where HMAC.equal(expected, candidate) { return }
+        }
+        throw .signatureMismatch
+    }
+
+    public func sign(body: Data, timestamp: Int64, id: String) -> [(name: String, value: String)] {
+        guard let key = keys.first else { return [] }
+        let mac = key.mac(prefix: Array("\(timestamp).".utf8), body)
+        return [(Self.headerName, "t=\(timestamp),v1=\(HMAC.hex(mac))")]
+    }
+}
+
+/// GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+public struct HMACSHA256Signature: SignatureScheme {
+    let keys: [HMAC.Key]
+    let headerName: String
+
+    public init(secrets: [Secret], header: String = "X-Hub-Signature-256") {
+        keys = secrets.map { HMAC.Key($0.bytes) }
+        headerName = header
+    }
+
+    public func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure) {
+        guard let value = header(headerName) else { throw .missingHeader }
+        var text = Substring(value).trimmingPrefix(while: { $0 == " " }).trimmingSuffix(while: { $0 == " " })
+        if text.lowercased().hasPrefix("sha256=") { text = text.dropFirst(7) }
+        guard !text.isEmpty else { throw .malformedHeader }
+        guard let given = HMAC.unhex(text), given.count == 32 else { throw .signatureMismatch }
+        for key in keys where HMAC.equal(key.mac(body), given) { return }
+        throw .signatureMismatch
+    }
+
+    public func sign(body: Data, timestamp: Int64, id: String) -> [(name: String, value: String)] {
+        guard let key = keys.first else { return [] }
+        return [(headerName, "sha256=" + HMAC.hex(key.mac(body)))]
+    }
+}
+
+/// Standard Webhooks (standardwebhooks.com): `webhook-signature: v1,<base64>` over
+/// `<webhook-id>.<webhook-timestamp>.<body>`, keyed with the base64 part of `whsec_…`.
+public struct StandardWebhooksSignature: SignatureScheme {
+    let keys: [HMAC.Key]
+    let tolerance: Int64
+
+    public init(secrets: [Secret], tolerance: Int64 = 300) {
+        keys = secrets.map { HMAC.Key(Self.keyBytes($0)) }
+        self.tolerance = tolerance
+    }
+
+    /// `whsec_<base64>` → the decoded bytes; a secret without the prefix is tried as base64,
+    /// then used verbatim.
+    static func keyBytes(_ secret: Secret) -> [UInt8] {
+        var text = String(decoding: secret.bytes, as: UTF8.self)
+        if text.hasPrefix("whsec_") { text.removeFirst(6) }
+        if let decoded = Data(base64Encoded: text) { return Array(decoded) }
+        return secret.bytes
+    }
+
+    public func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure) {
+        guard let id = header("webhook-id"), let ts = header("webhook-timestamp"), let sig = header("webhook-signature")
+        else { throw .missingHeader }
+        guard !id.isEmpty, !ts.isEmpty, ts.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw .malformedHeader }
+        guard ts.utf8.count <= 18, let t = Int64(ts), abs(now - t) <= tolerance else { throw .timestampOutsideTolerance }
+        let candidates = sig.split(separator: " ").compactMap { part -> [UInt8]? in
+            guard part.hasPrefix("v1,"), let data = Data(base64Encoded: String(part.dropFirst(3))) else { return nil }
+            return Array(data)
+        }
+        guard !candidates.isEmpty else {
+            if sig.split(separator: " ").contains(where: { $0.contains(",") }) { throw .signatureMismatch }
+            throw .malformedHeader
+        }
+        let prefix = Array("\(id).\(ts).".utf8)
+        for key in keys {
+            let expected = key.mac(prefix: prefix, body)
+            for candidate in candidates where HMAC.equal(expected, candidate) { return }
+        }
+        throw .signatureMismatch
+    }
+
+    public func sign(body: Data, timestamp: Int64, id: String) -> [(name: String, value: String)] {
+        guard let key = keys.first else { return [] }
+        let mac = key.mac(prefix: Array("\(id).\(timestamp).".utf8), body)
+        return [
+            ("webhook-id", id),
+            ("webhook-timestamp", String(timestamp)),
+            ("webhook-signature", "v1," + Data(mac).base64EncodedString()),
+        ]
+    }
+}
+
+extension Substring {
+    func trimmingSuffix(while predicate: (Character) -> Bool) -> Substring {
+        var s = self
+        while let last = s.last, predicate(last) { s = s.dropLast() }
+        return s
+    }
+}
