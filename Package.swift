@@ -59,6 +59,7 @@ let package = Package(
             name: "FileNotifier",
             dependencies: ["HeraldCore"],
             path: "Plugins/FileNotifier",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .target(
@@ -70,6 +71,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Plugins/EmailNotifier",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .target(
@@ -81,6 +83,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Plugins/ChatNotifiers",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // The server, CLI and service group, as a library so a custom build can add its own plugins.
