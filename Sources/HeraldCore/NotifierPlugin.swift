@@ -32,7 +32,7 @@ public protocol NotifierPlugin: Sendable {
     ///
     /// Throw ``DeliveryError`` to tell the dispatcher whether to retry; any other error
     /// counts as retryable.
-    func deliver(_ notification: Notification) async throws
+    func deliver(_ notification: HeraldNotification) async throws
 }
 
 extension NotifierPlugin {

@@ -48,11 +48,12 @@ extension SignatureScheme {
         try result.get()
     }
 
-    /// Builds the scheme named in an endpoint's configuration.
-    public static func make(
-        _ name: SignatureSchemeName, secrets: [Secret], tolerance: Int64, header: String?
-    ) -> any SignatureScheme {
-        switch name {
+}
+
+extension SignatureSchemeName {
+    /// Builds the scheme with an endpoint's secrets.
+    public func makeScheme(secrets: [Secret], tolerance: Int64 = 300, header: String? = nil) -> any SignatureScheme {
+        switch self {
         case .jicoo: JicooSignature(secrets: secrets, tolerance: tolerance)
         case .hmacSHA256: HMACSHA256Signature(secrets: secrets, header: header ?? "X-Hub-Signature-256")
         case .standardWebhooks: StandardWebhooksSignature(secrets: secrets, tolerance: tolerance)

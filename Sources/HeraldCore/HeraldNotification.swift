@@ -5,7 +5,7 @@ import Foundation
 /// Templates produce ``title``, ``text`` and ``html``; Herald adds labelled ``fields`` (when,
 /// who, answers, cancel reason) so that chat cards and emails can lay them out natively.
 /// The original ``event`` stays attached, raw JSON included, for plugins that need more.
-public struct Notification: Sendable {
+public struct HeraldNotification: Sendable {
     /// The event this notification is about.
     public var event: Event
     /// One line: an email subject, a card header.

@@ -1,0 +1,138 @@
+import Foundation
+import HeraldCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Appends one JSON line per notification to a file: an audit log, or input for other tools.
+///
+/// ```yaml
+/// notifiers:
+///   audit:
+///     kind: file
+///     path: ./bookings.jsonl     # relative to the config file
+///     fsync: true                # flush each line to disk before reporting success
+///     maxBytes: 10485760         # rotate when the next line would pass this size (0: never)
+///     keep: 5                    # rotated files to keep: bookings.jsonl.1 … .5
+/// ```
+///
+/// Each line: `{"eventId", "event", "notifier", "deliveryKey", "attempt", "receivedAt",
+/// "title", "text", "raw"}`, where `raw` is the webhook body as JSON. Lines are written with
+/// one `write(2)` on an `O_APPEND` descriptor, so concurrent deliveries never interleave.
+public struct FileNotifier: NotifierPlugin {
+    public static let kind = "file"
+
+    public struct Settings: Decodable, Sendable {
+        public var path: String
+        public var fsync: Bool?
+        public var maxBytes: Int?
+        public var keep: Int?
+    }
+
+    let writer: LineWriter
+    let name: String
+
+    public init(settings: Settings, context: PluginContext) throws {
+        guard !settings.path.isEmpty else { throw ConfigError(key: "path", "must not be empty") }
+        if let max = settings.maxBytes, max < 0 { throw ConfigError(key: "maxBytes", "must be 0 (no rotation) or more") }
+        if let keep = settings.keep, !(1...1000).contains(keep) { throw ConfigError(key: "keep", "must be between 1 and 1000") }
+        let path = context.resolvePath(settings.path)
+        let dir = (path as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        guard dir.isEmpty || (FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue) else {
+            throw ConfigError(key: "path", "the directory \(dir) does not exist")
+        }
+        writer = LineWriter(path: path, fsync: settings.fsync ?? false, maxBytes: settings.maxBytes ?? 0, keep: settings.keep ?? 5)
+        name = context.name
+    }
+
+    public func deliver(_ notification: HeraldNotification) async throws {
+        let line = Line(
+            eventId: notification.event.id, event: notification.event.name, notifier: name,
+            deliveryKey: notification.deliveryKey, attempt: notification.attempt,
+            receivedAt: ISO8601.format(notification.event.receivedAt), title: notification.title,
+            text: notification.text, raw: notification.event.payload)
+        var data = try Self.encoder.encode(line)
+        data.append(0x0A)
+        try await writer.append(data)
+    }
+
+    struct Line: Encodable {
+        var eventId: String
+        var event: String
+        var notifier: String
+        var deliveryKey: String
+        var attempt: Int
+        var receivedAt: String
+        var title: String
+        var text: String
+        var raw: JSONValue
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.withoutEscapingSlashes]
+        return e
+    }()
+}
+
+/// Owns the file descriptor; one line at a time, rotation included.
+actor LineWriter {
+    let path: String
+    let fsync: Bool
+    let maxBytes: Int
+    let keep: Int
+    private var fd: Int32 = -1
+    private var size = 0
+
+    init(path: String, fsync: Bool, maxBytes: Int, keep: Int) {
+        self.path = path
+        self.fsync = fsync
+        self.maxBytes = maxBytes
+        self.keep = keep
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func append(_ data: Data) throws {
+        try openIfNeeded()
+        if maxBytes > 0, size > 0, size + data.count > maxBytes { try rotate() }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else {
+            let reason = written < 0 ? String(cString: strerror(errno)) : "short write"
+            // A failed or short write may leave a partial line: start the next one on a fresh line.
+            if written > 0 { _ = "\n".withCString { write(fd, $0, 1) } }
+            throw DeliveryError.retryable("cannot write to \(path): \(reason)")
+        }
+        size += data.count
+        if fsync, Glibc.fsync(fd) != 0 {
+            throw DeliveryError.retryable("cannot fsync \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func openIfNeeded() throws {
+        guard fd < 0 else { return }
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw DeliveryError.retryable("cannot open \(path): \(reason)")
+        }
+        var st = stat()
+        size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// bookings.jsonl → .1 → .2 … up to `keep`; the oldest is removed.
+    private func rotate() throws {
+        close(fd)
+        fd = -1
+        unlink("\(path).\(keep)")
+        if keep > 1 {
+            for n in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(n)", "\(path).\(n + 1)") }
+        }
+        guard rename(path, "\(path).1") == 0 else {
+            throw DeliveryError.retryable("cannot rotate \(path): \(String(cString: strerror(errno)))")
+        }
+        try openIfNeeded()
+    }
+}

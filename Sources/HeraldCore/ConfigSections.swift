@@ -1,0 +1,313 @@
+import Foundation
+import Logging
+import Yams
+
+/// The sections of the configuration file, read in order and cross-checked.
+extension Reader {
+    static let topKeys: Set<String> = ["server", "storage", "log", "locale", "endpoints", "notifiers", "routes", "templates"]
+
+    mutating func read(root: Node, loader: ConfigLoader) throws(ConfigError) -> HeraldConfig {
+        var server = HeraldConfig.Server()
+        var storage = HeraldConfig.Storage()
+        storage.path = "\(baseDirectory)/herald-data"
+        var log = HeraldConfig.Log()
+        var locale = HeraldLocale.en
+        var endpoints: [HeraldConfig.Endpoint] = []
+        var notifiers: [HeraldConfig.Notifier] = []
+        var routes: [HeraldConfig.Route] = []
+        var templates: [String: HeraldConfig.TemplateSource] = [:]
+        var routeNodes: [Node] = []
+        var sawEndpoints = false
+
+        for (key, keyNode, value) in try mapping(root, "", allowed: Self.topKeys) {
+            switch key {
+            case "server": server = try readServer(value)
+            case "storage": storage = try readStorage(value)
+            case "log": log = try readLog(value)
+            case "locale": locale = try readLocale(value, "locale")
+            case "endpoints": endpoints = try readEndpoints(value); sawEndpoints = true
+            case "notifiers": notifiers = try readNotifiers(value, loader: loader)
+            case "routes": (routes, routeNodes) = try readRoutes(value)
+            case "templates": templates = try readTemplates(value)
+            default: throw fail(keyNode, key, "unknown key")
+            }
+        }
+        guard sawEndpoints, !endpoints.isEmpty else {
+            throw fail(root, "endpoints", "at least one endpoint is required (e.g. - { path: /hooks/jicoo, secrets: [\"${JICOO_SECRET}\"] })")
+        }
+        let names = Set(notifiers.map(\.name))
+        for (i, route) in routes.enumerated() {
+            for (j, name) in route.notify.enumerated() where !names.contains(name) {
+                let node = self.node(at: ["notify", String(j)], in: routeNodes[i])
+                throw fail(node ?? routeNodes[i], "routes[\(i)].notify[\(j)]",
+                           "no notifier named \"\(name)\"; defined: \(names.sorted().joined(separator: ", "))")
+            }
+            if let t = route.template, templates[t] == nil {
+                throw fail(self.node(at: ["template"], in: routeNodes[i]), "routes[\(i)].template",
+                           "no template named \"\(t)\" under templates:")
+            }
+        }
+        let config = HeraldConfig(file: file, server: server, storage: storage, log: log, locale: locale,
+                                  endpoints: endpoints, notifiers: notifiers, routes: routes, templates: templates)
+        do { _ = try Renderer(config: config) } catch {
+            let path = "templates.\(error.template).\(error.part)"
+            throw fail(node(at: ["templates", error.template, error.part], in: root), path, "template does not compile: \(error.message)")
+        }
+        return config
+    }
+
+    func readServer(_ node: Node) throws(ConfigError) -> HeraldConfig.Server {
+        var s = HeraldConfig.Server()
+        for (key, _, v) in try mapping(node, "server", allowed: ["listen", "host", "port", "maxBodyBytes"]) {
+            let path = "server.\(key)"
+            switch key {
+            case "listen":
+                let text = try string(v, path)
+                guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+                    throw fail(v, path, "expected host:port such as 127.0.0.1:8080, found \"\(text)\"")
+                }
+                s.host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                s.port = port
+            case "host": s.host = try string(v, path)
+            case "port": s.port = try int(v, path, range: 0...65535)
+            default: s.maxBodyBytes = try int(v, path, range: 1024...(256 << 20))
+            }
+        }
+        return s
+    }
+
+    func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
+        var s = HeraldConfig.Storage()
+        s.path = "\(baseDirectory)/herald-data"
+        for (key, _, v) in try mapping(node, "storage", allowed: ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending"]) {
+            let path = "storage.\(key)"
+            switch key {
+            case "path":
+                let p = try string(v, path)
+                s.path = p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)"
+            case "memory": if try bool(v, path) { s.path = nil }
+            case "dedupeTTL": s.dedupeTTL = try duration(v, path)
+            case "retention": s.retention = try duration(v, path)
+            case "groupCommit": s.groupCommit = try bool(v, path)
+            default: s.maxPending = try int(v, path, range: 1...100_000_000)
+            }
+        }
+        return s
+    }
+
+    func readLog(_ node: Node) throws(ConfigError) -> HeraldConfig.Log {
+        var l = HeraldConfig.Log()
+        for (key, _, v) in try mapping(node, "log", allowed: ["level", "format"]) {
+            let text = try string(v, "log.\(key)")
+            if key == "level" {
+                guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                    throw fail(v, "log.level", "expected one of trace, debug, info, notice, warning, error, critical; found \"\(text)\"")
+                }
+                l.level = level
+            } else {
+                guard let format = HeraldConfig.Log.Format(rawValue: text) else {
+                    throw fail(v, "log.format", "expected text or json, found \"\(text)\"")
+                }
+                l.format = format
+            }
+        }
+        return l
+    }
+
+    func readLocale(_ node: Node, _ path: String) throws(ConfigError) -> HeraldLocale {
+        let text = try string(node, path)
+        guard let l = HeraldLocale(rawValue: text) else { throw fail(node, path, "expected ja or en, found \"\(text)\"") }
+        return l
+    }
+
+    func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
+        guard let seq = node.sequence else { throw fail(node, "endpoints", "expected a list of endpoints, found \(describe(node))") }
+        var out: [HeraldConfig.Endpoint] = []
+        var paths = Set<String>()
+        for (i, item) in seq.enumerated() {
+            let base = "endpoints[\(i)]"
+            var path: String?
+            var source = EventSource.jicoo
+            var schemeName: SignatureSchemeName?
+            var secrets: [Secret] = []
+            var tolerance: Duration = .seconds(300)
+            var header: String?
+            var eventField: String?
+            var dedupe = true
+            let allowed: Set<String> = ["path", "source", "scheme", "secrets", "secret", "secretsFile", "secretFile",
+                                        "tolerance", "header", "eventField", "dedupe"]
+            for (key, _, v) in try mapping(item, base, allowed: allowed) {
+                let p = "\(base).\(key)"
+                switch key {
+                case "path":
+                    let text = try string(v, p)
+                    guard text.hasPrefix("/"), !text.contains(" "), !text.contains("?") else {
+                        throw fail(v, p, "expected a URL path starting with /, found \"\(text)\"")
+                    }
+                    guard !["/healthz", "/readyz", "/metrics"].contains(text) else { throw fail(v, p, "\(text) is reserved by Herald") }
+                    guard paths.insert(text).inserted else { throw fail(v, p, "another endpoint already uses \(text)") }
+                    path = text
+                case "source":
+                    let text = try string(v, p)
+                    guard let s = EventSource(rawValue: text) else { throw fail(v, p, "expected jicoo or generic, found \"\(text)\"") }
+                    source = s
+                case "scheme":
+                    let text = try string(v, p)
+                    guard let s = SignatureSchemeName(rawValue: text) else {
+                        throw fail(v, p, "expected one of \(SignatureSchemeName.allCases.map(\.rawValue).joined(separator: ", ")); found \"\(text)\"")
+                    }
+                    schemeName = s
+                case "secrets", "secret":
+                    for (j, s) in try stringList(v, p).enumerated() {
+                        guard !s.isEmpty else { throw fail(v, "\(p)[\(j)]", "a secret must not be empty") }
+                        secrets.append(Secret(s))
+                    }
+                case "secretsFile", "secretFile":
+                    let lines = try readSecretFile(v, p).split(whereSeparator: \.isNewline)
+                        .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                    guard !lines.isEmpty else { throw fail(v, p, "the secret file is empty") }
+                    secrets += lines.map(Secret.init)
+                case "tolerance": tolerance = try duration(v, p)
+                case "header": header = try string(v, p)
+                case "eventField": eventField = try string(v, p)
+                default: dedupe = try bool(v, p)
+                }
+            }
+            guard let path else { throw fail(item, "\(base).path", "missing required key \"path\"") }
+            guard !secrets.isEmpty else {
+                throw fail(item, "\(base).secrets", "an endpoint needs at least one secret (secrets: or secretsFile:); unsigned webhooks are not accepted")
+            }
+            let name = schemeName ?? source.defaultScheme
+            let scheme = name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header)
+            out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme,
+                                             eventField: eventField, dedupe: dedupe))
+        }
+        return out
+    }
+
+    func readNotifiers(_ node: Node, loader: ConfigLoader) throws(ConfigError) -> [HeraldConfig.Notifier] {
+        var out: [HeraldConfig.Notifier] = []
+        for (name, _, value) in try mapping(node, "notifiers") {
+            let base = "notifiers.\(name)"
+            guard let m = value.mapping else { throw fail(value, base, "expected a mapping with kind: and settings, found \(describe(value))") }
+            guard let kindNode = m["kind"] else {
+                throw fail(value, "\(base).kind", "missing required key \"kind\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
+            }
+            let kind = try string(kindNode, "\(base).kind")
+            guard let type = loader.registry.plugin(kind: kind) else {
+                throw fail(kindNode, "\(base).kind", "unknown notifier kind \"\(kind)\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
+            }
+            var policy = DeliveryPolicy()
+            var settingsPairs: [(Node, Node)] = []
+            for (k, v) in m {
+                let key = k.scalar?.string ?? ""
+                let p = "\(base).\(key)"
+                switch key {
+                case "kind": continue
+                case "concurrency": policy.concurrency = try int(v, p, range: 1...1024)
+                case "timeout": policy.timeout = try duration(v, p)
+                case "retry": policy.retry = try readRetry(v, p)
+                default: settingsPairs.append((k, v))
+                }
+            }
+            let raw = Node.mapping(Node.Mapping(settingsPairs, m.tag, m.style, m.mark))
+            let settings = try resolvedSettings(raw, base, secretKeys: Set(type.secretKeys))
+            let context = PluginContext(
+                name: name, logger: Logger(label: "herald.notifier.\(name)"), baseDirectory: baseDirectory, shared: loader.shared)
+            let plugin: any NotifierPlugin
+            do { plugin = try Self.make(type, settings: settings, context: context) } catch {
+                throw decodingFailure(error, settings: settings, path: base)
+            }
+            out.append(HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy))
+        }
+        return out
+    }
+
+    static func make<P: NotifierPlugin>(_ type: P.Type, settings: Node, context: PluginContext) throws -> any NotifierPlugin {
+        let decoded = try YAMLDecoder().decode(P.Settings.self, from: settings)
+        return try P(settings: decoded, context: context)
+    }
+
+    func readRetry(_ node: Node, _ path: String) throws(ConfigError) -> RetryPolicy {
+        var r = RetryPolicy()
+        for (key, _, v) in try mapping(node, path, allowed: ["initial", "factor", "max", "giveUpAfter"]) {
+            let p = "\(path).\(key)"
+            switch key {
+            case "initial": r.initial = try duration(v, p)
+            case "max": r.maximum = try duration(v, p)
+            case "giveUpAfter": r.giveUpAfter = try duration(v, p)
+            default:
+                let text = try string(v, p)
+                guard let f = Double(text), f >= 1, f <= 100 else { throw fail(v, p, "expected a number between 1 and 100, found \"\(text)\"") }
+                r.factor = f
+            }
+        }
+        return r
+    }
+
+    func readRoutes(_ node: Node) throws(ConfigError) -> ([HeraldConfig.Route], [Node]) {
+        guard let seq = node.sequence else { throw fail(node, "routes", "expected a list of routes, found \(describe(node))") }
+        var out: [HeraldConfig.Route] = []
+        for (i, item) in seq.enumerated() {
+            let base = "routes[\(i)]"
+            var route = HeraldConfig.Route(events: [], notify: [])
+            for (key, _, v) in try mapping(item, base, allowed: ["events", "notify", "template", "locale", "options"]) {
+                let p = "\(base).\(key)"
+                switch key {
+                case "events": route.events = try stringList(v, p)
+                case "notify": route.notify = try stringList(v, p)
+                case "template": route.template = try string(v, p)
+                case "locale": route.locale = try readLocale(v, p)
+                default:
+                    for (k, _, ov) in try mapping(v, p) { route.options[k] = try string(ov, "\(p).\(k)") }
+                }
+            }
+            guard !route.events.isEmpty else { throw fail(item, "\(base).events", "a route needs events: (names, globs like guest_*, or \"*\")") }
+            guard !route.notify.isEmpty else { throw fail(item, "\(base).notify", "a route needs notify: (notifier names)") }
+            out.append(route)
+        }
+        return (out, seq.map { $0 })
+    }
+
+    func readTemplates(_ node: Node) throws(ConfigError) -> [String: HeraldConfig.TemplateSource] {
+        var out: [String: HeraldConfig.TemplateSource] = [:]
+        for (name, _, value) in try mapping(node, "templates") {
+            let base = "templates.\(name)"
+            var title: String?, text: String?, html: String?
+            for (key, _, v) in try mapping(value, base, allowed: ["title", "text", "html", "textFile", "htmlFile"]) {
+                let p = "\(base).\(key)"
+                switch key {
+                case "title": title = try string(v, p)
+                case "text": text = try string(v, p)
+                case "html": html = try string(v, p)
+                case "textFile": text = try readSecretFile(v, p)
+                default: html = try readSecretFile(v, p)
+                }
+            }
+            guard let title else { throw fail(value, "\(base).title", "missing required key \"title\"") }
+            guard let text else { throw fail(value, "\(base).text", "missing required key \"text\" (or textFile)") }
+            out[name] = HeraldConfig.TemplateSource(title: title, text: text, html: html)
+        }
+        return out
+    }
+}
+
+/// The notifier types a Herald binary knows, by kind. Built from a static list.
+public struct PluginRegistry: Sendable {
+    private let byKind: [String: any NotifierPlugin.Type]
+
+    /// Fails if two types claim the same kind.
+    public init(_ plugins: [any NotifierPlugin.Type]) throws(ConfigError) {
+        var map: [String: any NotifierPlugin.Type] = [:]
+        for p in plugins {
+            if let existing = map[p.kind] {
+                throw ConfigError(keyPath: "plugins", message: "notifier kind \"\(p.kind)\" is registered twice (\(existing) and \(p))")
+            }
+            map[p.kind] = p
+        }
+        byKind = map
+    }
+
+    public var kinds: [String] { byKind.keys.sorted() }
+    public func plugin(kind: String) -> (any NotifierPlugin.Type)? { byKind[kind] }
+}

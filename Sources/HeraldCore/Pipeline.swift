@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// The path of one webhook through Herald, without HTTP: verify, decode, route, journal,
+/// publish. The HTTP server maps each ``Outcome`` to a status code; everything that decides
+/// whether an event is accepted lives here.
+///
+/// ```
+/// receive(body, headers) ─ verify signature ─ decode ─ route ─ journal.append (durable)
+///     └─ 202 ─ bus.publish ─ Dispatcher (per notifier) ─ NotifierPlugin.deliver
+/// ```
+public final class Pipeline: Sendable {
+    public let config: HeraldConfig
+    public let journal: any Journal
+    public let bus: EventBus
+    public let router: Router
+    public let renderer: Renderer
+    /// One per configured notifier; run them in the service group.
+    public let dispatchers: [Dispatcher]
+    let logger: Logger
+    let undelivered: PendingCounter
+    let endpointsByPath: [String: HeraldConfig.Endpoint]
+
+    /// What happened to a webhook.
+    public enum Outcome: Sendable, Equatable {
+        /// Stored durably; `deliveries` notifiers will get it.
+        case accepted(eventID: String, deliveries: Int)
+        /// Seen before at this endpoint; nothing is sent again.
+        case duplicate(eventID: String)
+        case unknownEndpoint
+        case rejected(SignatureFailure)
+        case malformed(String)
+        /// Herald cannot keep more right now; the sender should retry after some seconds.
+        case unavailable(retryAfter: Int, reason: String)
+    }
+
+    public init(config: HeraldConfig, journal: any Journal, logger: Logger = Logger(label: "herald"),
+                shutdownGrace: Duration = .seconds(10), queueCapacity: Int = 1024) async throws {
+        self.config = config
+        self.journal = journal
+        self.logger = logger
+        bus = EventBus()
+        router = Router(routes: config.routes)
+        renderer = try Renderer(config: config)
+        endpointsByPath = Dictionary(config.endpoints.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        let recovered = try await journal.recoverInFlight()
+        if recovered > 0 { logger.notice("recovered \(recovered) deliveries that were in flight when Herald last stopped") }
+        let counter = PendingCounter(try await journal.undeliveredCount())
+        undelivered = counter
+        var dispatchers: [Dispatcher] = []
+        for notifier in config.notifiers {
+            let queue = bus.subscribe(notifier.name, capacity: queueCapacity)
+            dispatchers.append(Dispatcher(
+                notifier: notifier, queue: queue, journal: journal, renderer: renderer, router: router,
+                endpoints: config.endpoints, logger: logger, shutdownGrace: shutdownGrace,
+                onFinal: { counter.value.subtract(1, ordering: .relaxed) }))
+        }
+        self.dispatchers = dispatchers
+    }
+
+    /// The endpoint configured at `path`, if any.
+    public func endpoint(path: String) -> HeraldConfig.Endpoint? { endpointsByPath[path] }
+
+    /// Deliveries accepted but not yet delivered or dead.
+    public var undeliveredCount: Int { undelivered.value.load(ordering: .relaxed) }
+
+    /// Takes one webhook from start to durable acceptance.
+    ///
+    /// - Parameters:
+    ///   - header: looks a request header up by name (case-insensitive).
+    ///   - now: the time signatures are checked against.
+    public func receive(path: String, body: Data, header: (String) -> String?, now: Date = Date()) async -> Outcome {
+        guard let endpoint = endpointsByPath[path] else { return .unknownEndpoint }
+        let outcome = await receive(endpoint: endpoint, body: body, header: header, now: now)
+        let result: String
+        switch outcome {
+        case .accepted: result = "accepted"
+        case .duplicate: result = "duplicate"
+        case .rejected(let reason): result = reason.rawValue
+        case .malformed: result = "malformed"
+        case .unavailable: result = "unavailable"
+        case .unknownEndpoint: result = "unknown"
+        }
+        Counter(label: "herald_requests_total", dimensions: [("endpoint", path), ("result", result)]).increment()
+        return outcome
+    }
+
+    func receive(endpoint: HeraldConfig.Endpoint, body: Data, header: (String) -> String?, now: Date) async -> Outcome {
+        do {
+            try endpoint.scheme.verify(body: body, header: header, now: Int64(now.timeIntervalSince1970))
+        } catch {
+            logger.info("rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
+            return .rejected(error)
+        }
+        let event: Event
+        do {
+            event = try endpoint.source.decode(body: body, endpoint: endpoint.path, eventField: endpoint.eventField, receivedAt: now)
+        } catch {
+            return .malformed(error.reason)
+        }
+        for warning in event.warnings {
+            logger.warning("event field ignored: \(warning)", metadata: ["event": .string(event.id)])
+        }
+        let targets = router.targets(for: event.name).map(\.notifier)
+        if undelivered.value.load(ordering: .relaxed) + targets.count > config.storage.maxPending {
+            return .unavailable(retryAfter: 30, reason: "\(config.storage.maxPending) deliveries are waiting; try again later")
+        }
+        let dedupeKey = endpoint.dedupe ? endpoint.source.dedupeKey(for: event) : nil
+        let result: AppendResult
+        do {
+            result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets))
+        } catch {
+            logger.error("cannot store the event; answering 503: \(error)")
+            return .unavailable(retryAfter: 5, reason: "the journal cannot store events right now")
+        }
+        switch result {
+        case .duplicate(let original):
+            logger.info("duplicate webhook ignored", metadata: ["event": .string(original)])
+            return .duplicate(eventID: original)
+        case .accepted(let deliveries):
+            undelivered.value.add(deliveries.count, ordering: .relaxed)
+            let overflowed = bus.publish(event, deliveries: deliveries)
+            if !overflowed.isEmpty {
+                logger.notice("queues full, deliveries wait in the journal", metadata: ["notifiers": .string(overflowed.joined(separator: ","))])
+            }
+            if targets.isEmpty {
+                logger.notice("no route matches this event; stored but sent nowhere", metadata: ["event": .string(event.id), "name": .string(event.name)])
+            } else {
+                logger.info("accepted", metadata: ["event": .string(event.id), "name": .string(event.name), "deliveries": .stringConvertible(deliveries.count)])
+            }
+            return .accepted(eventID: event.id, deliveries: deliveries.count)
+        }
+    }
+}
+
+/// Deliveries accepted and not yet final, shared by the pipeline and its dispatchers.
+final class PendingCounter: Sendable {
+    let value: Atomic<Int>
+    init(_ initial: Int) { value = Atomic(initial) }
+}

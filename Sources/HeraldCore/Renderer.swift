@@ -1,0 +1,214 @@
+import Foundation
+import Mustache
+import Synchronization
+
+/// Turns an event into a ``HeraldNotification`` with Mustache templates.
+///
+/// Built-in templates cover every Jicoo event in English and Japanese; a route may name a
+/// user template instead. Title and text are rendered as plain text (no HTML escaping),
+/// `html` with HTML escaping. Times are shown in the booking's own time zone, e.g.
+/// `2026-11-27 (金) 14:00–15:00 JST`.
+///
+/// Template variables: `event`, `id`, `source`, `uid`, `status`, `guest.name`,
+/// `guest.email` (also `contact.…`), `when`, `date`, `startTime`, `endTime`, `timeZone`,
+/// `zone`, `start`/`end` (UTC, ISO 8601), `cancelReason`, `cancelledBy`, `answers`
+/// (`question`, `answer`), `tracking.*`, `fields` (`name`, `value`), `lead`, `title`
+/// (in text and html), and `raw.*`: the whole body as received.
+public struct Renderer: Sendable {
+    struct Compiled: Sendable {
+        let title: MustacheTemplate
+        let text: MustacheTemplate
+        let html: MustacheTemplate?
+        let lead: MustacheTemplate?
+    }
+
+    let defaultLocale: HeraldLocale
+    let builtIn: [HeraldLocale: [String: Compiled]]
+    let unknown: [HeraldLocale: Compiled]
+    let user: [String: Compiled]
+
+    /// A template that did not compile: which one, which part, and the parser's message.
+    public struct TemplateError: Error, Sendable, CustomStringConvertible {
+        public let template: String
+        public let part: String
+        public let message: String
+        public var description: String { "template \(template).\(part): \(message)" }
+    }
+
+    public init(config: HeraldConfig) throws(TemplateError) {
+        try self.init(templates: config.templates, defaultLocale: config.locale)
+    }
+
+    public init(templates: [String: HeraldConfig.TemplateSource] = [:], defaultLocale: HeraldLocale = .en) throws(TemplateError) {
+        self.defaultLocale = defaultLocale
+        func compile(_ source: String, text: Bool, name: String, part: String) throws(TemplateError) -> MustacheTemplate {
+            do {
+                return try MustacheTemplate(string: text ? "{{%CONTENT_TYPE:TEXT}}" + source : source)
+            } catch {
+                throw TemplateError(template: name, part: part, message: Self.describe(error))
+            }
+        }
+        let html = try compile(DefaultTemplates.html, text: false, name: "built-in", part: "html")
+        let body = try compile(DefaultTemplates.body, text: true, name: "built-in", part: "text")
+        var builtIn: [HeraldLocale: [String: Compiled]] = [:]
+        for (locale, table) in [(HeraldLocale.en, DefaultTemplates.en), (.ja, DefaultTemplates.ja)] {
+            for (event, t) in table {
+                builtIn[locale, default: [:]][event] = Compiled(
+                    title: try compile(t.title, text: true, name: event, part: "title"), text: body, html: html,
+                    lead: try compile(t.lead, text: true, name: event, part: "lead"))
+            }
+        }
+        var unknown: [HeraldLocale: Compiled] = [:]
+        for (locale, t) in DefaultTemplates.unknown {
+            unknown[locale] = Compiled(title: try compile(t.title, text: true, name: "unknown", part: "title"), text: body,
+                                       html: html, lead: try compile(t.lead, text: true, name: "unknown", part: "lead"))
+        }
+        var user: [String: Compiled] = [:]
+        for (name, source) in templates {
+            user[name] = Compiled(
+                title: try compile(source.title, text: true, name: name, part: "title"),
+                text: try compile(source.text, text: true, name: name, part: "text"),
+                html: try source.html.map { s throws(TemplateError) in try compile(s, text: false, name: name, part: "html") },
+                lead: nil)
+        }
+        self.builtIn = builtIn
+        self.unknown = unknown
+        self.user = user
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? MustacheTemplate.ParserError {
+            return "\(e.error) at line \(e.context.lineNumber), column \(e.context.columnNumber): \(e.context.line)"
+        }
+        return "\(error)"
+    }
+
+    /// Renders `event`. `template` names a user template; nil picks the built-in one.
+    public func render(_ event: Event, template: String? = nil, locale: HeraldLocale? = nil,
+                       options: [String: String] = [:]) -> HeraldNotification {
+        let locale = locale ?? defaultLocale
+        let compiled = template.flatMap { user[$0] } ?? builtIn[locale]?[event.name] ?? unknown[locale]!
+        let fields = Self.fields(for: event, locale: locale)
+        var context = Self.context(for: event, locale: locale)
+        context["fields"] = fields.map { ["name": $0.name, "value": $0.value] }
+        if let lead = compiled.lead { context["lead"] = lead.render(context) }
+        let title = compiled.title.render(context).trimmingCharacters(in: .whitespacesAndNewlines)
+            .replacingOccurrences(of: "\n", with: " ")
+        context["title"] = title
+        let text = compiled.text.render(context).trimmingCharacters(in: .whitespacesAndNewlines)
+        let html = compiled.html?.render(context)
+        return HeraldNotification(event: event, title: title, text: text, html: html, fields: fields,
+                            kind: HeraldNotification.Kind(eventName: event.name), locale: locale, routeOptions: options)
+    }
+
+    /// The labelled facts shown under a notification.
+    static func fields(for event: Event, locale: HeraldLocale) -> [HeraldNotification.Field] {
+        guard let b = event.booking else { return [HeraldNotification.Field(DefaultTemplates.label("event", locale), event.name)] }
+        var out: [HeraldNotification.Field] = []
+        if let when = TimeText.range(b.startedAt, b.endedAt, zone: b.timeZone, locale: locale) {
+            out.append(.init(DefaultTemplates.label("when", locale), when))
+        }
+        if let name = b.contact?.name, !name.isEmpty {
+            out.append(.init(DefaultTemplates.label("guest", locale), locale == .ja ? "\(name) 様" : name, short: true))
+        }
+        if let email = b.contact?.email, !email.isEmpty { out.append(.init(DefaultTemplates.label("email", locale), email, short: true)) }
+        if let reason = b.cancelReason, !reason.isEmpty { out.append(.init(DefaultTemplates.label("reason", locale), reason)) }
+        if let by = b.cancelledBy, !by.isEmpty, HeraldNotification.Kind(eventName: event.name) == .cancelled || event.name.hasSuffix("declined") {
+            let who = by == "host" ? DefaultTemplates.label("host", locale) : by == "guest" ? DefaultTemplates.label("guestWho", locale) : by
+            out.append(.init(DefaultTemplates.label("cancelledBy", locale), who, short: true))
+        }
+        for a in b.answers where !a.content.isEmpty {
+            out.append(.init(a.question, a.content.joined(separator: locale == .ja ? "、" : ", ")))
+        }
+        if let uid = b.uid { out.append(.init(DefaultTemplates.label("booking", locale), uid, short: true)) }
+        return out
+    }
+
+    /// Variables for templates.
+    static func context(for event: Event, locale: HeraldLocale) -> [String: Any] {
+        var c: [String: Any] = [
+            "event": event.name, "id": event.id, "source": event.source, "endpoint": event.endpoint,
+            "sourceLabel": event.source == "jicoo" ? "Jicoo" : "Webhook",
+            "receivedAt": ISO8601.format(event.receivedAt), "raw": event.payload.templateValue,
+        ]
+        guard let b = event.booking else { return c }
+        let guest: [String: Any] = ["name": b.contact?.name ?? "", "email": b.contact?.email ?? ""]
+        c["guest"] = guest
+        c["contact"] = guest
+        c["uid"] = b.uid ?? ""
+        c["eventTypeUid"] = b.eventTypeUid ?? ""
+        c["status"] = b.status ?? ""
+        c["timeZone"] = b.timeZone ?? "UTC"
+        c["cancelReason"] = b.cancelReason ?? ""
+        c["cancelledBy"] = b.cancelledBy ?? ""
+        c["tracking"] = b.tracking
+        c["answers"] = b.answers.map { ["question": $0.question, "answer": $0.content.joined(separator: ", ")] as [String: Any] }
+        if let when = TimeText.range(b.startedAt, b.endedAt, zone: b.timeZone, locale: locale) { c["when"] = when }
+        if let start = b.startedAt {
+            let parts = TimeText.parts(start, zone: b.timeZone, locale: locale)
+            c["date"] = parts.date
+            c["startTime"] = parts.time
+            c["zone"] = parts.zone
+            c["start"] = ISO8601.format(start)
+        }
+        if let end = b.endedAt {
+            c["endTime"] = TimeText.parts(end, zone: b.timeZone, locale: locale).time
+            c["end"] = ISO8601.format(end)
+        }
+        return c
+    }
+}
+
+/// Dates and times in a booking's time zone, without a `DateFormatter` per call.
+public enum TimeText {
+    static let weekdays: [HeraldLocale: [String]] = [
+        .en: ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"],
+        .ja: ["日", "月", "火", "水", "木", "金", "土"],
+    ]
+    private static let abbreviations = Mutex<[String: String]>([:])
+
+    /// `2026-11-27 (金)`, `14:00`, `JST` for an instant in a zone (UTC if the zone is unknown).
+    public static func parts(_ date: Date, zone: String?, locale: HeraldLocale) -> (date: String, time: String, zone: String) {
+        let tz = zone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
+        let local = Int(date.timeIntervalSince1970.rounded(.down)) + tz.secondsFromGMT(for: date)
+        var days = local / 86400
+        var rem = local % 86400
+        if rem < 0 { rem += 86400; days -= 1 }
+        let (y, m, d) = ISO8601.civilFromDays(days)
+        let weekday = weekdays[locale]![((days % 7) + 11) % 7]
+        let dateText = "\(y)-\(pad(m))-\(pad(d)) (\(weekday))"
+        return (dateText, "\(pad(rem / 3600)):\(pad(rem % 3600 / 60))", abbreviation(tz, at: date))
+    }
+
+    /// `2026-11-27 (金) 14:00–15:00 JST`; both dates when the end is on another day.
+    public static func range(_ start: Date?, _ end: Date?, zone: String?, locale: HeraldLocale) -> String? {
+        guard let start else { return nil }
+        let a = parts(start, zone: zone, locale: locale)
+        guard let end, end >= start else { return "\(a.date) \(a.time) \(a.zone)" }
+        let b = parts(end, zone: zone, locale: locale)
+        if a.date == b.date { return "\(a.date) \(a.time)–\(b.time) \(a.zone)" }
+        return "\(a.date) \(a.time) – \(b.date) \(b.time) \(b.zone)"
+    }
+
+    private static func pad(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+
+    /// A short zone name people recognise (JST, EST, CET), else `GMT+9`-style, else `UTC`.
+    static func abbreviation(_ tz: TimeZone, at date: Date) -> String {
+        if tz.identifier == "UTC" || tz.identifier == "GMT" { return "UTC" }
+        let key = "\(tz.identifier)|\(tz.isDaylightSavingTime(for: date))"
+        if let known = abbreviations.withLock({ $0[key] }) { return known }
+        var best = ""
+        for id in ["en_US", "ja_JP", "en_GB", "de_DE", "fr_FR"] {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: id)
+            f.timeZone = tz
+            f.dateFormat = "zzz"
+            let s = f.string(from: date)
+            if best.isEmpty { best = s }
+            if !s.hasPrefix("GMT") && !s.hasPrefix("UTC") { best = s; break }
+        }
+        if best.isEmpty { best = tz.identifier }
+        abbreviations.withLock { $0[key] = best }
+        return best
+    }
+}
