@@ -5,7 +5,6 @@
 #define OPENSSL_API_COMPAT 30000
 #define OPENSSL_NO_DEPRECATED 1
 
-#include <pthread.h>
 #include <stddef.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -14,17 +13,26 @@
 #include <openssl/rand.h>
 
 // The HMAC algorithm is fetched from the provider once per process; fetching costs more
-// than a whole HMAC over a 1 KB body.
-static EVP_MAC *herald_hmac_algorithm;
-static void herald_hmac_fetch(void) { herald_hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+// than a whole HMAC over a 1 KB body. (A function-local static: Swift's importer emits
+// inline functions but not file-scope statics.)
+static inline EVP_MAC *herald_hmac_algorithm(void) {
+    static EVP_MAC *cached = NULL;
+    EVP_MAC *mac = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (mac != NULL) return mac;
+    EVP_MAC *fetched = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (fetched == NULL) return NULL;
+    EVP_MAC *expected = NULL;
+    if (__atomic_compare_exchange_n(&cached, &expected, fetched, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return fetched;
+    EVP_MAC_free(fetched);
+    return expected;
+}
 
 /// A context keyed for HMAC-SHA256, to be duplicated per message. NULL on failure.
 static inline EVP_MAC_CTX *herald_hmac_sha256_keyed(const unsigned char *key, size_t key_len) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     static const unsigned char empty_key = 0;
-    pthread_once(&once, herald_hmac_fetch);
-    if (herald_hmac_algorithm == NULL) return NULL;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(herald_hmac_algorithm);
+    EVP_MAC *algorithm = herald_hmac_algorithm();
+    if (algorithm == NULL) return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(algorithm);
     if (ctx == NULL) return NULL;
     OSSL_PARAM params[2];
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);

@@ -55,6 +55,8 @@ public struct HeraldConfig: Sendable {
         public var source: EventSource
         public var schemeName: SignatureSchemeName
         public var scheme: any SignatureScheme
+        /// The secrets the scheme was built with (printed as `<redacted>`).
+        public var secrets: [Secret]
         /// For `generic` sources: the JSON field that holds the event name.
         public var eventField: String?
         /// Redeliveries of the same webhook are answered 200 and not sent again.

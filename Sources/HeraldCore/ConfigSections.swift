@@ -179,7 +179,7 @@ extension Reader {
             }
             let name = schemeName ?? source.defaultScheme
             let scheme = name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header)
-            out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme,
+            out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme, secrets: secrets,
                                              eventField: eventField, dedupe: dedupe))
         }
         return out

@@ -19,7 +19,7 @@ public final class Dispatcher: Service {
     let queue: DeliveryQueue
     let journal: any Journal
     let renderer: Renderer
-    let router: Router
+    let router: RouteTable
     let endpoints: [String: HeraldConfig.Endpoint]
     let logger: Logger
     let shutdownGrace: Duration
@@ -28,7 +28,7 @@ public final class Dispatcher: Service {
     private let stopping = Atomic<Bool>(false)
 
     public init(notifier: HeraldConfig.Notifier, queue: DeliveryQueue, journal: any Journal, renderer: Renderer,
-                router: Router, endpoints: [HeraldConfig.Endpoint], logger: Logger,
+                router: RouteTable, endpoints: [HeraldConfig.Endpoint], logger: Logger,
                 shutdownGrace: Duration = .seconds(10), sweepInterval: Duration = .milliseconds(500),
                 onFinal: @escaping @Sendable () -> Void = {}) {
         self.notifier = notifier
@@ -44,6 +44,9 @@ public final class Dispatcher: Service {
         self.sweepInterval = sweepInterval
         self.onFinal = onFinal
     }
+
+    /// Deliveries queued or running.
+    public var queueDepth: Int { queue.depth }
 
     public func run() async throws {
         await withGracefulShutdownHandler {

@@ -101,7 +101,7 @@ public final class DeliveryQueue: Sendable {
 ///
 /// Routes are tried in order; a notifier named by several matching routes gets the event
 /// once, rendered as the first of them says.
-public struct Router: Sendable {
+public struct RouteTable: Sendable {
     public struct Target: Sendable, Equatable {
         public var notifier: String
         public var template: String?

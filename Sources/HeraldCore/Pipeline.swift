@@ -15,7 +15,7 @@ public final class Pipeline: Sendable {
     public let config: HeraldConfig
     public let journal: any Journal
     public let bus: EventBus
-    public let router: Router
+    public let router: RouteTable
     public let renderer: Renderer
     /// One per configured notifier; run them in the service group.
     public let dispatchers: [Dispatcher]
@@ -42,7 +42,7 @@ public final class Pipeline: Sendable {
         self.journal = journal
         self.logger = logger
         bus = EventBus()
-        router = Router(routes: config.routes)
+        router = RouteTable(routes: config.routes)
         renderer = try Renderer(config: config)
         endpointsByPath = Dictionary(config.endpoints.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let recovered = try await journal.recoverInFlight()

@@ -1,0 +1,67 @@
+import ArgumentParser
+import ChatNotifiers
+import EmailNotifier
+import FileNotifier
+import Foundation
+import HeraldCore
+import Synchronization
+
+/// Herald's entry point. A binary registers its notifier plugins here, statically:
+///
+/// ```swift
+/// @main struct MyHerald {
+///     static func main() async {
+///         await Herald.main(plugins: Herald.builtInPlugins + [MyNotifier.self])
+///     }
+/// }
+/// ```
+public enum Herald {
+    /// The notifiers that ship with Herald.
+    public static let builtInPlugins: [any NotifierPlugin.Type] = [FileNotifier.self]
+
+    /// Runs the command line (`serve`, `check`, `sign`, `send-test`, …) with these plugins.
+    public static func main(plugins: [any NotifierPlugin.Type]) async {
+        registered.withLock { $0 = plugins }
+        await HeraldCommand.main()
+    }
+
+    static let registered = Mutex<[any NotifierPlugin.Type]>([])
+
+    /// The registry of the plugins passed to ``main(plugins:)``.
+    static func registry() throws(ConfigError) -> PluginRegistry {
+        try PluginRegistry(registered.withLock { $0 })
+    }
+}
+
+struct HeraldCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "herald",
+        abstract: "Turns signed webhooks (Jicoo bookings first) into email, chat and file notifications.",
+        discussion: "Start with: herald serve --config examples/herald.yaml",
+        subcommands: [ServeCommand.self, CheckCommand.self, SignCommand.self, SendTestCommand.self],
+        defaultSubcommand: nil
+    )
+}
+
+/// `--config`, shared by the commands that read the configuration.
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The configuration file (default: $HERALD_CONFIG, else herald.yaml).")
+    var config: String?
+
+    var path: String {
+        config ?? ProcessInfo.processInfo.environment["HERALD_CONFIG"] ?? "herald.yaml"
+    }
+
+    /// Loads and validates the configuration, or prints the error and exits 1.
+    func load(shared: SharedResources = SharedResources()) throws -> HeraldConfig {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("no configuration file at \(path); pass --config (try examples/herald.yaml)")
+        }
+        do {
+            return try ConfigLoader(registry: try Herald.registry(), shared: shared).load(file: path)
+        } catch {
+            FileHandle.standardError.write(Data("herald: configuration error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

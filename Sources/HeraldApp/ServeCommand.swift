@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import HeraldCore
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `herald serve`: the long-running bot.
+///
+/// One `ServiceGroup` owns everything. Services stop in reverse order of start: the HTTP
+/// server stops accepting first, then each dispatcher finishes (or parks) its deliveries,
+/// then plugins and shared clients close.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the webhook server and the notifiers.")
+
+    @OptionGroup var options: ConfigOption
+    @Option(help: "Listen on host:port instead of server.listen (port 0 picks a free port).")
+    var listen: String?
+    @Option(help: "How long running deliveries may take to finish on shutdown, in seconds.")
+    var shutdownGrace: Int = 10
+
+    func run() async throws {
+        let shared = SharedResources()
+        var config = try options.load(shared: shared)
+        if let listen {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+                throw ValidationError("--listen expects host:port, got \(listen)")
+            }
+            config.server.host = String(listen[..<colon])
+            config.server.port = port
+        }
+        LogSetup.bootstrap(config.log)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "herald")
+
+        let journal = try await openJournal(config.storage, logger: logger)
+        let pipeline = try await Pipeline(config: config, journal: journal, logger: logger,
+                                          shutdownGrace: .seconds(shutdownGrace))
+        let readiness = WebhookServer.Readiness()
+        let router = WebhookServer.router(pipeline: pipeline, readiness: readiness, metrics: {
+            Gauge(label: "herald_undelivered_deliveries").record(pipeline.undeliveredCount)
+            for d in pipeline.dispatchers {
+                Gauge(label: "herald_queue_depth", dimensions: [("notifier", d.notifier.name)]).record(d.queueDepth)
+            }
+            return registry.emitToString()
+        })
+        let host = config.server.host
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: config.server.port), serverName: "Herald"),
+            onServerRunning: { channel in
+                readiness.set(true)
+                let port = channel.localAddress?.port ?? 0
+                logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])
+            },
+            logger: Logger(label: "herald.http"))
+
+        var services: [any Service] = shared.all.compactMap { $0 as? any Service }
+        services += config.notifiers.compactMap { $0.plugin as? any Service }
+        services += pipeline.dispatchers
+        services.append(app)
+        services.append(ReadinessService(readiness: readiness))
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        logger.info("starting", metadata: [
+            "config": .string(config.file), "endpoints": .stringConvertible(config.endpoints.count),
+            "notifiers": .stringConvertible(config.notifiers.count),
+        ])
+        try await group.run()
+        logger.notice("stopped", metadata: ["undelivered": .stringConvertible(pipeline.undeliveredCount)])
+    }
+}
+
+/// Turns `/readyz` off as soon as shutdown begins (it is the last service, so it stops first).
+struct ReadinessService: Service {
+    let readiness: WebhookServer.Readiness
+    func run() async throws {
+        try? await gracefulShutdown()
+        readiness.set(false)
+    }
+}
+
+/// The journal the configuration asks for.
+func openJournal(_ storage: HeraldConfig.Storage, logger: Logger) async throws -> any Journal {
+    guard storage.path != nil else {
+        logger.warning("storage.memory is on: accepted events are lost if Herald stops before delivering them")
+        return MemoryJournal(dedupeTTL: storage.dedupeTTL)
+    }
+    return MemoryJournal(dedupeTTL: storage.dedupeTTL)
+}

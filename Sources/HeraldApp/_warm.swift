@@ -1,1 +1,0 @@
-import HeraldCore; import Hummingbird; import ArgumentParser; import AsyncHTTPClient; import Prometheus
