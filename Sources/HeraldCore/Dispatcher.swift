@@ -26,6 +26,7 @@ public final class Dispatcher: Service {
     let sweepInterval: Duration
     let onFinal: @Sendable () -> Void
     private let stopping = Atomic<Bool>(false)
+    private let running = Atomic<Int>(0)
 
     public init(notifier: HeraldConfig.Notifier, queue: DeliveryQueue, journal: any Journal, renderer: Renderer,
                 router: RouteTable, endpoints: [HeraldConfig.Endpoint], logger: Logger,
@@ -49,49 +50,52 @@ public final class Dispatcher: Service {
     public var queueDepth: Int { queue.depth }
 
     public func run() async throws {
+        let consumer = Task { await self.consume() }
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.sweep() }
-                await self.consume()
-                group.cancelAll()
+            await withTaskCancellationHandler {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await self.sweep() }
+                    await consumer.value
+                    group.cancelAll()
+                }
+            } onCancel: {
+                consumer.cancel()
             }
         } onGracefulShutdown: {
+            // Stop taking work now; running deliveries get `shutdownGrace`, then are cancelled
+            // (and written back as pending, or left in flight for recovery on the next start).
             self.stopping.store(true, ordering: .relaxed)
             self.queue.finish()
+            let grace = self.shutdownGrace
+            Task {
+                try? await Task.sleep(for: grace)
+                let running = self.running.load(ordering: .relaxed)
+                if running > 0 {
+                    self.logger.warning("shutdown deadline reached; \(running) deliveries stay pending for the next start")
+                    consumer.cancel()
+                }
+            }
         }
     }
 
-    private enum Finished { case delivery, deadline }
-
     /// Takes jobs off the queue with at most `concurrency` running.
     private func consume() async {
-        await withTaskGroup(of: Finished.self) { group in
-            var running = 0
+        await withTaskGroup(of: Void.self) { group in
+            var inGroup = 0
             for await job in queue.jobs {
                 if stopping.load(ordering: .relaxed) { queue.complete(job.id); continue }
-                while running >= notifier.policy.concurrency {
+                while inGroup >= notifier.policy.concurrency {
                     _ = await group.next()
-                    running -= 1
+                    inGroup -= 1
                 }
-                group.addTask { await self.process(job); return .delivery }
-                running += 1
-            }
-            // Shutting down: give running deliveries a deadline, then cancel them.
-            guard running > 0 else { return }
-            let grace = shutdownGrace
-            group.addTask { try? await Task.sleep(for: grace); return .deadline }
-            while let finished = await group.next() {
-                switch finished {
-                case .delivery:
-                    running -= 1
-                    if running == 0 { group.cancelAll() }
-                case .deadline:
-                    if running > 0 {
-                        logger.warning("shutdown deadline reached; \(running) deliveries stay pending for the next start")
-                        group.cancelAll()
-                    }
+                running.add(1, ordering: .relaxed)
+                group.addTask {
+                    await self.process(job)
+                    self.running.subtract(1, ordering: .relaxed)
                 }
+                inGroup += 1
             }
+            await group.waitForAll()
         }
     }
 

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import HeraldCore
+
+@Suite("Jicoo event decoding")
+struct EventTests {
+    @Test func everySharedBodyDecodes() throws {
+        let names = Fixtures.eventNames
+        #expect(names.count == 11)
+        for name in names {
+            let event = try Fixtures.event(name)
+            #expect(event.source == "jicoo")
+            #expect(event.booking?.uid != nil, "\(name)")
+            #expect(event.booking?.startedAt != nil, "\(name)")
+            #expect(event.id.hasPrefix("evt_"))
+            #expect(event.body == (try Fixtures.eventBody(name)))
+        }
+    }
+
+    @Test func documentedEventsHaveTheirNames() throws {
+        for name in ["guest_booked", "guest_rescheduled", "guest_cancelled", "host_rescheduled", "host_cancelled",
+                     "guest_booking_request_created", "host_booking_request_accepted", "host_booking_request_declined"] {
+            #expect(try Fixtures.event(name).name == name)
+        }
+    }
+
+    @Test func bookingFieldsAreTyped() throws {
+        let e = try Fixtures.event("guest_cancelled")
+        let b = try #require(e.booking)
+        #expect(b.contact?.name == "山田 太郎")
+        #expect(b.contact?.email == "taro.yamada@example.jp")
+        #expect(b.cancelReason == "別の予定が入ったため")
+        #expect(b.cancelledBy == "guest")
+        #expect(b.startedAt == Date(timeIntervalSince1970: 1795755600))
+        #expect(b.cancelledAt == ISO8601.parse("2026-11-22T03:04:04.900Z"))
+        #expect(b.answers.map(\.question) == ["ご相談内容", "How did you find out?"])
+        #expect(b.answers[1].content == ["SNS", "Friend"])
+        #expect(b.tracking["utm_source"] == "twitter")
+        #expect(e.occurredAt == ISO8601.parse("2026-11-22T03:04:05Z"))
+        #expect(e.warnings.isEmpty)
+    }
+
+    @Test func malformedDateBecomesNilWithAWarning() throws {
+        let e = try Fixtures.event("seed_example")
+        #expect(e.name == "guest_booked")
+        #expect(e.booking?.cancelledAt == nil)
+        #expect(e.booking?.cancelReason == "Another meeting scheduled")
+        #expect(e.warnings.count == 1)
+        #expect(e.warnings.first?.contains("cancelledAt") == true)
+    }
+
+    @Test func missingOptionalsAreNil() throws {
+        let e = try Fixtures.event("minimal_missing_optionals")
+        #expect(e.booking?.cancelReason == nil)
+        #expect(e.booking?.cancelledAt == nil)
+        #expect(e.booking?.answers.isEmpty == true)
+        #expect(e.booking?.tracking.isEmpty == true)
+        #expect(e.warnings.isEmpty)
+    }
+
+    @Test func unknownEventNameIsKept() throws {
+        let e = try Fixtures.event("unknown_event")
+        #expect(e.name == "guest_no_show")
+        #expect(HeraldNotification.Kind(eventName: e.name) == .other)
+    }
+
+    @Test func rawJSONStaysAvailable() throws {
+        let e = try Fixtures.event("guest_booked")
+        #expect(e.payload["object"]?["tracking"]?["utm_term"] == .string("howto"))
+        #expect(e.payload["object"]?["cancelReason"] == .null)
+    }
+
+    @Test func malformedBodiesAreErrors() {
+        #expect(throws: DecodeError.self) { try EventSource.jicoo.decode(body: Data("{not json".utf8), endpoint: "/x") }
+        #expect(throws: DecodeError.self) { try EventSource.jicoo.decode(body: Data("[1,2]".utf8), endpoint: "/x") }
+        #expect(throws: DecodeError.self) { try EventSource.jicoo.decode(body: Data(#"{"object":{}}"#.utf8), endpoint: "/x") }
+        let odd = try? EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"uid":5,"contact":null,"answers":"x"}}"#.utf8), endpoint: "/x")
+        #expect(odd?.booking?.uid == "5")
+        #expect(odd?.booking?.contact == nil)
+    }
+
+    @Test func genericSourceReadsTheNameField() throws {
+        let e = try EventSource.generic.decode(body: Data(#"{"type":"invoice.paid"}"#.utf8), endpoint: "/g")
+        #expect(e.name == "invoice.paid")
+        let f = try EventSource.generic.decode(body: Data(#"{"kind":"x"}"#.utf8), endpoint: "/g", eventField: "kind")
+        #expect(f.name == "x")
+    }
+
+    @Test func jicooDedupeKeyIgnoresCreatedAt() throws {
+        let a = try Fixtures.event("guest_booked")
+        var text = try #require(String(data: try Fixtures.eventBody("guest_booked"), encoding: .utf8))
+        text = text.replacingOccurrences(of: "2026-11-20T01:15:43.000Z", with: "2026-11-20T01:20:00.000Z")
+        let b = try EventSource.jicoo.decode(body: Data(text.utf8), endpoint: "/hooks/jicoo")
+        #expect(EventSource.jicoo.dedupeKey(for: a) == EventSource.jicoo.dedupeKey(for: b))
+        #expect(EventSource.jicoo.dedupeKey(for: a) == "guest_booked|bk_7Qx2mZp9|2026-11-20T01:15:42.341Z")
+        let c = try Fixtures.event("guest_cancelled")
+        #expect(EventSource.jicoo.dedupeKey(for: a) != EventSource.jicoo.dedupeKey(for: c))
+        #expect(EventSource.generic.dedupeKey(for: a).hasPrefix("sha256:"))
+    }
+
+    @Test func iso8601Parsing() {
+        #expect(ISO8601.parse("2026-11-27T05:00:00Z") == Date(timeIntervalSince1970: 1795755600))
+        #expect(ISO8601.parse("2026-11-27T14:00:00+09:00") == Date(timeIntervalSince1970: 1795755600))
+        #expect(ISO8601.parse("2026-11-27T05:00:00.250Z")?.timeIntervalSince1970 == 1795755600.25)
+        #expect(ISO8601.parse("2019-08-294T14:01:01.000Z") == nil)
+        #expect(ISO8601.parse("2026-02-30T00:00:00Z") == nil)
+        #expect(ISO8601.parse("2026-11-27") == nil)
+        #expect(ISO8601.format(Date(timeIntervalSince1970: 1795755600)) == "2026-11-27T05:00:00Z")
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+@testable import HeraldCore
+
+/// The pipeline with real parts (config, journal, bus, dispatchers) and recording notifiers.
+struct Harness {
+    let pipeline: Pipeline
+    let log: DeliveryLog
+    let secret = "test-secret"
+
+    init(_ notifiers: String, routes: String = "  - { events: [\"*\"], notify: [fast, slow] }", extra: String = "",
+         journal: (any Journal)? = nil) async throws {
+        let shared = SharedResources()
+        let yaml = """
+            storage: { memory: true \(extra) }
+            endpoints: [{ path: /hooks/jicoo, secrets: [\(secret)] }]
+            notifiers:
+            \(notifiers)
+            routes:
+            \(routes)
+            """
+        let config = try ConfigLoader.testing(shared: shared).load(yaml: yaml)
+        log = shared.get(DeliveryLog.self) { DeliveryLog() }
+        pipeline = try await Pipeline(config: config, journal: journal ?? MemoryJournal(), shutdownGrace: .seconds(2))
+    }
+
+    func signed(_ name: String, now: Date = Date()) throws -> (Data, (String) -> String?) {
+        let body = try Fixtures.eventBody(name)
+        let h = JicooSignature(secrets: [Secret(secret)]).sign(body: body, timestamp: Int64(now.timeIntervalSince1970), id: "")
+        return (body, headers([h[0].name: h[0].value]))
+    }
+
+    /// Runs the dispatchers while `body` runs, then shuts them down gracefully.
+    func running(_ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let services = pipeline.dispatchers.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+            let serviceGroup = ServiceGroup(configuration: .init(services: services, logger: Logger(label: "test")))
+            group.addTask { try await serviceGroup.run() }
+            try await body()
+            await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+}
+
+func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+@Suite("Pipeline, bus and dispatcher")
+struct PipelineTests {
+    @Test func acceptedEventReachesEveryRoutedNotifier() async throws {
+        let h = try await Harness("""
+              fast: { kind: recording, label: fast }
+              slow: { kind: recording, label: slow }
+            """)
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            let outcome = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            guard case .accepted(let id, 2) = outcome else { Issue.record("unexpected \(outcome)"); return }
+            #expect(try await waitUntil { h.log.count("fast") == 1 && h.log.count("slow") == 1 })
+            let n = try #require(h.log.entries.withLock { $0.first })
+            #expect(n.notification.event.id == id)
+            #expect(n.notification.deliveryKey == "\(id).\(n.notifier)")
+            #expect(n.notification.title.hasPrefix("New booking"))
+        }
+        #expect(h.pipeline.undeliveredCount == 0)
+    }
+
+    @Test func rejectionsAndDuplicates() async throws {
+        let h = try await Harness("  fast: { kind: recording, label: fast }\n  slow: { kind: recording, label: slow }")
+        let (body, hdr) = try h.signed("guest_booked")
+        #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: body + Data(" ".utf8), header: hdr) == .rejected(.signatureMismatch))
+        #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: headers([:])) == .rejected(.missingHeader))
+        let old = try h.signed("guest_booked", now: Date().addingTimeInterval(-600))
+        #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: old.0, header: old.1) == .rejected(.timestampOutsideTolerance))
+        #expect(await h.pipeline.receive(path: "/nope", body: body, header: hdr) == .unknownEndpoint)
+        let junk = Data("{oops".utf8)
+        let junkHeader = JicooSignature(secrets: [Secret(h.secret)]).sign(body: junk, timestamp: Int64(Date().timeIntervalSince1970), id: "")[0]
+        guard case .malformed = await h.pipeline.receive(path: "/hooks/jicoo", body: junk, header: headers([junkHeader.name: junkHeader.value])) else {
+            Issue.record("malformed JSON must be refused"); return
+        }
+        guard case .accepted(let first, _) = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+            Issue.record("expected accepted"); return
+        }
+        #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) == .duplicate(eventID: first))
+    }
+
+    /// A notifier that takes 5 s per delivery must not hold back one that is fast.
+    @Test func slowNotifierDoesNotDelayOthers() async throws {
+        let began = ContinuousClock.now
+        defer { #expect(ContinuousClock.now - began < .seconds(4.5)) }
+        let h = try await Harness("""
+              fast: { kind: recording, label: fast, concurrency: 1 }
+              slow: { kind: recording, label: slow, concurrency: 1 }
+            """)
+        h.log.delays.withLock { $0["slow"] = .seconds(5) }
+        try await h.running { () async throws in
+            let started = ContinuousClock.now
+            for name in ["guest_booked", "guest_cancelled", "guest_rescheduled", "host_cancelled", "host_rescheduled"] {
+                let (body, hdr) = try h.signed(name)
+                guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                    Issue.record("not accepted"); return
+                }
+            }
+            #expect(try await waitUntil(.seconds(3)) { h.log.count("fast") == 5 })
+            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(h.log.count("slow") == 0)
+        }
+        // Shutdown waited the 2 s grace for the slow delivery, not its 5 s.
+        #expect(h.log.count("slow") == 0)
+    }
+
+    @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        // Before the dispatcher runs, its queue (capacity 1024) fills; the rest waits in the journal.
+        let event = try Fixtures.event("guest_booked")
+        for i in 0..<1030 {
+            let r = try await journal.append(JournalEntry(event: event, dedupeKey: "k\(i)", notifiers: ["fast"]))
+            guard case .accepted(let ids) = r else { continue }
+            let overflowed = h.pipeline.bus.publish(event, deliveries: ids)
+            #expect(overflowed == (i < 1024 ? [] : ["fast"]))
+        }
+        try await h.running { () async throws in
+            #expect(try await waitUntil { h.log.count("fast") == 1030 })
+        }
+        #expect(try await journal.undeliveredCount() == 0)
+    }
+
+    @Test func retryableFailuresAreRetriedAndRetryAfterWins() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("""
+              fast: { kind: recording, label: fast, retry: { initial: 100ms, factor: 2, max: 1s } }
+            """, routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.failures.withLock { $0["fast"] = [.retryable("busy"), .retryable("rate limited", after: .seconds(1))] }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            let started = ContinuousClock.now
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil { try await journal.deliveries(state: .delivered, notifier: "fast", limit: 1).count == 1 })
+            #expect(h.log.count("fast") == 1)
+            #expect(ContinuousClock.now - started >= .seconds(1))
+            let record = try #require(try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first)
+            #expect(record.state == .delivered)
+            #expect(record.attempts == 3)
+            #expect(h.log.entries.withLock { $0.first?.notification.attempt } == 3)
+        }
+    }
+
+    @Test func permanentFailureIsDeadAndCanBeRetried() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.failures.withLock { $0["fast"] = [.permanent("400 bad request")] }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 5).count == 1 })
+            let dead = try await journal.deliveries(state: .dead, notifier: nil, limit: 5)[0]
+            #expect(dead.lastError == "permanent: 400 bad request")
+            #expect(h.log.count("fast") == 0)
+            #expect(try await journal.retry(ids: nil, allDead: true) == 1)
+            #expect(try await waitUntil { h.log.count("fast") == 1 })
+        }
+    }
+
+    @Test func timeoutCountsAsRetryable() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast, timeout: 200ms, retry: { initial: 50ms } }",
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.delays.withLock { $0["fast"] = .seconds(30) }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil {
+                (try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first?.lastError ?? "").contains("timed out")
+            })
+            h.log.delays.withLock { $0["fast"] = nil }
+            #expect(try await waitUntil { h.log.count("fast") == 1 })
+        }
+    }
+
+    @Test func giveUpAfterMakesItDead() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 500ms } }",
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.failures.withLock { $0["fast"] = [.retryable("down", after: .seconds(2))] }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 1).count == 1 })
+            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after 1 attempts") == true)
+        }
+    }
+
+    @Test func inFlightDeliveriesAreRecoveredOnStart() async throws {
+        let journal: any Journal = MemoryJournal()
+        let event = try Fixtures.event("guest_booked")
+        guard case .accepted(let ids) = try await journal.append(JournalEntry(event: event, dedupeKey: nil, notifiers: ["fast"])) else {
+            Issue.record("not accepted"); return
+        }
+        try await journal.markDelivering(ids["fast"]!)   // the process died here
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        #expect(h.pipeline.undeliveredCount == 1)
+        try await h.running { () async throws in
+            #expect(try await waitUntil { h.log.count("fast") == 1 })
+        }
+        let record = try #require(try await journal.delivery(id: ids["fast"]!))
+        #expect(record.state == .delivered)
+        #expect(record.attempts == 2)
+    }
+
+    @Test func saturationAnswersUnavailable() async throws {
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }",
+                                  extra: ", maxPending: 2")
+        for (i, name) in ["guest_booked", "guest_cancelled", "host_cancelled"].enumerated() {
+            let (body, hdr) = try h.signed(name)
+            let outcome = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            if i < 2 {
+                guard case .accepted = outcome else { Issue.record("expected accepted, got \(outcome)"); return }
+            } else {
+                guard case .unavailable(let after, _) = outcome else { Issue.record("expected 503, got \(outcome)"); return }
+                #expect(after > 0)
+            }
+        }
+    }
+
+    @Test func retryScheduleIsFullJitterWithinTheCeiling() {
+        let p = RetryPolicy()
+        #expect(p.ceiling(forRetry: 1) == .seconds(5))
+        #expect(p.ceiling(forRetry: 2) == .seconds(15))
+        #expect(p.ceiling(forRetry: 3) == .seconds(45))
+        #expect(p.ceiling(forRetry: 10) == .seconds(3600))
+        #expect(p.delay(forRetry: 2, random: { $0.upperBound }) == .seconds(15))
+        #expect(p.delay(forRetry: 2, random: { $0.lowerBound }) == .zero)
+        #expect(p.delay(forRetry: 5, hint: .seconds(2)) == .seconds(2))
+        for _ in 0..<100 { #expect(p.delay(forRetry: 3) <= .seconds(45)) }
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+@testable import HeraldCore
+
+@Suite("Rendering")
+struct RendererTests {
+    let renderer = try! Renderer()
+
+    @Test func japaneseBookingInTokyoTime() throws {
+        let n = renderer.render(try Fixtures.event("guest_booked"), locale: .ja)
+        #expect(n.title == "新しい予約: 山田 太郎 様 — 2026-11-27 (金) 14:00–15:00 JST")
+        #expect(n.text.contains("日時: 2026-11-27 (金) 14:00–15:00 JST"))
+        #expect(n.text.contains("メール: taro.yamada@example.jp"))
+        #expect(n.text.contains("ご相談内容: 料金プランについて"))
+        #expect(n.kind == .booked)
+        #expect(n.locale == .ja)
+        #expect(n.fields.first?.name == "日時")
+    }
+
+    @Test func englishAndOtherZones() throws {
+        let n = renderer.render(try Fixtures.event("host_cancelled"), locale: .en)
+        #expect(n.title == "Cancelled by host: Jane Doe — 2026-11-27 (Fri) 00:00–01:00 EST")
+        #expect(n.text.contains("Cancel reason: Host unavailable"))
+        #expect(n.text.contains("Cancelled by: host"))
+        #expect(n.kind == .cancelled)
+    }
+
+    @Test func everyDocumentedEventHasBothLanguages() throws {
+        for name in ["guest_booked", "guest_rescheduled", "guest_cancelled", "host_rescheduled", "host_cancelled",
+                     "guest_booking_request_created", "host_booking_request_accepted", "host_booking_request_declined"] {
+            let event = try Fixtures.event(name)
+            for locale in HeraldLocale.allCases {
+                let n = renderer.render(event, locale: locale)
+                #expect(!n.title.isEmpty && !n.title.contains("{{"), "\(name) \(locale)")
+                #expect(n.text.contains(locale == .ja ? "日時" : "When"), "\(name) \(locale)")
+                #expect(n.html?.contains("<table") == true)
+            }
+        }
+        let rescheduled = renderer.render(try Fixtures.event("host_rescheduled"), locale: .ja)
+        #expect(rescheduled.title.contains("2026-11-29 (日) 16:00–17:00 JST"))
+    }
+
+    @Test func unknownEventsStillRender() throws {
+        let n = renderer.render(try Fixtures.event("unknown_event"), locale: .en)
+        #expect(n.title == "Jicoo event guest_no_show: 山田 太郎")
+        #expect(n.kind == .other)
+    }
+
+    @Test func cancelReasonAndNonASCIISurviveWithoutEscapingInText() throws {
+        let n = renderer.render(try Fixtures.event("guest_cancelled"), locale: .ja)
+        #expect(n.text.contains("キャンセル理由: 別の予定が入ったため"))
+        let custom = try Renderer(templates: ["t": .init(title: "{{guest.name}} <{{guest.email}}> & co", text: "{{raw.object.tracking.utm_source}}", html: "<b>{{guest.name}} & {{cancelReason}}</b>")])
+        let c = custom.render(try Fixtures.event("guest_cancelled"), template: "t")
+        #expect(c.title == "山田 太郎 <taro.yamada@example.jp> & co")
+        #expect(c.text == "twitter")
+        #expect(c.html == "<b>山田 太郎 & 別の予定が入ったため</b>")  // template text is not escaped, variables are
+    }
+
+    @Test func htmlIsEscaped() throws {
+        var text = try #require(String(data: try Fixtures.eventBody("guest_booked"), encoding: .utf8))
+        text = text.replacingOccurrences(of: "山田 太郎", with: "<script>x</script>")
+        let event = try EventSource.jicoo.decode(body: Data(text.utf8), endpoint: "/h")
+        let n = renderer.render(event, locale: .en)
+        #expect(n.html?.contains("<script>") == false)
+        #expect(n.html?.contains("&lt;script&gt;") == true)
+        #expect(n.title.contains("<script>x</script>"))
+    }
+
+    @Test func rangesAcrossMidnightShowBothDates() {
+        let start = ISO8601.parse("2026-11-27T14:30:00Z")!
+        let end = ISO8601.parse("2026-11-27T15:30:00Z")!
+        #expect(TimeText.range(start, end, zone: "Asia/Tokyo", locale: .ja) == "2026-11-27 (金) 23:30 – 2026-11-28 (土) 00:30 JST")
+        #expect(TimeText.range(start, nil, zone: nil, locale: .en) == "2026-11-27 (Fri) 14:30 UTC")
+    }
+}
