@@ -111,7 +111,7 @@ let package = Package(
             name: "custom-herald",
             dependencies: ["HeraldApp", "HeraldCore"],
             path: "examples/CustomNotifier",
-            exclude: ["README.md"],
+            exclude: ["README.md", "herald.yaml"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "HeraldAppTests",
             dependencies: [
-                "HeraldApp", "HeraldCore", "herald",
+                "HeraldApp", "HeraldCore", "herald", "custom-herald",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -28,6 +28,13 @@ public struct FileNotifier: NotifierPlugin {
         public var fsync: Bool?
         public var maxBytes: Int?
         public var keep: Int?
+
+        public init(path: String, fsync: Bool? = nil, maxBytes: Int? = nil, keep: Int? = nil) {
+            self.path = path
+            self.fsync = fsync
+            self.maxBytes = maxBytes
+            self.keep = keep
+        }
     }
 
     let writer: LineWriter

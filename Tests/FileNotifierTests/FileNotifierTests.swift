@@ -1,0 +1,111 @@
+import FileNotifier
+import Foundation
+import Logging
+import Testing
+import HeraldCore
+
+@Suite("File notifier")
+struct FileNotifierTests {
+    static let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/vectors/jicoo-events")
+
+    func tempDir() -> String {
+        let path = NSTemporaryDirectory() + "herald-file-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    func notifier(_ dir: String, _ settings: FileNotifier.Settings) throws -> FileNotifier {
+        try FileNotifier(settings: settings, context: PluginContext(
+            name: "audit", logger: Logger(label: "test"), baseDirectory: dir, shared: SharedResources()))
+    }
+
+    func notification(_ name: String = "guest_booked", key: String = "k") throws -> HeraldNotification {
+        let body = try Data(contentsOf: Self.vectors.appendingPathComponent("\(name).json"))
+        let event = try EventSource.jicoo.decode(body: body, endpoint: "/hooks/jicoo")
+        return try Renderer().render(event, locale: .ja).with(key: key)
+    }
+
+    func lines(_ path: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+    }
+
+    @Test func writesOneJSONLinePerNotification() async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl", fsync: true))
+        let note = try notification("guest_cancelled", key: "evt_1.audit")
+        try await n.deliver(note)
+        let all = try lines("\(dir)/out.jsonl")
+        #expect(all.count == 1)
+        let line = all[0]
+        #expect(line["eventId"] as? String == note.event.id)
+        #expect(line["event"] as? String == "guest_cancelled")
+        #expect(line["notifier"] as? String == "audit")
+        #expect(line["deliveryKey"] as? String == "evt_1.audit")
+        #expect((line["title"] as? String)?.contains("山田 太郎") == true)
+        #expect((line["text"] as? String)?.contains("別の予定が入ったため") == true)
+        let raw = try #require(line["raw"] as? [String: Any])
+        #expect((raw["object"] as? [String: Any])?["uid"] as? String == "bk_7Qx2mZp9")
+        #expect(line["receivedAt"] as? String != nil)
+    }
+
+    @Test func concurrentDeliveriesNeverInterleave() async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl"))
+        let note = try notification()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<500 { group.addTask { try await n.deliver(note.with(key: "key-\(i)")) } }
+            try await group.waitForAll()
+        }
+        let keys = try lines("\(dir)/out.jsonl").compactMap { $0["deliveryKey"] as? String }
+        #expect(keys.count == 500)
+        #expect(Set(keys).count == 500)
+    }
+
+    @Test func rotatesBySizeAndKeepsACount() async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl", maxBytes: 4000, keep: 2))
+        for i in 0..<20 { try await n.deliver(try notification().with(key: "k\(i)")) }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(files == ["out.jsonl", "out.jsonl.1", "out.jsonl.2"])
+        for f in files {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: "\(dir)/\(f)")[.size] as? Int)
+            #expect(size <= 4000)
+            #expect(try lines("\(dir)/\(f)").count >= 1)
+        }
+        // The newest line is in the live file.
+        #expect(try lines("\(dir)/out.jsonl").last?["deliveryKey"] as? String == "k19")
+    }
+
+    @Test func appendsToAnExistingFile() async throws {
+        let dir = tempDir()
+        try "{\"existing\":true}\n".write(toFile: "\(dir)/out.jsonl", atomically: true, encoding: .utf8)
+        try await notifier(dir, .init(path: "out.jsonl")).deliver(try notification())
+        #expect(try lines("\(dir)/out.jsonl").count == 2)
+    }
+
+    @Test func badSettingsAreConfigErrors() throws {
+        let dir = tempDir()
+        #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "/nonexistent-dir/x.jsonl")) }
+        #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "x", keep: 0)) }
+        #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "")) }
+    }
+
+    @Test func unwritableFileIsARetryableDeliveryError() async throws {
+        let dir = tempDir()
+        try FileManager.default.createDirectory(atPath: "\(dir)/blocked.jsonl", withIntermediateDirectories: true)
+        let n = try notifier(dir, .init(path: "blocked.jsonl"))
+        let error = await #expect(throws: DeliveryError.self) { try await n.deliver(try notification()) }
+        #expect(error?.isRetryable == true)
+    }
+}
+
+extension HeraldNotification {
+    func with(key: String) -> HeraldNotification {
+        var copy = self
+        copy.deliveryKey = key
+        return copy
+    }
+}

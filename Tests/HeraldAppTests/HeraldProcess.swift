@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import HeraldCore
+import NIOCore
+import Synchronization
+
+/// The real `herald` binary, started as a user would, on a free loopback port.
+final class HeraldProcess: Sendable {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let sharedVectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors")
+
+    /// The `herald` executable next to the test bundle.
+    static var binary: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("herald").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return repoRoot.appendingPathComponent(".build/debug/herald").path
+    }
+
+    let process: Process
+    private let output: OutputBuffer
+    let port: Int
+
+    /// Starts `herald serve --config <config> --listen 127.0.0.1:0` and waits until it listens.
+    init(config: String, environment: [String: String] = [:], extraArguments: [String] = [],
+         binary: String = HeraldProcess.binary) async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0"] + extraArguments
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b }
+        let pipe = Pipe()
+        p.standardError = pipe
+        p.standardOutput = pipe
+        process = p
+        let sink = OutputBuffer()
+        output = sink
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { sink.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try p.run()
+        var found = 0
+        let deadline = ContinuousClock.now + .seconds(30)
+        while found == 0, ContinuousClock.now < deadline, p.isRunning {
+            if let match = sink.text.withLock({ $0.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) }) {
+                found = Int(match.1) ?? 0
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        port = found
+        if found == 0 {
+            p.terminate()
+            throw HeraldProcessError(message: "herald did not start: \(sink.text.withLock { $0 })")
+        }
+    }
+
+    var log: String { output.text.withLock { $0 } }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(20)) async throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            throw HeraldProcessError(message: "herald did not exit within \(timeout)")
+        }
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+struct HeraldProcessError: Error, CustomStringConvertible { let message: String; var description: String { message } }
+
+/// Posts a body signed the Jicoo way, as Jicoo would.
+func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = Int64(Date().timeIntervalSince1970)) async throws -> (Int, String) {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    for h in JicooSignature(secrets: [Secret(secret)]).sign(body: body, timestamp: timestamp, id: "") {
+        request.headers.add(name: h.name, value: h.value)
+    }
+    request.body = .bytes(ByteBuffer(bytes: body))
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+    return (Int(response.status.code), text)
+}
+
+func tempDir() -> String {
+    let path = NSTemporaryDirectory() + "herald-app-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+func jsonLines(_ path: String) -> [[String: Any]] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+}
+
+func waitUntil(_ timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(25))
+    }
+    return try await condition()
+}
+
+/// What the process printed, collected as it arrives.
+final class OutputBuffer: Sendable {
+    let text = Mutex<String>("")
+}
