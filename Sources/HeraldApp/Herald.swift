@@ -38,7 +38,8 @@ struct HeraldCommand: AsyncParsableCommand {
         commandName: "herald",
         abstract: "Turns signed webhooks (Jicoo bookings first) into email, chat and file notifications.",
         discussion: "Start with: herald serve --config examples/herald.yaml",
-        subcommands: [ServeCommand.self, CheckCommand.self, SignCommand.self, SendTestCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, SignCommand.self, SendTestCommand.self,
+                      DeliveriesCommand.self, JournalCommand.self, StatusCommand.self],
         defaultSubcommand: nil
     )
 }

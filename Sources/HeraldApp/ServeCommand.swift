@@ -61,6 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [any Service] = shared.all.compactMap { $0 as? any Service }
         services += config.notifiers.compactMap { $0.plugin as? any Service }
         services += pipeline.dispatchers
+        services.append(JournalMaintenance(pipeline: pipeline))
         services.append(app)
         services.append(ReadinessService(readiness: readiness))
         let group = ServiceGroup(configuration: .init(
@@ -86,10 +87,21 @@ struct ReadinessService: Service {
 }
 
 /// The journal the configuration asks for.
-func openJournal(_ storage: HeraldConfig.Storage, logger: Logger) async throws -> any Journal {
+func openJournal(_ storage: HeraldConfig.Storage, logger: Logger, createIfMissing: Bool = true) async throws -> any Journal {
     guard storage.path != nil else {
         logger.warning("storage.memory is on: accepted events are lost if Herald stops before delivering them")
         return MemoryJournal(dedupeTTL: storage.dedupeTTL)
     }
     return MemoryJournal(dedupeTTL: storage.dedupeTTL)
+}
+
+/// The journal of a configuration, for the CLI commands that read or change it while the
+/// server may be running. Fails if the journal does not exist yet, rather than creating an
+/// empty one in the wrong place.
+func openJournalForCLI(_ options: ConfigOption) async throws -> any Journal {
+    let config = try options.load()
+    guard config.storage.path != nil else {
+        throw ValidationError("\(config.file) keeps its journal in memory (storage.memory); there is nothing to inspect")
+    }
+    return try await openJournal(config.storage, logger: Logger(label: "herald.cli"), createIfMissing: false)
 }

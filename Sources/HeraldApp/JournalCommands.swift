@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import HeraldCore
+
+/// `herald deliveries …`: inspect and retry deliveries in the journal. Safe while the server
+/// runs: the journal is SQLite in WAL mode, and the server picks retried deliveries up.
+struct DeliveriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deliveries", abstract: "List, show and retry deliveries in the journal.",
+        subcommands: [List.self, Show.self, Retry.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List deliveries, newest first.")
+        @OptionGroup var options: ConfigOption
+        @Option(help: "pending, delivering, delivered or dead.") var state: String?
+        @Option(help: "Only this notifier.") var notifier: String?
+        @Option(help: "At most this many rows.") var limit: Int = 50
+
+        func run() async throws {
+            let filter = try state.map { s -> DeliveryState in
+                guard let st = DeliveryState(rawValue: s) else { throw ValidationError("unknown state \(s); use pending, delivering, delivered or dead") }
+                return st
+            }
+            let journal = try await openJournalForCLI(options)
+            let rows = try await journal.deliveries(state: filter, notifier: notifier, limit: limit)
+            guard !rows.isEmpty else { print("no deliveries"); return }
+            printTable(
+                ["ID", "STATE", "NOTIFIER", "EVENT", "NAME", "ATTEMPTS", "NEXT ATTEMPT", "RECEIVED", "LAST ERROR"],
+                rows.map { r in [
+                    String(r.id), r.state.rawValue, r.notifier, r.eventID, r.eventName, String(r.attempts),
+                    r.nextAttemptAt.map(ISO8601.format) ?? "-", ISO8601.format(r.receivedAt), String((r.lastError ?? "").prefix(60)),
+                ] })
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one delivery and its event.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The delivery id (from `deliveries list`).") var id: Int64
+
+        func run() async throws {
+            let journal = try await openJournalForCLI(options)
+            guard let r = try await journal.delivery(id: id) else { throw ValidationError("no delivery \(id)") }
+            let rows: [(String, String)] = [
+                ("delivery", String(r.id)), ("state", r.state.rawValue), ("notifier", r.notifier),
+                ("event", "\(r.eventID) (\(r.eventName))"), ("attempts", String(r.attempts)),
+                ("next attempt", r.nextAttemptAt.map(ISO8601.format) ?? "-"), ("received", ISO8601.format(r.receivedAt)),
+                ("updated", ISO8601.format(r.updatedAt)), ("last error", r.lastError ?? "-"),
+            ]
+            for (k, v) in rows { print(k.padding(toLength: 14, withPad: " ", startingAt: 0) + v) }
+            if let event = try await journal.event(id: r.eventID) {
+                print("endpoint      \(event.endpoint)\nbody")
+                if let object = try? JSONSerialization.jsonObject(with: event.body),
+                   let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
+                    print(String(decoding: pretty, as: UTF8.self))
+                } else {
+                    print(String(decoding: event.body, as: UTF8.self))
+                }
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send dead (or waiting) deliveries again now.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Delivery ids.") var ids: [Int64] = []
+        @Flag(help: "Retry every dead delivery.") var allDead = false
+
+        func validate() throws {
+            if ids.isEmpty == !allDead { throw ValidationError("give delivery ids or --all-dead") }
+        }
+
+        func run() async throws {
+            let journal = try await openJournalForCLI(options)
+            let changed = try await journal.retry(ids: allDead ? nil : ids, allDead: allDead)
+            print("\(changed) deliver\(changed == 1 ? "y" : "ies") queued for a new attempt; the running server sends \(changed == 1 ? "it" : "them") within a second")
+        }
+    }
+}
+
+/// `herald journal prune`: remove finished events older than an age.
+struct JournalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "journal", abstract: "Maintain the journal.", subcommands: [Prune.self])
+
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete events whose deliveries are all delivered or dead, older than an age.")
+        @OptionGroup var options: ConfigOption
+        @Option(help: "An age like 30d, 12h.") var olderThan: String
+
+        func run() async throws {
+            guard let age = Duration.parse(olderThan) else { throw ValidationError("--older-than expects an age like 30d or 12h") }
+            let journal = try await openJournalForCLI(options)
+            let removed = try await journal.prune(before: Date().addingTimeInterval(-age.seconds))
+            print("pruned \(removed) event\(removed == 1 ? "" : "s")")
+        }
+    }
+}
+
+/// `herald status`: deliveries per notifier and state.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Count deliveries per notifier and state.")
+    @OptionGroup var options: ConfigOption
+
+    func run() async throws {
+        let journal = try await openJournalForCLI(options)
+        let counts = try await journal.counts()
+        let notifiers = Array(Set(counts.map(\.notifier))).sorted()
+        guard !notifiers.isEmpty else { print("the journal is empty"); return }
+        let states = DeliveryState.allCases
+        var rows = notifiers.map { n in
+            [n] + states.map { s in String(counts.first { $0.notifier == n && $0.state == s }?.count ?? 0) }
+        }
+        rows.append(["total"] + states.map { s in String(counts.filter { $0.state == s }.reduce(0) { $0 + $1.count }) })
+        printTable(["NOTIFIER"] + states.map { $0.rawValue.uppercased() }, rows)
+    }
+}
+
+/// Prints rows as an aligned text table.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ")
+    }
+    print(line(header))
+    for row in rows { print(line(row)) }
+}
