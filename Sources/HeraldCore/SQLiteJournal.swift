@@ -5,8 +5,8 @@ import GRDB
 ///
 /// Every write is a transaction committed with `synchronous = FULL` in WAL mode, so when
 /// ``append(_:)`` returns the event is on disk, not only in the page cache. With group commit
-/// (the default), concurrent appends share one transaction and therefore one fsync; see
-/// ``GroupCommit``.
+/// (the default), concurrent appends share one transaction and therefore one fsync (see
+/// `GroupCommit`); ``appendStatistics`` shows how many appends each commit carried.
 ///
 /// Threads: GRDB runs every statement on its own dispatch queues (one writer, a few readers),
 /// and its `async` methods suspend the caller instead of blocking a thread of Swift's
@@ -135,6 +135,8 @@ public final class SQLiteJournal: Journal {
 
     // MARK: - Appending
 
+    /// Returns once the transaction holding `entry` is committed and fsynced. With group
+    /// commit, the append is committed even if the calling task is cancelled meanwhile.
     public func append(_ entry: JournalEntry) async throws -> AppendResult {
         let item = GroupCommit.Item(entry: entry, now: clock().timeIntervalSince1970)
         do {
