@@ -13,7 +13,8 @@ import GRDB
 /// cooperative pool, so a slow disk never starves the tasks serving HTTP requests. Group
 /// commit queues its batches on the same writer queue, behind or between the other writes.
 ///
-/// Dates are stored as unix seconds (`REAL`), readable with SQLite's `datetime(x, 'unixepoch')`.
+/// Dates are stored as unix seconds (`REAL`, about a microsecond of precision), readable with
+/// SQLite's `datetime(x, 'unixepoch')`.
 /// Other processes (the CLI) may open the same file while the server runs: every connection
 /// waits up to ``busyTimeout`` for a lock before failing with ``JournalError/Kind/locked``.
 public final class SQLiteJournal: Journal {
@@ -218,7 +219,9 @@ public final class SQLiteJournal: Journal {
     }
 
     private func records(_ sql: String, _ arguments: StatementArguments) async throws -> [DeliveryRecord] {
-        try await read { db in try Row.fetchAll(db, sql: Self.recordSelect + " " + sql, arguments: arguments).map(Self.record) }
+        try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: Self.recordSelect + " " + sql), arguments: arguments).map(Self.record)
+        }
     }
 
     public func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord] {
@@ -287,8 +290,8 @@ public final class SQLiteJournal: Journal {
     private func update(_ id: Int64, _ set: String, _ arguments: StatementArguments) async throws {
         let now = clock().timeIntervalSince1970
         try await write { db in
-            try db.execute(sql: "UPDATE deliveries SET \(set), updated_at = ? WHERE id = ?",
-                           arguments: arguments + [now, id])
+            try db.cachedStatement(sql: "UPDATE deliveries SET \(set), updated_at = ? WHERE id = ?")
+                .execute(arguments: arguments + [now, id])
         }
     }
 
