@@ -1,0 +1,419 @@
+import Foundation
+import GRDB
+
+/// The durable ``Journal``: one SQLite file, `journal.sqlite`, in a directory of its own.
+///
+/// Every write is a transaction committed with `synchronous = FULL` in WAL mode, so when
+/// ``append(_:)`` returns the event is on disk, not only in the page cache. With group commit
+/// (the default), concurrent appends share one transaction and therefore one fsync (see
+/// `GroupCommit`); ``appendStatistics`` shows how many appends each commit carried.
+///
+/// Threads: GRDB runs every statement on its own dispatch queues (one writer, a few readers),
+/// and its `async` methods suspend the caller instead of blocking a thread of Swift's
+/// cooperative pool, so a slow disk never starves the tasks serving HTTP requests. Group
+/// commit queues its batches on the same writer queue, behind or between the other writes.
+///
+/// Dates are stored as unix seconds (`REAL`, about a microsecond of precision), readable with
+/// SQLite's `datetime(x, 'unixepoch')`.
+/// Other processes (the CLI) may open the same file while the server runs: every connection
+/// waits up to ``busyTimeout`` for a lock before failing with ``JournalError/Kind/locked``.
+public final class SQLiteJournal: Journal {
+    /// The path of the SQLite file.
+    public let path: String
+    /// How long a connection waits for another process's lock before failing.
+    public static let busyTimeout: TimeInterval = 10
+
+    private let pool: DatabasePool
+    private let dedupeTTL: TimeInterval
+    private let clock: @Sendable () -> Date
+    private let committer: GroupCommit
+
+    /// Opens (or creates) `<directory>/journal.sqlite`, creating `directory` if needed, and
+    /// brings its schema up to date.
+    ///
+    /// - Parameters:
+    ///   - dedupeTTL: how long a dedupe key is remembered.
+    ///   - groupCommit: `true` lets concurrent appends share one transaction and one fsync;
+    ///     `false` commits every append on its own (for comparison and benchmarks).
+    ///   - clock: the time used for dedupe, `updated_at` and recovery (injectable for tests).
+    /// - Throws: ``JournalError`` naming the path, e.g. when the directory is not writable or
+    ///   the file is not a journal.
+    public init(directory: String, dedupeTTL: Duration, groupCommit: Bool = true,
+                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        path = URL(fileURLWithPath: directory).appendingPathComponent("journal.sqlite").path
+        self.dedupeTTL = dedupeTTL.seconds
+        self.clock = clock
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw JournalError(.cannotOpen, path: path,
+                               "cannot create the journal directory \(directory): \(error.localizedDescription)")
+        }
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(Self.busyTimeout)
+            config.label = "herald.journal"
+            pool = try DatabasePool(path: path, configuration: config)
+            // After the pool is open: GRDB's WAL setup sets `synchronous = NORMAL`, which
+            // survives a killed process but not a power cut. FULL fsyncs the WAL on commit.
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw JournalError(error, path: path)
+        }
+        committer = GroupCommit(pool: pool, grouped: groupCommit) { [ttl = dedupeTTL.seconds] items, db in
+            try Self.store(items, ttl: ttl, db)
+        }
+    }
+
+    /// Opens the journal in `directory` only if it already exists, so that a CLI command
+    /// pointed at the wrong place fails instead of creating a new, empty journal there.
+    ///
+    /// - Throws: ``JournalError`` of kind ``JournalError/Kind/notFound`` naming the missing file.
+    public static func openExisting(directory: String, dedupeTTL: Duration = .seconds(7 * 86400),
+                                    clock: @escaping @Sendable () -> Date = { Date() }) throws -> SQLiteJournal {
+        let file = URL(fileURLWithPath: directory).appendingPathComponent("journal.sqlite").path
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw JournalError(.notFound, path: file,
+                               "no journal at \(file): check `storage.path` in the configuration or the --config option")
+        }
+        return try SQLiteJournal(directory: directory, dedupeTTL: dedupeTTL, clock: clock)
+    }
+
+    /// Closes the database connections; later calls fail. Without it, they close on deinit.
+    public func close() throws {
+        do { try pool.close() } catch { throw JournalError(error, path: path) }
+    }
+
+    /// How many append transactions were committed for how many appends: with group commit
+    /// `commits` is much smaller than `appends` under load.
+    public struct AppendStatistics: Sendable, Equatable {
+        /// Committed transactions that stored appends (one fsync each).
+        public var commits = 0
+        /// Appends committed, duplicates included.
+        public var appends = 0
+        /// The most appends committed by one transaction.
+        public var largestBatch = 0
+    }
+
+    /// Append statistics since the journal was opened, for tests and metrics.
+    public var appendStatistics: AppendStatistics { committer.statistics }
+
+    private static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    endpoint TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    received_at REAL NOT NULL,
+                    body BLOB,  -- NULL for an empty body
+                    dedupe_key TEXT);
+                CREATE TABLE deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused after a prune
+                    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+                    notifier TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL,
+                    last_error TEXT,
+                    updated_at REAL NOT NULL);
+                CREATE INDEX deliveries_due ON deliveries(notifier, state, next_attempt_at);
+                CREATE INDEX deliveries_state ON deliveries(state);
+                CREATE INDEX deliveries_event ON deliveries(event_id);
+                CREATE TABLE dedupe (
+                    endpoint TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    seen_at REAL NOT NULL,
+                    PRIMARY KEY (endpoint, key));
+                CREATE INDEX dedupe_seen ON dedupe(seen_at);
+                """)
+        }
+        return migrator
+    }()
+
+    // MARK: - Appending
+
+    /// Returns once the transaction holding `entry` is committed and fsynced. With group
+    /// commit, the append is committed even if the calling task is cancelled meanwhile.
+    public func append(_ entry: JournalEntry) async throws -> AppendResult {
+        let item = GroupCommit.Item(entry: entry, now: clock().timeIntervalSince1970)
+        do {
+            return try await committer.append(item).get()
+        } catch {
+            throw JournalError(error, path: path)
+        }
+    }
+
+    /// Stores a batch inside the caller's transaction, in order. An entry that breaks a
+    /// constraint (an event id stored twice) fails alone; any other error aborts the batch.
+    private static func store(_ items: [GroupCommit.Item], ttl: TimeInterval, _ db: Database) throws
+        -> [GroupCommit.Outcome] {
+        try items.map { item in
+            do {
+                var outcome = AppendResult.accepted(deliveries: [:])
+                try db.inSavepoint {
+                    outcome = try insert(item, ttl: ttl, db)
+                    return .commit
+                }
+                return .success(outcome)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                return .failure(error)
+            }
+        }
+    }
+
+    private static func insert(_ item: GroupCommit.Item, ttl: TimeInterval, _ db: Database) throws -> AppendResult {
+        let entry = item.entry
+        if let key = entry.dedupeKey {
+            let seen = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT event_id, seen_at FROM dedupe WHERE endpoint = ? AND key = ?"),
+                arguments: [entry.endpoint, key])
+            if let seen, item.now - (seen["seen_at"] as Double) < ttl {
+                return .duplicate(of: seen["event_id"])
+            }
+            try db.cachedStatement(sql: """
+                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
+                """).execute(arguments: [entry.endpoint, key, entry.eventID, item.now])
+        }
+        let receivedAt = entry.receivedAt.timeIntervalSince1970
+        try db.cachedStatement(sql: """
+            INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [entry.eventID, entry.endpoint, entry.eventName, receivedAt, entry.body,
+                                     entry.dedupeKey])
+        let insertDelivery = try db.cachedStatement(sql: """
+            INSERT INTO deliveries (event_id, notifier, state, attempts, next_attempt_at, updated_at)
+            VALUES (?, ?, 'pending', 0, ?, ?)
+            """)
+        var ids: [String: Int64] = [:]
+        for notifier in entry.notifiers where ids[notifier] == nil {
+            try insertDelivery.execute(arguments: [entry.eventID, notifier, receivedAt, item.now])
+            ids[notifier] = db.lastInsertedRowID
+        }
+        return .accepted(deliveries: ids)
+    }
+
+    // MARK: - Reading
+
+    private static let recordSelect = """
+        SELECT d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
+               e.received_at, d.updated_at
+        FROM deliveries d JOIN events e ON e.id = d.event_id
+        """
+
+    private static func state(_ raw: String) throws -> DeliveryState {
+        guard let state = DeliveryState(rawValue: raw) else {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "unknown delivery state '\(raw)'")
+        }
+        return state
+    }
+
+    private static func record(_ row: Row) throws -> DeliveryRecord {
+        DeliveryRecord(
+            id: row[0], eventID: row[1], eventName: row[2], notifier: row[3], state: try state(row[4]), attempts: row[5],
+            nextAttemptAt: (row[6] as Double?).map(Date.init(timeIntervalSince1970:)), lastError: row[7],
+            receivedAt: Date(timeIntervalSince1970: row[8]), updatedAt: Date(timeIntervalSince1970: row[9]))
+    }
+
+    private func records(_ sql: String, _ arguments: StatementArguments) async throws -> [DeliveryRecord] {
+        try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: Self.recordSelect + " " + sql), arguments: arguments).map(Self.record)
+        }
+    }
+
+    public func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord] {
+        try await records("""
+            WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+            ORDER BY d.id LIMIT ?
+            """, [notifier, now.timeIntervalSince1970, limit])
+    }
+
+    public func event(id: String) async throws -> StoredEvent? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT id, endpoint, name, received_at, body FROM events WHERE id = ?",
+                             arguments: [id]).map { row in
+                StoredEvent(id: row[0], endpoint: row[1], name: row[2], receivedAt: Date(timeIntervalSince1970: row[3]),
+                            body: row[4] ?? Data())
+            }
+        }
+    }
+
+    public func undeliveredCount() async throws -> Int {
+        try await read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'delivering')") ?? 0
+        }
+    }
+
+    public func deliveries(state: DeliveryState?, notifier: String?, limit: Int) async throws -> [DeliveryRecord] {
+        try await records("""
+            WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.notifier = ?2) ORDER BY d.id DESC LIMIT ?3
+            """, [state?.rawValue, notifier, limit])
+    }
+
+    public func delivery(id: Int64) async throws -> DeliveryRecord? {
+        try await records("WHERE d.id = ?", [id]).first
+    }
+
+    public func counts() async throws -> [DeliveryCount] {
+        let counts = try await read { db in
+            try Row.fetchAll(db, sql: "SELECT notifier, state, COUNT(*) FROM deliveries GROUP BY notifier, state")
+                .map { DeliveryCount(notifier: $0[0], state: try Self.state($0[1]), count: $0[2]) }
+        }
+        // Sorted here, as MemoryJournal does: Swift's String order is not SQLite's.
+        let rank = { (state: DeliveryState) in DeliveryState.allCases.firstIndex(of: state) ?? 0 }
+        return counts.sorted { ($0.notifier, rank($0.state)) < ($1.notifier, rank($1.state)) }
+    }
+
+    // MARK: - Changing deliveries
+
+    public func markDelivering(_ delivery: Int64) async throws {
+        try await update(delivery, "state = 'delivering', attempts = attempts + 1", [])
+    }
+
+    public func markDelivered(_ delivery: Int64) async throws {
+        try await update(delivery, "state = 'delivered', next_attempt_at = NULL", [])
+    }
+
+    public func markRetry(_ delivery: Int64, next: Date, error: String) async throws {
+        try await update(delivery, "state = 'pending', next_attempt_at = ?, last_error = ?",
+                         [next.timeIntervalSince1970, error])
+    }
+
+    public func markDead(_ delivery: Int64, error: String) async throws {
+        try await update(delivery, "state = 'dead', next_attempt_at = NULL, last_error = ?", [error])
+    }
+
+    /// One UPDATE of one delivery: `set` with its `arguments`, then `updated_at`.
+    private func update(_ id: Int64, _ set: String, _ arguments: StatementArguments) async throws {
+        let now = clock().timeIntervalSince1970
+        try await write { db in
+            try db.cachedStatement(sql: "UPDATE deliveries SET \(set), updated_at = ? WHERE id = ?")
+                .execute(arguments: arguments + [now, id])
+        }
+    }
+
+    public func recoverInFlight() async throws -> Int {
+        let now = clock().timeIntervalSince1970
+        return try await write { db in
+            try db.execute(sql: """
+                UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'delivering'
+                """, arguments: [now])
+            return db.changesCount
+        }
+    }
+
+    public func retry(ids: [Int64]?, allDead: Bool) async throws -> Int {
+        let now = clock().timeIntervalSince1970
+        return try await write { db in
+            let set = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, updated_at = ?1"
+            if allDead {
+                try db.execute(sql: set + " WHERE state = 'dead'", arguments: [now])
+                return db.changesCount
+            }
+            // One by one, as MemoryJournal does: an id listed twice counts twice.
+            let statement = try db.makeStatement(sql: set + " WHERE id = ?2 AND state IN ('dead', 'pending')")
+            return try (ids ?? []).reduce(0) { changed, id in
+                try statement.execute(arguments: [now, id])
+                return changed + db.changesCount
+            }
+        }
+    }
+
+    public func prune(before cutoff: Date) async throws -> Int {
+        let now = clock().timeIntervalSince1970
+        return try await write { [dedupeTTL] db in
+            try db.execute(sql: "DELETE FROM dedupe WHERE seen_at <= ?", arguments: [now - dedupeTTL])
+            try db.execute(sql: """
+                DELETE FROM events WHERE received_at < ? AND NOT EXISTS (
+                    SELECT 1 FROM deliveries WHERE event_id = events.id AND state IN ('pending', 'delivering'))
+                """, arguments: [cutoff.timeIntervalSince1970])
+            return db.changesCount  // deliveries go by ON DELETE CASCADE, not counted here
+        }
+    }
+
+    // MARK: - Access
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do { return try await pool.read(body) } catch { throw JournalError(error, path: path) }
+    }
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do { return try await pool.write(body) } catch { throw JournalError(error, path: path) }
+    }
+
+    /// The integer `sql` returns, on the writer connection (for tests: pragmas and row counts).
+    func scalar(_ sql: String) async throws -> Int? {
+        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: sql) }
+    }
+}
+
+/// A journal failure, with what the user can do about it and the file concerned.
+public struct JournalError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// ``SQLiteJournal/openExisting(directory:dedupeTTL:clock:)`` found no journal.
+        case notFound
+        /// The file or its directory cannot be opened or created.
+        case cannotOpen
+        /// The disk is full: nothing more can be accepted until space is freed.
+        case diskFull
+        /// Another process held a lock longer than ``SQLiteJournal/busyTimeout``.
+        case locked
+        /// The file is damaged or is not a Herald journal.
+        case corrupted
+        /// The file or its directory is read-only.
+        case readOnly
+        /// An event with the same id is already stored.
+        case duplicateEventID
+        /// Any other failure, e.g. an I/O error.
+        case other
+    }
+
+    public var kind: Kind
+    /// The journal file.
+    public var path: String
+    /// What happened and what to do, for logs and CLI output.
+    public var message: String
+
+    public var description: String { message }
+
+    init(_ kind: Kind, path: String, _ message: String) {
+        self.kind = kind
+        self.path = path
+        self.message = message
+    }
+
+    /// Wraps any error thrown while using the journal at `path`; a JournalError stays as is.
+    init(_ error: any Error, path: String) {
+        if let error = error as? JournalError {
+            self = error
+            return
+        }
+        guard let error = error as? DatabaseError else {
+            self.init(.other, path: path, "journal \(path): \(error)")
+            return
+        }
+        let detail = error.message ?? "\(error.resultCode)"
+        switch error.resultCode {
+        case .SQLITE_FULL:
+            self.init(.diskFull, path: path, "the disk holding \(path) is full: free some space")
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            self.init(.locked, path: path, "the journal \(path) is locked by another process "
+                + "(another herald, or a CLI command in progress): retry, or stop that process")
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            self.init(.corrupted, path: path, "\(path) is corrupted or is not a Herald journal (\(detail)): "
+                + "restore it from a backup, or move it away to start an empty journal")
+        case .SQLITE_CANTOPEN:
+            self.init(.cannotOpen, path: path, "cannot open the journal \(path) (\(detail)): "
+                + "check that its directory exists and is writable")
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_AUTH:
+            self.init(.readOnly, path: path, "the journal \(path) is read-only (\(detail)): check its permissions")
+        case .SQLITE_CONSTRAINT:
+            self.init(.duplicateEventID, path: path, "an event with this id is already in \(path) (\(detail))")
+        default:
+            self.init(.other, path: path, "journal \(path): \(detail)")
+        }
+    }
+}
