@@ -86,13 +86,16 @@ struct ReadinessService: Service {
     }
 }
 
-/// The journal the configuration asks for.
+/// The journal the configuration asks for: SQLite under `storage.path`, or memory.
 func openJournal(_ storage: HeraldConfig.Storage, logger: Logger, createIfMissing: Bool = true) async throws -> any Journal {
-    guard storage.path != nil else {
+    guard let path = storage.path else {
         logger.warning("storage.memory is on: accepted events are lost if Herald stops before delivering them")
         return MemoryJournal(dedupeTTL: storage.dedupeTTL)
     }
-    return MemoryJournal(dedupeTTL: storage.dedupeTTL)
+    if createIfMissing {
+        return try SQLiteJournal(directory: path, dedupeTTL: storage.dedupeTTL, groupCommit: storage.groupCommit)
+    }
+    return try SQLiteJournal.openExisting(directory: path, dedupeTTL: storage.dedupeTTL)
 }
 
 /// The journal of a configuration, for the CLI commands that read or change it while the

@@ -9,6 +9,7 @@ import Foundation
 public protocol Journal: Sendable {
     /// Durably records an event and one pending delivery per notifier, unless the endpoint
     /// has seen the same dedupe key within the dedupe TTL.
+    /// Event ids must be unique: a second append with a stored id fails.
     func append(_ entry: JournalEntry) async throws -> AppendResult
 
     /// Pending deliveries for `notifier` whose next attempt is due at `now`, oldest first.

@@ -35,7 +35,8 @@ public struct JournalMaintenance: Service {
             } catch {
                 logger.error("journal maintenance failed: \(error)")
             }
-            try? await Task.sleep(for: interval)
+            // Graceful shutdown does not interrupt a plain sleep: cancel it explicitly.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

@@ -32,8 +32,7 @@ struct CrashRecoveryTests {
 
         let first = try await HeraldProcess(config: config)
         let all = try bodies(2000)
-        let acknowledged = Mutex<[String]>([])
-        let killed = Atomic<Bool>(false)
+        let tally = Tally()
         let url = "\(first.url)/hooks/jicoo"
         // 2,000 requests, 64 at a time; SIGKILL once 600 have been acknowledged.
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -42,20 +41,20 @@ struct CrashRecoveryTests {
                 group.addTask {
                     guard let (status, text) = try? await postSigned(url, body: body, secret: secret), status == 202 else { return }
                     let id = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["id"] as? String
-                    let n = acknowledged.withLock { list in
+                    let n = tally.acknowledged.withLock { list in
                         if let id { list.append(id) }
                         return list.count
                     }
-                    if n >= 600, !killed.exchange(true, ordering: .relaxed) {
+                    if n >= 600, !tally.killed.exchange(true, ordering: .relaxed) {
                         kill(first.process.processIdentifier, SIGKILL)
                     }
                 }
             }
             try await group.waitForAll()
         }
-        let wasKilled = killed.load(ordering: .relaxed)
+        let wasKilled = tally.killed.load(ordering: .relaxed)
         #expect(wasKilled)
-        let accepted = Set(acknowledged.withLock { $0 })
+        let accepted = Set(tally.acknowledged.withLock { $0 })
         #expect(accepted.count >= 600)
         #expect(accepted.count < 2000, "the kill must land partway")
 
@@ -73,4 +72,10 @@ struct CrashRecoveryTests {
         #expect(duplicates <= recovered, "\(duplicates) duplicate lines but only \(recovered) deliveries were in flight")
         #expect(try await second.stop() == 0)
     }
+}
+
+/// What the load loop saw, shared by its tasks.
+final class Tally: Sendable {
+    let acknowledged = Mutex<[String]>([])
+    let killed = Atomic<Bool>(false)
 }
