@@ -172,13 +172,13 @@ public struct EmailNotifier: NotifierPlugin, Service {
         pool = SMTPConnectionPool(config: config, maxConnections: maxConnections, idleTimeout: idleTimeout, logger: context.logger)
     }
 
-    public func deliver(_ notification: HeraldCore.Notification) async throws {
+    public func deliver(_ notification: HeraldNotification) async throws {
         _ = try await send(notification)
     }
 
     /// Delivers like ``deliver(_:)`` and also tells which recipients were refused. A message
     /// that reached some recipients counts as delivered; the others are logged as warnings.
-    public func send(_ notification: HeraldCore.Notification) async throws -> Report {
+    public func send(_ notification: HeraldNotification) async throws -> Report {
         let (transaction, messageID) = try makeTransaction(for: notification)
         let result = try await sendRetryingStale(transaction)
         let report = Report(messageID: messageID, accepted: result.accepted, rejected: result.rejected)
@@ -239,7 +239,7 @@ public struct EmailNotifier: NotifierPlugin, Service {
         }
     }
 
-    private func makeTransaction(for notification: HeraldCore.Notification) throws -> (SMTPTransaction, String) {
+    private func makeTransaction(for notification: HeraldNotification) throws -> (SMTPTransaction, String) {
         var headerTo = to
         if toGuest || notification.routeOptions["toGuest"] == "true", let guest = guestAddress(notification) {
             headerTo.append(guest)
@@ -257,7 +257,7 @@ public struct EmailNotifier: NotifierPlugin, Service {
         return (SMTPTransaction(mailFrom: from.address, recipients: recipients, message: message), messageID)
     }
 
-    private func guestAddress(_ notification: HeraldCore.Notification) -> EmailAddress? {
+    private func guestAddress(_ notification: HeraldNotification) -> EmailAddress? {
         guard let contact = notification.event.booking?.contact, let email = contact.email else { return nil }
         guard var guest = try? EmailAddress(parsing: email) else {
             logger.warning("skipping the guest: \"\(email.prefix(80))\" is not a usable email address")

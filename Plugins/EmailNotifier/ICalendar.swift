@@ -32,7 +32,7 @@ struct ICalendar: Sendable, Equatable {
 
     /// The calendar object for a notification, or nil when its kind has no calendar meaning
     /// (requested, declined, other) or the booking lacks a uid, start or end.
-    init?(notification: HeraldCore.Notification, organizer: EmailAddress, attendees: [EmailAddress]) {
+    init?(notification: HeraldNotification, organizer: EmailAddress, attendees: [EmailAddress]) {
         let method: Method
         switch notification.kind {
         case .booked, .rescheduled, .accepted: method = .request

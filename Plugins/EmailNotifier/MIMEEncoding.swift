@@ -35,11 +35,15 @@ enum MIMEEncoding {
         return !text.contains("=?")
     }
 
-    /// The `=?UTF-8?B?…?=` encoded-words for `text` (RFC 2047), each at most 75 characters,
-    /// split only between characters so that no UTF-8 sequence is cut in two.
+    /// The `=?UTF-8?B?…?=` encoded-words for `text` (RFC 2047), split only between characters
+    /// so that no UTF-8 sequence is cut in two.
+    ///
+    /// Each word holds at most 39 bytes: 52 base64 characters, 64 with the delimiters, so
+    /// the first word still fits on the header's first line after a name like `Reply-To: `
+    /// (folding before the first word makes some readers show a leading space), and every
+    /// word stays under RFC 2047's limit of 75.
     static func encodedWords(_ text: String) -> [String] {
-        // 75 − len("=?UTF-8?B?" + "?=") = 63 → 60 base64 characters → 45 bytes.
-        let maxBytes = 45
+        let maxBytes = 39
         var words: [String] = []
         var chunk: [UInt8] = []
         func flush() {
@@ -84,7 +88,8 @@ enum MIMEEncoding {
         var lineLength = out.count
         for (index, word) in words.enumerated() {
             let bytes = word.utf8
-            if index > 0 && lineLength + 1 + bytes.count > 76 {
+            // Folding right after "Name:" is allowed too, for a first word that would not fit.
+            if lineLength + 1 + bytes.count > 76 && (index > 0 || lineLength > 0) {
                 out += crlf
                 lineLength = 0
             }
@@ -97,13 +102,11 @@ enum MIMEEncoding {
 
     // MARK: Bodies
 
-    /// `text` with every line end (`\r\n`, `\n`, lone `\r`) as LF, for re-encoding.
-    /// A final line end does not start another (empty) line.
+    /// The lines of `text`, whatever its line ends (`\r\n`, `\n`, lone `\r`). Text that ends
+    /// with a line end has an empty last line, so joining with CRLF keeps that line end.
     static func normalizedLines(_ text: String) -> [Substring] {
-        var lines = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
             .split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.count > 1 && lines.last?.isEmpty == true { lines.removeLast() }
-        return lines
     }
 
     /// The transfer encoding that keeps `text` smallest and readable: quoted-printable for
@@ -125,7 +128,9 @@ enum MIMEEncoding {
         case eightBit = "8bit"
     }
 
-    /// `text` encoded as `encoding`, lines ending in CRLF, last line ending in CRLF too.
+    /// `text` encoded as `encoding`, lines separated by CRLF. The body ends with CRLF only if
+    /// the text ends with a line end: in a multipart, the CRLF before the next boundary
+    /// belongs to the boundary (RFC 2046 §5.1.1).
     static func encodeBody(_ text: String, as encoding: TransferEncoding) -> [UInt8] {
         switch encoding {
         case .quotedPrintable: return quotedPrintable(text)
@@ -137,50 +142,53 @@ enum MIMEEncoding {
     /// Quoted-printable (RFC 2045 §6.7): lines of at most 76 characters, `=` soft breaks,
     /// trailing white space encoded, hard line breaks as CRLF.
     static func quotedPrintable(_ text: String) -> [UInt8] {
+        joinedLines(text) { out, line in encodeQuotedPrintableLine(line, into: &out) }
+    }
+
+    /// One line of quoted-printable, with soft breaks but no final line end.
+    private static func encodeQuotedPrintableLine(_ line: Substring, into out: inout [UInt8]) {
         let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count + text.utf8.count / 8)
-        for line in normalizedLines(text) {
-            let bytes = Array(line.utf8)
-            var length = 0
-            for (i, byte) in bytes.enumerated() {
-                let isLast = i == bytes.count - 1
-                let literal = (33...126).contains(byte) && byte != UInt8(ascii: "=")
-                    || ((byte == 32 || byte == 9) && !isLast)
-                let width = literal ? 1 : 3
-                // Keep room for the soft break "=" unless this is the line's last byte.
-                if length + width > (isLast ? 76 : 75) {
-                    out += [UInt8(ascii: "=")] + crlf
-                    length = 0
-                }
-                if literal {
-                    out.append(byte)
-                } else {
-                    out += [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
-                }
-                length += width
+        let bytes = Array(line.utf8)
+        var length = 0
+        for (i, byte) in bytes.enumerated() {
+            let isLast = i == bytes.count - 1
+            let literal = (33...126).contains(byte) && byte != UInt8(ascii: "=")
+                || ((byte == 32 || byte == 9) && !isLast)
+            let width = literal ? 1 : 3
+            // Keep room for the soft break "=" unless this is the line's last byte.
+            if length + width > (isLast ? 76 : 75) {
+                out += [UInt8(ascii: "=")] + crlf
+                length = 0
             }
-            out += crlf
+            if literal {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            }
+            length += width
+        }
+    }
+
+    /// The lines of `text`, each written by `encode`, separated by CRLF.
+    private static func joinedLines(_ text: String, _ encode: (inout [UInt8], Substring) -> Void) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + text.utf8.count / 4 + 8)
+        for (i, line) in normalizedLines(text).enumerated() {
+            if i > 0 { out += crlf }
+            encode(&out, line)
         }
         return out
     }
 
-    /// Base64 in lines of 76 characters, each ending in CRLF.
+    /// Base64 in lines of 76 characters separated by CRLF.
     static func base64Lines(_ bytes: [UInt8]) -> [UInt8] {
-        let encoded = Data(bytes).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
-        return Array(encoded.utf8) + crlf
+        Array(Data(bytes).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed]).utf8)
     }
 
     /// UTF-8 text as it is, with CRLF line ends: only for servers that offer 8BITMIME, and
     /// only when no line is longer than SMTP's 998-octet limit (see ``fitsEightBit(_:)``).
     static func eightBit(_ text: String) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count + 64)
-        for line in normalizedLines(text) {
-            out += line.utf8
-            out += crlf
-        }
-        return out
+        joinedLines(text) { out, line in out += line.utf8 }
     }
 
     /// Whether `text` can be sent as 8bit: every line at most 998 octets and no NUL.

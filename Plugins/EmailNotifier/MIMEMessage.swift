@@ -110,7 +110,7 @@ struct MIMEMessage: Sendable {
         return "<herald.\(digest.prefix(40))@\(domain)>"
     }
 
-    /// The message bytes (CRLF line ends, not yet dot-stuffed). `eightBit`: the server offers
+    /// The message bytes (CRLF line ends, not yet dot-stuffed, maybe without a final CRLF). `eightBit`: the server offers
     /// 8BITMIME, so text parts may travel as raw UTF-8 instead of base64/quoted-printable.
     func render(eightBit: Bool) -> [UInt8] {
         var out: [UInt8] = []
@@ -177,14 +177,16 @@ struct MIMEMessage: Sendable {
         return out + body
     }
 
-    /// A multipart entity: its Content-Type header, then each part between boundaries.
+    /// A multipart entity: its Content-Type header, then each part between boundaries. Each
+    /// delimiter starts with the CRLF that ends the part before it (RFC 2046 §5.1.1).
     private func multipart(_ subtype: String, boundary: String, parts: [[UInt8]]) -> [UInt8] {
         var out = Array("Content-Type: multipart/\(subtype); boundary=\"\(boundary)\"\r\n\r\n".utf8)
         for part in parts {
             out += "--\(boundary)\r\n".utf8
             out += part
+            out += MIMEEncoding.crlf
         }
-        out += "--\(boundary)--\r\n".utf8
+        out += "--\(boundary)--".utf8
         return out
     }
 

@@ -130,7 +130,7 @@ struct ICalendarTests {
 
     @Test func onlyBookingKindsGetACalendar() throws {
         let organizer = EmailAddress(address: "bot@example.com")
-        for kind in HeraldCore.Notification.Kind.allCases {
+        for kind in HeraldNotification.Kind.allCases {
             let calendar = ICalendar(notification: try Fixtures.notification(kind: kind), organizer: organizer, attendees: [])
             #expect((calendar != nil) == [.booked, .rescheduled, .cancelled, .accepted].contains(kind), "\(kind)")
         }
@@ -139,14 +139,14 @@ struct ICalendarTests {
         let noStart = try EventSource.jicoo.decode(
             body: Data(#"{"event":"guest_booked","object":{"uid":"bk_1","endedAt":"2026-11-27T06:00:00Z"}}"#.utf8), endpoint: "/hooks/jicoo")
         for event in [generic, noStart] {
-            let notification = HeraldCore.Notification(event: event, title: "x", text: "y", kind: .booked)
+            let notification = HeraldNotification(event: event, title: "x", text: "y", kind: .booked)
             #expect(ICalendar(notification: notification, organizer: organizer, attendees: []) == nil)
         }
     }
 
     @Test func laterUpdatesHaveHigherSequenceAndTheSameUID() throws {
         let organizer = EmailAddress(address: "bot@example.com")
-        let calendars = try [("guest_booked", HeraldCore.Notification.Kind.booked), ("guest_rescheduled", .rescheduled), ("guest_cancelled", .cancelled)]
+        let calendars = try [("guest_booked", HeraldNotification.Kind.booked), ("guest_rescheduled", .rescheduled), ("guest_cancelled", .cancelled)]
             .map { try #require(ICalendar(notification: try Fixtures.notification($0.0, kind: $0.1), organizer: organizer, attendees: [])) }
         #expect(Set(calendars.map(\.uid)) == ["bk_7Qx2mZp9@herald"])
         #expect(calendars[0].sequence < calendars[1].sequence && calendars[1].sequence < calendars[2].sequence)

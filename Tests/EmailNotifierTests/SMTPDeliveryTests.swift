@@ -48,7 +48,7 @@ struct SMTPDeliveryTests {
             let text = try #require(message.part("text/plain")?.content)
             #expect(text.replacingOccurrences(of: "\r\n", with: "\n") == notification.text)
             let html = try #require(message.part("text/html")?.content)
-            #expect(html.replacingOccurrences(of: "\r\n", with: "\n") == notification.html! + "\n")
+            #expect(html.replacingOccurrences(of: "\r\n", with: "\n") == notification.html)
             let calendarPart = try #require(message.part("text/calendar"))
             #expect(calendarPart.params["method"] == "REQUEST")
             #expect(message.part("application/ics")?.disposition == "attachment")
@@ -129,13 +129,8 @@ struct SMTPDeliveryTests {
         let hidden = mechanism == "PLAIN" ? "LOGIN" : "PLAIN"
         let args = try tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret", "--auth-exclude", hidden]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) {
-                $0.host = "localhost"
-                $0.security = .starttls
-                $0.caFile = TestCertificate.files?.cert
-                $0.username = "bot@example.com"
-                $0.password = "s3cret"
-            }, context: Fixtures.context())
+            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, host: "localhost"),
+                                             context: Fixtures.context())
             try await notifier.deliver(try Fixtures.notification())
             await notifier.shutdown()
             #expect(try server.messages().count == 1)
@@ -145,12 +140,8 @@ struct SMTPDeliveryTests {
     @Test func implicitTLSWithAuthentication() async throws {
         let args = try tlsArguments("tls") + ["--auth", "bot@example.com:s3cret"]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) {
-                $0.security = .tls
-                $0.caFile = TestCertificate.files?.cert
-                $0.username = "bot@example.com"
-                $0.password = "s3cret"
-            }, context: Fixtures.context())
+            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .tls),
+                                             context: Fixtures.context())
             try await notifier.deliver(try Fixtures.notification())
             try await notifier.deliver(try Fixtures.notification())
             await notifier.shutdown()
@@ -161,12 +152,8 @@ struct SMTPDeliveryTests {
     @Test func wrongPasswordIsAConfigurationErrorWithoutThePassword() async throws {
         let args = try tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret"]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) {
-                $0.security = .starttls
-                $0.caFile = TestCertificate.files?.cert
-                $0.username = "bot@example.com"
-                $0.password = "wrong-password"
-            }, context: Fixtures.context())
+            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, password: "wrong-password"),
+                                             context: Fixtures.context())
             let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.disposition == .configuration)

@@ -154,10 +154,10 @@ enum Fixtures {
     }
 
     /// A Japanese booking notification with a line that needs dot-stuffing.
-    static func notification(_ eventName: String = "guest_booked", kind: HeraldCore.Notification.Kind = .booked,
+    static func notification(_ eventName: String = "guest_booked", kind: HeraldNotification.Kind = .booked,
                              deliveryKey: String = "evt_test|mail", html: Bool = true,
-                             routeOptions: [String: String] = [:]) throws -> HeraldCore.Notification {
-        HeraldCore.Notification(
+                             routeOptions: [String: String] = [:]) throws -> HeraldNotification {
+        HeraldNotification(
             event: try event(eventName),
             title: "新しい予約: 山田 太郎 様 — 料金プランについてのご相談 (11月27日 14:00〜15:00 JST)",
             text: "山田 太郎 様から予約がありました。\n.hidden line starting with a dot\n.\n..\nEnd = fin  \n",
@@ -173,6 +173,18 @@ enum Fixtures {
             connectTimeout: "5s", commandTimeout: "5s", messageTimeout: "10s")
         change(&s)
         return s
+    }
+
+    /// Settings for the TLS modes: the test CA as `caFile`, and the test user.
+    static func tlsSettings(port: Int, security: SMTPSecurity, password: String = "s3cret",
+                            host: String = "127.0.0.1") -> EmailNotifier.Settings {
+        settings(port: port) {
+            $0.host = host
+            $0.security = security
+            $0.caFile = TestCertificate.files?.cert
+            $0.username = "bot@example.com"
+            $0.password = password
+        }
     }
 }
 
