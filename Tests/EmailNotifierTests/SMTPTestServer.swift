@@ -117,12 +117,19 @@ final class SMTPTestServer {
         return try data.split(separator: UInt8(ascii: "\n")).map { try decoder.decode(ReceivedMessage.self, from: Data($0)) }
     }
 
+    /// The client ports of the connections that ended with QUIT, in order.
+    func quits() -> [Int] {
+        guard let text = try? String(contentsOfFile: outFile.path + ".quit", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { Int($0) }
+    }
+
     /// Stops the server and removes its output.
     func stop() {
         try? stdin.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         try? FileManager.default.removeItem(at: outFile)
+        try? FileManager.default.removeItem(atPath: outFile.path + ".quit")
     }
 
     deinit { stop() }

@@ -96,6 +96,13 @@ class TestSMTP(SMTP):
             return
         await super().smtp_DATA(arg)
 
+    async def smtp_QUIT(self, arg):
+        # Recorded so the tests can check that connections are closed politely.
+        if self.fault_args.out:
+            with open(self.fault_args.out + ".quit", "a", encoding="utf-8") as f:
+                f.write(f"{self.session.peer[1]}\n")
+        await super().smtp_QUIT(arg)
+
     async def smtp_RSET(self, arg):
         if self.fault_args.stale_rset:
             await self.push("421 4.4.2 closing idle connection")
