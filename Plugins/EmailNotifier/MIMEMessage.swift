@@ -3,20 +3,20 @@ import HeraldCore
 
 /// An email address with an optional display name: `Herald <bot@example.com>`,
 /// `"Yamada, Taro" <taro@example.jp>` or `bot@example.com`.
-public struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
+struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
     /// The display name, if any, without quotes.
-    public var name: String?
+    var name: String?
     /// The address (`local@domain`), which may contain UTF-8 (RFC 6531).
-    public var address: String
+    var address: String
 
-    public init(name: String? = nil, address: String) {
+    init(name: String? = nil, address: String) {
         self.name = name
         self.address = address
     }
 
     /// Parses `Name <addr>` or `addr`. Throws for anything that could not be sent safely:
     /// no `@`, white space or control characters in the address, CR or LF in the name.
-    public init(parsing text: String) throws(AddressError) {
+    init(parsing text: String) throws(AddressError) {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         var name: String?
         var address = trimmed
@@ -49,14 +49,14 @@ public struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The domain part, for Message-IDs.
-    public var domain: String {
+    var domain: String {
         address.lastIndex(of: "@").map { String(address[address.index(after: $0)...]) } ?? "localhost"
     }
 
     /// Whether the address needs SMTPUTF8 (RFC 6531) to be sent.
     var needsUTF8: Bool { address.utf8.contains { $0 >= 0x80 } }
 
-    public var description: String { name.map { "\($0) <\(address)>" } ?? address }
+    var description: String { name.map { "\($0) <\(address)>" } ?? address }
 
     /// The address as header words: the display name (plain, quoted or encoded-words), then
     /// `<address>`. CR and LF cannot occur: names are sanitised, addresses validated.
@@ -77,10 +77,10 @@ public struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// An address that cannot be used; the message names the address and what is wrong.
-public struct AddressError: Error, Sendable, CustomStringConvertible {
-    public var text: String
-    public var reason: String
-    public var description: String { "\"\(text)\": \(reason)" }
+struct AddressError: Error, Sendable, CustomStringConvertible {
+    var text: String
+    var reason: String
+    var description: String { "\"\(text)\": \(reason)" }
 }
 
 /// One email, ready to render as RFC 5322 + MIME bytes.

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HeraldCore
 import Logging
 import Synchronization
@@ -24,6 +27,19 @@ struct ConnectionLifecycleTests {
             #expect(Set(ports).count == 2)
             #expect(server.quits() == ports)
         }
+    }
+
+    @Test func silentServerTimesOutAsRetryable() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let notifier = try EmailNotifier(settings: Fixtures.settings(port: listener.port) { $0.commandTimeout = "300ms" },
+                                         context: Fixtures.context())
+        let started = ContinuousClock.now
+        let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+        await notifier.shutdown()
+        #expect(error.isRetryable)
+        #expect(error.message.contains("commandTimeout"))
+        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     @Test func internationalAddressesUseSMTPUTF8() async throws {
@@ -58,6 +74,42 @@ struct ConnectionLifecycleTests {
                 #expect(!log.contains(secret))
             }
         }
+    }
+}
+
+/// A TCP port on 127.0.0.1 that accepts connections (in the kernel's backlog) and never says
+/// a word: an SMTP server that hangs before its greeting.
+final class SilentListener {
+    let port: Int
+    private let fd: Int32
+
+    init() throws {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard fd >= 0, ok else { throw SMTPTestServer.ServerError(reason: "cannot listen: errno \(errno)") }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() {
+        #if canImport(Glibc)
+        _ = Glibc.close(fd)
+        #else
+        _ = Darwin.close(fd)
+        #endif
     }
 }
 
