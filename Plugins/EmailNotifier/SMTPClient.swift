@@ -259,11 +259,22 @@ struct SMTPSession {
         }
     }
 
-    private func write(_ buffer: ByteBuffer) async throws {
+    /// Writes to the server. A failed write means the connection is closing; the reason
+    /// (e.g. the TLS alert behind a failed handshake) waits in the inbound stream, so it is
+    /// read from there when it can be.
+    private mutating func write(_ buffer: ByteBuffer) async throws {
         do {
             try await outbound.write(buffer)
         } catch {
-            throw SMTPFailure.from(error, server: config.server, stage: "sending")
+            var cause: any Error = error
+            let timer = Deadline(channel: channel, after: config.commandTimeout)
+            defer { timer.cancel() }
+            do {
+                while try await inbound.next() != nil {}
+            } catch let inboundError {
+                cause = inboundError
+            }
+            throw SMTPFailure.from(cause, server: config.server, stage: "sending")
         }
     }
 
