@@ -1,0 +1,209 @@
+import Foundation
+import HeraldCore
+import Logging
+import Testing
+@testable import EmailNotifier
+
+/// Paths the tests need, found from this file: the repository root, the shared test vectors
+/// next to it, and the Python helper under `Tests/Support`.
+enum TestPaths {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let vectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors/jicoo-events")
+    static let serverScript = repoRoot.appendingPathComponent("Tests/Support/smtp_server.py")
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made once per test run with
+/// openssl; the tests trust it through `caFile`.
+enum TestCertificate {
+    static let files: (cert: String, key: String)? = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-cert-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let cert = dir.appendingPathComponent("cert.pem").path
+        let key = dir.appendingPathComponent("key.pem").path
+        let status = run("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        return status == 0 ? (cert, key) : nil
+    }()
+
+    private static func run(_ tool: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+/// One message as the Python server received and parsed it.
+struct ReceivedMessage: Decodable {
+    struct Parsed: Decodable {
+        var headers: [String: [String]]
+        var parts: [Part]
+        var defects: [String]
+    }
+    struct Part: Decodable {
+        var type: String
+        var params: [String: String]
+        var disposition: String?
+        var encoding: String?
+        var content: String?
+    }
+
+    var mailFrom: String
+    var mailOptions: [String]
+    var rcptTos: [String]
+    var raw: String
+    var peerPort: Int
+    var parsed: Parsed
+
+    /// The first decoded value of a header (lower-case name).
+    func header(_ name: String) -> String? { parsed.headers[name]?.first }
+    func part(_ type: String) -> Part? { parsed.parts.first { $0.type == type } }
+    var rawText: String { String(decoding: Data(base64Encoded: raw) ?? Data(), as: UTF8.self) }
+}
+
+/// The aiosmtpd server from `Tests/Support/smtp_server.py`, on a free port of 127.0.0.1.
+final class SMTPTestServer {
+    let port: Int
+    private let process: Process
+    private let stdin: Pipe
+    private let outFile: URL
+
+    /// Starts the server with extra command-line `arguments` (see the script) and waits for
+    /// its port, at most 20 seconds.
+    init(_ arguments: [String] = []) throws {
+        outFile = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-\(UUID().uuidString).jsonl")
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [TestPaths.serverScript.path, "--out", outFile.path] + arguments
+        stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        var output = Data()
+        var found: Int?
+        while found == nil, Date() < deadline {
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // the server exited
+            output += chunk
+            let text = String(decoding: output, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
+                found = Int(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
+            }
+        }
+        guard let found else {
+            process.terminate()
+            throw ServerError(reason: "smtp_server.py did not report a port (is python3-aiosmtpd installed?)")
+        }
+        port = found
+    }
+
+    struct ServerError: Error { var reason: String }
+
+    /// Every message received so far, oldest first.
+    func messages() throws -> [ReceivedMessage] {
+        guard let data = try? Data(contentsOf: outFile) else { return [] }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try data.split(separator: UInt8(ascii: "\n")).map { try decoder.decode(ReceivedMessage.self, from: Data($0)) }
+    }
+
+    /// The client ports of the connections that ended with QUIT, in order.
+    func quits() -> [Int] {
+        guard let text = try? String(contentsOfFile: outFile.path + ".quit", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { Int($0) }
+    }
+
+    /// Stops the server and removes its output.
+    func stop() {
+        try? stdin.fileHandleForWriting.close()
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: outFile)
+        try? FileManager.default.removeItem(atPath: outFile.path + ".quit")
+    }
+
+    deinit { stop() }
+}
+
+/// Runs `body` with a server that is stopped afterwards, whatever happens.
+func withSMTPServer<T>(_ arguments: [String] = [], _ body: (SMTPTestServer) async throws -> T) async throws -> T {
+    let server = try SMTPTestServer(arguments)
+    defer { server.stop() }
+    return try await body(server)
+}
+
+/// Arguments for the TLS modes, with the test certificate.
+func tlsArguments(_ mode: String) throws -> [String] {
+    let files = try #require(TestCertificate.files, "openssl could not make a test certificate")
+    return ["--mode", mode, "--cert", files.cert, "--key", files.key]
+}
+
+enum Fixtures {
+    static func event(_ name: String = "guest_booked") throws -> Event {
+        let body = try Data(contentsOf: TestPaths.vectors.appendingPathComponent("\(name).json"))
+        return try EventSource.jicoo.decode(body: body, endpoint: "/hooks/jicoo")
+    }
+
+    static func context() -> PluginContext {
+        var logger = Logger(label: "herald.test.smtp")
+        logger.logLevel = .critical
+        return PluginContext(name: "mail", logger: logger, baseDirectory: "/", shared: SharedResources())
+    }
+
+    /// A Japanese booking notification with a line that needs dot-stuffing.
+    static func notification(_ eventName: String = "guest_booked", kind: HeraldNotification.Kind = .booked,
+                             deliveryKey: String = "evt_test|mail", html: Bool = true,
+                             routeOptions: [String: String] = [:]) throws -> HeraldNotification {
+        HeraldNotification(
+            event: try event(eventName),
+            title: "新しい予約: 山田 太郎 様 — 料金プランについてのご相談 (11月27日 14:00〜15:00 JST)",
+            text: "山田 太郎 様から予約がありました。\n.hidden line starting with a dot\n.\n..\nEnd = fin  \n",
+            html: html ? "<p>山田 太郎 様から<b>予約</b>がありました。</p>\n<p>.dot</p>" : nil,
+            kind: kind, locale: .ja, routeOptions: routeOptions, deliveryKey: deliveryKey)
+    }
+
+    static func settings(port: Int, _ change: (inout EmailNotifier.Settings) -> Void = { _ in }) -> EmailNotifier.Settings {
+        var s = EmailNotifier.Settings(
+            host: "127.0.0.1", port: port, security: SMTPSecurity.none, from: "Herald 通知 <bot@example.com>",
+            to: ["Ops Team <ops@example.com>", "\"Sato, Hanako\" <hanako@example.com>"],
+            cc: ["鈴木 一郎 <ichiro@example.com>"], bcc: ["audit@example.com"], heloName: "herald.test",
+            connectTimeout: "5s", commandTimeout: "5s", messageTimeout: "10s")
+        change(&s)
+        return s
+    }
+
+    /// Settings for the TLS modes: the test CA as `caFile`, and the test user.
+    static func tlsSettings(port: Int, security: SMTPSecurity, password: String = "s3cret",
+                            host: String = "127.0.0.1") -> EmailNotifier.Settings {
+        settings(port: port) {
+            $0.host = host
+            $0.security = security
+            $0.caFile = TestCertificate.files?.cert
+            $0.username = "bot@example.com"
+            $0.password = password
+        }
+    }
+}
+
+/// The DeliveryError thrown by `body`, or nil if it did not throw one.
+func deliveryError(_ body: () async throws -> Void) async -> DeliveryError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as DeliveryError {
+        return error
+    } catch {
+        Issue.record("expected a DeliveryError, got \(error)")
+        return nil
+    }
+}
