@@ -32,9 +32,10 @@ public struct ChatworkNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey { case token, roomID, selfUnread, apiBaseURL }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case token, roomID, selfUnread, apiBaseURL }
 
         public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             token = try c.nonEmpty(.token)
             roomID = try c.identifier(.roomID)

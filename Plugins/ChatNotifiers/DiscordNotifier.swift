@@ -31,9 +31,10 @@ public struct DiscordNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey { case webhookURL, username, avatarURL, threadID }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL, username, avatarURL, threadID }
 
         public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             webhookURL = try c.nonEmpty(.webhookURL)
             username = try c.decodeIfPresent(String.self, forKey: .username)

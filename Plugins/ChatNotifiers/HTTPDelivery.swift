@@ -32,7 +32,7 @@ public struct HTTPOptions: Decodable, Sendable, Equatable {
     /// The deadline for one request.
     var requestTimeout: Duration { timeout ?? Self.backstop }
 
-    private enum CodingKeys: String, CodingKey { case connectTimeout, timeout }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case connectTimeout, timeout }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -61,9 +61,10 @@ public struct WebhookURLSettings: Decodable, Sendable {
         self.http = http
     }
 
-    private enum CodingKeys: String, CodingKey { case webhookURL }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL }
 
     public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         webhookURL = try decoder.container(keyedBy: CodingKeys.self).nonEmpty(.webhookURL)
         http = try HTTPOptions(from: decoder)
     }
@@ -96,6 +97,25 @@ struct ServiceEndpoint: Sendable {
 
     func send(_ json: JSON) async throws {
         try await send(.json(json))
+    }
+}
+
+/// Any key, for listing what a settings mapping holds.
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension Decoder {
+    /// Throws a ``ConfigError`` for a settings key that is neither one of `keys` nor a shared
+    /// ``HTTPOptions`` key, so a typo like `webhookUrl` fails at start-up instead of being ignored.
+    func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ keys: K.Type) throws {
+        let known = Set(K.allCases.map(\.stringValue) + ["connectTimeout", "timeout"])
+        for key in try container(keyedBy: AnyKey.self).allKeys where !known.contains(key.stringValue) {
+            throw ConfigError(key: key.stringValue, "unknown key; expected one of: \(known.sorted().joined(separator: ", "))")
+        }
     }
 }
 

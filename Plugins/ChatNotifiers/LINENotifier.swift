@@ -41,9 +41,10 @@ public struct LINENotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey { case token, to, format, notificationDisabled, apiBaseURL }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case token, to, format, notificationDisabled, apiBaseURL }
 
         public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             token = try c.nonEmpty(.token)
             to = try c.nonEmpty(.to)

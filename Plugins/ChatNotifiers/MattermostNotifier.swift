@@ -35,9 +35,10 @@ public struct MattermostNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey { case webhookURL, channel, username, iconURL, iconEmoji }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL, channel, username, iconURL, iconEmoji }
 
         public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             webhookURL = try c.nonEmpty(.webhookURL)
             channel = try c.decodeIfPresent(String.self, forKey: .channel)

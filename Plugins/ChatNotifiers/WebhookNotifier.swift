@@ -39,9 +39,10 @@ public struct WebhookNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey { case url, secret, headers, contentType, template }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case url, secret, headers, contentType, template }
 
         public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             url = try c.nonEmpty(.url)
             secret = try c.decodeIfPresent(String.self, forKey: .secret)
