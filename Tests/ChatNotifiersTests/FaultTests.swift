@@ -132,7 +132,7 @@ struct FaultTests {
 
     @Test("a service that never answers times out as retryable", arguments: TestKind.allCases)
     func hang(kind: TestKind) async throws {
-        let silent = try SilentPort()
+        let silent = try LocalPort(listening: true)
         try await Harness.with { harness in
             let deliver = try kind.make(base: "http://127.0.0.1:\(silent.port)", context: harness.context,
                                         timeout: .milliseconds(700))
@@ -147,19 +147,20 @@ struct FaultTests {
 
     @Test("a closed port is retryable", arguments: TestKind.allCases)
     func closedPort(kind: TestKind) async throws {
-        let port = try SilentPort.closed()
+        let closed = try LocalPort(listening: false)
         try await Harness.with { harness in
-            let deliver = try kind.make(base: "http://127.0.0.1:\(port)", context: harness.context)
+            let deliver = try kind.make(base: "http://127.0.0.1:\(closed.port)", context: harness.context)
             let error = await deliveryError { try await deliver(try Fixture.notification()) }
             #expect(error?.isRetryable == true)
             #expect(error?.message.contains("could not be reached") == true)
             #expect(error?.message.contains(kind.secret) == false)
         }
+        _ = closed.fd
     }
 
     @Test("cancelling the delivery (the dispatcher's timeout, shutdown) throws CancellationError")
     func cancelled() async throws {
-        let silent = try SilentPort()
+        let silent = try LocalPort(listening: true)
         try await Harness.with { harness in
             let deliver = try TestKind.telegram.make(base: "http://127.0.0.1:\(silent.port)", context: harness.context,
                                                      timeout: .seconds(30))

@@ -100,26 +100,14 @@ struct TestServer: Sendable {
     }
 }
 
-/// A TCP port that accepts connections (the kernel completes the handshake) but never
-/// reads or answers: a service that hangs.
-final class SilentPort: Sendable {
+/// A TCP port on 127.0.0.1 held for one test. Listening, it accepts connections (the kernel
+/// completes the handshake) but never reads or answers: a service that hangs. Bound but not
+/// listening, it refuses connections; holding it keeps parallel tests from taking the port.
+final class LocalPort: Sendable {
     let fd: Int32
     let port: Int
 
-    init() throws {
-        (fd, port) = try Self.makeListener()
-    }
-
-    deinit { close(fd) }
-
-    /// A port nothing listens on: bound, read, closed.
-    static func closed() throws -> Int {
-        let (fd, port) = try makeListener()
-        close(fd)
-        return port
-    }
-
-    private static func makeListener() throws -> (Int32, Int) {
+    init(listening: Bool) throws {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -133,12 +121,18 @@ final class SilentPort: Sendable {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bind(fd, sa, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, sa, &length) == 0
+                bind(fd, sa, length) == 0 && (!listening || listen(fd, 16) == 0) && getsockname(fd, sa, &length) == 0
             }
         }
-        guard ok else { close(fd); throw POSIXError(.EADDRINUSE) }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+        guard ok else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
     }
+
+    deinit { close(fd) }
 }
 
 /// A plugin context with its own shared resources; ``shutdown()`` closes the HTTP client.
