@@ -207,9 +207,10 @@ struct HTTPReply: Sendable {
 /// messages, and the secrets to keep out of them.
 ///
 /// ``send(_:to:headers:accepting:)`` makes one request and classifies the answer the same way
-/// for every kind: 2xx is success; 429 and 5xx are retryable (honouring `Retry-After`); 401 and
-/// 403 are configuration errors (a wrong token or revoked webhook fails every time); 3xx and
-/// other 4xx are permanent; network errors and timeouts are retryable.
+/// for every kind: 2xx is success; 408, 425, 429 and 5xx are retryable (honouring
+/// `Retry-After`); 401 and 403 are configuration errors (a wrong token or revoked webhook fails
+/// every time), and so is 3xx (redirects are not followed); other 4xx are permanent; network
+/// errors and timeouts are retryable.
 struct HTTPSender: Sendable {
     let shared: SharedHTTPClient
     let options: HTTPOptions
