@@ -1,0 +1,128 @@
+import Foundation
+import HeraldCore
+
+/// `kind: discord` — executes a Discord webhook with one embed.
+///
+/// The embed has the emoji and title as `title`, the text as `description`, the fields as
+/// embed fields (`inline` for short ones), the kind's colour, the event time as `timestamp`
+/// and the event name as footer. Markdown characters in the notification are escaped so they
+/// show literally, and `allowed_mentions` is empty so nothing in an event can ping anyone.
+/// The URL gets `?wait=true`, so Discord answers only once the message exists.
+public struct DiscordNotifier: NotifierPlugin {
+    /// ```yaml
+    /// webhookURL: ${DISCORD_WEBHOOK_URL}   # secret
+    /// username: Herald                     # optional: override the webhook's name
+    /// avatarURL: https://…/herald.png      # optional: override its avatar
+    /// threadID: "1234567890"               # optional: post into a thread of a forum/channel
+    /// ```
+    public struct Settings: Decodable, Sendable {
+        public var webhookURL: String
+        public var username: String?
+        public var avatarURL: String?
+        public var threadID: String?
+        public var http: HTTPOptions
+
+        public init(webhookURL: String, username: String? = nil, avatarURL: String? = nil, threadID: String? = nil,
+                    http: HTTPOptions = HTTPOptions()) {
+            self.webhookURL = webhookURL
+            self.username = username
+            self.avatarURL = avatarURL
+            self.threadID = threadID
+            self.http = http
+        }
+
+        private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL, username, avatarURL, threadID }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            webhookURL = try c.nonEmpty(.webhookURL)
+            username = try c.decodeIfPresent(String.self, forKey: .username)
+            avatarURL = try c.decodeIfPresent(String.self, forKey: .avatarURL)
+            threadID = c.contains(.threadID) ? try c.identifier(.threadID) : nil
+            http = try HTTPOptions(from: decoder)
+        }
+    }
+
+    public static let kind = "discord"
+    public static let secretKeys = ["webhookURL"]
+
+    static let titleLimit = 256
+    static let descriptionLimit = 4096
+    static let maxFields = 25
+    static let fieldNameLimit = 256
+    static let fieldValueLimit = 1024
+    static let footerLimit = 2048
+    static let totalLimit = 6000
+
+    let settings: Settings
+    let endpoint: ServiceEndpoint
+
+    public init(settings: Settings, context: PluginContext) throws {
+        if let avatar = settings.avatarURL { _ = try ServiceURL.parse(avatar, key: "avatarURL") }
+        self.settings = settings
+        endpoint = try ServiceEndpoint(webhookURL: settings.webhookURL, http: settings.http, service: "Discord", context: context) { base in
+            guard var components = URLComponents(url: base, resolvingAgainstBaseURL: false) else {
+                throw ConfigError(key: "webhookURL", "is not a valid URL")
+            }
+            var query = (components.queryItems ?? []).filter { $0.name != "wait" && $0.name != "thread_id" }
+            query.append(URLQueryItem(name: "wait", value: "true"))
+            if let thread = settings.threadID { query.append(URLQueryItem(name: "thread_id", value: thread)) }
+            components.queryItems = query
+            guard let url = components.url else { throw ConfigError(key: "webhookURL", "is not a valid URL") }
+            return url
+        }
+    }
+
+    public func deliver(_ notification: HeraldNotification) async throws {
+        try await endpoint.send(Self.payload(for: notification, settings: settings))
+    }
+
+    /// The webhook body for a notification.
+    static func payload(for n: HeraldNotification, settings: Settings) -> JSON {
+        .object([
+            "username": settings.username.map { .string(TextLimit.fit($0, 80)) },
+            "avatar_url": settings.avatarURL.map(JSON.string),
+            "embeds": [embed(for: n)],
+            "allowed_mentions": ["parse": []],
+        ])
+    }
+
+    /// One embed within Discord's limits: each part is cut to its own limit, then, if the
+    /// total is still over 6000, the description gives way first and trailing fields next.
+    static func embed(for n: HeraldNotification) -> JSON {
+        let title = TextLimit.fit(n.headline, titleLimit, escaping: .markdown)
+        var fields = n.fields.prefix(maxFields).map { f in
+            (name: nonEmpty(TextLimit.fit(f.name, fieldNameLimit, escaping: .markdown)),
+             value: nonEmpty(TextLimit.fit(f.value, fieldValueLimit, escaping: .markdown)),
+             inline: f.short)
+        }
+        var omitted = n.fields.count - fields.count
+        func footer() -> String {
+            let note = omitted > 0 ? " · " + HeraldNotification.omittedFieldsNote(omitted, locale: n.locale) : ""
+            return TextLimit.fit(n.event.name + note, footerLimit)
+        }
+        func fixedSize() -> Int {
+            fields.reduce(TextLimit.size(title) + TextLimit.size(footer())) {
+                $0 + TextLimit.size($1.name) + TextLimit.size($1.value)
+            }
+        }
+        while fixedSize() > totalLimit, !fields.isEmpty {
+            fields.removeLast()
+            omitted += 1
+        }
+        let description = TextLimit.fit(n.text, min(descriptionLimit, totalLimit - fixedSize()), escaping: .markdown)
+
+        return .object([
+            "title": .string(title),
+            "description": description.isEmpty ? nil : .string(description),
+            "color": .int(Int(n.kind.color)),
+            "timestamp": .string(ISO8601.format(n.eventDate)),
+            "fields": fields.isEmpty ? nil : .array(fields.map { ["name": .string($0.name), "value": .string($0.value), "inline": .bool($0.inline)] }),
+            "footer": ["text": .string(footer())],
+        ])
+    }
+
+    /// Discord refuses empty field names and values; a zero-width space stands in.
+    static func nonEmpty(_ text: String) -> String { text.isEmpty ? "\u{200B}" : text }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import HeraldCore
+
+/// `kind: line` — pushes a message to a LINE user, group or room with the Messaging API
+/// (`POST /v2/bot/message/push`, `Authorization: Bearer <channel access token>`).
+///
+/// With `format: flex` (the default) the message is a Flex bubble: a header in the kind's
+/// colour with the emoji and title in white, a body with the text and one row per field
+/// (name in grey on the left, value on the right), and `altText` (title and text, cut at
+/// 1500 characters) for notifications and old clients. With `format: text` it is one text
+/// message: the title, the text and `name: value` lines, cut at 5000 characters.
+///
+/// Every request carries `X-Line-Retry-Key`, a UUID derived from the delivery key, so a retry
+/// after a timeout cannot send the message twice; LINE answers such a retry 409, which counts
+/// as delivered. (LINE Notify was discontinued and is not supported.)
+public struct LINENotifier: NotifierPlugin {
+    /// ```yaml
+    /// token: ${LINE_CHANNEL_ACCESS_TOKEN}   # secret; or tokenFile:
+    /// to: U4af4980629...                    # user, group or room ID
+    /// format: flex                          # flex | text
+    /// notificationDisabled: false           # true: deliver silently
+    /// apiBaseURL: https://api.line.me
+    /// ```
+    public struct Settings: Decodable, Sendable {
+        public enum Format: String, Decodable, Sendable { case flex, text }
+
+        public var token: String
+        public var to: String
+        public var format: Format
+        public var notificationDisabled: Bool
+        public var apiBaseURL: String
+        public var http: HTTPOptions
+
+        public init(token: String, to: String, format: Format = .flex, notificationDisabled: Bool = false,
+                    apiBaseURL: String = "https://api.line.me", http: HTTPOptions = HTTPOptions()) {
+            self.token = token
+            self.to = to
+            self.format = format
+            self.notificationDisabled = notificationDisabled
+            self.apiBaseURL = apiBaseURL
+            self.http = http
+        }
+
+        private enum CodingKeys: String, CodingKey, CaseIterable { case token, to, format, notificationDisabled, apiBaseURL }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            token = try c.nonEmpty(.token)
+            to = try c.nonEmpty(.to)
+            if let text = try c.decodeIfPresent(String.self, forKey: .format) {
+                guard let format = Format(rawValue: text) else { throw ConfigError(key: "format", "must be flex or text") }
+                self.format = format
+            } else {
+                format = .flex
+            }
+            notificationDisabled = try c.decodeIfPresent(Bool.self, forKey: .notificationDisabled) ?? false
+            apiBaseURL = try c.decodeIfPresent(String.self, forKey: .apiBaseURL) ?? "https://api.line.me"
+            http = try HTTPOptions(from: decoder)
+        }
+    }
+
+    public static let kind = "line"
+    public static let secretKeys = ["token"]
+
+    static let altTextLimit = 1500
+    static let textMessageLimit = 5000
+    /// LINE refuses a bubble whose JSON is over 30 KB; keep a margin.
+    static let bubbleSizeLimit = 29_000
+
+    let settings: Settings
+    let endpoint: ServiceEndpoint
+
+    public init(settings: Settings, context: PluginContext) throws {
+        self.settings = settings
+        endpoint = try ServiceEndpoint(apiBaseURL: settings.apiBaseURL, path: "/v2/bot/message/push", token: settings.token,
+                                       http: settings.http, service: "LINE", context: context)
+    }
+
+    public func deliver(_ notification: HeraldNotification) async throws {
+        let headers = [("Authorization", "Bearer \(settings.token)"), ("X-Line-Retry-Key", Self.retryKey(notification.deliveryKey))]
+        let reply = try await endpoint.send(.json(Self.payload(for: notification, settings: settings)), headers: headers,
+                                            accepting: [409])
+        if reply.status == 409 {
+            endpoint.sender.logger.debug("LINE had already accepted this message (409 for a reused retry key)")
+        }
+    }
+
+    /// The push request body.
+    static func payload(for n: HeraldNotification, settings: Settings) -> JSON {
+        let message: JSON = switch settings.format {
+        case .flex: ["type": "flex", "altText": .string(altText(n)), "contents": bubble(n)]
+        case .text: ["type": "text", "text": .string(plainText(n))]
+        }
+        return .object([
+            "to": .string(settings.to),
+            "messages": [message],
+            "notificationDisabled": settings.notificationDisabled ? true : nil,
+        ])
+    }
+
+    static func altText(_ n: HeraldNotification) -> String {
+        TextLimit.fit(n.text.isEmpty ? n.headline : n.headline + "\n" + n.text, altTextLimit)
+    }
+
+    static func plainText(_ n: HeraldNotification) -> String {
+        var parts = [n.headline]
+        if !n.text.isEmpty { parts.append(n.text) }
+        if !n.fields.isEmpty { parts.append(n.fields.map { "\($0.name): \($0.value)" }.joined(separator: "\n")) }
+        return TextLimit.fit(parts.joined(separator: "\n\n"), textMessageLimit)
+    }
+
+    /// The Flex bubble; the text gives way if the bubble would be too large.
+    static func bubble(_ n: HeraldNotification) -> JSON {
+        // Flex text components must not be empty.
+        func text(_ s: String) -> String { s.isEmpty ? "-" : s }
+        let rows: [JSON] = n.fields.map { f in
+            ["type": "box", "layout": "baseline", "spacing": "sm", "contents": [
+                ["type": "text", "text": .string(text(f.name)), "size": "sm", "color": "#8C8C8C", "flex": 2, "wrap": true],
+                ["type": "text", "text": .string(text(f.value)), "size": "sm", "color": "#333333", "flex": 5, "wrap": true],
+            ]]
+        }
+        return SizeLimit.fit(n.text, within: bubbleSizeLimit) { body in
+            var contents: [JSON] = []
+            if !body.isEmpty { contents.append(["type": "text", "text": .string(body), "size": "sm", "wrap": true]) }
+            if !rows.isEmpty {
+                if !contents.isEmpty { contents.append(["type": "separator", "margin": "md"]) }
+                contents.append(["type": "box", "layout": "vertical", "spacing": "sm", "margin": "md", "contents": .array(rows)])
+            }
+            return .object([
+                "type": "bubble",
+                "header": ["type": "box", "layout": "vertical", "backgroundColor": .string(n.kind.hexColor), "contents": [
+                    ["type": "text", "text": .string(text(n.headline)), "weight": "bold", "color": "#FFFFFF", "wrap": true],
+                ]],
+                "body": contents.isEmpty ? nil : ["type": "box", "layout": "vertical", "contents": .array(contents)],
+            ])
+        }
+    }
+
+    /// A UUID (version-4 layout) made from SHA-256 of the delivery key: the same for every
+    /// attempt at one event × notifier, different for everything else.
+    static func retryKey(_ deliveryKey: String) -> String {
+        var bytes = Array(HMAC.sha256(Array("herald-line-retry-key:\(deliveryKey)".utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let hex = HMAC.hex(bytes)
+        let h = Array(hex)
+        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
+    }
+}

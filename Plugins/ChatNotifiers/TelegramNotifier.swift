@@ -1,0 +1,113 @@
+import Foundation
+import HeraldCore
+
+/// `kind: telegram` — sends a message with the Bot API (`POST /bot<token>/sendMessage`).
+///
+/// The message uses `parse_mode: HTML`: the emoji and title in `<b>`, a blank line, the text,
+/// a blank line, and one `<b>name</b>: value` line per field. Only `&`, `<` and `>` are
+/// escaped, as Telegram's HTML mode requires. Telegram counts its 4096-character limit after
+/// the markup is parsed, so the limit is applied to the visible text: fields are kept first
+/// (each value cut at 1024), and the text gives way with "…". Link previews are off.
+public struct TelegramNotifier: NotifierPlugin {
+    /// ```yaml
+    /// token: ${TELEGRAM_BOT_TOKEN}   # secret; or tokenFile:
+    /// chatID: -1001234567890         # or "@channelusername"
+    /// messageThreadID: 42            # optional: a forum topic
+    /// disableNotification: false     # true: deliver silently
+    /// apiBaseURL: https://api.telegram.org
+    /// ```
+    public struct Settings: Decodable, Sendable {
+        public var token: String
+        public var chatID: String
+        public var messageThreadID: Int?
+        public var disableNotification: Bool
+        public var apiBaseURL: String
+        public var http: HTTPOptions
+
+        public init(token: String, chatID: String, messageThreadID: Int? = nil, disableNotification: Bool = false,
+                    apiBaseURL: String = "https://api.telegram.org", http: HTTPOptions = HTTPOptions()) {
+            self.token = token
+            self.chatID = chatID
+            self.messageThreadID = messageThreadID
+            self.disableNotification = disableNotification
+            self.apiBaseURL = apiBaseURL
+            self.http = http
+        }
+
+        private enum CodingKeys: String, CodingKey, CaseIterable { case token, chatID, messageThreadID, disableNotification, apiBaseURL }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            token = try c.nonEmpty(.token)
+            chatID = try c.identifier(.chatID)
+            messageThreadID = try c.decodeIfPresent(Int.self, forKey: .messageThreadID)
+            disableNotification = try c.decodeIfPresent(Bool.self, forKey: .disableNotification) ?? false
+            apiBaseURL = try c.decodeIfPresent(String.self, forKey: .apiBaseURL) ?? "https://api.telegram.org"
+            http = try HTTPOptions(from: decoder)
+        }
+    }
+
+    public static let kind = "telegram"
+    public static let secretKeys = ["token"]
+
+    static let messageLimit = 4096
+    static let fieldValueLimit = 1024
+    static let titleLimit = 512
+
+    let settings: Settings
+    let endpoint: ServiceEndpoint
+
+    public init(settings: Settings, context: PluginContext) throws {
+        guard !settings.token.contains("/"), !settings.token.contains(where: \.isWhitespace) else {
+            throw ConfigError(key: "token", "is not a bot token (expected 123456:ABC…)")
+        }
+        self.settings = settings
+        endpoint = try ServiceEndpoint(apiBaseURL: settings.apiBaseURL, path: "/bot\(settings.token)/sendMessage",
+                                       token: settings.token, http: settings.http, service: "Telegram", context: context)
+    }
+
+    public func deliver(_ notification: HeraldNotification) async throws {
+        try await endpoint.send(Self.payload(for: notification, settings: settings))
+    }
+
+    /// The sendMessage request body.
+    static func payload(for n: HeraldNotification, settings: Settings) -> JSON {
+        .object([
+            "chat_id": Int64(settings.chatID).map { .int(Int($0)) } ?? .string(settings.chatID),
+            "message_thread_id": settings.messageThreadID.map { .int($0) },
+            "text": .string(html(n)),
+            "parse_mode": "HTML",
+            "link_preview_options": ["is_disabled": true],
+            "disable_notification": settings.disableNotification ? true : nil,
+        ])
+    }
+
+    /// The message in Telegram HTML, at most 4096 visible characters.
+    static func html(_ n: HeraldNotification) -> String {
+        func visible(_ s: String) -> Int { TextLimit.size(s) }
+        func escaped(_ s: String) -> String { TextLimit.fit(s, Int.max, escaping: .entities) }
+
+        let title = TextLimit.fit(n.headline, titleLimit)
+        var budget = messageLimit - visible(title)
+        var lines: [String] = []
+        var omitted = 0
+        for f in n.fields {
+            let name = TextLimit.fit(f.name, 256)
+            let value = TextLimit.fit(f.value, fieldValueLimit)
+            let cost = visible(name) + 2 + visible(value) + 1
+            guard cost + (lines.isEmpty ? 2 : 0) <= budget else { omitted += 1; continue }
+            budget -= cost + (lines.isEmpty ? 2 : 0)
+            lines.append("<b>\(escaped(name))</b>: \(escaped(value))")
+        }
+        if omitted > 0 {
+            let note = HeraldNotification.omittedFieldsNote(omitted, locale: n.locale)
+            if visible(note) + 1 <= budget { budget -= visible(note) + 1; lines.append(escaped(note)) }
+        }
+        var parts = ["<b>\(escaped(title))</b>"]
+        let text = TextLimit.fit(n.text, budget - 2)
+        if !text.isEmpty { parts.append(escaped(text)) }
+        if !lines.isEmpty { parts.append(lines.joined(separator: "\n")) }
+        return parts.joined(separator: "\n\n")
+    }
+}

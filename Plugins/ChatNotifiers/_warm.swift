@@ -1,1 +1,0 @@
-import HeraldCore; import AsyncHTTPClient
