@@ -66,6 +66,8 @@ let package = Package(
             name: "EmailNotifier",
             dependencies: [
                 "HeraldCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -78,6 +80,9 @@ let package = Package(
             name: "ChatNotifiers",
             dependencies: [
                 "HeraldCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -96,6 +101,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Sources/HeraldApp",
             swiftSettings: strict
@@ -116,19 +126,23 @@ let package = Package(
         ),
         .testTarget(
             name: "HeraldCoreTests",
-            dependencies: ["HeraldCore"],
+            dependencies: [
+                "HeraldCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/HeraldCoreTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "FileNotifierTests",
-            dependencies: ["FileNotifier", "HeraldCore"],
+            dependencies: ["FileNotifier", "HeraldCore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/FileNotifierTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "EmailNotifierTests",
-            dependencies: ["EmailNotifier", "HeraldCore"],
+            dependencies: ["EmailNotifier", "HeraldCore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/EmailNotifierTests",
             swiftSettings: strict
         ),
@@ -136,6 +150,7 @@ let package = Package(
             name: "ChatNotifiersTests",
             dependencies: [
                 "ChatNotifiers", "HeraldCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -243,7 +243,7 @@ struct HTTPSender: Sendable {
         static func form(_ fields: KeyValuePairs<String, String>) -> Body {
             var allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
             allowed.insert(charactersIn: "-._~")
-            let text = fields.map { key, value in
+            let text: String = fields.map { key, value -> String in
                 let k = key.addingPercentEncoding(withAllowedCharacters: allowed) ?? key
                 let v = value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
                 return "\(k)=\(v)"

@@ -17,7 +17,8 @@ import Synchronization
 /// ```
 public enum Herald {
     /// The notifiers that ship with Herald.
-    public static let builtInPlugins: [any NotifierPlugin.Type] = [FileNotifier.self]
+    public static let builtInPlugins: [any NotifierPlugin.Type] =
+        [FileNotifier.self, EmailNotifier.self] + ChatNotifierKinds.all
 
     /// Runs the command line (`serve`, `check`, `sign`, `send-test`, …) with these plugins.
     public static func main(plugins: [any NotifierPlugin.Type]) async {

@@ -130,7 +130,9 @@ public final class Dispatcher: Service {
         notification.deliveryKey = "\(event.id).\(notifier.name)"
         notification.attempt = job.attempt
         do {
-            try await journal.markDelivering(job.id)
+            // A stale copy (the sweep read it as pending just before another attempt finished)
+            // finds the delivery no longer pending and stops here: no second delivery.
+            guard try await journal.claim(job.id) else { return }
         } catch {
             log.error("cannot record the attempt in the journal, leaving it for the sweep: \(error)")
             return

@@ -18,8 +18,10 @@ public protocol Journal: Sendable {
     /// The stored event with its raw body, to render it again after a restart.
     func event(id: String) async throws -> StoredEvent?
 
-    /// Records that an attempt started (state `delivering`, attempts + 1).
-    func markDelivering(_ delivery: Int64) async throws
+    /// Starts an attempt: a `pending` delivery becomes `delivering` with attempts + 1.
+    /// Returns false, changing nothing, if the delivery is not pending (another attempt
+    /// already took it, or it is done): the caller must then not deliver it.
+    func claim(_ delivery: Int64) async throws -> Bool
     func markDelivered(_ delivery: Int64) async throws
     /// Back to `pending`, to be tried again at `next`.
     func markRetry(_ delivery: Int64, next: Date, error: String) async throws
@@ -180,8 +182,10 @@ public actor MemoryJournal: Journal {
         records[id] = record
     }
 
-    public func markDelivering(_ delivery: Int64) {
+    public func claim(_ delivery: Int64) -> Bool {
+        guard records[delivery]?.state == .pending else { return false }
         update(delivery) { $0.state = .delivering; $0.attempts += 1 }
+        return true
     }
 
     public func markDelivered(_ delivery: Int64) {

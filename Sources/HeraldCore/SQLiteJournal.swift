@@ -269,8 +269,14 @@ public final class SQLiteJournal: Journal {
 
     // MARK: - Changing deliveries
 
-    public func markDelivering(_ delivery: Int64) async throws {
-        try await update(delivery, "state = 'delivering', attempts = attempts + 1", [])
+    public func claim(_ delivery: Int64) async throws -> Bool {
+        let now = clock().timeIntervalSince1970
+        return try await write { db in
+            try db.cachedStatement(sql: """
+                UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'
+                """).execute(arguments: [now, delivery])
+            return db.changesCount == 1
+        }
     }
 
     public func markDelivered(_ delivery: Int64) async throws {

@@ -18,7 +18,8 @@ struct ConnectionLifecycleTests {
             let service = Task { try await notifier.run() }
             try await notifier.deliver(try Fixtures.notification())
             // The service closes the idle connection after ~150 ms; the next message needs a new one.
-            try await Task.sleep(for: .milliseconds(600))
+            let deadline = ContinuousClock.now + .seconds(10)
+            while server.quits().isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(server.quits().count == 1)
             try await notifier.deliver(try Fixtures.notification())
             service.cancel()

@@ -77,7 +77,8 @@ final class HeraldProcess: Sendable {
 struct HeraldProcessError: Error, CustomStringConvertible { let message: String; var description: String { message } }
 
 /// Posts a body signed the Jicoo way, as Jicoo would.
-func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = Int64(Date().timeIntervalSince1970)) async throws -> (Int, String) {
+func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = Int64(Date().timeIntervalSince1970),
+                timeout: TimeAmount = .seconds(30)) async throws -> (Int, String) {
     var request = HTTPClientRequest(url: url)
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
@@ -85,7 +86,7 @@ func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = In
         request.headers.add(name: h.name, value: h.value)
     }
     request.body = .bytes(ByteBuffer(bytes: body))
-    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+    let response = try await HTTPClient.shared.execute(request, timeout: timeout)
     let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
     return (Int(response.status.code), text)
 }

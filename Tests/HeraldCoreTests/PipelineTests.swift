@@ -93,29 +93,27 @@ struct PipelineTests {
         #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) == .duplicate(eventID: first))
     }
 
-    /// A notifier that takes 5 s per delivery must not hold back one that is fast.
+    /// A notifier that takes 30 s per delivery must not hold back one that is fast, and
+    /// shutdown waits only the grace period (2 s here) for it.
     @Test func slowNotifierDoesNotDelayOthers() async throws {
-        let began = ContinuousClock.now
-        defer { #expect(ContinuousClock.now - began < .seconds(4.5)) }
         let h = try await Harness("""
               fast: { kind: recording, label: fast, concurrency: 1 }
               slow: { kind: recording, label: slow, concurrency: 1 }
             """)
-        h.log.delays.withLock { $0["slow"] = .seconds(5) }
+        h.log.delays.withLock { $0["slow"] = .seconds(30) }
+        let began = ContinuousClock.now
         try await h.running { () async throws in
-            let started = ContinuousClock.now
             for name in ["guest_booked", "guest_cancelled", "guest_rescheduled", "host_cancelled", "host_rescheduled"] {
                 let (body, hdr) = try h.signed(name)
                 guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
                     Issue.record("not accepted"); return
                 }
             }
-            #expect(try await waitUntil(.seconds(3)) { h.log.count("fast") == 5 })
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(try await waitUntil(.seconds(20)) { h.log.count("fast") == 5 })
             #expect(h.log.count("slow") == 0)
         }
-        // Shutdown waited the 2 s grace for the slow delivery, not its 5 s.
         #expect(h.log.count("slow") == 0)
+        #expect(ContinuousClock.now - began < .seconds(25), "shutdown must not wait for the 30 s delivery")
     }
 
     @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
@@ -133,6 +131,26 @@ struct PipelineTests {
             #expect(try await waitUntil { h.log.count("fast") == 1030 })
         }
         #expect(try await journal.undeliveredCount() == 0)
+    }
+
+    /// The sweep may read a delivery as pending just before the queue's copy finishes; the
+    /// stale copy it offers afterwards must not deliver again.
+    @Test func staleCopyOfAFinishedDeliveryIsNotDeliveredAgain() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            guard case .accepted(let eventID, _) = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                Issue.record("not accepted"); return
+            }
+            #expect(try await waitUntil { try await journal.deliveries(state: .delivered, notifier: "fast", limit: 1).count == 1 })
+            let id = try #require(try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first?.id)
+            let queue = h.pipeline.bus.subscribe("fast", capacity: 1)
+            #expect(queue.offer(DeliveryJob(id: id, eventID: eventID, event: nil, attempt: 2)) == .queued)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(h.log.count("fast") == 1)
+            #expect(try await journal.delivery(id: id)?.attempts == 1)
+        }
     }
 
     @Test func retryableFailuresAreRetriedAndRetryAfterWins() async throws {
@@ -206,7 +224,7 @@ struct PipelineTests {
         guard case .accepted(let ids) = try await journal.append(JournalEntry(event: event, dedupeKey: nil, notifiers: ["fast"])) else {
             Issue.record("not accepted"); return
         }
-        try await journal.markDelivering(ids["fast"]!)   // the process died here
+        _ = try await journal.claim(ids["fast"]!)   // the process died here
         let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
         #expect(h.pipeline.undeliveredCount == 1)
         try await h.running { () async throws in
