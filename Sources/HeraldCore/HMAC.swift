@@ -1,12 +1,18 @@
 import COpenSSL
 import Foundation
+import Synchronization
 
 /// HMAC-SHA256 and SHA-256 through OpenSSL's libcrypto, and a constant-time comparison.
 public enum HMAC {
     /// A secret turned into a keyed OpenSSL context once, reused for every message.
     public final class Key: @unchecked Sendable {
-        // Immutable after init; OpenSSL only reads it when duplicating, which is thread-safe.
+        // `context` is immutable after init; OpenSSL only reads it when duplicating, which is
+        // thread-safe. Each thread-safe use takes a keyed copy from `spare` (or duplicates one)
+        // and puts it back, so the key schedule is computed once per copy, not per message.
         private let context: OpaquePointer
+        private let spare = Mutex<[KeyedContext]>([])
+
+        private struct KeyedContext: @unchecked Sendable { let pointer: OpaquePointer }
 
         public init(_ secret: [UInt8]) {
             let made = secret.withUnsafeBufferPointer { herald_hmac_sha256_keyed($0.baseAddress, $0.count) }
@@ -14,20 +20,27 @@ public enum HMAC {
             context = made
         }
 
-        deinit { EVP_MAC_CTX_free(context) }
+        deinit {
+            EVP_MAC_CTX_free(context)
+            spare.withLock { for c in $0 { EVP_MAC_CTX_free(c.pointer) } }
+        }
 
         /// HMAC-SHA256 over `prefix ‖ body ‖ suffix` without joining them first.
         public func mac(prefix: [UInt8] = [], _ body: UnsafeRawBufferPointer, suffix: [UInt8] = []) -> [UInt8] {
+            guard let ctx = spare.withLock({ $0.popLast()?.pointer }) ?? EVP_MAC_CTX_dup(context) else {
+                fatalError("OpenSSL could not duplicate an HMAC-SHA256 context")
+            }
             var out = [UInt8](repeating: 0, count: 32)
             let ok = prefix.withUnsafeBytes { p in
                 suffix.withUnsafeBytes { s in
                     out.withUnsafeMutableBufferPointer { o in
-                        herald_hmac_sha256(context, p.baseAddress, p.count, body.baseAddress, body.count,
-                                           s.baseAddress, s.count, o.baseAddress)
+                        herald_hmac_sha256_reuse(ctx, p.baseAddress, p.count, body.baseAddress, body.count,
+                                                 s.baseAddress, s.count, o.baseAddress)
                     }
                 }
             }
             precondition(ok == 1, "OpenSSL HMAC-SHA256 failed")
+            spare.withLock { $0.append(KeyedContext(pointer: ctx)) }
             return out
         }
 

@@ -56,8 +56,13 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     init(foundation value: Any) {
+        // Containers first: on Linux, casting a Swift dictionary to NSNumber bridges the whole
+        // tree to NSDictionary just to fail, which cost most of the decoding time.
         switch value {
+        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(foundation:)))
+        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
         case let s as String: self = .string(s)
+        case is NSNull: self = .null
         case let n as NSNumber:
             #if canImport(Darwin)
             if CFGetTypeID(n) == CFBooleanGetTypeID() { self = .bool(n.boolValue); return }
@@ -68,8 +73,6 @@ public enum JSONValue: Sendable, Equatable, Codable {
             #endif
             self = .number(n.doubleValue)
         case let b as Bool: self = .bool(b)
-        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
-        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(foundation:)))
         default: self = .null
         }
     }

