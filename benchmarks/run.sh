@@ -10,7 +10,8 @@
 # docs/benchmarks/raw/. BENCH_KEEP=1 keeps the work dir (configs, logs, output files).
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
 # PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000), RECEIVERS, HERALD_LOG (info),
-# MICRO (1: run herald-bench and openssl speed).
+# MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
+# `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +27,7 @@ WRK_BODIES=${WRK_BODIES:-250000}
 RECEIVERS=${RECEIVERS:-"herald aiohttp webhook-sync webhook-async"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
+HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-}
 SECRET="bench-secret-$(date +%s)-$RANDOM"
 BUILD=1
 INSTALL=1
@@ -97,7 +99,8 @@ commit = subprocess.run(["git", "-C", "$ROOT", "describe", "--always", "--dirty"
 json.dump({"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(terse=True),
            "cores": os.cpu_count(), "mem_gib": round(mem), "loadavg": open("/proc/loadavg").read().split()[0],
            "herald_commit": commit, "journal": "$JOURNAL", "threads": $THREADS, "conns": $CONNS,
-           "duration": $DURATION, "rate": $RATE, "paced_seconds": $PACED_SECONDS, "paced_conns": $PACED_CONNS},
+           "duration": $DURATION, "rate": $RATE, "paced_seconds": $PACED_SECONDS, "paced_conns": $PACED_CONNS,
+           "note": os.environ.get("BENCH_NOTE", "")},
           open(sys.argv[1], "w"))
 EOF
 
@@ -136,6 +139,7 @@ notifiers:
     kind: file
     path: ./out.jsonl
     fsync: false
+${HERALD_CONCURRENCY:+    concurrency: $HERALD_CONCURRENCY}
 routes:
   - events: ["*"]
     notify: [audit]

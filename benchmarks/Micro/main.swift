@@ -1,7 +1,7 @@
 // herald-bench: microbenchmarks of Herald's per-request work, run by benchmarks/run.sh.
 // Prints one JSON line per benchmark: {"name", "ns_per_op" (CPU time, median of 7 rounds), "min_ns",
 // "wall_ns", "iterations"}.
-//   swift run -c release herald-bench [--quick]
+//   swift run -c release herald-bench [--quick] [NAME...]   (names: run only those, e.g. for a profiler)
 import Foundation
 import HeraldCore
 
@@ -20,7 +20,10 @@ func cpuNanoseconds() -> Double {
 
 func wallNanoseconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) }
 
+let only = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
+
 func measure(_ name: String, iterations: Int, rounds: Int = 7, _ body: () -> Void) {
+    guard only.isEmpty || only.contains(name) else { return }
     for _ in 0..<max(1, iterations / 10) { body() }   // warm up
     var cpu: [Double] = []
     var wall: [Double] = []
