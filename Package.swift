@@ -124,6 +124,8 @@ let package = Package(
             exclude: ["README.md", "herald.yaml"],
             swiftSettings: strict
         ),
+        // Microbenchmarks for benchmarks/run.sh (never run as tests).
+        .executableTarget(name: "herald-bench", dependencies: ["HeraldCore"], path: "benchmarks/Micro", swiftSettings: strict),
         .testTarget(
             name: "HeraldCoreTests",
             dependencies: [

@@ -1,0 +1,94 @@
+// herald-bench: microbenchmarks of Herald's per-request work, run by benchmarks/run.sh.
+// Prints one JSON line per benchmark: {"name", "ns_per_op" (CPU time, median of 7 rounds), "min_ns",
+// "wall_ns", "iterations"}.
+//   swift run -c release herald-bench [--quick] [NAME...]   (names: run only those, e.g. for a profiler)
+import Foundation
+import HeraldCore
+
+/// Values the optimizer must keep.
+nonisolated(unsafe) var sink = 0
+
+@inline(never)
+func consume(_ value: Int) { sink &+= value }
+
+/// Nanoseconds of CPU time used by this process (what `openssl speed` counts too), and of wall time.
+func cpuNanoseconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) * 1e9 + Double(ts.tv_nsec)
+}
+
+func wallNanoseconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) }
+
+let only = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
+
+func measure(_ name: String, iterations: Int, rounds: Int = 7, _ body: () -> Void) {
+    guard only.isEmpty || only.contains(name) else { return }
+    for _ in 0..<max(1, iterations / 10) { body() }   // warm up
+    var cpu: [Double] = []
+    var wall: [Double] = []
+    for _ in 0..<rounds {
+        let (c0, w0) = (cpuNanoseconds(), wallNanoseconds())
+        for _ in 0..<iterations { body() }
+        cpu.append((cpuNanoseconds() - c0) / Double(iterations))
+        wall.append((wallNanoseconds() - w0) / Double(iterations))
+    }
+    cpu.sort()
+    wall.sort()
+    func f(_ x: Double) -> String { String(format: "%.1f", x) }
+    print(#"{"name":"\#(name)","ns_per_op":\#(f(cpu[rounds / 2])),"min_ns":\#(f(cpu[0])),"wall_ns":\#(f(wall[rounds / 2])),"iterations":\#(iterations)}"#)
+}
+
+/// A 1,024-byte Jicoo `guest_booked` body, as benchmarks/gen_bodies.py writes them.
+func body(uid: String) -> Data {
+    let head = #"{"event":"guest_booked","createdAt":"2026-11-20T01:15:43.000Z","object":{"uid":""#
+    let tail = #"","eventTypeUid":"et_consult60","status":"open","timeZone":"Asia/Tokyo","createdAt":"2026-11-20T01:15:42.341Z","updatedAt":"2026-11-20T01:15:42.341Z","startedAt":"2026-11-27T05:00:00.000Z","endedAt":"2026-11-27T06:00:00.000Z","cancelReason":null,"cancelledAt":null,"cancelledBy":null,"contact":{"email":"taro.yamada@example.jp","name":"山田 太郎"},"answers":[{"question":"ご相談内容","content":["料金プランについて"]},{"question":"How did you find out?","content":["SNS","Friend"]}],"tracking":{"utm_campaign":"winter_campaign","utm_source":"twitter","utm_medium":"owned_media","utm_term":"howto","utm_content":""#
+    let end = #""}}}"#
+    let fixed = head.utf8.count + uid.utf8.count + tail.utf8.count + end.utf8.count
+    return Data((head + uid + tail + String(repeating: "p", count: max(0, 1024 - fixed)) + end).utf8)
+}
+
+let scale = CommandLine.arguments.contains("--quick") ? 10 : 1
+let payload = body(uid: "bk_micro_00000001")
+precondition(payload.count == 1024, "the body is \(payload.count) bytes, not 1024")
+
+// HMAC-SHA256 verification through the public API, as the server calls it.
+let secret = Secret("bench-secret-0123456789abcdef")
+let scheme = JicooSignature(secrets: [secret])
+let now = Int64(Date().timeIntervalSince1970)
+let signature = scheme.sign(body: payload, timestamp: now, id: "")[0].value
+let header: (String) -> String? = { $0 == JicooSignature.headerName ? signature : nil }
+do { try scheme.verify(body: payload, header: header, now: now) } catch { fatalError("verify failed: \(error)") }
+measure("jicoo_verify_1k", iterations: 200_000 / scale) {
+    do { try scheme.verify(body: payload, header: header, now: now); consume(1) } catch { fatalError("\(error)") }
+}
+
+// The HMAC alone (OpenSSL context copy + update + final), to split parsing from crypto.
+let key = HMAC.Key(secret.bytes)
+let prefix = Array("\(now).".utf8)
+measure("hmac_sha256_1k", iterations: 200_000 / scale) {
+    consume(Int(key.mac(prefix: prefix, payload)[0]))
+}
+
+// Decoding: JSON parse, booking fields, ISO 8601 dates.
+measure("jicoo_decode_1k", iterations: 100_000 / scale) {
+    do {
+        let event = try EventSource.jicoo.decode(body: payload, endpoint: "/hooks/jicoo")
+        consume(event.name.utf8.count)
+    } catch { fatalError("\(error)") }
+}
+
+// Rendering a notification with the built-in Japanese templates.
+let renderer: Renderer
+do { renderer = try Renderer() } catch { fatalError("\(error)") }
+let event: Event
+do { event = try EventSource.jicoo.decode(body: payload, endpoint: "/hooks/jicoo") } catch { fatalError("\(error)") }
+measure("render_ja", iterations: 20_000 / scale) {
+    consume(renderer.render(event, locale: .ja).text.utf8.count)
+}
+
+// The dedupe key of a Jicoo event (event|uid|updatedAt).
+measure("dedupe_key", iterations: 200_000 / scale) {
+    consume(EventSource.jicoo.dedupeKey(for: event).utf8.count)
+}
+if sink == 42 { print("") }

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Helpers for run.sh: free ports, readiness, counting written lines, peak RSS, the report.
+
+  bench.py port                                   a free TCP port on 127.0.0.1
+  bench.py wait-port PORT [SECONDS]               until something accepts on 127.0.0.1:PORT
+  bench.py settle FILE TAG [--acked F] [--ok N]   wait until the lines for TAG stop growing,
+                                                  then print {"lines", "lost", "extra", ...}
+  bench.py proc PID                               {"vmhwm_kb", "vmrss_kb", "cpu_s"} of a process
+  bench.py report RESULTS_DIR OUT_DIR             results.md + throughput.png
+"""
+import json
+import os
+import re
+import socket
+import sys
+import time
+
+
+def free_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def wait_port(port: int, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+def uids_in(path: str, tag: str) -> list[str]:
+    """Every uid of this phase found in the output file, one per line that has one."""
+    pattern = re.compile(re.escape(tag).encode() + rb"\d{8}")
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                m = pattern.search(line)
+                if m:
+                    out.append(m.group().decode())
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def settle(path: str, tag: str, acked_file: str | None, ok: int | None, quiet: float = 2.0, limit: float = 150) -> None:
+    """Waits until the number of lines for `tag` has not changed for `quiet` seconds (at most
+    `limit`), then compares them with what was acknowledged.
+
+    lost  = acknowledged (2xx) requests without a line. With an acked-uid file (paced runs)
+            this is exact; with only a count (wrk) it is max(0, ok - lines).
+    extra = lines for requests the client never saw a 2xx for (e.g. in flight when wrk stopped).
+    """
+    start = time.time()
+    last, since = -1, time.time()
+    while True:
+        n = len(uids_in(path, tag))
+        if n != last:
+            last, since = n, time.time()
+        elif time.time() - since >= quiet or time.time() - start >= limit:
+            break
+        time.sleep(0.25)
+    written = uids_in(path, tag)
+    result = {"lines": len(written), "unique_lines": len(set(written)), "settle_s": round(time.time() - start, 1)}
+    if acked_file:
+        with open(acked_file) as f:
+            acked = {l.strip() for l in f if l.strip()}
+        have = set(written)
+        result["acked"] = len(acked)
+        result["lost"] = len(acked - have)
+        result["extra"] = len(have - acked)
+        result["lost_exact"] = True
+    elif ok is not None:
+        result["acked"] = ok
+        result["lost"] = max(0, ok - len(set(written)))
+        result["extra"] = max(0, len(set(written)) - ok)
+        result["lost_exact"] = False
+    print(json.dumps(result))
+
+
+def proc(pid: int) -> None:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS"):
+                out[k.lower() + "_kb"] = int(v.split()[0])
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / tick, 2)  # utime + stime
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------------------------------------
+def dups(r) -> int:
+    return sum(r.get(k, {}).get("lines", 0) - r.get(k, {}).get("unique_lines", 0) for k in ("wrk_settle", "paced_settle"))
+
+
+def fmt(x, digits=1):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def report(results_dir: str, out_dir: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    meta = json.load(open(os.path.join(results_dir, "meta.json")))
+    order = ["herald", "aiohttp", "webhook-sync", "webhook-async"]
+    rows = []
+    for name in order:
+        p = os.path.join(results_dir, f"{name}.json")
+        if os.path.exists(p):
+            rows.append(json.load(open(p)))
+    by = {r["name"]: r for r in rows}
+    micro = {}
+    mp = os.path.join(results_dir, "micro.jsonl")
+    if os.path.exists(mp):
+        for line in open(mp):
+            line = line.strip()
+            if line.startswith("{"):
+                d = json.loads(line)
+                micro[d["name"]] = d
+    openssl = json.load(open(os.path.join(results_dir, "openssl.json"))) if os.path.exists(os.path.join(results_dir, "openssl.json")) else {}
+
+    L = []
+    L.append("# Herald benchmark results\n")
+    L.append(f"Run {meta['date']} on {meta['machine']} ({meta['cores']} cores, {meta['mem_gib']} GiB), "
+             f"load average before the run {meta['loadavg']}. Herald {meta['herald_commit']}, "
+             f"journal: **{meta['journal']}**. Produced by `benchmarks/run.sh`; see `benchmarks/README.md` "
+             "for what each number means.\n")
+    if meta.get("note"):
+        L.append(f"**Note:** {meta['note']}\n")
+    L.append(f"Throughput: `wrk -t{meta['threads']} -c{meta['conns']} -d{meta['duration']}s`, distinct pre-signed ~1 KB "
+             f"bodies. Latency: `paced` at a fixed {meta['rate']} req/s for {meta['paced_seconds']} s over "
+             f"{meta['paced_conns']} connections, measured from each request's scheduled send time "
+             "(no coordinated omission).\n")
+    L.append("| receiver | wrk req/s | wrk p50 / p99 ms | paced achieved req/s | paced p50 / p90 / p99 ms | paced max ms "
+             "| peak RSS MB | lost (wrk / paced) | duplicate lines | lines done after wrk, s | non-2xx + errors | CPU s |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        w, p = r.get("wrk", {}), r.get("paced", {})
+        bad = w.get("non_2xx", 0) + w.get("socket_errors", 0) + p.get("non_2xx", 0) + p.get("errors", 0) + p.get("timeouts", 0)
+        L.append(f"| {r['label']} | {fmt(w.get('rps'), 0)} | {fmt(w.get('p50_ms'), 2)} / {fmt(w.get('p99_ms'), 2)} "
+                 f"| {fmt(p.get('achieved_rps'), 0)} | {fmt(p.get('p50_ms'), 2)} / {fmt(p.get('p90_ms'), 2)} / {fmt(p.get('p99_ms'), 2)} "
+                 f"| {fmt(p.get('max_ms'), 1)} | {fmt(r.get('vmhwm_kb', 0) / 1024, 1)} "
+                 f"| {r.get('wrk_settle', {}).get('lost', '–')} / {r.get('paced_settle', {}).get('lost', '–')} "
+                 f"| {dups(r)} | {fmt(max(0.0, r.get('wrk_settle', {}).get('settle_s', 0) - 2), 0)} "
+                 f"| {bad} | {fmt(r.get('cpu_s'), 1)} |")
+    L.append("")
+    L.append("Lost = requests answered 2xx for which no line was written after a settling wait (wrk: 2xx count minus "
+             "lines; paced: exact, by uid). Duplicate lines = lines for a uid already written (the same event delivered "
+             "twice). Lines done after wrk = how long after wrk stopped the output file stopped growing (the delivery "
+             "backlog). Peak RSS = VmHWM of the receiver's process at the end of both runs. "
+             "CPU s = user+system CPU seconds the receiver's process used over both runs, backlog included (webhook: its "
+             "own process only, not the shells it forks).\n")
+
+    # Goals
+    L.append("## Goals (same run)\n")
+    L.append("| goal | measured | met? |")
+    L.append("|---|---|---|")
+    h = by.get("herald")
+
+    def ok(b):
+        return "yes" if b else "**no**"
+    if h:
+        hw = h["wrk"]["rps"]
+        if "aiohttp" in by:
+            ratio = hw / by["aiohttp"]["wrk"]["rps"]
+            L.append(f"| Herald ≥ 2× aiohttp req/s | {ratio:.2f}× ({hw:,.0f} vs {by['aiohttp']['wrk']['rps']:,.0f}) | {ok(ratio >= 2)} |")
+        for wname in ("webhook-sync", "webhook-async"):
+            if wname in by:
+                ratio = hw / by[wname]["wrk"]["rps"]
+                L.append(f"| Herald ≥ 10× adnanh/webhook ({wname}) req/s | {ratio:.1f}× ({hw:,.0f} vs {by[wname]['wrk']['rps']:,.0f}) | {ok(ratio >= 10)} |")
+        p99 = h["paced"]["p99_ms"]
+        L.append(f"| p99 ≤ 5 ms at {meta['rate']} req/s | {p99:.2f} ms | {ok(p99 <= 5 and h['paced'].get('timeouts', 0) == 0)} |")
+        lost = h.get("wrk_settle", {}).get("lost", 0) + h.get("paced_settle", {}).get("lost", 0)
+        L.append(f"| 0 lost | {lost} | {ok(lost == 0)} |")
+        rss = h.get("vmhwm_kb", 0) / 1024
+        L.append(f"| RSS ≤ 64 MB under load | {rss:.1f} MB | {ok(rss <= 64)} |")
+    if openssl.get("ns_per_op"):
+        for key, what in (("hmac_sha256_1k", "HMAC-SHA256 of 1 KB (`HMAC.Key.mac`)"),
+                          ("jicoo_verify_1k", "whole `JicooSignature.verify` of 1 KB")):
+            if key in micro:
+                v = micro[key]["ns_per_op"]
+                ratio = v / openssl["ns_per_op"]
+                L.append(f"| {what} within 1.3× of `openssl speed` | {ratio:.2f}× ({v:,.0f} ns vs {openssl['ns_per_op']:,.0f} ns) | {ok(ratio <= 1.3)} |")
+    L.append("")
+
+    if micro:
+        L.append("## Microbenchmarks (`herald-bench`, CPU time per operation, median of 7 rounds)\n")
+        L.append("| benchmark | ns/op | ops/s |")
+        L.append("|---|---:|---:|")
+        names = {
+            "jicoo_verify_1k": "`JicooSignature.verify`, 1 KB body (header parse + HMAC + compare)",
+            "hmac_sha256_1k": "`HMAC.Key.mac` alone, 1 KB (context dup + update + final)",
+            "jicoo_decode_1k": "`EventSource.jicoo.decode`, 1 KB body",
+            "render_ja": "`Renderer().render(event, locale: .ja)`",
+            "dedupe_key": "`EventSource.jicoo.dedupeKey(for:)`",
+        }
+        for k, label in names.items():
+            if k in micro:
+                ns = micro[k]["ns_per_op"]
+                L.append(f"| {label} | {ns:,.0f} | {1e9 / ns:,.0f} |")
+        if openssl.get("ns_per_op"):
+            L.append(f"| `{openssl['command']}` | {openssl['ns_per_op']:,.0f} | {1e9 / openssl['ns_per_op']:,.0f} |")
+        L.append("")
+
+    L.append("## Receivers\n")
+    for r in rows:
+        L.append(f"- **{r['label']}**: {r['description']}")
+    L.append("")
+    L.append("![throughput and latency](throughput.png)\n")
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(L))
+
+    # Chart: throughput (wrk) and paced latency percentiles, side by side.
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [r["label"].replace(" (", "\n(") for r in rows]
+    rps = [r["wrk"]["rps"] for r in rows]
+    colors = ["#d9480f" if r["name"] == "herald" else "#868e96" for r in rows]
+    bars = a1.bar(labels, rps, color=colors)
+    a1.bar_label(bars, labels=[f"{v:,.0f}" for v in rps], fontsize=9)
+    a1.set_title(f"Throughput: wrk -t{meta['threads']} -c{meta['conns']} -d{meta['duration']}s (req/s, higher is better)", fontsize=10)
+    a1.tick_params(axis="x", labelsize=8)
+    import numpy as np
+    x = np.arange(len(rows))
+    width = 0.27
+    for k, (key, name) in enumerate([("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")]):
+        vals = [max(r["paced"][key], 0.01) for r in rows]
+        a2.bar(x + (k - 1) * width, vals, width, label=name)
+    a2.set_yscale("log")
+    a2.set_ylim(bottom=0.1)
+    a2.axhline(5, color="red", linestyle="--", linewidth=1, label="5 ms goal")
+    a2.set_xticks(x)
+    a2.set_xticklabels(labels, fontsize=8)
+    a2.set_title(f"Latency at a fixed {meta['rate']} req/s (ms, log scale, lower is better)", fontsize=10)
+    a2.legend(fontsize=8)
+    fig.suptitle(f"Herald vs baselines, {meta['date']}, {meta['cores']} cores, journal: {meta['journal']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "throughput.png"), dpi=110)
+
+
+def main() -> None:
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "port":
+        free_port()
+    elif cmd == "wait-port":
+        wait_port(int(args[0]), float(args[1]) if len(args) > 1 else 60)
+    elif cmd == "settle":
+        acked = ok = None
+        if "--acked" in args:
+            acked = args[args.index("--acked") + 1]
+        if "--ok" in args:
+            ok = int(args[args.index("--ok") + 1])
+        settle(args[0], args[1], acked, ok)
+    elif cmd == "proc":
+        proc(int(args[0]))
+    elif cmd == "report":
+        report(args[0], args[1])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Writes N distinct, signed ~1 KB Jicoo webhook bodies for one load phase.
+
+One request per line, tab-separated:  uid  Jicoo-Webhook-Signature  X-Signature  body
+- Jicoo-Webhook-Signature: t=<now>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>  (Herald, aiohttp)
+- X-Signature: sha256=<hex HMAC-SHA256(secret, body)>  (adnanh/webhook's payload-hmac-sha256 rule,
+  which cannot read Jicoo's t=/v1= header; it gets the plain body HMAC instead)
+Every body has its own booking uid (<tag><counter>), so Herald's dedupe never short-circuits a
+request. Bodies are compact JSON without newlines and exactly --size bytes long.
+Signatures use the current time: generate just before the phase (300 s tolerance).
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import time
+
+TEMPLATE = {
+    "event": "guest_booked",
+    "createdAt": "2026-11-20T01:15:43.000Z",
+    "object": {
+        "uid": "@UID@",
+        "eventTypeUid": "et_consult60",
+        "status": "open",
+        "timeZone": "Asia/Tokyo",
+        "createdAt": "2026-11-20T01:15:42.341Z",
+        "updatedAt": "2026-11-20T01:15:42.341Z",
+        "startedAt": "2026-11-27T05:00:00.000Z",
+        "endedAt": "2026-11-27T06:00:00.000Z",
+        "cancelReason": None,
+        "cancelledAt": None,
+        "cancelledBy": None,
+        "contact": {"email": "taro.yamada@example.jp", "name": "山田 太郎"},
+        "answers": [
+            {"question": "ご相談内容", "content": ["料金プランについて"]},
+            {"question": "How did you find out?", "content": ["SNS", "Friend"]},
+        ],
+        "tracking": {
+            "utm_campaign": "winter_campaign",
+            "utm_source": "twitter",
+            "utm_medium": "owned_media",
+            "utm_term": "howto",
+            "utm_content": "@PAD@",
+        },
+    },
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--tag", required=True, help="uid prefix for this phase, e.g. bk_h1_")
+    ap.add_argument("--secret", required=True)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    uid_width = len(a.tag) + 8
+    skeleton = json.dumps(TEMPLATE, ensure_ascii=False, separators=(",", ":"))
+    base = len(skeleton.replace("@UID@", "x" * uid_width).replace("@PAD@", "").encode())
+    pad = "p" * max(0, a.size - base)
+    head, tail = skeleton.replace("@PAD@", pad).split("@UID@")
+    head_b, tail_b = head.encode(), tail.encode()
+    key = a.secret.encode()
+    t = str(int(time.time()))
+    t_dot = (t + ".").encode()
+    # Both MACs share the body prefix up to the uid: key the contexts once and copy them.
+    jicoo_base = hmac.new(key, t_dot + head_b, hashlib.sha256)
+    plain_base = hmac.new(key, head_b, hashlib.sha256)
+    with open(a.out, "w", encoding="utf-8", newline="\n") as f:
+        for i in range(a.count):
+            uid = f"{a.tag}{i:08d}"
+            ub = uid.encode() + tail_b
+            j = jicoo_base.copy(); j.update(ub)
+            p = plain_base.copy(); p.update(ub)
+            f.write(f"{uid}\tt={t},v1={j.hexdigest()}\tsha256={p.hexdigest()}\t{head}{uid}{tail}\n")
+
+
+if __name__ == "__main__":
+    main()
