@@ -102,9 +102,23 @@ func openJournal(_ storage: HeraldConfig.Storage, logger: Logger, createIfMissin
 /// server may be running. Fails if the journal does not exist yet, rather than creating an
 /// empty one in the wrong place.
 func openJournalForCLI(_ options: ConfigOption) async throws -> any Journal {
-    let config = try options.load()
-    guard config.storage.path != nil else {
-        throw ValidationError("\(config.file) keeps its journal in memory (storage.memory); there is nothing to inspect")
+    guard FileManager.default.fileExists(atPath: options.path) else {
+        throw ValidationError("no configuration file at \(options.path); pass --config")
     }
-    return try await openJournal(config.storage, logger: Logger(label: "herald.cli"), createIfMissing: false)
+    let storage: HeraldConfig.Storage
+    do {
+        storage = try ConfigLoader(registry: try Herald.registry()).loadStorage(file: options.path)
+    } catch {
+        FileHandle.standardError.write(Data("herald: configuration error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+    guard storage.path != nil else {
+        throw ValidationError("\(options.path) keeps its journal in memory (storage.memory); there is nothing to inspect")
+    }
+    do {
+        return try await openJournal(storage, logger: Logger(label: "herald.cli"), createIfMissing: false)
+    } catch {
+        FileHandle.standardError.write(Data("herald: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
 }

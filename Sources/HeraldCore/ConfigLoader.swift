@@ -36,6 +36,29 @@ public struct ConfigLoader: Sendable {
         return try load(yaml: text, file: file, baseDirectory: base.isEmpty ? "." : base)
     }
 
+    /// Reads only the `storage:` section, for tools that open the journal: they need neither
+    /// the webhook secrets nor the notifiers' credentials in their environment.
+    public func loadStorage(file: String) throws(ConfigError) -> HeraldConfig.Storage {
+        let text: String
+        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+            throw ConfigError(file: file, keyPath: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+        let base = (file as NSString).deletingLastPathComponent
+        let reader = Reader(file: file, environment: environment, baseDirectory: base.isEmpty ? "." : base)
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
+            throw Self.yamlError(error, file: file)
+        } catch {
+            throw ConfigError(file: file, keyPath: "", message: "not valid YAML: \(error)")
+        }
+        guard let storage = root?.mapping?["storage"] else {
+            var defaults = HeraldConfig.Storage()
+            defaults.path = "\(reader.baseDirectory)/herald-data"
+            return defaults
+        }
+        return try reader.readStorage(storage)
+    }
+
     /// Loads configuration text; `file` is only used in error messages.
     public func load(yaml: String, file: String = "<config>", baseDirectory: String = ".") throws(ConfigError) -> HeraldConfig {
         let root: Node

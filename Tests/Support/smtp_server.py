@@ -32,6 +32,7 @@ def parse_args():
     p.add_argument("--drop-data", action="store_true", help="close the connection right after 354")
     p.add_argument("--stale-rset", action="store_true", help="answer RSET with 421 and close")
     p.add_argument("--out", help="JSON lines file of received messages (omit to discard them)")
+    p.add_argument("--port", type=int, default=0, help="listen on this port (default: a free one)")
     return p.parse_args()
 
 
@@ -145,7 +146,7 @@ async def main():
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: TestSMTP(handler, **options), "127.0.0.1", 0,
+        lambda: TestSMTP(handler, **options), "127.0.0.1", args.port,
         ssl=context if args.mode == "tls" else None)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     # Exit when the parent closes our stdin (or kills us).
