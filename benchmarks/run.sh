@@ -10,6 +10,7 @@
 # docs/benchmarks/raw/. BENCH_KEEP=1 keeps the work dir (configs, logs, output files).
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
 # PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000), RECEIVERS, HERALD_LOG (info),
+# HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
 # MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
 # `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md).
 set -euo pipefail
@@ -125,6 +126,7 @@ server:
 storage:
   path: ./herald-data
   dedupeTTL: 7d
+  groupCommit: ${HERALD_GROUP_COMMIT:-true}
 log:
   level: $HERALD_LOG
   format: text

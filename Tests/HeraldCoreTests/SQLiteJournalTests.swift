@@ -312,6 +312,20 @@ struct SQLiteJournalTests {
         #expect(f.sqlite.path == f.directory.path + "/journal.sqlite")
     }
 
+    /// State changes skip their own fsync, but leave the connection at FULL for appends.
+    @Test func stateChangesLeaveAppendsFullySynchronous() async throws {
+        let f = try Fixture(.sqlite)
+        let id = try #require(try await f.accept("evt_1")["slack"])
+        #expect(try await f.journal.claim(id))
+        #expect(try await f.sqlite.scalar("PRAGMA synchronous") == 2)  // FULL
+        try await f.journal.markRetry(id, next: f.clock.now, error: "x")
+        #expect(try await f.sqlite.scalar("PRAGMA synchronous") == 2)
+        #expect(try await f.journal.claim(id))
+        try await f.journal.markDelivered(id)
+        #expect(try await f.sqlite.scalar("PRAGMA synchronous") == 2)
+        #expect(try await f.journal.delivery(id: id)?.state == .delivered)
+    }
+
     @Test func concurrentAppendsShareTransactions() async throws {
         let f = try Fixture(.sqlite)
         let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
