@@ -125,7 +125,12 @@ let package = Package(
             swiftSettings: strict
         ),
         // Microbenchmarks for benchmarks/run.sh (never run as tests).
-        .executableTarget(name: "herald-bench", dependencies: ["HeraldCore"], path: "benchmarks/Micro", swiftSettings: strict),
+        .executableTarget(
+            name: "herald-bench",
+            dependencies: ["HeraldCore", "EmailNotifier", .product(name: "Logging", package: "swift-log")],
+            path: "benchmarks/Micro",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "HeraldCoreTests",
             dependencies: [

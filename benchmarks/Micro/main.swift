@@ -2,6 +2,7 @@
 // Prints one JSON line per benchmark: {"name", "ns_per_op" (CPU time, median of 7 rounds), "min_ns",
 // "wall_ns", "iterations"}.
 //   swift run -c release herald-bench [--quick] [NAME...]   (names: run only those, e.g. for a profiler)
+//   swift run -c release herald-bench smtp PORT [N]         (SMTP throughput, see SMTPThroughput.swift)
 import Foundation
 import HeraldCore
 
@@ -19,6 +20,8 @@ func cpuNanoseconds() -> Double {
 }
 
 func wallNanoseconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) }
+
+runSMTPBenchmarkIfAsked()
 
 let only = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 

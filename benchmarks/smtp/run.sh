@@ -3,12 +3,9 @@
 #
 #   benchmarks/smtp/run.sh [N]      (default N=2000; needs python3-aiosmtpd)
 #
-# Starts Tests/Support/smtp_server.py (plain, messages discarded), runs the HERALD_BENCH
-# Swift test, then smtplib over one session, and prints messages/s for each.
-#
-# HERALD_BENCH_CONFIG=release builds the test in release mode. The default is debug because
-# Swift 6.3.1's Swift Testing macros do not compile with -O ("global variable must be a
-# compile-time constant to use @section attribute"), so debug numbers are a lower bound.
+# Starts Tests/Support/smtp_server.py (plain, messages discarded), runs `herald-bench smtp`
+# (release build: Herald's SMTP client over one connection, then four pooled ones), then
+# Python's smtplib over one session, and prints messages/s for each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-2000}"
@@ -26,8 +23,8 @@ port="$(awk '/^PORT /{print $2}' "$work/port")"
 [ -n "$port" ] || { echo "smtp_server.py did not start:"; cat "$work/server.log"; exit 1; }
 
 echo "aiosmtpd on 127.0.0.1:$port, N=$N"
-HERALD_BENCH=1 HERALD_BENCH_PORT="$port" HERALD_BENCH_N="$N" HERALD_BENCH_OUT="$work/herald" \
-    swift test -c "${HERALD_BENCH_CONFIG:-debug}" --filter SMTPBenchmark >"$work/swift.log" 2>&1 \
-    || { tail -30 "$work/swift.log"; exit 1; }
-cat "$work/herald"
+if [ ! -x .build/release/herald-bench ]; then
+    swift build -c release --product herald-bench >"$work/swift.log" 2>&1 || { tail -30 "$work/swift.log"; exit 1; }
+fi
+.build/release/herald-bench smtp "$port" "$N"
 "$PY" benchmarks/smtp/smtplib_bench.py "$port" "$N"
