@@ -28,54 +28,46 @@ public struct ConfigLoader: Sendable {
 
     /// Loads a configuration file.
     public func load(file: String) throws(ConfigError) -> HeraldConfig {
-        let text: String
-        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-            throw ConfigError(file: file, keyPath: "", message: "cannot read the file: \(error.localizedDescription)")
-        }
-        let base = (file as NSString).deletingLastPathComponent
-        return try load(yaml: text, file: file, baseDirectory: base.isEmpty ? "." : base)
+        let (text, base) = try Self.read(file: file)
+        return try load(yaml: text, file: file, baseDirectory: base)
     }
 
     /// Reads only the `storage:` section, for tools that open the journal: they need neither
     /// the webhook secrets nor the notifiers' credentials in their environment.
     public func loadStorage(file: String) throws(ConfigError) -> HeraldConfig.Storage {
-        let text: String
-        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-            throw ConfigError(file: file, keyPath: "", message: "cannot read the file: \(error.localizedDescription)")
-        }
-        let base = (file as NSString).deletingLastPathComponent
-        let reader = Reader(file: file, environment: environment, baseDirectory: base.isEmpty ? "." : base)
-        let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
-            throw Self.yamlError(error, file: file)
-        } catch {
-            throw ConfigError(file: file, keyPath: "", message: "not valid YAML: \(error)")
-        }
-        guard let storage = root?.mapping?["storage"] else {
-            var defaults = HeraldConfig.Storage()
-            defaults.path = "\(reader.baseDirectory)/herald-data"
-            return defaults
-        }
+        let (text, base) = try Self.read(file: file)
+        let reader = Reader(file: file, environment: environment, baseDirectory: base)
+        guard let storage = try Self.compose(text, file: file)?.mapping?["storage"] else { return reader.defaultStorage }
         return try reader.readStorage(storage)
     }
 
     /// Loads configuration text; `file` is only used in error messages.
     public func load(yaml: String, file: String = "<config>", baseDirectory: String = ".") throws(ConfigError) -> HeraldConfig {
-        let root: Node
-        do {
-            guard let composed = try Yams.compose(yaml: yaml) else {
-                throw ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")
-            }
-            root = composed
-        } catch let error as ConfigError {
-            throw error
-        } catch let error as YamlError {
-            throw Self.yamlError(error, file: file)
-        } catch {
-            throw ConfigError(file: file, keyPath: "", message: "not valid YAML: \(error)")
+        guard let root = try Self.compose(yaml, file: file) else {
+            throw ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")
         }
         var reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
         return try reader.read(root: root, loader: self)
+    }
+
+    /// The file's text and its directory (against which relative paths resolve).
+    static func read(file: String) throws(ConfigError) -> (text: String, baseDirectory: String) {
+        do {
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            let base = (file as NSString).deletingLastPathComponent
+            return (text, base.isEmpty ? "." : base)
+        } catch {
+            throw ConfigError(file: file, keyPath: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+    }
+
+    /// The YAML tree (nil for an empty file), or a located error.
+    static func compose(_ yaml: String, file: String) throws(ConfigError) -> Node? {
+        do { return try Yams.compose(yaml: yaml) } catch let error as YamlError {
+            throw yamlError(error, file: file)
+        } catch {
+            throw ConfigError(file: file, keyPath: "", message: "not valid YAML: \(error)")
+        }
     }
 
     static func yamlError(_ error: YamlError, file: String) -> ConfigError {

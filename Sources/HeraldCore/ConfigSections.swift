@@ -8,8 +8,7 @@ extension Reader {
 
     mutating func read(root: Node, loader: ConfigLoader) throws(ConfigError) -> HeraldConfig {
         var server = HeraldConfig.Server()
-        var storage = HeraldConfig.Storage()
-        storage.path = "\(baseDirectory)/herald-data"
+        var storage = defaultStorage
         var log = HeraldConfig.Log()
         var locale = HeraldLocale.en
         var endpoints: [HeraldConfig.Endpoint] = []
@@ -76,9 +75,15 @@ extension Reader {
         return s
     }
 
-    func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
+    /// Storage when the file says nothing: the journal in `herald-data` beside the file.
+    var defaultStorage: HeraldConfig.Storage {
         var s = HeraldConfig.Storage()
         s.path = "\(baseDirectory)/herald-data"
+        return s
+    }
+
+    func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
+        var s = defaultStorage
         for (key, _, v) in try mapping(node, "storage", allowed: ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending"]) {
             let path = "storage.\(key)"
             switch key {
