@@ -152,8 +152,7 @@ struct IntegrationTests {
         for (a, b) in zip(attempts, attempts.dropFirst()) {
             #expect(b.at - a.at >= .seconds(1.9), "a retry came \(b.at - a.at) after a 429 with Retry-After: 2")
         }
-        let (_, list) = try cli(["deliveries", "list", "--config", path])
-        #expect(list.contains("delivered"))
+        #expect(try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
         #expect(try await herald.stop() == 0)
         await recorder.stop()
     }
@@ -183,9 +182,13 @@ struct IntegrationTests {
         #expect(status == 0)
         #expect(retried.hasPrefix("1 delivery queued"))
         #expect(try await waitUntil { recorder.received("/broken").count == 2 })
-        #expect(try await waitUntil { try cli(["status", "--config", path]).1.contains("sales") })
-        let (_, table) = try cli(["status", "--config", path])
-        let salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
+        // The outcome is written just after the request: wait for the final state.
+        var salesRow: [String]?
+        #expect(try await waitUntil {
+            let table = try cli(["status", "--config", path]).1
+            salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
+            return salesRow == ["sales", "0", "0", "1", "0"]
+        })
         #expect(salesRow == ["sales", "0", "0", "1", "0"])
         #expect(try await herald.stop() == 0)
         await recorder.stop()
@@ -216,7 +219,12 @@ struct IntegrationTests {
         #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
         #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_cancelled"), secret: "wrong").0 == 401)
         #expect(try await waitUntil { recorder.received.count == 2 })
-        let metrics = try await HTTPGet("\(herald.url)/metrics")
+        // A delivery is counted after its outcome is in the journal, just after the request.
+        var metrics = ""
+        #expect(try await waitUntil {
+            metrics = try await HTTPGet("\(herald.url)/metrics")
+            return metrics.contains("herald_deliveries_total")
+        })
         #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="accepted"} 1"#))
         #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="signature_mismatch"} 1"#))
         #expect(metrics.contains("herald_deliveries_total"))
