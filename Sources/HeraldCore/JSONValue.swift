@@ -34,47 +34,16 @@ public enum JSONValue: Sendable, Equatable, Codable {
 
     /// Parses UTF-8 JSON bytes. Throws ``JSONValue/ParseError`` with a short reason.
     public static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSONValue {
-        let data = bytes as? Data ?? Data(bytes)
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            throw ParseError(reason: Self.describe(error))
+        let result: Result<JSONValue, ParseError>? = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(ParseError) in try JSONParser.parse(buffer) }
         }
-        return JSONValue(foundation: object)
+        if let result { return try result.get() }
+        return try Array(bytes).withUnsafeBufferPointer { buffer throws(ParseError) in try JSONParser.parse(buffer) }
     }
 
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public let reason: String
         public var description: String { reason }
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let debug = ns.userInfo[NSDebugDescriptionErrorKey] as? String { return "invalid JSON: \(debug)" }
-        return "invalid JSON"
-    }
-
-    init(foundation value: Any) {
-        // Containers first: on Linux, casting a Swift dictionary to NSNumber bridges the whole
-        // tree to NSDictionary just to fail, which cost most of the decoding time.
-        switch value {
-        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init(foundation:)))
-        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
-        case let s as String: self = .string(s)
-        case is NSNull: self = .null
-        case let n as NSNumber:
-            #if canImport(Darwin)
-            if CFGetTypeID(n) == CFBooleanGetTypeID() { self = .bool(n.boolValue); return }
-            #else
-            if type(of: n) == type(of: NSNumber(value: true)) || n.objCType.pointee == 0x63 /* c */ {
-                self = .bool(n.boolValue); return
-            }
-            #endif
-            self = .number(n.doubleValue)
-        case let b as Bool: self = .bool(b)
-        default: self = .null
-        }
     }
 
     /// The value at `key` of an object, or nil.

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import HeraldCore
+
+/// Herald's own JSON reader must accept exactly what Foundation's does and build the same
+/// values, since every webhook body goes through it.
+@Suite("JSON parsing and writing")
+struct JSONParserTests {
+    /// The same tree JSONSerialization builds, for comparison.
+    static func foundationValue(_ data: Data) throws -> JSONValue {
+        func convert(_ value: Any) -> JSONValue {
+            switch value {
+            case let o as [String: Any]: return .object(o.mapValues(convert))
+            case let a as [Any]: return .array(a.map(convert))
+            case let s as String: return .string(s)
+            case is NSNull: return .null
+            case let n as NSNumber:
+                if type(of: n) == type(of: NSNumber(value: true)) { return .bool(n.boolValue) }
+                return .number(n.doubleValue)
+            default: return .null
+            }
+        }
+        return convert(try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+    }
+
+    @Test func everySharedBodyParsesAsFoundationDoes() throws {
+        for name in Fixtures.eventNames {
+            let body = try Fixtures.eventBody(name)
+            #expect(try JSONValue.parse(body) == (try Self.foundationValue(body)), "\(name)")
+        }
+    }
+
+    @Test(arguments: [
+        #"{"a":[1,-2.5,3e2,0,-0.0,1E-2,true,false,null],"b":{"c":"d"},"e":[],"f":{}}"#,
+        #"  "text with \"quotes\", \\ backslash, \/ slash, \b\f\n\r\t and \u00e9\u3042"  "#,
+        #"["😀 \ud83d\ude00", "日本語", "tab\tinside"]"#,
+        #"{"dup":1,"dup":2}"#,
+        #"123456789012345678901234567890"#,
+        #"-9007199254740993"#,
+        "\u{FEFF}{\"bom\":true}",
+    ])
+    func validDocumentsMatchFoundation(_ text: String) throws {
+        let data = Data(text.utf8)
+        #expect(try JSONValue.parse(data) == (try Self.foundationValue(data)))
+    }
+
+    @Test func duplicateKeysKeepTheLastValue() throws {
+        #expect(try JSONValue.parse(Data(#"{"k":1,"k":2}"#.utf8))["k"] == .number(2))
+    }
+
+    @Test(arguments: [
+        ("", "unexpected end"), ("{", "expected a string key"), (#"{"a" 1}"#, "expected ':'"),
+        ("[1,]", "unexpected character ']'"), (#"{"a":1,}"#, "expected a string key"), ("[1 2]", "expected ',' or ']'"),
+        ("01", "leading zero"), ("1.", "digit after '.'"), ("-", "expected a digit"), ("1e", "exponent"),
+        ("tru", "invalid literal"), ("nul", "invalid literal"), (#""abc"#, "unterminated string"),
+        ("\"a\u{01}b\"", "control character"), (#""\x""#, "invalid escape"), (#""\u12""#, "\\u escape"),
+        (#""\ud800""#, "unpaired surrogate"), (#""\udc00x""#, "unpaired surrogate"), ("{} {}", "after the JSON value"),
+        ("1e999", "out of range"), ("// comment\n{}", "unexpected character '/'"),
+    ])
+    func invalidDocumentsAreRejectedWithAReason(_ text: String, _ reason: String) {
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(Data(text.utf8)) }
+        do {
+            _ = try JSONValue.parse(Data(text.utf8))
+        } catch {
+            #expect(error.reason.contains(reason), "\(text): \(error.reason)")
+            #expect(error.reason.hasPrefix("invalid JSON: "))
+        }
+        // Foundation agrees that these are not JSON, except that on Linux it tolerates trailing
+        // commas (RFC 8259 does not) and reads 1e999 as infinity.
+        if !["[1,]", #"{"a":1,}"#, "1e999"].contains(text) {
+            #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) == nil)
+        }
+    }
+
+    @Test(arguments: [
+        [0x22, 0xFF, 0x22], [0x22, 0xC0, 0xAF, 0x22], [0x22, 0xE0, 0x80, 0xAF, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22],
+        [0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], [0x22, 0xE3, 0x81, 0x22], [0x22, 0xF0, 0x9F, 0x98, 0x22],
+    ] as [[UInt8]])
+    func invalidUTF8IsRejected(_ bytes: [UInt8]) {
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(bytes) }
+    }
+
+    @Test func validMultibyteUTF8IsKept() throws {
+        let text = "\"é あ 😀 \u{10FFFF}\""
+        #expect(try JSONValue.parse(Data(text.utf8)) == .string("é あ 😀 \u{10FFFF}"))
+    }
+
+    @Test func deepNestingIsRefusedNotACrash() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONValue.ParseError.self) { try JSONValue.parse(Data(deep.utf8)) }
+        let fine = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+        #expect((try? JSONValue.parse(Data(fine.utf8))) != nil)
+    }
+
+    @Test func writtenJSONReadsBackTheSame() throws {
+        for name in Fixtures.eventNames {
+            let value = try JSONValue.parse(try Fixtures.eventBody(name))
+            var out: [UInt8] = []
+            value.write(to: &out)
+            #expect(!out.contains(0x0A), "one line")
+            #expect(try JSONValue.parse(out) == value, "\(name)")
+            #expect(try Self.foundationValue(Data(out)) == value, "\(name)")
+        }
+        let tricky = JSONValue.object(["s": .string("\"\\\n\r\t\u{01}\u{1F}/é"), "n": .number(1.5), "i": .number(-42),
+                                       "big": .number(1e300), "a": .array([.null, .bool(false)])])
+        #expect(try JSONValue.parse(Array(tricky.jsonText.utf8)) == tricky)
+        #expect(JSONValue.string("a/b").jsonText == #""a/b""#)
+        #expect(JSONValue.number(3).jsonText == "3")
+    }
+}
