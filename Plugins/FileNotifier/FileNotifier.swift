@@ -22,6 +22,7 @@ import Glibc
 /// one `write(2)` on an `O_APPEND` descriptor, so concurrent deliveries never interleave.
 public struct FileNotifier: NotifierPlugin {
     public static let kind = "file"
+    public static let usesHTML = false
 
     public struct Settings: Decodable, Sendable {
         public var path: String
@@ -55,33 +56,32 @@ public struct FileNotifier: NotifierPlugin {
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
-        let line = Line(
-            eventId: notification.event.id, event: notification.event.name, notifier: name,
-            deliveryKey: notification.deliveryKey, attempt: notification.attempt,
-            receivedAt: ISO8601.format(notification.event.receivedAt), title: notification.title,
-            text: notification.text, raw: notification.event.payload)
-        var data = try Self.encoder.encode(line)
-        data.append(0x0A)
-        try await writer.append(data)
+        try await writer.append(line(for: notification))
     }
 
-    struct Line: Encodable {
-        var eventId: String
-        var event: String
-        var notifier: String
-        var deliveryKey: String
-        var attempt: Int
-        var receivedAt: String
-        var title: String
-        var text: String
-        var raw: JSONValue
+    /// The JSON line for a notification, newline included. Written by hand rather than with
+    /// `JSONEncoder`: this runs for every delivery and the shape is fixed.
+    func line(for notification: HeraldNotification) -> [UInt8] {
+        let event = notification.event
+        var out: [UInt8] = []
+        out.reserveCapacity(event.body.count + notification.text.utf8.count + 256)
+        func field(_ key: StaticString, _ value: String) {
+            out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            JSONValue.writeString(value, to: &out)
+        }
+        field("{\"eventId\":", event.id)
+        field(",\"event\":", event.name)
+        field(",\"notifier\":", name)
+        field(",\"deliveryKey\":", notification.deliveryKey)
+        out.append(contentsOf: ",\"attempt\":\(notification.attempt)".utf8)
+        field(",\"receivedAt\":", ISO8601.format(event.receivedAt))
+        field(",\"title\":", notification.title)
+        field(",\"text\":", notification.text)
+        out.append(contentsOf: ",\"raw\":".utf8)
+        event.payload.write(to: &out)
+        out.append(contentsOf: "}\n".utf8)
+        return out
     }
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return e
-    }()
 }
 
 /// Owns the file descriptor; one line at a time, rotation included.
@@ -102,7 +102,7 @@ actor LineWriter {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    func append(_ data: Data) throws {
+    func append(_ data: [UInt8]) throws {
         try openIfNeeded()
         if maxBytes > 0, size > 0, size + data.count > maxBytes { try rotate() }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
