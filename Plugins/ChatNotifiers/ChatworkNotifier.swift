@@ -46,6 +46,7 @@ public struct ChatworkNotifier: NotifierPlugin {
     }
 
     public static let kind = "chatwork"
+    public static let usesHTML = false
     public static let secretKeys = ["token"]
 
     let settings: Settings

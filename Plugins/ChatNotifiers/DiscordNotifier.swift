@@ -45,6 +45,7 @@ public struct DiscordNotifier: NotifierPlugin {
     }
 
     public static let kind = "discord"
+    public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
     static let titleLimit = 256

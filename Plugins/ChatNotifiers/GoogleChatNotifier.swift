@@ -12,6 +12,7 @@ import HeraldCore
 public struct GoogleChatNotifier: NotifierPlugin {
     public typealias Settings = WebhookURLSettings
     public static let kind = "googlechat"
+    public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
     static let sizeLimit = 30_000

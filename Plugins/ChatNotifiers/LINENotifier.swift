@@ -61,6 +61,7 @@ public struct LINENotifier: NotifierPlugin {
     }
 
     public static let kind = "line"
+    public static let usesHTML = false
     public static let secretKeys = ["token"]
 
     static let altTextLimit = 1500

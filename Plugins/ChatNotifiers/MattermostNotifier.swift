@@ -50,6 +50,7 @@ public struct MattermostNotifier: NotifierPlugin {
     }
 
     public static let kind = "mattermost"
+    public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
     /// Mattermost's default maximum post length, applied to the attachment text.

@@ -10,6 +10,7 @@ import HeraldCore
 public struct SlackNotifier: NotifierPlugin {
     public typealias Settings = WebhookURLSettings
     public static let kind = "slack"
+    public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
     static let maxBlocks = 50

@@ -13,6 +13,7 @@ import HeraldCore
 public struct TeamsNotifier: NotifierPlugin {
     public typealias Settings = WebhookURLSettings
     public static let kind = "teams"
+    public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
     /// Teams refuses messages over about 28 KB; stay below with room for the envelope.

@@ -49,6 +49,7 @@ public struct TelegramNotifier: NotifierPlugin {
     }
 
     public static let kind = "telegram"
+    public static let usesHTML = false
     public static let secretKeys = ["token"]
 
     static let messageLimit = 4096

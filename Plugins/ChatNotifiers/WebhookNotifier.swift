@@ -54,6 +54,7 @@ public struct WebhookNotifier: NotifierPlugin {
     }
 
     public static let kind = "webhook"
+    public static let usesHTML = false
     public static let secretKeys = ["url", "secret"]
 
     let url: URL

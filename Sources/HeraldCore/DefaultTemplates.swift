@@ -53,21 +53,22 @@ enum DefaultTemplates {
         </body></html>
         """
 
+    private static let labels: [String: (en: String, ja: String)] = [
+        "when": ("When", "日時"),
+        "guest": ("Guest", "ゲスト"),
+        "email": ("Email", "メール"),
+        "reason": ("Cancel reason", "キャンセル理由"),
+        "cancelledBy": ("Cancelled by", "キャンセル者"),
+        "status": ("Status", "ステータス"),
+        "booking": ("Booking ID", "予約ID"),
+        "event": ("Event", "イベント"),
+        "host": ("host", "ホスト"),
+        "guestWho": ("guest", "ゲスト"),
+    ]
+
     /// Field labels.
     static func label(_ key: String, _ locale: HeraldLocale) -> String {
-        let table: [String: (en: String, ja: String)] = [
-            "when": ("When", "日時"),
-            "guest": ("Guest", "ゲスト"),
-            "email": ("Email", "メール"),
-            "reason": ("Cancel reason", "キャンセル理由"),
-            "cancelledBy": ("Cancelled by", "キャンセル者"),
-            "status": ("Status", "ステータス"),
-            "booking": ("Booking ID", "予約ID"),
-            "event": ("Event", "イベント"),
-            "host": ("host", "ホスト"),
-            "guestWho": ("guest", "ゲスト"),
-        ]
-        guard let entry = table[key] else { return key }
+        guard let entry = labels[key] else { return key }
         return locale == .ja ? entry.ja : entry.en
     }
 }

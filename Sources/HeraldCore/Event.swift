@@ -220,7 +220,18 @@ public enum ISO8601 {
         var rem = t % 86400
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = civilFromDays(days)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+        // By hand: String(format:) goes through CFString and was most of a render's date work.
+        var out: [UInt8] = []
+        out.reserveCapacity(20)
+        func digits(_ n: Int, _ width: Int) {
+            var text = Array(String(n).utf8)
+            while text.count < width { text.insert(UInt8(ascii: "0"), at: 0) }
+            out.append(contentsOf: text)
+        }
+        digits(y, 4); out.append(UInt8(ascii: "-")); digits(m, 2); out.append(UInt8(ascii: "-")); digits(d, 2)
+        out.append(UInt8(ascii: "T")); digits(rem / 3600, 2); out.append(UInt8(ascii: ":")); digits(rem % 3600 / 60, 2)
+        out.append(UInt8(ascii: ":")); digits(rem % 60, 2); out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {

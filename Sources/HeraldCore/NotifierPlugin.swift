@@ -24,6 +24,11 @@ public protocol NotifierPlugin: Sendable {
     /// appear in errors or logs.
     static var secretKeys: [String] { get }
 
+    /// Whether ``deliver(_:)`` reads ``HeraldNotification/html``. Rendering HTML costs about
+    /// as much as the rest of a notification together, so plugins that never show it say
+    /// false and get `html == nil`. Defaults to true.
+    static var usesHTML: Bool { get }
+
     /// Creates the notifier. Validate settings here and throw a ``ConfigError`` (or any
     /// error) for values that cannot work; do no network I/O.
     init(settings: Settings, context: PluginContext) throws
@@ -37,6 +42,7 @@ public protocol NotifierPlugin: Sendable {
 
 extension NotifierPlugin {
     public static var secretKeys: [String] { [] }
+    public static var usesHTML: Bool { true }
 }
 
 /// What a plugin gets from Herald when it is created.

@@ -84,21 +84,32 @@ public struct Renderer: Sendable {
     }
 
     /// Renders `event`. `template` names a user template; nil picks the built-in one.
+    /// `html: false` skips the HTML body (`html` is nil) for notifiers that never show it.
     public func render(_ event: Event, template: String? = nil, locale: HeraldLocale? = nil,
-                       options: [String: String] = [:]) -> HeraldNotification {
+                       options: [String: String] = [:], html renderHTML: Bool = true) -> HeraldNotification {
         let locale = locale ?? defaultLocale
         let compiled = template.flatMap { user[$0] } ?? builtIn[locale]?[event.name] ?? unknown[locale]!
         let fields = Self.fields(for: event, locale: locale)
         var context = Self.context(for: event, locale: locale)
         context["fields"] = fields.map { ["name": $0.name, "value": $0.value] }
         if let lead = compiled.lead { context["lead"] = lead.render(context) }
-        let title = compiled.title.render(context).trimmingCharacters(in: .whitespacesAndNewlines)
-            .replacingOccurrences(of: "\n", with: " ")
+        let title = Self.trimmed(compiled.title.render(context), joiningLines: true)
         context["title"] = title
-        let text = compiled.text.render(context).trimmingCharacters(in: .whitespacesAndNewlines)
-        let html = compiled.html?.render(context)
+        let text = Self.trimmed(compiled.text.render(context))
+        let html = renderHTML ? compiled.html?.render(context) : nil
         return HeraldNotification(event: event, title: title, text: text, html: html, fields: fields,
                             kind: HeraldNotification.Kind(eventName: event.name), locale: locale, routeOptions: options)
+    }
+
+    /// `text` without leading and trailing white space; with `joiningLines`, newlines inside
+    /// become spaces. (Foundation's trimming bridges to NSString on Linux, a tenth of a render.)
+    static func trimmed(_ text: String, joiningLines: Bool = false) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let inner = String(text[first..<scalars.index(after: last)])
+        guard joiningLines, inner.utf8.contains(0x0A) else { return inner }
+        return String(decoding: inner.utf8.map { $0 == 0x0A ? 0x20 : $0 }, as: UTF8.self)
     }
 
     /// The labelled facts shown under a notification.

@@ -90,6 +90,11 @@ measure("render_ja", iterations: 20_000 / scale) {
     consume(renderer.render(event, locale: .ja).text.utf8.count)
 }
 
+// The same without the HTML body, as the file and chat notifiers ask for it.
+measure("render_ja_text", iterations: 20_000 / scale) {
+    consume(renderer.render(event, locale: .ja, html: false).text.utf8.count)
+}
+
 // The dedupe key of a Jicoo event (event|uid|updatedAt).
 measure("dedupe_key", iterations: 200_000 / scale) {
     consume(EventSource.jicoo.dedupeKey(for: event).utf8.count)
