@@ -7,6 +7,9 @@ import Synchronization
 /// Runs one notifier's deliveries: from its queue, through its plugin, into the journal.
 ///
 /// Up to `policy.concurrency` deliveries run at once, each cut off after `policy.timeout`.
+/// A job is claimed in the journal as soon as it leaves the queue, and its outcome is
+/// written after its slot is free again, so claims and outcomes of many deliveries share
+/// a transaction instead of costing one commit each.
 /// A retryable failure is written back to the journal as pending with its next attempt
 /// time (full-jitter backoff, or the target's `Retry-After`); a permanent one, or one past
 /// `giveUpAfter`, becomes dead. A sweep picks due retries and anything the queue could not
@@ -26,7 +29,9 @@ public final class Dispatcher: Service {
     let sweepInterval: Duration
     let onFinal: @Sendable () -> Void
     private let stopping = Atomic<Bool>(false)
+    /// Plugin calls in progress.
     private let running = Atomic<Int>(0)
+    private let slots: DeliverySlots
 
     public init(notifier: HeraldConfig.Notifier, queue: DeliveryQueue, journal: any Journal, renderer: Renderer,
                 router: RouteTable, endpoints: [HeraldConfig.Endpoint], logger: Logger,
@@ -44,6 +49,7 @@ public final class Dispatcher: Service {
         self.shutdownGrace = shutdownGrace
         self.sweepInterval = sweepInterval
         self.onFinal = onFinal
+        slots = DeliverySlots(notifier.policy.concurrency)
     }
 
     /// Deliveries queued or running.
@@ -66,6 +72,7 @@ public final class Dispatcher: Service {
             // (and written back as pending, or left in flight for recovery on the next start).
             self.stopping.store(true, ordering: .relaxed)
             self.queue.finish()
+            self.slots.close()
             let grace = self.shutdownGrace
             Task {
                 try? await Task.sleep(for: grace)
@@ -78,41 +85,55 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Takes jobs off the queue with at most `concurrency` running.
+    /// Takes jobs off the queue, each in a task of its own that claims it and waits for a
+    /// slot. At most ``claimAhead`` are taken at once; the rest wait in the queue, or in the
+    /// journal when the queue is full, so memory stays bounded under any backlog.
     private func consume() async {
+        let claimAhead = max(64, 4 * notifier.policy.concurrency)
         await withTaskGroup(of: Void.self) { group in
-            var inGroup = 0
+            var taken = 0
             for await job in queue.jobs {
                 if stopping.load(ordering: .relaxed) { queue.complete(job.id); continue }
-                while inGroup >= notifier.policy.concurrency {
-                    _ = await group.next()
-                    inGroup -= 1
+                while taken >= claimAhead {
+                    await group.next()
+                    taken -= 1
                 }
-                running.add(1, ordering: .relaxed)
-                group.addTask {
-                    await self.process(job)
-                    self.running.subtract(1, ordering: .relaxed)
-                }
-                inGroup += 1
+                group.addTask { await self.process(job) }
+                taken += 1
             }
             await group.waitForAll()
         }
     }
 
     /// Feeds due deliveries from the journal: retries, recovered work, queue overflow.
+    ///
+    /// While the journal has more due than the queue could take (a backlog after a burst),
+    /// it comes back as soon as the queue has drained to half, instead of every
+    /// `sweepInterval`, so a backlog drains at delivery speed.
     private func sweep() async {
         while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
             let room = max(0, queue.capacity - queue.depth)
+            var backlog = false
             if room > 0 {
                 do {
-                    for record in try await journal.due(notifier: notifier.name, now: Date(), limit: room) {
-                        _ = queue.offer(DeliveryJob(id: record.id, eventID: record.eventID, event: nil, attempt: record.attempts + 1))
+                    let due = try await journal.dueWithEvents(notifier: notifier.name, now: Date(), limit: room)
+                    for item in due {
+                        _ = queue.offer(DeliveryJob(id: item.record.id, eventID: item.record.eventID, event: nil,
+                                                    attempt: item.record.attempts + 1, stored: item.event))
                     }
+                    backlog = due.count == room
                 } catch {
                     logger.error("cannot read due deliveries from the journal: \(error)")
                 }
             }
-            try? await Task.sleep(for: sweepInterval)
+            if backlog {
+                let deadline = ContinuousClock.now + sweepInterval
+                while queue.depth > queue.capacity / 2, ContinuousClock.now < deadline, !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            } else {
+                try? await Task.sleep(for: sweepInterval)
+            }
         }
     }
 
@@ -124,11 +145,6 @@ public final class Dispatcher: Service {
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
         guard let event = await loadEvent(job, log) else { return }
-        let target = router.target(for: event.name, notifier: notifier.name)
-        var notification = renderer.render(event, template: target?.template, locale: target?.locale,
-                                           options: target?.options ?? [:])
-        notification.deliveryKey = "\(event.id).\(notifier.name)"
-        notification.attempt = job.attempt
         do {
             // A stale copy (the sweep read it as pending just before another attempt finished)
             // finds the delivery no longer pending and stops here: no second delivery.
@@ -137,17 +153,35 @@ public final class Dispatcher: Service {
             log.error("cannot record the attempt in the journal, leaving it for the sweep: \(error)")
             return
         }
+        guard await slots.acquire() else {
+            // Shutting down before this attempt started: leave the delivery as it was.
+            do { try await journal.release(job.id) } catch {
+                log.warning("cannot release the delivery; it will be retried on the next start: \(error)")
+            }
+            return
+        }
+        let target = router.target(for: event.name, notifier: notifier.name)
+        var notification = renderer.render(event, template: target?.template, locale: target?.locale,
+                                           options: target?.options ?? [:],
+                                           html: type(of: notifier.plugin).usesHTML)
+        notification.deliveryKey = "\(event.id).\(notifier.name)"
+        notification.attempt = job.attempt
+        running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
         let outcome = await attempt(notification)
         Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", notifier.name)], preferredDisplayUnit: .seconds)
             .recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
+        running.subtract(1, ordering: .relaxed)
+        slots.release()
         await record(outcome, job: job, event: event, log: log)
     }
 
     private func loadEvent(_ job: DeliveryJob, _ log: Logger) async -> Event? {
         if let event = job.event { return event }
         do {
-            guard let stored = try await journal.event(id: job.eventID) else {
+            var stored = job.stored
+            if stored == nil { stored = try await journal.event(id: job.eventID) }
+            guard let stored else {
                 try await journal.markDead(job.id, error: "the event is no longer in the journal")
                 finalResult("dead")
                 return nil
@@ -245,5 +279,74 @@ public final class Dispatcher: Service {
     private func finalResult(_ result: String) {
         Counter(label: "herald_deliveries_total", dimensions: [("notifier", notifier.name), ("result", result)]).increment()
         onFinal()
+    }
+}
+
+/// At most `limit` deliveries of one notifier in their plugin at once; waiters are served
+/// in arrival order. After ``close()`` (shutdown) every waiter, and every later caller, is
+/// told no.
+final class DeliverySlots: Sendable {
+    private struct State {
+        var free: Int
+        var closed = false
+        var nextTicket: UInt64 = 0
+        var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+        /// Tickets cancelled before their waiter was queued.
+        var cancelled: Set<UInt64> = []
+    }
+
+    private let state: Mutex<State>
+
+    init(_ limit: Int) { state = Mutex(State(free: max(1, limit))) }
+
+    /// Waits for a slot; false if closed or the task is cancelled. Call ``release()`` after
+    /// a true.
+    func acquire() async -> Bool {
+        enum Entry: Equatable { case granted, refused, wait(UInt64) }
+        let entry = state.withLock { s -> Entry in
+            if s.closed { return .refused }
+            if s.free > 0, s.waiters.isEmpty { s.free -= 1; return .granted }
+            defer { s.nextTicket += 1 }
+            return .wait(s.nextTicket)
+        }
+        guard case .wait(let ticket) = entry else { return entry == .granted }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                // Decided again under the lock: a slot may have been freed since the ticket.
+                let answer = state.withLock { s -> Bool? in
+                    if s.closed || s.cancelled.remove(ticket) != nil { return false }
+                    if s.free > 0, s.waiters.isEmpty { s.free -= 1; return true }
+                    s.waiters.append((ticket, continuation))
+                    return nil
+                }
+                if let answer { continuation.resume(returning: answer) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+                if let i = s.waiters.firstIndex(where: { $0.ticket == ticket }) { return s.waiters.remove(at: i).continuation }
+                s.cancelled.insert(ticket)
+                return nil
+            }
+            waiter?.resume(returning: false)
+        }
+    }
+
+    /// Gives a slot back, to the longest waiter if any.
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+            if s.waiters.isEmpty { s.free += 1; return nil }
+            return s.waiters.removeFirst().continuation
+        }
+        next?.resume(returning: true)
+    }
+
+    /// Refuses every waiter and every later ``acquire()``.
+    func close() {
+        let waiters = state.withLock { s in
+            s.closed = true
+            defer { s.waiters.removeAll() }
+            return s.waiters.map(\.continuation)
+        }
+        for w in waiters { w.resume(returning: false) }
     }
 }

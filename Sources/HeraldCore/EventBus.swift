@@ -11,6 +11,16 @@ public struct DeliveryJob: Sendable {
     public var event: Event?
     /// 1 for the first attempt.
     public var attempt: Int
+    /// The stored event, when the sweep read it along with the delivery.
+    public var stored: StoredEvent?
+
+    public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil) {
+        self.id = id
+        self.eventID = eventID
+        self.event = event
+        self.attempt = attempt
+        self.stored = stored
+    }
 }
 
 /// Fans accepted events out to notifiers, each through its own bounded queue.

@@ -15,6 +15,10 @@ public protocol Journal: Sendable {
     /// Pending deliveries for `notifier` whose next attempt is due at `now`, oldest first.
     func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord]
 
+    /// ``due(notifier:now:limit:)`` with each delivery's stored event, read together: the
+    /// dispatcher's sweep feeds its queue from this (retries, recovery, overflow).
+    func dueWithEvents(notifier: String, now: Date, limit: Int) async throws -> [DueDelivery]
+
     /// The stored event with its raw body, to render it again after a restart.
     func event(id: String) async throws -> StoredEvent?
 
@@ -22,6 +26,9 @@ public protocol Journal: Sendable {
     /// Returns false, changing nothing, if the delivery is not pending (another attempt
     /// already took it, or it is done): the caller must then not deliver it.
     func claim(_ delivery: Int64) async throws -> Bool
+    /// Undoes a claim whose attempt never started (Herald stopped first): `delivering`
+    /// becomes `pending` again, attempts − 1, so the delivery looks untouched.
+    func release(_ delivery: Int64) async throws
     func markDelivered(_ delivery: Int64) async throws
     /// Back to `pending`, to be tried again at `next`.
     func markRetry(_ delivery: Int64, next: Date, error: String) async throws
@@ -106,6 +113,16 @@ public struct DeliveryRecord: Sendable, Equatable {
     }
 }
 
+/// A due delivery and the event it delivers (nil if the event is gone).
+public struct DueDelivery: Sendable {
+    public var record: DeliveryRecord
+    public var event: StoredEvent?
+    public init(record: DeliveryRecord, event: StoredEvent?) {
+        self.record = record
+        self.event = event
+    }
+}
+
 public struct StoredEvent: Sendable {
     public var id: String
     public var endpoint: String
@@ -173,6 +190,10 @@ public actor MemoryJournal: Journal {
         return Array(due.sorted { $0.id < $1.id }.prefix(limit))
     }
 
+    public func dueWithEvents(notifier: String, now: Date, limit: Int) -> [DueDelivery] {
+        due(notifier: notifier, now: now, limit: limit).map { DueDelivery(record: $0, event: events[$0.eventID]) }
+    }
+
     public func event(id: String) -> StoredEvent? { events[id] }
 
     private func update(_ id: Int64, _ change: (inout DeliveryRecord) -> Void) {
@@ -186,6 +207,11 @@ public actor MemoryJournal: Journal {
         guard records[delivery]?.state == .pending else { return false }
         update(delivery) { $0.state = .delivering; $0.attempts += 1 }
         return true
+    }
+
+    public func release(_ delivery: Int64) {
+        guard records[delivery]?.state == .delivering else { return }
+        update(delivery) { $0.state = .pending; $0.attempts -= 1 }
     }
 
     public func markDelivered(_ delivery: Int64) {

@@ -30,7 +30,8 @@ public final class SQLiteJournal: Journal {
     private let pool: DatabasePool
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
-    private let committer: GroupCommit
+    private let appends: GroupCommit<AppendItem, Result<AppendResult, any Error>>
+    private let stateChanges: GroupCommit<StateChange, Bool>
 
     /// Opens (or creates) `<directory>/journal.sqlite`, creating `directory` if needed, and
     /// brings its schema up to date.
@@ -65,8 +66,11 @@ public final class SQLiteJournal: Journal {
         } catch {
             throw JournalError(error, path: path)
         }
-        committer = GroupCommit(pool: pool, grouped: groupCommit) { [ttl = dedupeTTL.seconds] items, db in
-            try Self.store(items, ttl: ttl, db)
+        appends = GroupCommit(pool: pool, grouped: groupCommit, durable: true, kind: "append") {
+            [ttl = dedupeTTL.seconds] items, db in try Self.store(items, ttl: ttl, db)
+        }
+        stateChanges = GroupCommit(pool: pool, grouped: groupCommit, durable: false, kind: "state") { changes, db in
+            try changes.map { try $0.apply(db) }
         }
     }
 
@@ -101,7 +105,7 @@ public final class SQLiteJournal: Journal {
     }
 
     /// Append statistics since the journal was opened, for tests and metrics.
-    public var appendStatistics: AppendStatistics { committer.statistics }
+    public var appendStatistics: AppendStatistics { appends.statistics }
 
     private static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
@@ -143,18 +147,25 @@ public final class SQLiteJournal: Journal {
     /// Returns once the transaction holding `entry` is committed and fsynced. With group
     /// commit, the append is committed even if the calling task is cancelled meanwhile.
     public func append(_ entry: JournalEntry) async throws -> AppendResult {
-        let item = GroupCommit.Item(entry: entry, now: clock().timeIntervalSince1970)
+        let item = AppendItem(entry: entry, now: clock().timeIntervalSince1970)
         do {
-            return try await committer.append(item).get()
+            return try await appends.submit(item).get()
         } catch {
             throw JournalError(error, path: path)
         }
     }
 
-    /// Stores a batch inside the caller's transaction, in order. An entry that breaks a
-    /// constraint (an event id stored twice) fails alone; any other error aborts the batch.
-    private static func store(_ items: [GroupCommit.Item], ttl: TimeInterval, _ db: Database) throws
-        -> [GroupCommit.Outcome] {
+    /// One append. An entry that breaks a constraint (an event id stored twice) fails alone;
+    /// any other error aborts the batch.
+    struct AppendItem: Sendable {
+        var entry: JournalEntry
+        /// The journal's clock when the append was called, unix seconds.
+        var now: Double
+    }
+
+    /// Stores a batch inside the caller's transaction, in order.
+    private static func store(_ items: [AppendItem], ttl: TimeInterval, _ db: Database) throws
+        -> [Result<AppendResult, any Error>] {
         try items.map { item in
             do {
                 var outcome = AppendResult.accepted(deliveries: [:])
@@ -169,7 +180,7 @@ public final class SQLiteJournal: Journal {
         }
     }
 
-    private static func insert(_ item: GroupCommit.Item, ttl: TimeInterval, _ db: Database) throws -> AppendResult {
+    private static func insert(_ item: AppendItem, ttl: TimeInterval, _ db: Database) throws -> AppendResult {
         let entry = item.entry
         if let key = entry.dedupeKey {
             let seen = try Row.fetchOne(
@@ -235,6 +246,23 @@ public final class SQLiteJournal: Journal {
             """, [notifier, now.timeIntervalSince1970, limit])
     }
 
+    public func dueWithEvents(notifier: String, now: Date, limit: Int) async throws -> [DueDelivery] {
+        try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
+                       e.received_at, d.updated_at, e.endpoint, e.body
+                FROM deliveries d JOIN events e ON e.id = d.event_id
+                WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+                ORDER BY d.id LIMIT ?
+                """), arguments: [notifier, now.timeIntervalSince1970, limit]).map { row in
+                let record = try Self.record(row)
+                return DueDelivery(record: record, event: StoredEvent(
+                    id: record.eventID, endpoint: row[10], name: record.eventName, receivedAt: record.receivedAt,
+                    body: row[11] ?? Data()))
+            }
+        }
+    }
+
     public func event(id: String) async throws -> StoredEvent? {
         try await read { db in
             try Row.fetchOne(db, sql: "SELECT id, endpoint, name, received_at, body FROM events WHERE id = ?",
@@ -274,35 +302,76 @@ public final class SQLiteJournal: Journal {
     // MARK: - Changing deliveries
 
     public func claim(_ delivery: Int64) async throws -> Bool {
-        let now = clock().timeIntervalSince1970
-        return try await stateWrite { db in
-            try db.cachedStatement(sql: """
-                UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'pending'
-                """).execute(arguments: [now, delivery])
+        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .claim))
+    }
+
+    public func release(_ delivery: Int64) async throws {
+        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .release))
+    }
+
+    public func markDelivered(_ delivery: Int64) async throws {
+        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .delivered))
+    }
+
+    public func markRetry(_ delivery: Int64, next: Date, error: String) async throws {
+        try await change(.init(id: delivery, now: clock().timeIntervalSince1970,
+                               kind: .retry(next: next.timeIntervalSince1970, error: error)))
+    }
+
+    public func markDead(_ delivery: Int64, error: String) async throws {
+        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .dead(error: error)))
+    }
+
+    /// A delivery state change. Concurrent ones share a transaction, committed without its
+    /// own fsync (see the type's comment).
+    struct StateChange: Sendable {
+        enum Kind: Sendable {
+            /// pending → delivering, only if still pending.
+            case claim
+            /// delivering → pending, attempts − 1: a claim whose attempt never started.
+            case release
+            case delivered
+            case retry(next: Double, error: String)
+            case dead(error: String)
+        }
+
+        var id: Int64
+        var now: Double
+        var kind: Kind
+
+        /// Runs the UPDATE; true if it changed the delivery.
+        func apply(_ db: Database) throws -> Bool {
+            switch kind {
+            case .claim:
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, updated_at = ?
+                    WHERE id = ? AND state = 'pending'
+                    """).execute(arguments: [now, id])
+            case .release:
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'pending', attempts = attempts - 1, updated_at = ?
+                    WHERE id = ? AND state = 'delivering'
+                    """).execute(arguments: [now, id])
+            case .delivered:
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL, updated_at = ? WHERE id = ?
+                    """).execute(arguments: [now, id])
+            case .retry(let next, let error):
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?
+                    """).execute(arguments: [next, error, now, id])
+            case .dead(let error):
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ? WHERE id = ?
+                    """).execute(arguments: [error, now, id])
+            }
             return db.changesCount == 1
         }
     }
 
-    public func markDelivered(_ delivery: Int64) async throws {
-        try await update(delivery, "state = 'delivered', next_attempt_at = NULL", [])
-    }
-
-    public func markRetry(_ delivery: Int64, next: Date, error: String) async throws {
-        try await update(delivery, "state = 'pending', next_attempt_at = ?, last_error = ?",
-                         [next.timeIntervalSince1970, error])
-    }
-
-    public func markDead(_ delivery: Int64, error: String) async throws {
-        try await update(delivery, "state = 'dead', next_attempt_at = NULL, last_error = ?", [error])
-    }
-
-    /// One UPDATE of one delivery: `set` with its `arguments`, then `updated_at`.
-    private func update(_ id: Int64, _ set: String, _ arguments: StatementArguments) async throws {
-        let now = clock().timeIntervalSince1970
-        try await stateWrite { db in
-            try db.cachedStatement(sql: "UPDATE deliveries SET \(set), updated_at = ? WHERE id = ?")
-                .execute(arguments: arguments + [now, id])
-        }
+    @discardableResult
+    private func change(_ change: StateChange) async throws -> Bool {
+        do { return try await stateChanges.submit(change) } catch { throw JournalError(error, path: path) }
     }
 
     public func recoverInFlight() async throws -> Int {
@@ -352,24 +421,6 @@ public final class SQLiteJournal: Journal {
 
     private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do { return try await pool.write(body) } catch { throw JournalError(error, path: path) }
-    }
-
-    /// A delivery state change: committed without its own fsync (see the type's comment).
-    private func stateWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        do {
-            return try await pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
-                var result: T?
-                try db.inTransaction(.immediate) {
-                    result = try body(db)
-                    return .commit
-                }
-                return result!
-            }
-        } catch {
-            throw JournalError(error, path: path)
-        }
     }
 
     /// The integer `sql` returns, on the writer connection (for tests: pragmas and row counts).

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 @testable import HeraldCore
 
@@ -114,6 +115,11 @@ struct PipelineTests {
         }
         #expect(h.log.count("slow") == 0)
         #expect(ContinuousClock.now - began < .seconds(25), "shutdown must not wait for the 30 s delivery")
+        // The one in the plugin was interrupted (one attempt); the four claimed but waiting for
+        // its slot were released untouched. All five are pending for the next start.
+        let slow = try await h.pipeline.journal.deliveries(state: nil, notifier: "slow", limit: 10)
+        #expect(slow.count == 5 && slow.allSatisfy { $0.state == .pending })
+        #expect(slow.map(\.attempts).sorted() == [0, 0, 0, 0, 1])
     }
 
     @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
@@ -260,5 +266,51 @@ struct PipelineTests {
         #expect(p.delay(forRetry: 2, random: { $0.lowerBound }) == .zero)
         #expect(p.delay(forRetry: 5, hint: .seconds(2)) == .seconds(2))
         for _ in 0..<100 { #expect(p.delay(forRetry: 3) <= .seconds(45)) }
+    }
+}
+
+@Suite("Delivery slots")
+struct DeliverySlotsTests {
+    /// Many tasks contend for 3 slots: never more than 3 inside, and every one gets in.
+    @Test func neverMoreThanTheLimitAndNobodyIsForgotten() async {
+        final class Inside: Sendable { let counts = Mutex((now: 0, most: 0, done: 0)) }
+        let slots = DeliverySlots(3)
+        let inside = Inside()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<500 {
+                group.addTask {
+                    guard await slots.acquire() else { return }
+                    inside.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                    await Task.yield()
+                    inside.counts.withLock { $0.now -= 1; $0.done += 1 }
+                    slots.release()
+                }
+            }
+        }
+        let result = inside.counts.withLock { $0 }
+        #expect(result.done == 500)
+        #expect(result.most <= 3 && result.most >= 1)
+    }
+
+    @Test func closeRefusesWaitersAndLaterCallers() async throws {
+        let slots = DeliverySlots(1)
+        #expect(await slots.acquire())
+        let waiter = Task { await slots.acquire() }
+        try await Task.sleep(for: .milliseconds(50))
+        slots.close()
+        #expect(await waiter.value == false)
+        #expect(await slots.acquire() == false)
+    }
+
+    @Test func aCancelledWaiterLeavesAndTheSlotGoesToTheNext() async throws {
+        let slots = DeliverySlots(1)
+        #expect(await slots.acquire())
+        let cancelled = Task { await slots.acquire() }
+        let next = Task { await slots.acquire() }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+        slots.release()
+        #expect(await next.value == true)
     }
 }

@@ -144,6 +144,44 @@ struct SQLiteJournalBehaviourTests {
         #expect(try await f.journal.claim(999_999) == false)
     }
 
+    /// A claim whose attempt never started (shutdown) is undone: pending again, attempts as before.
+    @Test(arguments: JournalKind.allCases)
+    func releaseUndoesAClaim(kind: JournalKind) async throws {
+        let f = try Fixture(kind)
+        let id = try #require(try await f.accept("evt_1")["slack"])
+        #expect(try await f.journal.claim(id))
+        try await f.journal.release(id)
+        let record = try #require(try await f.journal.delivery(id: id))
+        #expect(record.state == .pending && record.attempts == 0)
+        #expect(try await f.journal.due(notifier: "slack", now: f.clock.now, limit: 10).map(\.id) == [id])
+        // Only a delivery in flight is released; a finished one stays finished.
+        #expect(try await f.journal.claim(id))
+        try await f.journal.markDelivered(id)
+        try await f.journal.release(id)
+        #expect(try await f.journal.delivery(id: id)?.state == .delivered)
+    }
+
+    /// The sweep reads due deliveries with their bodies in one go.
+    @Test(arguments: JournalKind.allCases)
+    func dueWithEventsCarriesTheStoredBodies(kind: JournalKind) async throws {
+        let f = try Fixture(kind)
+        var ids: [Int64] = []
+        for i in 0..<5 {
+            let result = try await f.append("evt_\(i)", notifiers: ["slack", "mail"], body: Data("{\"n\":\(i)}".utf8))
+            guard case .accepted(let d) = result else { Issue.record("not accepted"); return }
+            ids.append(try #require(d["slack"]))
+        }
+        _ = try await f.journal.claim(ids[0])
+        let due = try await f.journal.dueWithEvents(notifier: "slack", now: f.clock.now, limit: 3)
+        #expect(due.map(\.record.id) == Array(ids[1...3]))
+        #expect(due.map(\.record) == (try await f.journal.due(notifier: "slack", now: f.clock.now, limit: 3)))
+        for (n, item) in zip(1..., due) {
+            #expect(item.event?.id == "evt_\(n)" && item.event?.endpoint == "/hooks/a" && item.event?.name == "guest_booked")
+            #expect(item.event?.body == Data("{\"n\":\(n)}".utf8))
+            #expect(item.event?.receivedAt == f.clock.now)
+        }
+    }
+
     @Test(arguments: JournalKind.allCases)
     func stateTransitionsCountAttempts(kind: JournalKind) async throws {
         let f = try Fixture(kind)
