@@ -14,13 +14,16 @@ import Synchronization
 ///
 /// On graceful shutdown it stops taking work, gives running deliveries `shutdownGrace` to
 /// finish, then cancels them; whatever did not finish stays pending for the next start.
+///
+/// The notifier's plugin, policy, routes and templates come from the live configuration,
+/// leased once per delivery: a reload applies to the next delivery, and a delivery that is
+/// running finishes with the configuration (and plugin instance) it started with.
 public final class Dispatcher: Service {
-    public let notifier: HeraldConfig.Notifier
+    /// The notifier's name, which stays the same across reloads.
+    public let name: String
+    let live: LiveConfigCell
     let queue: DeliveryQueue
     let journal: any Journal
-    let renderer: Renderer
-    let router: RouteTable
-    let endpoints: [String: HeraldConfig.Endpoint]
     let logger: Logger
     let shutdownGrace: Duration
     let sweepInterval: Duration
@@ -28,23 +31,23 @@ public final class Dispatcher: Service {
     private let stopping = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
 
-    public init(notifier: HeraldConfig.Notifier, queue: DeliveryQueue, journal: any Journal, renderer: Renderer,
-                router: RouteTable, endpoints: [HeraldConfig.Endpoint], logger: Logger,
+    public init(name: String, live: LiveConfigCell, queue: DeliveryQueue, journal: any Journal, logger: Logger,
                 shutdownGrace: Duration = .seconds(10), sweepInterval: Duration = .milliseconds(500),
                 onFinal: @escaping @Sendable () -> Void = {}) {
-        self.notifier = notifier
+        self.name = name
+        self.live = live
         self.queue = queue
         self.journal = journal
-        self.renderer = renderer
-        self.router = router
-        self.endpoints = Dictionary(endpoints.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         var logger = logger
-        logger[metadataKey: "notifier"] = .string(notifier.name)
+        logger[metadataKey: "notifier"] = .string(name)
         self.logger = logger
         self.shutdownGrace = shutdownGrace
         self.sweepInterval = sweepInterval
         self.onFinal = onFinal
     }
+
+    /// The notifier as the live configuration has it now.
+    public var notifier: HeraldConfig.Notifier { live.snapshot.notifier(named: name) }
 
     /// Deliveries queued or running.
     public var queueDepth: Int { queue.depth }
@@ -123,10 +126,14 @@ public final class Dispatcher: Service {
         log[metadataKey: "event"] = .string(job.eventID)
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
-        guard let event = await loadEvent(job, log) else { return }
-        let target = router.target(for: event.name, notifier: notifier.name)
-        var notification = renderer.render(event, template: target?.template, locale: target?.locale,
-                                           options: target?.options ?? [:])
+        // One configuration for the whole delivery; its plugin stays up until the lease ends.
+        let live = self.live.lease()
+        defer { live.release() }
+        let notifier = live.notifier(named: name)
+        guard let event = await loadEvent(job, log, endpoints: live.endpointsByPath) else { return }
+        let target = live.router.target(for: event.name, notifier: notifier.name)
+        var notification = live.renderer.render(event, template: target?.template, locale: target?.locale,
+                                                options: target?.options ?? [:])
         notification.deliveryKey = "\(event.id).\(notifier.name)"
         notification.attempt = job.attempt
         do {
@@ -138,13 +145,13 @@ public final class Dispatcher: Service {
             return
         }
         let started = ContinuousClock.now
-        let outcome = await attempt(notification)
+        let outcome = await attempt(notification, notifier)
         Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", notifier.name)], preferredDisplayUnit: .seconds)
             .recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
-        await record(outcome, job: job, event: event, log: log)
+        await record(outcome, job: job, event: event, notifier: notifier, log: log)
     }
 
-    private func loadEvent(_ job: DeliveryJob, _ log: Logger) async -> Event? {
+    private func loadEvent(_ job: DeliveryJob, _ log: Logger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
         if let event = job.event { return event }
         do {
             guard let stored = try await journal.event(id: job.eventID) else {
@@ -171,7 +178,7 @@ public final class Dispatcher: Service {
     enum Outcome { case delivered, failed(DeliveryError), cancelled }
 
     /// Calls the plugin with the notifier's timeout.
-    private func attempt(_ notification: HeraldNotification) async -> Outcome {
+    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async -> Outcome {
         let plugin = notifier.plugin
         let timeout = notifier.policy.timeout
         return await withTaskGroup(of: Outcome?.self) { group in
@@ -198,7 +205,8 @@ public final class Dispatcher: Service {
         }
     }
 
-    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, log: Logger) async {
+    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: Logger) async {
         do {
             switch outcome {
             case .delivered:
@@ -209,14 +217,15 @@ public final class Dispatcher: Service {
                 try await journal.markRetry(job.id, next: Date(), error: "interrupted by shutdown")
                 log.info("interrupted by shutdown; will be retried on the next start")
             case .failed(let error):
-                try await handle(error, job: job, event: event, log: log)
+                try await handle(error, job: job, event: event, notifier: notifier, log: log)
             }
         } catch {
             log.error("cannot record the outcome in the journal (the delivery will be retried): \(error)")
         }
     }
 
-    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, log: Logger) async throws {
+    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: Logger) async throws {
         guard case .retryable(let hint) = error.disposition else {
             try await journal.markDead(job.id, error: error.description)
             log.error("delivery failed for good: \(error)")
@@ -243,7 +252,7 @@ public final class Dispatcher: Service {
     }
 
     private func finalResult(_ result: String) {
-        Counter(label: "herald_deliveries_total", dimensions: [("notifier", notifier.name), ("result", result)]).increment()
+        Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]).increment()
         onFinal()
     }
 }
