@@ -13,7 +13,7 @@ import UnixSignals
 /// as a whole. Reloads run one after another: a SIGHUP that arrives during a reload is
 /// handled after it. Once graceful shutdown begins the reloader stops, and later SIGHUPs are
 /// ignored.
-struct ConfigReloader: Service {
+struct ConfigReloader: Service, CustomStringConvertible {
     /// SIGHUP, trapped before the server starts listening so that an early signal cannot
     /// terminate the process.
     let signals: UnixSignalsSequence
@@ -25,6 +25,9 @@ struct ConfigReloader: Service {
     let shared: SharedResources
     let metrics: ReloadMetrics
     let logger: Logger
+
+    /// How ServiceLifecycle's logs name it.
+    var description: String { "ConfigReloader(\(file))" }
 
     func run() async throws {
         var sharedRunning = shared.all.count
