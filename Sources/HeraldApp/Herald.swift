@@ -60,10 +60,18 @@ struct ConfigOption: ParsableArguments {
             throw ValidationError("no configuration file at \(path); pass --config (try examples/herald.yaml)")
         }
         do {
-            return try ConfigLoader(registry: try Herald.registry(), shared: shared).load(file: path)
+            return try Self.loadChecked(file: path, shared: shared)
         } catch {
             FileHandle.standardError.write(Data("herald: configuration error: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+extension ConfigOption {
+    /// Loads and validates the configuration file, creating every notifier with `shared`;
+    /// the error names the file, the key path and the line. Startup and reloads both use it.
+    static func loadChecked(file: String, shared: SharedResources) throws(ConfigError) -> HeraldConfig {
+        try ConfigLoader(registry: try Herald.registry(), shared: shared).load(file: file)
     }
 }

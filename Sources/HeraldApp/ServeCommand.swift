@@ -6,12 +6,13 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `herald serve`: the long-running bot.
 ///
-/// One `ServiceGroup` owns everything. Services stop in reverse order of start: the HTTP
-/// server stops accepting first, then each dispatcher finishes (or parks) its deliveries,
-/// then plugins and shared clients close.
+/// One `ServiceGroup` owns everything. Services stop in reverse order of start: readiness
+/// goes off, the reloader stops listening for SIGHUP, the HTTP server stops accepting, then
+/// each dispatcher finishes (or parks) its deliveries, then plugins and shared clients close.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the webhook server and the notifiers.")
 
@@ -23,17 +24,17 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let shared = SharedResources()
+        let listenOverride = try parsedListen()
         var config = try options.load(shared: shared)
-        if let listen {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-                throw ValidationError("--listen expects host:port, got \(listen)")
-            }
-            config.server.host = String(listen[..<colon])
+        if let (host, port) = listenOverride {
+            config.server.host = host
             config.server.port = port
         }
         LogSetup.bootstrap(config.log)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let reloadMetrics = ReloadMetrics()
+        reloadMetrics.started()
         let logger = Logger(label: "herald")
 
         let journal = try await openJournal(config.storage, logger: logger)
@@ -43,7 +44,7 @@ struct ServeCommand: AsyncParsableCommand {
         let router = WebhookServer.router(pipeline: pipeline, readiness: readiness, metrics: {
             Gauge(label: "herald_undelivered_deliveries").record(pipeline.undeliveredCount)
             for d in pipeline.dispatchers {
-                Gauge(label: "herald_queue_depth", dimensions: [("notifier", d.notifier.name)]).record(d.queueDepth)
+                Gauge(label: "herald_queue_depth", dimensions: [("notifier", d.name)]).record(d.queueDepth)
             }
             return registry.emitToString()
         })
@@ -58,11 +59,28 @@ struct ServeCommand: AsyncParsableCommand {
             },
             logger: Logger(label: "herald.http"))
 
+        // Trapped before anything listens, so an early SIGHUP cannot end the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let file = options.path
+        let reloader = ConfigReloader(
+            signals: hangups, file: file,
+            load: { () throws(ConfigError) -> HeraldConfig in
+                var reloaded = try ConfigOption.loadChecked(file: file, shared: shared)
+                if let (host, port) = listenOverride {
+                    reloaded.server.host = host
+                    reloaded.server.port = port
+                }
+                return reloaded
+            },
+            pipeline: pipeline, plugins: PluginServices(pluginServices(config), logger: Logger(label: "herald.plugins")),
+            shared: shared, metrics: reloadMetrics, logger: Logger(label: "herald.config"))
+
         var services: [any Service] = shared.all.compactMap { $0 as? any Service }
-        services += config.notifiers.compactMap { $0.plugin as? any Service }
+        services.append(reloader.plugins)
         services += pipeline.dispatchers
         services.append(JournalMaintenance(pipeline: pipeline))
         services.append(app)
+        services.append(reloader)
         services.append(ReadinessService(readiness: readiness))
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
@@ -74,6 +92,24 @@ struct ServeCommand: AsyncParsableCommand {
         ])
         try await group.run()
         logger.notice("stopped", metadata: ["undelivered": .stringConvertible(pipeline.undeliveredCount)])
+    }
+
+    /// `--listen host:port`, which also overrides `server.listen` on every reload.
+    func parsedListen() throws -> (host: String, port: Int)? {
+        guard let listen else { return nil }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen expects host:port, got \(listen)")
+        }
+        return (String(listen[..<colon]), port)
+    }
+
+    /// The plugins that are also a service, by notifier name.
+    func pluginServices(_ config: HeraldConfig) -> [String: any Service] {
+        var services: [String: any Service] = [:]
+        for notifier in config.notifiers {
+            if let service = notifier.plugin as? any Service { services[notifier.name] = service }
+        }
+        return services
     }
 }
 

@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Herald's HTTP surface: one POST route per configured endpoint, plus health checks.
+/// Herald's HTTP surface: POST to a configured endpoint's path, plus health checks.
 ///
 /// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413),
 /// hands it to ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
@@ -27,23 +27,25 @@ public enum WebhookServer {
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         let limit = pipeline.config.server.maxBodyBytes
-        for endpoint in pipeline.config.endpoints {
-            let path = endpoint.path
-            router.post(RouterPath(stringLiteral: path)) { request, _ -> Response in
-                if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
-                    return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
-                }
-                let buffer: ByteBuffer
-                do { buffer = try await request.body.collect(upTo: limit) } catch {
-                    return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
-                }
-                let body = Data(buffer: buffer, byteTransferStrategy: .noCopy)
-                let headers = request.headers
-                let outcome = await pipeline.receive(path: path, body: body, header: { name in
-                    HTTPField.Name(name).flatMap { headers[$0] }
-                })
-                return response(for: outcome)
+        // One route for every POST: the endpoints are looked up per request in the live
+        // configuration, so a reload can add, remove or change them without a new router.
+        router.post("**") { request, _ -> Response in
+            var path = request.uri.path
+            if path.count > 1, path.hasSuffix("/") { path.removeLast() }
+            guard pipeline.endpoint(path: path) != nil else { return response(for: .unknownEndpoint) }
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+                return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
             }
+            let buffer: ByteBuffer
+            do { buffer = try await request.body.collect(upTo: limit) } catch {
+                return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
+            }
+            let body = Data(buffer: buffer, byteTransferStrategy: .noCopy)
+            let headers = request.headers
+            let outcome = await pipeline.receive(path: path, body: body, header: { name in
+                HTTPField.Name(name).flatMap { headers[$0] }
+            })
+            return response(for: outcome)
         }
         router.get("/healthz") { _, _ in json(.ok, ["status": "ok"]) }
         router.get("/readyz") { _, _ in

@@ -18,7 +18,7 @@ public struct HeraldConfig: Sendable {
     /// User templates by name, referenced by `template:` in a route.
     public var templates: [String: TemplateSource]
 
-    public struct Server: Sendable {
+    public struct Server: Sendable, Equatable {
         public var host: String = "127.0.0.1"
         public var port: Int = 8080
         /// Bodies larger than this are refused with 413 before they are read in full.
@@ -26,7 +26,7 @@ public struct HeraldConfig: Sendable {
         public init() {}
     }
 
-    public struct Storage: Sendable {
+    public struct Storage: Sendable, Equatable {
         /// Directory of the SQLite journal; nil keeps the journal in memory (tests only:
         /// accepted events are then lost on a crash).
         public var path: String?
@@ -41,7 +41,7 @@ public struct HeraldConfig: Sendable {
         public init() {}
     }
 
-    public struct Log: Sendable {
+    public struct Log: Sendable, Equatable {
         public enum Format: String, Sendable { case text, json }
         public var level: Logger.Level = .info
         public var format: Format = .text
@@ -57,6 +57,10 @@ public struct HeraldConfig: Sendable {
         public var scheme: any SignatureScheme
         /// The secrets the scheme was built with (printed as `<redacted>`).
         public var secrets: [Secret]
+        /// How far a signature's timestamp may be from now.
+        public var tolerance: Duration
+        /// The signature header, when the scheme's default is overridden.
+        public var header: String?
         /// For `generic` sources: the JSON field that holds the event name.
         public var eventField: String?
         /// Redeliveries of the same webhook are answered 200 and not sent again.
@@ -69,10 +73,14 @@ public struct HeraldConfig: Sendable {
         public var kind: String
         public var plugin: any NotifierPlugin
         public var policy: DeliveryPolicy
+        /// A SHA-256 digest of the notifier's settings after `${VAR}` and `<key>File`
+        /// substitution: equal digests mean the plugin would be created with the same
+        /// settings, so a reload can keep the running instance. Never the settings themselves.
+        public var settingsDigest: String
     }
 
     /// Which notifiers receive which events, and how they are rendered.
-    public struct Route: Sendable {
+    public struct Route: Sendable, Equatable {
         /// Event name patterns: exact names, `"*"`, or globs like `guest_*`.
         public var events: [String]
         public var notify: [String]

@@ -185,7 +185,7 @@ extension Reader {
             let name = schemeName ?? source.defaultScheme
             let scheme = name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header)
             out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme, secrets: secrets,
-                                             eventField: eventField, dedupe: dedupe))
+                                             tolerance: tolerance, header: header, eventField: eventField, dedupe: dedupe))
         }
         return out
     }
@@ -223,9 +223,17 @@ extension Reader {
             do { plugin = try Self.make(type, settings: settings, context: context) } catch {
                 throw decodingFailure(error, settings: settings, path: base)
             }
-            out.append(HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy))
+            out.append(HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
+                                             settingsDigest: Self.digest(settings)))
         }
         return out
+    }
+
+    /// The SHA-256 of the resolved settings as YAML, to tell whether they changed on reload.
+    static func digest(_ settings: Node) -> String {
+        // Settings that cannot be serialized get a unique digest: they always count as changed.
+        let text = (try? Yams.serialize(node: settings)) ?? UUID().uuidString
+        return HMAC.hex(HMAC.sha256(Array(text.utf8)))
     }
 
     static func make<P: NotifierPlugin>(_ type: P.Type, settings: Node, context: PluginContext) throws -> any NotifierPlugin {

@@ -17,13 +17,16 @@ import Synchronization
 ///
 /// On graceful shutdown it stops taking work, gives running deliveries `shutdownGrace` to
 /// finish, then cancels them; whatever did not finish stays pending for the next start.
+///
+/// The notifier's plugin, policy, routes and templates come from the live configuration,
+/// leased once per delivery: a reload applies to the next delivery, and a delivery that is
+/// running finishes with the configuration (and plugin instance) it started with.
 public final class Dispatcher: Service {
-    public let notifier: HeraldConfig.Notifier
+    /// The notifier's name, which stays the same across reloads.
+    public let name: String
+    let live: LiveConfigCell
     let queue: DeliveryQueue
     let journal: any Journal
-    let renderer: Renderer
-    let router: RouteTable
-    let endpoints: [String: HeraldConfig.Endpoint]
     let logger: Logger
     let shutdownGrace: Duration
     let sweepInterval: Duration
@@ -33,24 +36,24 @@ public final class Dispatcher: Service {
     private let running = Atomic<Int>(0)
     private let slots: DeliverySlots
 
-    public init(notifier: HeraldConfig.Notifier, queue: DeliveryQueue, journal: any Journal, renderer: Renderer,
-                router: RouteTable, endpoints: [HeraldConfig.Endpoint], logger: Logger,
+    public init(name: String, live: LiveConfigCell, queue: DeliveryQueue, journal: any Journal, logger: Logger,
                 shutdownGrace: Duration = .seconds(10), sweepInterval: Duration = .milliseconds(500),
                 onFinal: @escaping @Sendable () -> Void = {}) {
-        self.notifier = notifier
+        self.name = name
+        self.live = live
         self.queue = queue
         self.journal = journal
-        self.renderer = renderer
-        self.router = router
-        self.endpoints = Dictionary(endpoints.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         var logger = logger
-        logger[metadataKey: "notifier"] = .string(notifier.name)
+        logger[metadataKey: "notifier"] = .string(name)
         self.logger = logger
         self.shutdownGrace = shutdownGrace
         self.sweepInterval = sweepInterval
         self.onFinal = onFinal
-        slots = DeliverySlots(notifier.policy.concurrency)
+        slots = DeliverySlots(live.snapshot.notifier(named: name).policy.concurrency)
     }
+
+    /// The notifier as the live configuration has it now.
+    public var notifier: HeraldConfig.Notifier { live.snapshot.notifier(named: name) }
 
     /// Deliveries queued or running.
     public var queueDepth: Int { queue.depth }
@@ -144,7 +147,7 @@ public final class Dispatcher: Service {
         log[metadataKey: "event"] = .string(job.eventID)
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
-        guard let event = await loadEvent(job, log) else { return }
+        guard let event = await loadEvent(job, log, endpoints: live.snapshot.endpointsByPath) else { return }
         do {
             // A stale copy (the sweep read it as pending just before another attempt finished)
             // finds the delivery no longer pending and stops here: no second delivery.
@@ -153,6 +156,7 @@ public final class Dispatcher: Service {
             log.error("cannot record the attempt in the journal, leaving it for the sweep: \(error)")
             return
         }
+        slots.resize(to: live.snapshot.notifier(named: name).policy.concurrency)
         guard await slots.acquire() else {
             // Shutting down before this attempt started: leave the delivery as it was.
             do { try await journal.release(job.id) } catch {
@@ -160,23 +164,28 @@ public final class Dispatcher: Service {
             }
             return
         }
-        let target = router.target(for: event.name, notifier: notifier.name)
-        var notification = renderer.render(event, template: target?.template, locale: target?.locale,
-                                           options: target?.options ?? [:],
-                                           html: type(of: notifier.plugin).usesHTML)
-        notification.deliveryKey = "\(event.id).\(notifier.name)"
+        // One configuration for the attempt, taken once it can start; its plugin stays up
+        // until the lease ends.
+        let live = self.live.lease()
+        let notifier = live.notifier(named: name)
+        let target = live.router.target(for: event.name, notifier: name)
+        var notification = live.renderer.render(event, template: target?.template, locale: target?.locale,
+                                                options: target?.options ?? [:],
+                                                html: type(of: notifier.plugin).usesHTML)
+        notification.deliveryKey = "\(event.id).\(name)"
         notification.attempt = job.attempt
         running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
-        let outcome = await attempt(notification)
-        Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", notifier.name)], preferredDisplayUnit: .seconds)
+        let outcome = await attempt(notification, notifier)
+        Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", name)], preferredDisplayUnit: .seconds)
             .recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
         running.subtract(1, ordering: .relaxed)
+        live.release()
         slots.release()
-        await record(outcome, job: job, event: event, log: log)
+        await record(outcome, job: job, event: event, notifier: notifier, log: log)
     }
 
-    private func loadEvent(_ job: DeliveryJob, _ log: Logger) async -> Event? {
+    private func loadEvent(_ job: DeliveryJob, _ log: Logger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
         if let event = job.event { return event }
         do {
             var stored = job.stored
@@ -205,7 +214,7 @@ public final class Dispatcher: Service {
     enum Outcome { case delivered, failed(DeliveryError), cancelled }
 
     /// Calls the plugin with the notifier's timeout.
-    private func attempt(_ notification: HeraldNotification) async -> Outcome {
+    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async -> Outcome {
         let plugin = notifier.plugin
         let timeout = notifier.policy.timeout
         return await withTaskGroup(of: Outcome?.self) { group in
@@ -232,7 +241,8 @@ public final class Dispatcher: Service {
         }
     }
 
-    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, log: Logger) async {
+    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: Logger) async {
         do {
             switch outcome {
             case .delivered:
@@ -243,14 +253,15 @@ public final class Dispatcher: Service {
                 try await journal.markRetry(job.id, next: Date(), error: "interrupted by shutdown")
                 log.info("interrupted by shutdown; will be retried on the next start")
             case .failed(let error):
-                try await handle(error, job: job, event: event, log: log)
+                try await handle(error, job: job, event: event, notifier: notifier, log: log)
             }
         } catch {
             log.error("cannot record the outcome in the journal (the delivery will be retried): \(error)")
         }
     }
 
-    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, log: Logger) async throws {
+    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: Logger) async throws {
         guard case .retryable(let hint) = error.disposition else {
             try await journal.markDead(job.id, error: error.description)
             log.error("delivery failed for good: \(error)")
@@ -277,7 +288,7 @@ public final class Dispatcher: Service {
     }
 
     private func finalResult(_ result: String) {
-        Counter(label: "herald_deliveries_total", dimensions: [("notifier", notifier.name), ("result", result)]).increment()
+        Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]).increment()
         onFinal()
     }
 }
@@ -287,6 +298,8 @@ public final class Dispatcher: Service {
 /// told no.
 final class DeliverySlots: Sendable {
     private struct State {
+        var limit: Int
+        /// Negative after the limit was lowered while slots were taken.
         var free: Int
         var closed = false
         var nextTicket: UInt64 = 0
@@ -297,7 +310,23 @@ final class DeliverySlots: Sendable {
 
     private let state: Mutex<State>
 
-    init(_ limit: Int) { state = Mutex(State(free: max(1, limit))) }
+    init(_ limit: Int) { state = Mutex(State(limit: max(1, limit), free: max(1, limit))) }
+
+    /// Changes the limit (a reload changed `concurrency`): a higher one lets waiters in at
+    /// once; a lower one takes effect as running deliveries finish.
+    func resize(to limit: Int) {
+        let woken = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
+            let limit = max(1, limit)
+            guard limit != s.limit else { return [] }
+            s.free += limit - s.limit
+            s.limit = limit
+            let count = min(max(0, s.free), s.waiters.count)
+            s.free -= count
+            defer { s.waiters.removeFirst(count) }
+            return s.waiters.prefix(count).map(\.continuation)
+        }
+        for w in woken { w.resume(returning: true) }
+    }
 
     /// Waits for a slot; false if closed or the task is cancelled. Call ``release()`` after
     /// a true.
@@ -334,7 +363,7 @@ final class DeliverySlots: Sendable {
     /// Gives a slot back, to the longest waiter if any.
     func release() {
         let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
-            if s.waiters.isEmpty { s.free += 1; return nil }
+            if s.free < 0 || s.waiters.isEmpty { s.free += 1; return nil }
             return s.waiters.removeFirst().continuation
         }
         next?.resume(returning: true)

@@ -9,8 +9,12 @@ import Synchronization
 /// has to make one attempt and say how it went by throwing a ``DeliveryError``.
 ///
 /// A plugin that needs background work (a connection pool, a token refresher) also conforms
-/// to `Service` from swift-service-lifecycle; Herald then runs it in its `ServiceGroup`
-/// and shuts it down after the last delivery.
+/// to `Service` from swift-service-lifecycle; Herald then runs it (``PluginServices``) and
+/// shuts it down after the last delivery.
+///
+/// When a configuration reload changes a notifier's settings, Herald creates a new instance
+/// while the old one finishes the deliveries it started; for a while both exist. Unchanged
+/// settings keep the running instance.
 public protocol NotifierPlugin: Sendable {
     /// Settings decoded from the notifier's entry in the configuration file (except `kind`
     /// and the delivery keys every notifier shares: `retry`, `concurrency`, `timeout`).

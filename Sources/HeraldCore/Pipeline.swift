@@ -12,16 +12,20 @@ import Synchronization
 ///     └─ 202 ─ bus.publish ─ Dispatcher (per notifier) ─ NotifierPlugin.deliver
 /// ```
 public final class Pipeline: Sendable {
-    public let config: HeraldConfig
+    /// The configuration in use now: endpoints, routes, templates and notifiers. A reload
+    /// (``reload(to:services:)``) replaces it as a whole.
+    public let live: LiveConfigCell
     public let journal: any Journal
     public let bus: EventBus
-    public let router: RouteTable
-    public let renderer: Renderer
     /// One per configured notifier; run them in the service group.
     public let dispatchers: [Dispatcher]
     let logger: Logger
     let undelivered: PendingCounter
-    let endpointsByPath: [String: HeraldConfig.Endpoint]
+    /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
+    let reloadInProgress = Atomic<Bool>(false)
+
+    /// The configuration in use now.
+    public var config: HeraldConfig { live.snapshot.config }
 
     /// What happened to a webhook.
     public enum Outcome: Sendable, Equatable {
@@ -38,13 +42,11 @@ public final class Pipeline: Sendable {
 
     public init(config: HeraldConfig, journal: any Journal, logger: Logger = Logger(label: "herald"),
                 shutdownGrace: Duration = .seconds(10), queueCapacity: Int = 1024) async throws {
-        self.config = config
+        let live = LiveConfigCell(try LiveConfig(config: config))
+        self.live = live
         self.journal = journal
         self.logger = logger
         bus = EventBus()
-        router = RouteTable(routes: config.routes)
-        renderer = try Renderer(config: config)
-        endpointsByPath = Dictionary(config.endpoints.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let recovered = try await journal.recoverInFlight()
         if recovered > 0 { logger.notice("recovered \(recovered) deliveries that were in flight when Herald last stopped") }
         let counter = PendingCounter(try await journal.undeliveredCount())
@@ -53,15 +55,14 @@ public final class Pipeline: Sendable {
         for notifier in config.notifiers {
             let queue = bus.subscribe(notifier.name, capacity: queueCapacity)
             dispatchers.append(Dispatcher(
-                notifier: notifier, queue: queue, journal: journal, renderer: renderer, router: router,
-                endpoints: config.endpoints, logger: logger, shutdownGrace: shutdownGrace,
-                onFinal: { counter.value.subtract(1, ordering: .relaxed) }))
+                name: notifier.name, live: live, queue: queue, journal: journal, logger: logger,
+                shutdownGrace: shutdownGrace, onFinal: { counter.value.subtract(1, ordering: .relaxed) }))
         }
         self.dispatchers = dispatchers
     }
 
     /// The endpoint configured at `path`, if any.
-    public func endpoint(path: String) -> HeraldConfig.Endpoint? { endpointsByPath[path] }
+    public func endpoint(path: String) -> HeraldConfig.Endpoint? { live.snapshot.endpointsByPath[path] }
 
     /// Deliveries accepted but not yet delivered or dead.
     public var undeliveredCount: Int { undelivered.value.load(ordering: .relaxed) }
@@ -72,8 +73,10 @@ public final class Pipeline: Sendable {
     ///   - header: looks a request header up by name (case-insensitive).
     ///   - now: the time signatures are checked against.
     public func receive(path: String, body: Data, header: (String) -> String?, now: Date = Date()) async -> Outcome {
-        guard let endpoint = endpointsByPath[path] else { return .unknownEndpoint }
-        let outcome = await receive(endpoint: endpoint, body: body, header: header, now: now)
+        // One snapshot for the whole request, so a reload never mixes old and new settings.
+        let live = live.snapshot
+        guard let endpoint = live.endpointsByPath[path] else { return .unknownEndpoint }
+        let outcome = await receive(endpoint: endpoint, body: body, header: header, now: now, live: live)
         let result: String
         switch outcome {
         case .accepted: result = "accepted"
@@ -87,7 +90,8 @@ public final class Pipeline: Sendable {
         return outcome
     }
 
-    func receive(endpoint: HeraldConfig.Endpoint, body: Data, header: (String) -> String?, now: Date) async -> Outcome {
+    func receive(endpoint: HeraldConfig.Endpoint, body: Data, header: (String) -> String?, now: Date,
+                 live: LiveConfig) async -> Outcome {
         do {
             try endpoint.scheme.verify(body: body, header: header, now: Int64(now.timeIntervalSince1970))
         } catch {
@@ -103,9 +107,10 @@ public final class Pipeline: Sendable {
         for warning in event.warnings {
             logger.warning("event field ignored: \(warning)", metadata: ["event": .string(event.id)])
         }
-        let targets = router.targets(for: event.name).map(\.notifier)
-        if undelivered.value.load(ordering: .relaxed) + targets.count > config.storage.maxPending {
-            return .unavailable(retryAfter: 30, reason: "\(config.storage.maxPending) deliveries are waiting; try again later")
+        let targets = live.router.targets(for: event.name).map(\.notifier)
+        let maxPending = live.config.storage.maxPending
+        if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
+            return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
         }
         let dedupeKey = endpoint.dedupe ? endpoint.source.dedupeKey(for: event) : nil
         let result: AppendResult

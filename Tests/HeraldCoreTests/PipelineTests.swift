@@ -314,3 +314,26 @@ struct DeliverySlotsTests {
         #expect(await next.value == true)
     }
 }
+
+extension DeliverySlotsTests {
+    /// A reload may change `concurrency`: raising it lets waiters in at once, lowering it
+    /// holds new ones back until enough running deliveries have finished.
+    @Test func resizingTakesEffectForWaitersAndLaterReleases() async throws {
+        let slots = DeliverySlots(1)
+        #expect(await slots.acquire())
+        let a = Task { await slots.acquire() }
+        let b = Task { await slots.acquire() }
+        try await Task.sleep(for: .milliseconds(50))
+        slots.resize(to: 3)
+        let (gotA, gotB) = (await a.value, await b.value)
+        #expect(gotA && gotB)
+        // Three taken; down to one: two releases only pay back the excess.
+        slots.resize(to: 1)
+        let c = Task { await slots.acquire() }
+        slots.release()
+        slots.release()
+        try await Task.sleep(for: .milliseconds(50))
+        slots.close()
+        #expect(await c.value == false, "no slot was free yet")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import Synchronization
 @testable import HeraldCore
 
@@ -16,6 +17,8 @@ struct RecordingNotifier: NotifierPlugin {
 
     let settings: Settings
     let log: DeliveryLog
+    /// Tells instances apart, e.g. one kept across a reload from one created by it.
+    let instance = UUID()
 
     init(settings: Settings, context: PluginContext) throws {
         if let port = settings.port, port <= 0 { throw ConfigError(key: "port", "must be positive") }
@@ -48,11 +51,51 @@ final class DeliveryLog: Sendable {
         entries.withLock { $0.append(Entry(notifier: label, notification: n, at: .now)) }
     }
 
+    /// Service notifiers' starts and stops, in order: `"old started"`, `"old stopped"`.
+    let lifecycle = Mutex<[String]>([])
+
     func count(_ label: String) -> Int { entries.withLock { $0.filter { $0.notifier == label }.count } }
+
+    /// Whether the service notifier `label` has started and not stopped.
+    func isRunning(_ label: String) -> Bool {
+        lifecycle.withLock { $0.contains("\(label) started") && !$0.contains("\(label) stopped") }
+    }
+}
+
+/// A notifier that is also a `Service`, like the email notifier with its connection pool:
+/// it records when each instance (by label) starts and stops running, and fails any
+/// delivery that begins or ends while its instance is not running.
+struct ServiceNotifier: NotifierPlugin, Service {
+    static let kind = "service"
+
+    struct Settings: Decodable, Sendable {
+        var label: String
+    }
+
+    let label: String
+    let log: DeliveryLog
+
+    init(settings: Settings, context: PluginContext) throws {
+        label = settings.label
+        log = context.shared.get(DeliveryLog.self) { DeliveryLog() }
+    }
+
+    func deliver(_ notification: HeraldNotification) async throws {
+        guard log.isRunning(label) else { throw DeliveryError.retryable("instance \(label) was not running at the start") }
+        if let delay = log.delays.withLock({ $0[label] }) { try await Task.sleep(for: delay) }
+        guard log.isRunning(label) else { throw DeliveryError.retryable("instance \(label) stopped during the delivery") }
+        log.entries.withLock { $0.append(DeliveryLog.Entry(notifier: label, notification: notification, at: .now)) }
+    }
+
+    func run() async throws {
+        log.lifecycle.withLock { $0.append("\(label) started") }
+        try? await gracefulShutdown()
+        log.lifecycle.withLock { $0.append("\(label) stopped") }
+    }
 }
 
 extension ConfigLoader {
     static func testing(env: [String: String] = [:], shared: SharedResources = SharedResources()) throws -> ConfigLoader {
-        ConfigLoader(registry: try PluginRegistry([RecordingNotifier.self]), environment: env, shared: shared)
+        ConfigLoader(registry: try PluginRegistry([RecordingNotifier.self, ServiceNotifier.self]), environment: env, shared: shared)
     }
 }
