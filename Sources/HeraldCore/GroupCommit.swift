@@ -3,8 +3,7 @@ import GRDB
 import Metrics
 import Synchronization
 
-/// Writes ``SQLiteJournal`` changes, letting concurrent ones share a transaction (and, for
-/// appends, its fsync).
+/// Writes ``SQLiteJournal`` changes, letting concurrent ones share a transaction and its fsync.
 ///
 /// Each ``submit(_:)`` queues its item with a continuation. One batch at a time runs on
 /// GRDB's writer queue (a dispatch queue, not a thread of Swift's cooperative pool, so the
@@ -15,8 +14,10 @@ import Synchronization
 /// arrival order, so e.g. dedupe inside a batch behaves as if they were written one by one.
 /// A queued item is committed even if its task is cancelled: the caller learns its outcome.
 ///
-/// The journal runs two: appends (`durable`: `synchronous = FULL`, so the commit is fsynced
-/// before anyone is told "accepted") and delivery state changes (`synchronous = NORMAL`).
+/// Appends and delivery state changes go through the same one: a batch holding any durable
+/// item (an append) commits with `synchronous = FULL`, fsynced before anyone is told
+/// "accepted", and the state changes in it ride along at no extra cost; a batch of state
+/// changes only commits with `synchronous = NORMAL` (no fsync of its own).
 /// With `grouped: false` every item is a transaction of its own (for comparison).
 final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     /// Stores items inside the current transaction, one outcome per item, in order.
@@ -34,27 +35,27 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         var queue: [Waiter] = []
         /// A batch is scheduled or running; it schedules the next one while `queue` is not empty.
         var draining = false
+        /// Of transactions holding durable items, counting those items.
         var statistics = SQLiteJournal.AppendStatistics()
     }
 
     private let pool: DatabasePool
     private let grouped: Bool
-    private let durable: Bool
+    private let isDurable: @Sendable (Item) -> Bool
     private let store: Store
     private let state = Mutex(State())
-    private let commitTimer: Timer
+    private let durableTimer = Timer(label: "herald_journal_commit_duration_seconds", dimensions: [("sync", "full")],
+                                     preferredDisplayUnit: .seconds)
+    private let lightTimer = Timer(label: "herald_journal_commit_duration_seconds", dimensions: [("sync", "normal")],
+                                   preferredDisplayUnit: .seconds)
 
     /// - Parameters:
-    ///   - durable: commit with the connection's `synchronous = FULL`; false switches to
-    ///     `NORMAL` for these transactions (no fsync of their own).
-    ///   - kind: the `kind` dimension of `herald_journal_commit_duration_seconds`.
-    init(pool: DatabasePool, grouped: Bool, durable: Bool, kind: String, store: @escaping Store) {
+    ///   - isDurable: whether an item must be fsynced before its caller hears back.
+    init(pool: DatabasePool, grouped: Bool, isDurable: @escaping @Sendable (Item) -> Bool, store: @escaping Store) {
         self.pool = pool
         self.grouped = grouped
-        self.durable = durable
+        self.isDurable = isDurable
         self.store = store
-        commitTimer = Timer(label: "herald_journal_commit_duration_seconds", dimensions: [("kind", kind)],
-                            preferredDisplayUnit: .seconds)
     }
 
     var statistics: SQLiteJournal.AppendStatistics { state.withLock { $0.statistics } }
@@ -95,23 +96,29 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         }
     }
 
-    /// Stores `items` in one transaction, committed (and, if durable, fsynced) when this returns.
+    /// Stores `items` in one transaction, committed (and, if any is durable, fsynced) when
+    /// this returns.
     private func commit(_ items: [Item], _ db: Database) throws -> [Outcome] {
         let started = ContinuousClock.now
+        let durableCount = items.count(where: isDurable)
         var outcomes: [Outcome] = []
-        if !durable { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-        defer { if !durable { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
+        if durableCount == 0 { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        defer { if durableCount == 0 { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
         try db.inTransaction(.immediate) {
             outcomes = try store(items, db)
             return .commit
         }
         let elapsed = started.duration(to: .now).components
-        commitTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-        state.withLock {
-            $0.statistics.commits += 1
-            $0.statistics.appends += items.count
-            $0.statistics.largestBatch = max($0.statistics.largestBatch, items.count)
+        (durableCount > 0 ? durableTimer : lightTimer)
+            .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        if durableCount > 0 {
+            state.withLock {
+                $0.statistics.commits += 1
+                $0.statistics.appends += durableCount
+                $0.statistics.largestBatch = max($0.statistics.largestBatch, durableCount)
+            }
         }
         return outcomes
     }
 }
+

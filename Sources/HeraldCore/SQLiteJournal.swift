@@ -5,11 +5,11 @@ import GRDB
 ///
 /// Appends (and the CLI's changes) are transactions committed with `synchronous = FULL` in WAL
 /// mode, so when ``append(_:)`` returns the event is on disk, not only in the page cache.
-/// Delivery state changes (claim, delivered, retry, dead) commit with `synchronous = NORMAL`:
-/// they reach the OS at once, so a killed process keeps them, and the next FULL commit fsyncs
+/// Delivery state changes (claim, delivered, retry, dead) need no fsync of their own: they
+/// reach the OS at once, so a killed process keeps them, and the next FULL commit fsyncs
 /// them; a power cut may lose the last few, which only means those deliveries are sent again
-/// (at-least-once). Two fsyncs per delivery were otherwise competing with ingest for the disk. With group commit
-/// (the default), concurrent appends share one transaction and therefore one fsync (see
+/// (at-least-once). With group commit (the default), concurrent appends and state changes
+/// share one transaction, so under load one fsync covers many requests and deliveries (see
 /// `GroupCommit`); ``appendStatistics`` shows how many appends each commit carried.
 ///
 /// Threads: GRDB runs every statement on its own dispatch queues (one writer, a few readers),
@@ -30,8 +30,7 @@ public final class SQLiteJournal: Journal {
     private let pool: DatabasePool
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
-    private let appends: GroupCommit<AppendItem, Result<AppendResult, any Error>>
-    private let stateChanges: GroupCommit<StateChange, Bool>
+    private let writer: GroupCommit<Write, Written>
 
     /// Opens (or creates) `<directory>/journal.sqlite`, creating `directory` if needed, and
     /// brings its schema up to date.
@@ -66,11 +65,13 @@ public final class SQLiteJournal: Journal {
         } catch {
             throw JournalError(error, path: path)
         }
-        appends = GroupCommit(pool: pool, grouped: groupCommit, durable: true, kind: "append") {
-            [ttl = dedupeTTL.seconds] items, db in try Self.store(items, ttl: ttl, db)
-        }
-        stateChanges = GroupCommit(pool: pool, grouped: groupCommit, durable: false, kind: "state") { changes, db in
-            try changes.map { try $0.apply(db) }
+        writer = GroupCommit(pool: pool, grouped: groupCommit, isDurable: \.isAppend) { [ttl = dedupeTTL.seconds] writes, db in
+            try writes.map { write in
+                switch write {
+                case .append(let item): .appended(try Self.store(item, ttl: ttl, db))
+                case .change(let change): .changed(try change.apply(db))
+                }
+            }
         }
     }
 
@@ -105,7 +106,19 @@ public final class SQLiteJournal: Journal {
     }
 
     /// Append statistics since the journal was opened, for tests and metrics.
-    public var appendStatistics: AppendStatistics { appends.statistics }
+    public var appendStatistics: AppendStatistics { writer.statistics }
+
+    /// One write through the group commit, and what it gave.
+    enum Write: Sendable {
+        case append(AppendItem)
+        case change(StateChange)
+        var isAppend: Bool { if case .append = self { true } else { false } }
+    }
+
+    enum Written: Sendable {
+        case appended(Result<AppendResult, any Error>)
+        case changed(Bool)
+    }
 
     private static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
@@ -149,7 +162,10 @@ public final class SQLiteJournal: Journal {
     public func append(_ entry: JournalEntry) async throws -> AppendResult {
         let item = AppendItem(entry: entry, now: clock().timeIntervalSince1970)
         do {
-            return try await appends.submit(item).get()
+            guard case .appended(let result) = try await writer.submit(.append(item)) else {
+                preconditionFailure("an append answered as a state change")
+            }
+            return try result.get()
         } catch {
             throw JournalError(error, path: path)
         }
@@ -163,20 +179,19 @@ public final class SQLiteJournal: Journal {
         var now: Double
     }
 
-    /// Stores a batch inside the caller's transaction, in order.
-    private static func store(_ items: [AppendItem], ttl: TimeInterval, _ db: Database) throws
-        -> [Result<AppendResult, any Error>] {
-        try items.map { item in
-            do {
-                var outcome = AppendResult.accepted(deliveries: [:])
-                try db.inSavepoint {
-                    outcome = try insert(item, ttl: ttl, db)
-                    return .commit
-                }
-                return .success(outcome)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                return .failure(error)
+    /// Stores one append inside the caller's transaction, in a savepoint so that an entry
+    /// that breaks a constraint (an event id stored twice) fails alone; any other error
+    /// aborts the whole batch.
+    private static func store(_ item: AppendItem, ttl: TimeInterval, _ db: Database) throws -> Result<AppendResult, any Error> {
+        do {
+            var outcome = AppendResult.accepted(deliveries: [:])
+            try db.inSavepoint {
+                outcome = try insert(item, ttl: ttl, db)
+                return .commit
             }
+            return .success(outcome)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            return .failure(error)
         }
     }
 
@@ -371,7 +386,10 @@ public final class SQLiteJournal: Journal {
 
     @discardableResult
     private func change(_ change: StateChange) async throws -> Bool {
-        do { return try await stateChanges.submit(change) } catch { throw JournalError(error, path: path) }
+        let written: Written
+        do { written = try await writer.submit(.change(change)) } catch { throw JournalError(error, path: path) }
+        guard case .changed(let changed) = written else { preconditionFailure("a state change answered as an append") }
+        return changed
     }
 
     public func recoverInFlight() async throws -> Int {

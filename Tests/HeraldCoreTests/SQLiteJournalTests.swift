@@ -407,6 +407,40 @@ struct SQLiteJournalTests {
         #expect(results.filter { winners.map(AppendResult.duplicate(of:)).contains($0) }.count == 48)
     }
 
+    /// Delivery state changes queued with appends ride in the appends' transaction (no
+    /// commit of their own); alone they commit without counting as append commits.
+    @Test func stateChangesShareTheAppendsTransaction() async throws {
+        let f = try Fixture(.sqlite)
+        var ids: [Int64] = []
+        for i in 0..<20 { ids.append(try #require(try await f.accept("old_\(i)")["slack"])) }
+        let before = f.sqlite.appendStatistics
+        #expect(try await f.journal.claim(ids[0]))
+        try await f.journal.markDelivered(ids[0])
+        #expect(f.sqlite.appendStatistics == before, "state changes alone are not append commits")
+
+        async let busy = f.sqlite.scalar("""
+            WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000) SELECT COUNT(*) FROM n
+            """)
+        try await Task.sleep(for: .milliseconds(50))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<30 { group.addTask { try await f.append("new_\(i)") } }
+            for id in ids.dropFirst() {
+                group.addTask {
+                    #expect(try await f.journal.claim(id))
+                    try await f.journal.markDelivered(id)
+                }
+            }
+            try await group.waitForAll()
+        }
+        _ = try await busy
+        let stats = f.sqlite.appendStatistics
+        #expect(stats.appends - before.appends == 30)
+        #expect(stats.commits - before.commits <= 4, "\(stats)")
+        let delivered = try await f.journal.deliveries(state: .delivered, notifier: nil, limit: 100)
+        #expect(Set(delivered.map(\.id)) == Set(ids))
+        #expect(try await f.journal.undeliveredCount() == 30)
+    }
+
     @Test func withoutGroupCommitEveryAppendIsATransaction() async throws {
         let f = try Fixture(.sqliteWithoutGroupCommit)
         try await withThrowingTaskGroup(of: Void.self) { group in
