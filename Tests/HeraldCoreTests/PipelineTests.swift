@@ -125,13 +125,14 @@ struct PipelineTests {
     @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
         let journal: any Journal = MemoryJournal()
         let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
-        // Before the dispatcher runs, its queue (capacity 1024) fills; the rest waits in the journal.
+        // Before the dispatcher runs, its queue (capacity 256) fills; the rest waits in the
+        // journal, several times the queue's size, so the sweep has to come back for more.
         let event = try Fixtures.event("guest_booked")
         for i in 0..<1030 {
             let r = try await journal.append(JournalEntry(event: event, dedupeKey: "k\(i)", notifiers: ["fast"]))
             guard case .accepted(let ids) = r else { continue }
             let overflowed = h.pipeline.bus.publish(event, deliveries: ids)
-            #expect(overflowed == (i < 1024 ? [] : ["fast"]))
+            #expect(overflowed == (i < 256 ? [] : ["fast"]))
         }
         try await h.running { () async throws in
             #expect(try await waitUntil { h.log.count("fast") == 1030 })
@@ -335,5 +336,31 @@ extension DeliverySlotsTests {
         try await Task.sleep(for: .milliseconds(50))
         slots.close()
         #expect(await c.value == false, "no slot was free yet")
+    }
+}
+
+@Suite("Attempt deadlines")
+struct AttemptDeadlinesTests {
+    @Test func aDeadlinePassesOnlyAfterItsTimeout() async throws {
+        let deadlines = AttemptDeadlines()
+        let clock = Task { await deadlines.run() }
+        defer { clock.cancel() }
+        let start = ContinuousClock.now
+        #expect(await deadlines.wait(.milliseconds(120)))
+        #expect(ContinuousClock.now - start >= .milliseconds(120))
+    }
+
+    /// The attempt finished first: its waiter leaves at once and holds nothing afterwards.
+    @Test func aCancelledWaitReturnsFalse() async throws {
+        let deadlines = AttemptDeadlines()
+        let clock = Task { await deadlines.run() }
+        defer { clock.cancel() }
+        let waiter = Task { await deadlines.wait(.seconds(3600)) }
+        try await Task.sleep(for: .milliseconds(30))
+        waiter.cancel()
+        #expect(await waiter.value == false)
+        let early = Task { await deadlines.wait(.seconds(3600)) }
+        early.cancel()
+        #expect(await early.value == false)
     }
 }
