@@ -94,11 +94,12 @@ public final class Dispatcher: Service {
     /// slot. At most ``claimAhead`` are taken at once; the rest wait in the queue, or in the
     /// journal when the queue is full, so memory stays bounded under any backlog.
     private func consume() async {
-        let claimAhead = max(64, 4 * notifier.policy.concurrency)
         await withTaskGroup(of: Void.self) { group in
             var taken = 0
             for await job in queue.jobs {
                 if stopping.load(ordering: .relaxed) { queue.complete(job.id); continue }
+                // Read per job: a reload may raise `concurrency` past what 64 would feed.
+                let claimAhead = max(64, 4 * notifier.policy.concurrency)
                 while taken >= claimAhead {
                     await group.next()
                     taken -= 1
