@@ -305,12 +305,7 @@ extension JSONValue {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n):
-            if n.rounded() == n, abs(n) < 9.0e15 {
-                out.append(contentsOf: String(Int64(n)).utf8)
-            } else {
-                out.append(contentsOf: "\(n)".utf8)
-            }
+        case .number(let n): out.append(contentsOf: Self.numberText(n).utf8)
         case .string(let s): Self.writeString(s, to: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))

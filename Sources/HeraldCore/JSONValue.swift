@@ -25,7 +25,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try c.encodeNil()
         case .bool(let b): try c.encode(b)
         case .number(let n):
-            if n.rounded() == n, abs(n) < 9.0e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+            if let i = Self.exactInteger(n) { try c.encode(i) } else { try c.encode(n) }
         case .string(let s): try c.encode(s)
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
@@ -46,6 +46,17 @@ public enum JSONValue: Sendable, Equatable, Codable {
         public var description: String { reason }
     }
 
+    /// `n` as an integer when it is one and a Double holds it exactly; nil otherwise (a
+    /// fraction, or too large: converting those to Int64 would trap).
+    static func exactInteger(_ n: Double) -> Int64? {
+        n.rounded() == n && abs(n) < 9.0e15 ? Int64(n) : nil
+    }
+
+    /// `n` as text: `3`, not `3.0`, for integers; Swift's shortest form otherwise.
+    static func numberText(_ n: Double) -> String {
+        exactInteger(n).map(String.init) ?? String(n)
+    }
+
     /// The value at `key` of an object, or nil.
     public subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] }
@@ -63,7 +74,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         switch self {
         case .null: return ""
         case .bool(let b): return b
-        case .number(let n): return n.rounded() == n && abs(n) < 9.0e15 ? String(Int64(n)) : String(n)
+        case .number(let n): return Self.numberText(n)
         case .string(let s): return s
         case .array(let a): return a.map(\.templateValue)
         case .object(let o): return o.mapValues(\.templateValue)

@@ -77,6 +77,10 @@ struct EventTests {
         let odd = try? EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"uid":5,"contact":null,"answers":"x"}}"#.utf8), endpoint: "/x")
         #expect(odd?.booking?.uid == "5")
         #expect(odd?.booking?.contact == nil)
+        // A number too large for Int64 is text, not a crash.
+        let huge = try? EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"uid":1e300,"status":2.5}}"#.utf8), endpoint: "/x")
+        #expect(huge?.booking?.uid == "1e+300")
+        #expect(huge?.booking?.status == "2.5")
     }
 
     @Test func genericSourceReadsTheNameField() throws {
