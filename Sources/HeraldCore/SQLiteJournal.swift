@@ -228,10 +228,17 @@ public final class SQLiteJournal: Journal {
 
     // MARK: - Reading
 
-    private static let recordSelect = """
-        SELECT d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
-               e.received_at, d.updated_at
-        FROM deliveries d JOIN events e ON e.id = d.event_id
+    /// The columns ``record(_:)`` reads, in its order; more may follow them.
+    private static let recordColumns = """
+        d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
+        e.received_at, d.updated_at
+        """
+    private static let recordFrom = "FROM deliveries d JOIN events e ON e.id = d.event_id"
+    private static let recordSelect = "SELECT \(recordColumns) \(recordFrom)"
+    /// ``due(notifier:now:limit:)``'s condition: notifier, now, limit.
+    private static let dueCondition = """
+        WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+        ORDER BY d.id LIMIT ?
         """
 
     private static func state(_ raw: String) throws -> DeliveryState {
@@ -255,20 +262,13 @@ public final class SQLiteJournal: Journal {
     }
 
     public func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord] {
-        try await records("""
-            WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-            ORDER BY d.id LIMIT ?
-            """, [notifier, now.timeIntervalSince1970, limit])
+        try await records(Self.dueCondition, [notifier, now.timeIntervalSince1970, limit])
     }
 
     public func dueWithEvents(notifier: String, now: Date, limit: Int) async throws -> [DueDelivery] {
         try await read { db in
             try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
-                       e.received_at, d.updated_at, e.endpoint, e.body
-                FROM deliveries d JOIN events e ON e.id = d.event_id
-                WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-                ORDER BY d.id LIMIT ?
+                SELECT \(Self.recordColumns), e.endpoint, e.body \(Self.recordFrom) \(Self.dueCondition)
                 """), arguments: [notifier, now.timeIntervalSince1970, limit]).map { row in
                 let record = try Self.record(row)
                 return DueDelivery(record: record, event: StoredEvent(
