@@ -150,7 +150,9 @@ public final class Dispatcher: Service {
         log[metadataKey: "event"] = .string(job.eventID)
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
-        guard let event = await loadEvent(job, log, endpoints: live.snapshot.endpointsByPath) else { return }
+        // Until the attempt starts, the current configuration is read without a lease.
+        let current = live.snapshot
+        guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
         do {
             // A stale copy (the sweep read it as pending just before another attempt finished)
             // finds the delivery no longer pending and stops here: no second delivery.
@@ -159,7 +161,7 @@ public final class Dispatcher: Service {
             log.error("cannot record the attempt in the journal, leaving it for the sweep: \(error)")
             return
         }
-        slots.resize(to: live.snapshot.notifier(named: name).policy.concurrency)
+        slots.resize(to: current.notifier(named: name).policy.concurrency)
         guard await slots.acquire() else {
             // Shutting down before this attempt started: leave the delivery as it was.
             do { try await journal.release(job.id) } catch {
@@ -307,7 +309,9 @@ final class DeliverySlots: Sendable {
         var closed = false
         var nextTicket: UInt64 = 0
         var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
-        /// Tickets cancelled before their waiter was queued.
+        /// Tickets handed out whose waiter is not queued yet.
+        var registering: Set<UInt64> = []
+        /// Of those, the ones whose task was cancelled meanwhile.
         var cancelled: Set<UInt64> = []
     }
 
@@ -339,6 +343,7 @@ final class DeliverySlots: Sendable {
             if s.closed { return .refused }
             if s.free > 0, s.waiters.isEmpty { s.free -= 1; return .granted }
             defer { s.nextTicket += 1 }
+            s.registering.insert(s.nextTicket)
             return .wait(s.nextTicket)
         }
         guard case .wait(let ticket) = entry else { return entry == .granted }
@@ -346,7 +351,8 @@ final class DeliverySlots: Sendable {
             await withCheckedContinuation { continuation in
                 // Decided again under the lock: a slot may have been freed since the ticket.
                 let answer = state.withLock { s -> Bool? in
-                    if s.closed || s.cancelled.remove(ticket) != nil { return false }
+                    s.registering.remove(ticket)
+                    if s.cancelled.remove(ticket) != nil || s.closed { return false }
                     if s.free > 0, s.waiters.isEmpty { s.free -= 1; return true }
                     s.waiters.append((ticket, continuation))
                     return nil
@@ -356,7 +362,8 @@ final class DeliverySlots: Sendable {
         } onCancel: {
             let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
                 if let i = s.waiters.firstIndex(where: { $0.ticket == ticket }) { return s.waiters.remove(at: i).continuation }
-                s.cancelled.insert(ticket)
+                // Not queued yet: tell the registration. Already answered: nothing to do.
+                if s.registering.contains(ticket) { s.cancelled.insert(ticket) }
                 return nil
             }
             waiter?.resume(returning: false)
@@ -371,6 +378,10 @@ final class DeliverySlots: Sendable {
         }
         next?.resume(returning: true)
     }
+
+    /// Tickets the state still remembers besides queued waiters (for tests: none once every
+    /// caller has its answer).
+    var leftovers: Int { state.withLock { $0.registering.count + $0.cancelled.count } }
 
     /// Refuses every waiter and every later ``acquire()``.
     func close() {
@@ -395,11 +406,18 @@ final class AttemptDeadlines: Sendable {
         var continuation: CheckedContinuation<Bool, Never>
     }
 
+    private enum Entry {
+        /// The ticket is out; its waiter is not registered yet.
+        case registering
+        /// Cancelled before its waiter was registered.
+        case cancelled
+        case waiting(Waiter)
+    }
+
     private struct State {
         var nextTicket: UInt64 = 0
-        var waiters: [UInt64: Waiter] = [:]
-        /// Tickets cancelled before their waiter was registered.
-        var cancelled: Set<UInt64> = []
+        /// Only tickets not yet answered; an answered one leaves no trace.
+        var entries: [UInt64: Entry] = [:]
     }
 
     private let state = Mutex(State())
@@ -410,32 +428,52 @@ final class AttemptDeadlines: Sendable {
         let deadline = ContinuousClock.now + timeout
         let ticket = state.withLock { s in
             defer { s.nextTicket += 1 }
+            s.entries[s.nextTicket] = .registering
             return s.nextTicket
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let cancelled = state.withLock { s in
-                    if s.cancelled.remove(ticket) != nil { return true }
-                    s.waiters[ticket] = Waiter(deadline: deadline, continuation: continuation)
+                    if case .cancelled = s.entries[ticket] {
+                        s.entries[ticket] = nil
+                        return true
+                    }
+                    s.entries[ticket] = .waiting(Waiter(deadline: deadline, continuation: continuation))
                     return false
                 }
                 if cancelled { continuation.resume(returning: false) }
             }
         } onCancel: {
             let waiter = state.withLock { s -> Waiter? in
-                if let w = s.waiters.removeValue(forKey: ticket) { return w }
-                s.cancelled.insert(ticket)
-                return nil
+                switch s.entries[ticket] {
+                case .waiting(let w):
+                    s.entries[ticket] = nil
+                    return w
+                case .registering:
+                    s.entries[ticket] = .cancelled
+                    return nil
+                case .cancelled, nil:
+                    return nil
+                }
             }
             waiter?.continuation.resume(returning: false)
         }
     }
 
+    /// Tickets not yet answered (for tests).
+    var outstanding: Int { state.withLock { $0.entries.count } }
+
     /// Resumes every waiter whose deadline is at or before `now`.
     func expire(now: ContinuousClock.Instant = .now) {
         let due = state.withLock { s -> [Waiter] in
-            let keys = s.waiters.filter { $0.value.deadline <= now }.map(\.key)
-            return keys.compactMap { s.waiters.removeValue(forKey: $0) }
+            var due: [Waiter] = []
+            for (ticket, entry) in s.entries {
+                if case .waiting(let w) = entry, w.deadline <= now {
+                    due.append(w)
+                    s.entries[ticket] = nil
+                }
+            }
+            return due
         }
         for w in due { w.continuation.resume(returning: true) }
     }

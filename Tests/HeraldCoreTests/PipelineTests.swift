@@ -313,6 +313,7 @@ struct DeliverySlotsTests {
         #expect(await cancelled.value == false)
         slots.release()
         #expect(await next.value == true)
+        #expect(slots.leftovers == 0, "an answered ticket leaves nothing behind")
     }
 }
 
@@ -348,6 +349,7 @@ struct AttemptDeadlinesTests {
         let start = ContinuousClock.now
         #expect(await deadlines.wait(.milliseconds(120)))
         #expect(ContinuousClock.now - start >= .milliseconds(120))
+        #expect(deadlines.outstanding == 0)
     }
 
     /// The attempt finished first: its waiter leaves at once and holds nothing afterwards.
@@ -362,5 +364,6 @@ struct AttemptDeadlinesTests {
         let early = Task { await deadlines.wait(.seconds(3600)) }
         early.cancel()
         #expect(await early.value == false)
+        #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
     }
 }
