@@ -326,7 +326,7 @@ struct HTTPSender: Sendable {
         }
         guard let json = try? JSONValue.parse(body) else { return nil }
         for candidate in [json["retry_after"], json["parameters"]?["retry_after"]] {
-            if case .number(let seconds)? = candidate, seconds >= 0, seconds.isFinite {
+            if case .number(let number)? = candidate, case let seconds = number.value, seconds >= 0, seconds.isFinite {
                 return .milliseconds(Int64((seconds * 1000).rounded()))
             }
         }

@@ -92,7 +92,7 @@ public struct Booking: Sendable, Equatable {
             switch v {
             case .string(let s): return s
             case .null: return nil
-            case .number(let n): return JSONValue.numberText(n)
+            case .number(let n): return n.text
             default:
                 warnings.append("object.\(key): expected a string; ignored")
                 return nil

@@ -219,8 +219,8 @@ struct JSONParser {
         return value
     }
 
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    private mutating func number() throws(JSONValue.ParseError) -> Double {
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, kept as written with its value.
+    private mutating func number() throws(JSONValue.ParseError) -> JSONNumber {
         let start = index
         var negative = false
         if bytes[index] == UInt8(ascii: "-") {
@@ -249,15 +249,15 @@ struct JSONParser {
             guard index < bytes.count, Self.isDigit(bytes[index]) else { throw error("expected a digit in an exponent") }
             while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
         }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         // Integers that fit exactly in a Double need no strtod.
         if integral, index - intStart <= 15 {
             var value: Int64 = 0
             for i in intStart..<index { value = value * 10 + Int64(bytes[i] - UInt8(ascii: "0")) }
-            return negative ? -Double(value) : Double(value)
+            return JSONNumber(text: text, value: negative ? -Double(value) : Double(value))
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw error("number out of range") }
-        return value
+        return JSONNumber(text: text, value: value)
     }
 
     /// Well-formed UTF-8 per RFC 3629: no overlongs, surrogates or code points past U+10FFFF.
@@ -305,7 +305,7 @@ extension JSONValue {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n): out.append(contentsOf: Self.numberText(n).utf8)
+        case .number(let n): out.append(contentsOf: n.text.utf8)
         case .string(let s): Self.writeString(s, to: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))

@@ -4,7 +4,7 @@ import Foundation
 public enum JSONValue: Sendable, Equatable, Codable {
     case null
     case bool(Bool)
-    case number(Double)
+    case number(JSONNumber)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
@@ -13,7 +13,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let n = try? c.decode(Double.self) { self = .number(JSONNumber(n)) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
         else { self = .object(try c.decode([String: JSONValue].self)) }
@@ -25,7 +25,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try c.encodeNil()
         case .bool(let b): try c.encode(b)
         case .number(let n):
-            if let i = Self.exactInteger(n) { try c.encode(i) } else { try c.encode(n) }
+            if let i = Self.exactInteger(n.value) { try c.encode(i) } else { try c.encode(n.value) }
         case .string(let s): try c.encode(s)
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
@@ -74,10 +74,44 @@ public enum JSONValue: Sendable, Equatable, Codable {
         switch self {
         case .null: return ""
         case .bool(let b): return b
-        case .number(let n): return Self.numberText(n)
+        case .number(let n): return n.text
         case .string(let s): return s
         case .array(let a): return a.map(\.templateValue)
         case .object(let o): return o.mapValues(\.templateValue)
         }
     }
+}
+
+/// A JSON number as the sender wrote it, and its value.
+///
+/// The text is kept because a Double cannot hold every number a sender may use as an
+/// identifier: `12345678901234567890` and `12345678901234567891` are the same Double, and so
+/// are `0`, `-0` and `1e-400`. Keys and output are built from ``text``; arithmetic uses
+/// ``value``. Two numbers are equal when their values are.
+public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral {
+    /// The number as written in the document (valid JSON number syntax), or Swift's shortest
+    /// form for a number made in code (`3`, not `3.0`).
+    public let text: String
+    /// The nearest Double; finite.
+    public let value: Double
+
+    /// A number made in code.
+    public init(_ value: Double) {
+        self.value = value
+        text = JSONValue.numberText(value)
+    }
+
+    /// A number read from a document: `text` must be a JSON number whose value is `value`.
+    init(text: String, value: Double) {
+        self.text = text
+        self.value = value
+    }
+
+    public init(integerLiteral value: Int64) { self.init(Double(value)) }
+    public init(floatLiteral value: Double) { self.init(value) }
+
+    public var description: String { text }
+    public static func == (a: JSONNumber, b: JSONNumber) -> Bool { a.value == b.value }
+    public func hash(into hasher: inout Hasher) { hasher.combine(value) }
 }

@@ -121,7 +121,7 @@ struct WebhookKindTests {
         #expect(total <= 6000)
         #expect(shown.count == 4)
         #expect(footer == "guest_cancelled · 他 26 件の項目")
-        #expect(embed["color"] == .number(Double(0xE01E5A)))
+        #expect(embed["color"] == .number(JSONNumber(Double(0xE01E5A))))
     }
 
     @Test func discordEmptyFieldsAndMarkdown() async throws {

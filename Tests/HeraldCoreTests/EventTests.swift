@@ -77,10 +77,27 @@ struct EventTests {
         let odd = try? EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"uid":5,"contact":null,"answers":"x"}}"#.utf8), endpoint: "/x")
         #expect(odd?.booking?.uid == "5")
         #expect(odd?.booking?.contact == nil)
-        // A number too large for Int64 is text, not a crash.
+        // A number too large for Int64 is its text as sent, not a crash.
         let huge = try? EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"uid":1e300,"status":2.5}}"#.utf8), endpoint: "/x")
-        #expect(huge?.booking?.uid == "1e+300")
+        #expect(huge?.booking?.uid == "1e300")
         #expect(huge?.booking?.status == "2.5")
+    }
+
+    /// Numeric booking uids that one Double cannot tell apart keep their own text, so their
+    /// dedupe keys differ and the second booking is not answered as a duplicate.
+    @Test func numericUidsKeepEveryDigit() throws {
+        func key(_ uid: String) throws -> String {
+            let body = #"{"event":"guest_booked","object":{"uid":\#(uid),"updatedAt":"2026-11-24T05:00:00Z"}}"#
+            let event = try EventSource.jicoo.decode(body: Data(body.utf8), endpoint: "/x")
+            #expect(event.booking?.uid == uid)
+            return EventSource.jicoo.dedupeKey(for: event)
+        }
+        for (a, b) in [("12345678901234567890", "12345678901234567891"), ("0", "-0"), ("0", "1e-400"), ("1.0", "1")] {
+            #expect(try key(a) != key(b), "\(a) and \(b) share a dedupe key")
+        }
+        // Written back exactly as received.
+        let body = Data(#"[12345678901234567891,-0,1e-400,1.50,{"n":-12.5e+3}]"#.utf8)
+        #expect(try JSONValue.parse(body).jsonText == String(decoding: body, as: UTF8.self))
     }
 
     @Test func genericSourceReadsTheNameField() throws {

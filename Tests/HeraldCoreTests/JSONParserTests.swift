@@ -16,7 +16,7 @@ struct JSONParserTests {
             case is NSNull: return .null
             case let n as NSNumber:
                 if type(of: n) == type(of: NSNumber(value: true)) { return .bool(n.boolValue) }
-                return .number(n.doubleValue)
+                return .number(JSONNumber(n.doubleValue))
             default: return .null
             }
         }
