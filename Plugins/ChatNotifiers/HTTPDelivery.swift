@@ -123,8 +123,10 @@ extension KeyedDecodingContainer {
     /// A duration written as `"10s"`, `"500ms"`, `"2m"` or a number of seconds; nil if absent.
     func duration(_ key: Key) throws -> Duration? {
         if let seconds = try? decodeIfPresent(Double.self, forKey: key) {
-            guard seconds >= 0, seconds.isFinite else { throw ConfigError(key: key.stringValue, "must not be negative") }
-            return .milliseconds(Int64((seconds * 1000).rounded()))
+            guard let duration = Duration(checkedSeconds: seconds) else {
+                throw ConfigError(key: key.stringValue, "must be between 0 and 100 years")
+            }
+            return duration
         }
         guard let text = try decodeIfPresent(String.self, forKey: key) else { return nil }
         guard let value = Duration.parse(text) else {
@@ -270,7 +272,7 @@ struct HTTPSender: Sendable {
         let reply: HTTPReply
         do {
             let client = try shared.client(connectTimeout: options.connectTimeout)
-            let timeout = TimeAmount.nanoseconds(Int64(options.requestTimeout.seconds * 1e9))
+            let timeout = TimeAmount.nanoseconds(options.requestTimeout.saturatingNanoseconds)
             let response = try await client.execute(request, timeout: timeout)
             var data = Data()
             for try await chunk in response.body {
@@ -315,19 +317,23 @@ struct HTTPSender: Sendable {
 
     /// How long the service asked to wait: the `Retry-After` header in seconds or as an HTTP
     /// date, else a `retry_after` in a JSON body (Discord's top level, Telegram's `parameters`).
+    ///
+    /// The value comes from the target, so any size is taken without trapping: a number past
+    /// ``Duration/longest`` (`99999999999999999999999`, `1e300`) is clamped to it, a date in
+    /// the past is zero, and the dispatcher caps the result with `retry.maxRetryAfter`.
     static func retryAfter(header: String?, body: Data, now: Date = Date()) -> Duration? {
-        if let value = header?.trimmingCharacters(in: .whitespaces) {
-            if let seconds = Double(value), seconds >= 0, seconds.isFinite {
-                return .milliseconds(Int64((seconds * 1000).rounded()))
+        if let value = header?.trimmingCharacters(in: .whitespaces), !value.isEmpty {
+            if let seconds = Double(value), seconds >= 0 {
+                return .clamped(seconds: seconds)
             }
             if let date = parseHTTPDate(value) {
-                return .milliseconds(max(0, Int64((date.timeIntervalSince(now) * 1000).rounded())))
+                return .clamped(seconds: date.timeIntervalSince(now))
             }
         }
         guard let json = try? JSONValue.parse(body) else { return nil }
         for candidate in [json["retry_after"], json["parameters"]?["retry_after"]] {
-            if case .number(let number)? = candidate, case let seconds = number.value, seconds >= 0, seconds.isFinite {
-                return .milliseconds(Int64((seconds * 1000).rounded()))
+            if case .number(let seconds)? = candidate, seconds.value >= 0 {
+                return .clamped(seconds: seconds.value)
             }
         }
         return nil

@@ -33,7 +33,7 @@ public final class SharedHTTPClient: Service, Sendable {
     /// Throws a retryable ``DeliveryError`` once the client has been shut down (a delivery
     /// that races Herald's shutdown is then retried after the restart).
     func client(connectTimeout: Duration) throws(DeliveryError) -> HTTPClient {
-        let key = Int64(connectTimeout.seconds * 1000)
+        let key = connectTimeout.saturatingNanoseconds / 1_000_000
         let client: HTTPClient? = state.withLock { state in
             if state.isShutDown { return nil }
             if let existing = state.clients[key] { return existing }

@@ -80,7 +80,7 @@ struct SMTPSession {
         let tls = config.security == .tls ? config.tls : nil
         let hostname = config.serverHostname
         return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.nanoseconds(Int64(config.connectTimeout.seconds * 1e9)))
+            .connectTimeout(.nanoseconds(config.connectTimeout.saturatingNanoseconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: config.host, port: config.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -313,7 +313,7 @@ struct Deadline {
     init(channel: any Channel, after limit: Duration) {
         let flag = Flag()
         self.flag = flag
-        task = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(min(limit.seconds, 86_400) * 1e9))) {
+        task = channel.eventLoop.scheduleTask(in: .nanoseconds(min(limit, .seconds(86_400)).saturatingNanoseconds)) {
             flag.set()
             channel.close(promise: nil)
         }

@@ -38,6 +38,9 @@ public struct HeraldConfig: Sendable {
         public var groupCommit: Bool = true
         /// Above this many undelivered deliveries, new webhooks get 503 + Retry-After.
         public var maxPending: Int = 100_000
+        /// A delivery in flight during this many crashes (kill -9, power loss, a trap) is set
+        /// aside as dead on the next start, so one delivery can never keep Herald down.
+        public var deadAfterCrashes: Int = 3
         public init() {}
     }
 
@@ -132,19 +135,24 @@ public struct DeliveryPolicy: Sendable, Equatable {
 
 /// Exponential backoff with full jitter: the n-th retry waits a random time in
 /// `0 ... min(maximum, initial × factorⁿ⁻¹)`; a retry is not scheduled once `giveUpAfter`
-/// has passed since the event arrived. A target's own `Retry-After` wins.
+/// has passed since the event arrived. A target's own `Retry-After` wins, capped at
+/// `maxRetryAfter` and never past `giveUpAfter` (the dispatcher then makes a last attempt at
+/// the give-up time), so an absurd value neither crashes Herald nor kills the delivery.
 public struct RetryPolicy: Sendable, Equatable {
     public var initial: Duration = .seconds(5)
     public var factor: Double = 3
     public var maximum: Duration = .seconds(3600)
     public var giveUpAfter: Duration = .seconds(24 * 3600)
+    /// The longest a target's `Retry-After` may postpone the next attempt.
+    public var maxRetryAfter: Duration = .seconds(3600)
 
     public init(initial: Duration = .seconds(5), factor: Double = 3, maximum: Duration = .seconds(3600),
-                giveUpAfter: Duration = .seconds(24 * 3600)) {
+                giveUpAfter: Duration = .seconds(24 * 3600), maxRetryAfter: Duration = .seconds(3600)) {
         self.initial = initial
         self.factor = factor
         self.maximum = maximum
         self.giveUpAfter = giveUpAfter
+        self.maxRetryAfter = maxRetryAfter
     }
 
     /// The upper bound of the wait before retry number `retry` (1 = first retry).
@@ -153,10 +161,11 @@ public struct RetryPolicy: Sendable, Equatable {
         return .seconds(min(maximum.seconds, base))
     }
 
-    /// The wait before retry number `retry`, jittered; `hint` (Retry-After) wins.
+    /// The wait before retry number `retry`, jittered; `hint` (a target's `Retry-After`) wins,
+    /// up to ``maxRetryAfter``.
     public func delay(forRetry retry: Int, hint: Duration? = nil,
                       random: (ClosedRange<Double>) -> Double = { Double.random(in: $0) }) -> Duration {
-        if let hint { return hint }
+        if let hint { return min(hint, maxRetryAfter) }
         return .seconds(random(0...ceiling(forRetry: retry).seconds))
     }
 }
@@ -168,18 +177,45 @@ extension Duration {
         return Double(s) + Double(atto) / 1e18
     }
 
-    /// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `7d` (a number with an optional unit).
+    /// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `7d` (a number with an optional unit); nil for
+    /// anything else, a negative value, or more than ``longest``.
     public static func parse(_ text: String) -> Duration? {
         let t = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
         for (suffix, scale) in units where t.hasSuffix(suffix) {
             let number = t.dropLast(suffix.count)
             if suffix == "s", number.hasSuffix("m") { continue }
-            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-            return .milliseconds(Int64((v * scale * 1000).rounded()))
+            return Double(number).flatMap { Duration(checkedSeconds: $0 * scale) }
         }
-        guard let v = Double(t), v >= 0, v.isFinite else { return nil }
-        return .milliseconds(Int64((v * 1000).rounded()))
+        return Double(t).flatMap { Duration(checkedSeconds: $0) }
+    }
+
+    /// The longest duration Herald takes from outside (configuration, a target's `Retry-After`):
+    /// 100 years. Anything longer is refused or clamped, never converted into an integer that
+    /// overflows.
+    public static let longest: Duration = .seconds(100 * 365 * 86400)
+
+    /// `seconds` to the millisecond, or nil if it is negative, not a number, or longer than
+    /// ``longest``.
+    public init?(checkedSeconds seconds: Double) {
+        guard seconds >= 0, seconds <= Duration.longest.seconds else { return nil }
+        self = .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+
+    /// `seconds` to the millisecond, clamped to `0...longest` (NaN counts as 0): for values a
+    /// remote party sends, where "absurdly long" should mean "as long as we allow", not a crash.
+    public static func clamped(seconds: Double) -> Duration {
+        guard seconds > 0 else { return .zero }
+        return Duration(checkedSeconds: seconds) ?? .longest
+    }
+
+    /// The duration in whole nanoseconds, saturating at `Int64.max` (for NIO's `TimeAmount`).
+    public var saturatingNanoseconds: Int64 {
+        let (s, atto) = components
+        let (whole, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return s < 0 ? .min : .max }
+        let (sum, overflow2) = whole.addingReportingOverflow(atto / 1_000_000_000)
+        return overflow2 ? .max : sum
     }
 }
 

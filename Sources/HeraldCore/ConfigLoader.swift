@@ -168,7 +168,7 @@ struct Reader {
     func duration(_ node: Node, _ path: String) throws(ConfigError) -> Duration {
         let text = try string(node, path)
         guard let d = Duration.parse(text) else {
-            throw fail(node, path, "expected a duration like 30s, 5m, 1h or 7d, found \"\(text)\"")
+            throw fail(node, path, "expected a duration like 30s, 5m, 1h or 7d (at most 100 years), found \"\(text)\"")
         }
         return d
     }

@@ -84,7 +84,8 @@ extension Reader {
 
     func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
         var s = defaultStorage
-        for (key, _, v) in try mapping(node, "storage", allowed: ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending"]) {
+        let keys: Set<String> = ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending", "deadAfterCrashes"]
+        for (key, _, v) in try mapping(node, "storage", allowed: keys) {
             let path = "storage.\(key)"
             switch key {
             case "path":
@@ -94,6 +95,7 @@ extension Reader {
             case "dedupeTTL": s.dedupeTTL = try duration(v, path)
             case "retention": s.retention = try duration(v, path)
             case "groupCommit": s.groupCommit = try bool(v, path)
+            case "deadAfterCrashes": s.deadAfterCrashes = try int(v, path, range: 1...1000)
             default: s.maxPending = try int(v, path, range: 1...100_000_000)
             }
         }
@@ -243,12 +245,13 @@ extension Reader {
 
     func readRetry(_ node: Node, _ path: String) throws(ConfigError) -> RetryPolicy {
         var r = RetryPolicy()
-        for (key, _, v) in try mapping(node, path, allowed: ["initial", "factor", "max", "giveUpAfter"]) {
+        for (key, _, v) in try mapping(node, path, allowed: ["initial", "factor", "max", "giveUpAfter", "maxRetryAfter"]) {
             let p = "\(path).\(key)"
             switch key {
             case "initial": r.initial = try duration(v, p)
             case "max": r.maximum = try duration(v, p)
             case "giveUpAfter": r.giveUpAfter = try duration(v, p)
+            case "maxRetryAfter": r.maxRetryAfter = try duration(v, p)
             default:
                 let text = try string(v, p)
                 guard let f = Double(text), f >= 1, f <= 100 else { throw fail(v, p, "expected a number between 1 and 100, found \"\(text)\"") }

@@ -183,7 +183,7 @@ public final class Dispatcher: Service {
         let started = ContinuousClock.now
         let outcome = await attempt(notification, notifier)
         Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", name)], preferredDisplayUnit: .seconds)
-            .recordNanoseconds(Self.nanoseconds(started.duration(to: .now)))
+            .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         running.subtract(1, ordering: .relaxed)
         live.release()
         slots.release()
@@ -275,7 +275,12 @@ public final class Dispatcher: Service {
         }
         let policy = notifier.policy.retry
         let delay = policy.delay(forRetry: job.attempt, hint: hint)
-        let next = Date().addingTimeInterval(delay.seconds)
+        let now = Date()
+        var next = now.addingTimeInterval(delay.seconds)
+        let giveUpAt = event.receivedAt.addingTimeInterval(policy.giveUpAfter.seconds)
+        // A target that asks to wait past the give-up time gets one last attempt then,
+        // rather than the delivery dying after one answer.
+        if hint != nil, next > giveUpAt, now < giveUpAt { next = giveUpAt }
         if next.timeIntervalSince(event.receivedAt) > policy.giveUpAfter.seconds {
             try await journal.markDead(job.id, error: "gave up after \(job.attempt) attempts: \(error)")
             log.error("delivery gave up after \(job.attempt) attempts: \(error)")
@@ -284,12 +289,7 @@ public final class Dispatcher: Service {
         }
         try await journal.markRetry(job.id, next: next, error: error.description)
         Counter(label: "herald_delivery_retries_total", dimensions: [("notifier", notifier.name)]).increment()
-        log.warning("delivery failed, retrying in \(String(format: "%.1f", delay.seconds)) s: \(error)")
-    }
-
-    static func nanoseconds(_ d: Duration) -> Int64 {
-        let (s, atto) = d.components
-        return s * 1_000_000_000 + atto / 1_000_000_000
+        log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(error)")
     }
 
     private func finalResult(_ result: String) {

@@ -34,8 +34,13 @@ public protocol Journal: Sendable {
     func markRetry(_ delivery: Int64, next: Date, error: String) async throws
     func markDead(_ delivery: Int64, error: String) async throws
 
-    /// After a crash: deliveries left `delivering` become `pending` and due now.
-    func recoverInFlight() async throws -> Int
+    /// After a crash: deliveries left `delivering` were in flight when the process stopped.
+    ///
+    /// Each one's count of interruptions goes up by one. Those that reach `deadAfter` become
+    /// dead with the reason "the process stopped during this delivery N times", so a delivery
+    /// that crashes Herald (whatever the cause) cannot keep it down; the rest become
+    /// `pending` and due now.
+    func recoverInFlight(deadAfter: Int) async throws -> Recovery
 
     /// Deliveries not yet delivered or dead (for backpressure and `/metrics`).
     func undeliveredCount() async throws -> Int
@@ -72,6 +77,24 @@ public struct JournalEntry: Sendable {
         body = event.body
         self.dedupeKey = dedupeKey
         self.notifiers = notifiers
+    }
+}
+
+/// What ``Journal/recoverInFlight(deadAfter:)`` did.
+public struct Recovery: Sendable, Equatable {
+    /// Deliveries made pending again.
+    public var requeued: Int
+    /// Deliveries set aside as dead because the process stopped during them too often.
+    public var setAside: [Int64]
+
+    public init(requeued: Int, setAside: [Int64]) {
+        self.requeued = requeued
+        self.setAside = setAside
+    }
+
+    /// The reason stored on a delivery set aside after `count` interruptions.
+    public static func reason(interruptions count: Int) -> String {
+        "the process stopped during this delivery \(count) times"
     }
 }
 
@@ -154,6 +177,8 @@ public actor MemoryJournal: Journal {
     private var events: [String: StoredEvent] = [:]
     private var records: [Int64: DeliveryRecord] = [:]
     private var dedupe: [String: (eventID: String, at: Date)] = [:]
+    /// Times the process stopped while a delivery was in flight, by delivery id.
+    private var interruptions: [Int64: Int] = [:]
     private var nextID: Int64 = 1
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
@@ -226,11 +251,21 @@ public actor MemoryJournal: Journal {
         update(delivery) { $0.state = .dead; $0.nextAttemptAt = nil; $0.lastError = error }
     }
 
-    public func recoverInFlight() -> Int {
+    public func recoverInFlight(deadAfter: Int) -> Recovery {
         let now = clock()
-        let stuck = records.values.filter { $0.state == .delivering }.map(\.id)
-        for id in stuck { update(id) { $0.state = .pending; $0.nextAttemptAt = now } }
-        return stuck.count
+        var recovery = Recovery(requeued: 0, setAside: [])
+        for id in records.values.filter({ $0.state == .delivering }).map(\.id).sorted() {
+            let count = interruptions[id, default: 0] + 1
+            interruptions[id] = count
+            if count >= deadAfter {
+                update(id) { $0.state = .dead; $0.nextAttemptAt = nil; $0.lastError = Recovery.reason(interruptions: count) }
+                recovery.setAside.append(id)
+            } else {
+                update(id) { $0.state = .pending; $0.nextAttemptAt = now }
+                recovery.requeued += 1
+            }
+        }
+        return recovery
     }
 
     public func undeliveredCount() -> Int {
@@ -262,7 +297,7 @@ public actor MemoryJournal: Journal {
         for (id, event) in events where event.receivedAt < cutoff {
             let mine = records.values.filter { $0.eventID == id }
             guard mine.allSatisfy({ $0.state == .delivered || $0.state == .dead }) else { continue }
-            for r in mine { records[r.id] = nil }
+            for r in mine { records[r.id] = nil; interruptions[r.id] = nil }
             events[id] = nil
             removed += 1
         }

@@ -50,8 +50,18 @@ public final class Pipeline: Sendable {
         self.journal = journal
         self.logger = logger
         bus = EventBus()
-        let recovered = try await journal.recoverInFlight()
-        if recovered > 0 { logger.notice("recovered \(recovered) deliveries that were in flight when Herald last stopped") }
+        let recovery = try await journal.recoverInFlight(deadAfter: config.storage.deadAfterCrashes)
+        if recovery.requeued > 0 {
+            logger.notice("recovered \(recovery.requeued) deliveries that were in flight when Herald last stopped")
+        }
+        for id in recovery.setAside {
+            // Most likely this delivery itself made Herald stop: keep it out of the way.
+            let record = try? await journal.delivery(id: id)
+            let notifier = record?.notifier ?? "?"
+            logger.error("delivery set aside as dead: \(record?.lastError ?? "interrupted too often"); `herald deliveries retry \(id)` sends it again",
+                         metadata: ["delivery": .stringConvertible(id), "notifier": .string(notifier)])
+            Counter(label: "herald_deliveries_total", dimensions: [("notifier", notifier), ("result", "dead")]).increment()
+        }
         let counter = PendingCounter(try await journal.undeliveredCount())
         undelivered = counter
         var dispatchers: [Dispatcher] = []

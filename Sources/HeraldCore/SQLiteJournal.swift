@@ -152,6 +152,10 @@ public final class SQLiteJournal: Journal {
                 CREATE INDEX dedupe_seen ON dedupe(seen_at);
                 """)
         }
+        migrator.registerMigration("v2: interruptions") { db in
+            // How often the process stopped while the delivery was in flight (crash-loop guard).
+            try db.execute(sql: "ALTER TABLE deliveries ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }()
 
@@ -392,13 +396,26 @@ public final class SQLiteJournal: Journal {
         return changed
     }
 
-    public func recoverInFlight() async throws -> Int {
+    public func recoverInFlight(deadAfter: Int) async throws -> Recovery {
         let now = clock().timeIntervalSince1970
         return try await write { db in
             try db.execute(sql: """
+                UPDATE deliveries SET interruptions = interruptions + 1 WHERE state = 'delivering'
+                """)
+            let setAside = try Row.fetchAll(db, sql: """
+                SELECT id, interruptions FROM deliveries WHERE state = 'delivering' AND interruptions >= ? ORDER BY id
+                """, arguments: [deadAfter])
+            let dead = try db.makeStatement(sql: """
+                UPDATE deliveries SET state = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ?
+                WHERE id = ?
+                """)
+            for row in setAside {
+                try dead.execute(arguments: [Recovery.reason(interruptions: row[1]), now, row[0] as Int64])
+            }
+            try db.execute(sql: """
                 UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'delivering'
                 """, arguments: [now])
-            return db.changesCount
+            return Recovery(requeued: db.changesCount, setAside: setAside.map { $0[0] })
         }
     }
 

@@ -51,6 +51,23 @@ struct FormattingTests {
         #expect(after(nil, "not json") == nil)
     }
 
+    /// Values that once stopped the process ("Double value cannot be converted to Int64"):
+    /// any size is clamped to the longest duration Herald takes; the dispatcher caps it again.
+    @Test func absurdRetryAfterIsClampedNotATrap() {
+        func after(_ header: String?, _ body: String = "") -> Duration? {
+            HTTPSender.retryAfter(header: header, body: Data(body.utf8), now: Date(timeIntervalSince1970: 784_111_777))
+        }
+        #expect(after("99999999999999999999999") == .longest)
+        #expect(after("1e20") == .longest)
+        #expect(after("1e999") == .longest)
+        #expect(after("Fri, 31 Dec 9999 23:59:59 GMT") == .longest)
+        #expect(after(nil, #"{"retry_after": 1e300}"#) == .longest)
+        #expect(after(nil, #"{"ok":false,"parameters":{"retry_after":99999999999999999999999}}"#) == .longest)
+        #expect(after("-5") == nil)
+        #expect(after(nil, #"{"retry_after": -1}"#) == nil)
+        #expect(after("nan") == nil)
+    }
+
     @Test func settingsDecode() throws {
         let decoder = JSONDecoder()
         let slack = try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x/y", "timeout": "2s", "connectTimeout": 1.5}"#.utf8))

@@ -227,6 +227,32 @@ struct ConfigTests {
         #expect(Duration.parse("7d") == .seconds(604800))
         #expect(Duration.parse("-1s") == nil)
         #expect(Duration.parse("soon") == nil)
+        // Past 100 years, or not a number: refused, never an integer overflow.
+        #expect(Duration.parse("1e300s") == nil)
+        #expect(Duration.parse("99999999999999999999999d") == nil)
+        #expect(Duration.parse("nan") == nil)
+        #expect(Duration.parse("inf") == nil)
+        #expect(Duration.parse("36500d") == .seconds(36500 * 86400))
+    }
+
+    /// Numbers in the configuration are checked: absurd durations are a located error.
+    @Test func absurdNumbersAreErrorsNotTraps() throws {
+        let e = try #require(error("""
+            endpoints: [{ path: /h, secrets: [x], tolerance: 1e300s }]
+            """))
+        #expect(e.keyPath == "endpoints[0].tolerance")
+        #expect(e.message.contains("at most 100 years"))
+        let r = try #require(error("""
+            endpoints: [{ path: /h, secrets: [x] }]
+            notifiers:
+              desk: { kind: recording, label: x, retry: { maxRetryAfter: 1e30h } }
+            """))
+        #expect(r.keyPath == "notifiers.desk.retry.maxRetryAfter")
+        let s = try #require(error("""
+            storage: { deadAfterCrashes: 0 }
+            endpoints: [{ path: /h, secrets: [x] }]
+            """))
+        #expect(s.keyPath == "storage.deadAfterCrashes")
     }
 
     @Test func routesDeliverOncePerNotifierFirstMatchWins() throws {

@@ -212,17 +212,35 @@ struct PipelineTests {
         }
     }
 
+    /// A target asking to wait past `giveUpAfter` gets one last attempt at the give-up time
+    /// (not death after one answer); failing that too, the delivery is dead.
     @Test func giveUpAfterMakesItDead() async throws {
         let journal: any Journal = MemoryJournal()
         let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 500ms } }",
                                   routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
-        h.log.failures.withLock { $0["fast"] = [.retryable("down", after: .seconds(2))] }
+        h.log.failures.withLock { $0["fast"] = Array(repeating: .retryable("down", after: .seconds(3600)), count: 2) }
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
             #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 1).count == 1 })
-            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after 1 attempts") == true)
+            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after 2 attempts") == true)
         }
+    }
+
+    /// `Retry-After` is capped by `retry.maxRetryAfter` (1 h by default).
+    @Test func retryAfterIsCappedByThePolicy() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { maxRetryAfter: 10m } }",
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.failures.withLock { $0["fast"] = [.retryable("busy", after: .longest)] }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil { try await journal.deliveries(state: .pending, notifier: nil, limit: 1).first?.lastError != nil })
+            let next = try #require(try await journal.deliveries(state: .pending, notifier: nil, limit: 1).first?.nextAttemptAt)
+            #expect(next.timeIntervalSinceNow > 9 * 60 && next.timeIntervalSinceNow <= 10 * 60)
+        }
+        #expect(RetryPolicy().delay(forRetry: 1, hint: .longest) == .seconds(3600))
     }
 
     @Test func inFlightDeliveriesAreRecoveredOnStart() async throws {

@@ -237,10 +237,31 @@ struct SQLiteJournalBehaviourTests {
         let id = try #require(try await f.accept("evt_1")["slack"])
         _ = try await f.journal.claim(id)
         f.clock.advance(5)
-        #expect(try await f.journal.recoverInFlight() == 1)
+        #expect(try await f.journal.recoverInFlight(deadAfter: 3) == Recovery(requeued: 1, setAside: []))
         let record = try #require(try await f.journal.delivery(id: id))
         #expect(record.state == .pending && record.nextAttemptAt == f.clock.now && record.attempts == 1)
-        #expect(try await f.journal.recoverInFlight() == 0)
+        #expect(try await f.journal.recoverInFlight(deadAfter: 3) == Recovery(requeued: 0, setAside: []))
+    }
+
+    /// A delivery in flight at three crashes in a row is set aside, so it cannot keep Herald
+    /// down; another delivery interrupted once goes on.
+    @Test(arguments: JournalKind.allCases)
+    func deliveryInterruptedByThreeCrashesIsSetAside(kind: JournalKind) async throws {
+        let f = try Fixture(kind)
+        let ids = try await f.accept("evt_1", notifiers: ["chat", "file"])
+        let (chat, file) = (ids["chat"]!, ids["file"]!)
+        for crash in 1...2 {
+            #expect(try await f.journal.claim(chat))
+            #expect(try await f.journal.recoverInFlight(deadAfter: 3) == Recovery(requeued: 1, setAside: []), "crash \(crash)")
+        }
+        #expect(try await f.journal.claim(chat))
+        #expect(try await f.journal.claim(file))
+        #expect(try await f.journal.recoverInFlight(deadAfter: 3) == Recovery(requeued: 1, setAside: [chat]))
+        let dead = try #require(try await f.journal.delivery(id: chat))
+        #expect(dead.state == .dead)
+        #expect(dead.lastError == "the process stopped during this delivery 3 times")
+        #expect(try await f.journal.delivery(id: file)?.state == .pending)
+        #expect(try await f.journal.due(notifier: "file", now: f.clock.now, limit: 10).map(\.id) == [file])
     }
 
     @Test(arguments: JournalKind.allCases)
@@ -336,7 +357,7 @@ struct SQLiteJournalTests {
         let reopened = try SQLiteJournal.openExisting(directory: directory.path, dedupeTTL: Fixture.ttl,
                                                       clock: clock.function)
         #expect(try await reopened.due(notifier: "slack", now: clock.now, limit: 10).count == 2)
-        #expect(try await reopened.recoverInFlight() == 1)
+        #expect(try await reopened.recoverInFlight(deadAfter: 3).requeued == 1)
         #expect(try await reopened.due(notifier: "slack", now: clock.now, limit: 10).map(\.id).contains(delivering))
         #expect(try await reopened.delivery(id: delivering)?.attempts == 1)
         for (id, body) in bodies { #expect(try await reopened.event(id: id)?.body == body) }
