@@ -47,7 +47,9 @@ public struct ConfigLoader: Sendable {
             throw ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")
         }
         var reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
-        return try reader.read(root: root, loader: self)
+        let config = try reader.read(root: root, loader: self)
+        for notice in reader.notices { logger.notice("\(notice)") }
+        return config
     }
 
     /// The file's text and its directory (against which relative paths resolve).
@@ -89,6 +91,8 @@ struct Reader {
     let file: String
     let environment: [String: String]
     let baseDirectory: String
+    /// Things worth telling the user that do not stop the file from loading.
+    var notices: [String] = []
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
         ConfigError(file: file, keyPath: path, line: node?.mark?.line, column: node?.mark?.column, message: message)

@@ -127,7 +127,7 @@ extension Reader {
         return l
     }
 
-    func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
+    mutating func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
         guard let seq = node.sequence else { throw fail(node, "endpoints", "expected a list of endpoints, found \(describe(node))") }
         var out: [HeraldConfig.Endpoint] = []
         var paths = Set<String>()
@@ -166,7 +166,12 @@ extension Reader {
                     schemeName = s
                 case "secrets", "secret":
                     for (j, s) in try stringList(v, p).enumerated() {
-                        guard !s.isEmpty else { throw fail(v, "\(p)[\(j)]", "a secret must not be empty") }
+                        // `"${OLD_SECRET:-}"` in a rotation list is empty while no old secret
+                        // is set: dropped, not an error (an endpoint still needs one secret).
+                        guard !s.isEmpty else {
+                            notices.append("\(file):\(v.mark?.line ?? 0): \(p)[\(j)] is empty and was dropped")
+                            continue
+                        }
                         secrets.append(Secret(s))
                     }
                 case "secretsFile", "secretFile":

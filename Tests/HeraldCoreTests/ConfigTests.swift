@@ -235,6 +235,23 @@ struct ConfigTests {
         #expect(Duration.parse("36500d") == .seconds(36500 * 86400))
     }
 
+    /// README's rotation example works while no old secret is set: the empty entry is dropped.
+    @Test func emptyOptionalSecretIsDropped() throws {
+        let yaml = """
+            endpoints:
+              - { path: /h, secrets: ["${NEW}", "${OLD:-}"] }
+            """
+        let config = try ConfigLoader.testing(env: ["NEW": "s3cret-new"]).load(yaml: yaml, file: "herald.yaml")
+        #expect(config.endpoints[0].secrets.count == 1)
+        let none = try #require(error(yaml, env: [:]))
+        #expect(none.message.contains("NEW"))
+        let allEmpty = try #require(error("""
+            endpoints:
+              - { path: /h, secrets: ["${OLD:-}"] }
+            """))
+        #expect(allEmpty.keyPath == "endpoints[0].secrets")
+    }
+
     /// Numbers in the configuration are checked: absurd durations are a located error.
     @Test func absurdNumbersAreErrorsNotTraps() throws {
         let e = try #require(error("""
