@@ -173,31 +173,6 @@ enum ServiceURL {
     }
 }
 
-/// Removes secrets (tokens, webhook URLs and their path segments) from text that is about to
-/// go into an error message or a log line.
-struct Redactor: Sendable {
-    private let needles: [String]
-
-    /// `secrets` are tokens or URLs; for URLs, their path, query and long path segments are
-    /// redacted too, since services echo those back (e.g. "unknown webhook 1234/abcd…").
-    init(secrets: [String]) {
-        var needles: Set<String> = []
-        for secret in secrets where secret.count >= 4 {
-            needles.insert(secret)
-            if let encoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics) { needles.insert(encoded) }
-            guard let url = URL(string: secret), url.host != nil else { continue }
-            if url.path.count > 1 { needles.insert(url.path) }
-            if let query = url.query, query.count >= 8 { needles.insert(query) }
-            for segment in url.pathComponents where segment.count >= 16 { needles.insert(segment) }
-        }
-        self.needles = needles.sorted { $0.count > $1.count }
-    }
-
-    func callAsFunction(_ text: String) -> String {
-        needles.reduce(text) { $0.replacingOccurrences(of: $1, with: "<redacted>") }
-    }
-}
-
 /// A service's answer to a request that it accepted.
 struct HTTPReply: Sendable {
     var status: Int
@@ -218,7 +193,7 @@ struct HTTPSender: Sendable {
     let options: HTTPOptions
     /// The service's name in messages: "Slack", "LINE".
     let service: String
-    let redact: Redactor
+    let redact: SecretRedactor
     let logger: Logger
 
     /// Longest service error text quoted in a ``DeliveryError``.
@@ -230,7 +205,7 @@ struct HTTPSender: Sendable {
         self.shared = context.shared.get(SharedHTTPClient.self) { SharedHTTPClient() }
         self.options = options
         self.service = service
-        self.redact = Redactor(secrets: secrets)
+        self.redact = SecretRedactor(secrets: secrets)
         self.logger = context.logger
     }
 

@@ -80,6 +80,9 @@ public struct HeraldConfig: Sendable {
         /// substitution: equal digests mean the plugin would be created with the same
         /// settings, so a reload can keep the running instance. Never the settings themselves.
         public var settingsDigest: String
+        /// Removes the notifier's secret settings (and their parts) from what a delivery
+        /// stores or logs, whatever the target sent back.
+        public var redact: SecretRedactor = SecretRedactor(secrets: [])
     }
 
     /// Which notifiers receive which events, and how they are rendered.

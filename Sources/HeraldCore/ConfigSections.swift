@@ -230,8 +230,10 @@ extension Reader {
             do { plugin = try Self.make(type, settings: settings, context: context) } catch {
                 throw decodingFailure(error, settings: settings, path: base)
             }
+            let secrets = type.secretKeys.compactMap { settings.mapping?[$0]?.scalar?.string }
             out.append(HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
-                                             settingsDigest: Self.digest(settings)))
+                                             settingsDigest: Self.digest(settings),
+                                             redact: SecretRedactor(secrets: secrets)))
         }
         return out
     }

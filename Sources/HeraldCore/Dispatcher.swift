@@ -267,9 +267,12 @@ public final class Dispatcher: Service {
 
     private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
                         log: Logger) async throws {
+        // The target's answer may echo a secret (the URL it was called with, a token):
+        // nothing below stores or logs the error without this.
+        let message = notifier.redact(error.description)
         guard case .retryable(let hint) = error.disposition else {
-            try await journal.markDead(job.id, error: error.description)
-            log.error("delivery failed for good: \(error)")
+            try await journal.markDead(job.id, error: message)
+            log.error("delivery failed for good: \(message)")
             finalResult("dead")
             return
         }
@@ -282,14 +285,14 @@ public final class Dispatcher: Service {
         // rather than the delivery dying after one answer.
         if hint != nil, next > giveUpAt, now < giveUpAt { next = giveUpAt }
         if next.timeIntervalSince(event.receivedAt) > policy.giveUpAfter.seconds {
-            try await journal.markDead(job.id, error: "gave up after \(job.attempt) attempts: \(error)")
-            log.error("delivery gave up after \(job.attempt) attempts: \(error)")
+            try await journal.markDead(job.id, error: "gave up after \(job.attempt) attempts: \(message)")
+            log.error("delivery gave up after \(job.attempt) attempts: \(message)")
             finalResult("dead")
             return
         }
-        try await journal.markRetry(job.id, next: next, error: error.description)
+        try await journal.markRetry(job.id, next: next, error: message)
         Counter(label: "herald_delivery_retries_total", dimensions: [("notifier", notifier.name)]).increment()
-        log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(error)")
+        log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
     }
 
     private func finalResult(_ result: String) {

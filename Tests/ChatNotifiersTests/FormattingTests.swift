@@ -30,7 +30,7 @@ struct FormattingTests {
     }
 
     @Test func redactorRemovesSecretsAndURLParts() {
-        let redact = Redactor(secrets: ["https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX", "123:tok/en"])
+        let redact = SecretRedactor(secrets: ["https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX", "123:tok/en"])
         #expect(redact("bad hook https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX") == "bad hook <redacted>")
         #expect(redact("path /services/T000/B000/XXXXXXXXXXXXXXXX, segment XXXXXXXXXXXXXXXX") == "path <redacted>, segment <redacted>")
         #expect(redact("token 123:tok/en or 123%3Atok%2Fen") == "token <redacted> or <redacted>")
