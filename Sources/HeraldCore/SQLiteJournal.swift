@@ -62,6 +62,7 @@ public final class SQLiteJournal: Journal {
             // survives a killed process but not a power cut. FULL fsyncs the WAL on commit.
             try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
+            try Self.checkIntegrity(pool, path: path)
         } catch {
             throw JournalError(error, path: path)
         }
@@ -73,6 +74,16 @@ public final class SQLiteJournal: Journal {
                 }
             }
         }
+    }
+
+    /// Refuses a damaged file (truncated, overwritten) at open, with SQLite's own finding,
+    /// instead of starting and failing every append with 503 afterwards. `quick_check` reads
+    /// every page once: about a second per few hundred MB.
+    private static func checkIntegrity(_ pool: DatabasePool, path: String) throws {
+        let findings = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check(3)") }
+        guard findings != ["ok"] else { return }
+        throw JournalError(.corrupted, path: path, "\(path) is damaged (\(findings.joined(separator: "; "))): "
+            + "restore it from a backup, or move it away to start an empty journal")
     }
 
     /// Opens the journal in `directory` only if it already exists, so that a CLI command

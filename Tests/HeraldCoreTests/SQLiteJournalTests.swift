@@ -363,6 +363,41 @@ struct SQLiteJournalTests {
         for (id, body) in bodies { #expect(try await reopened.event(id: id)?.body == body) }
     }
 
+    /// A journal whose file was truncated to a third while recent commits sat in its WAL opens
+    /// (the schema is readable) but every append then fails: it is refused at open instead,
+    /// with SQLite's finding and what to do.
+    @Test func truncatedJournalIsRefusedAtOpen() async throws {
+        let directory = TempDirectory()
+        let copy = TempDirectory()
+        do {
+            let f = try Fixture(.sqlite, directory: directory)
+            for i in 0..<400 { try await f.append("evt_\(i)", body: Data(String(repeating: "x", count: 500).utf8)) }
+            try f.sqlite.close()
+        }
+        let f = try Fixture(.sqlite, directory: directory)
+        for i in 400..<420 { try await f.append("evt_\(i)") }
+        // What a crash leaves on disk: the main file and its WAL, the main file then damaged.
+        try FileManager.default.createDirectory(atPath: copy.path, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
+            try FileManager.default.copyItem(atPath: directory.path + "/" + name, toPath: copy.path + "/" + name)
+        }
+        try f.sqlite.close()
+        let file = copy.path + "/journal.sqlite"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        #expect(size > 100_000)
+        let handle = try #require(FileHandle(forWritingAtPath: file))
+        try handle.truncate(atOffset: UInt64(size / 3))
+        try handle.close()
+        do {
+            _ = try SQLiteJournal(directory: copy.path, dedupeTTL: Fixture.ttl)
+            Issue.record("a truncated journal opened")
+        } catch let error as JournalError {
+            #expect(error.kind == .corrupted)
+            #expect(error.message.contains("is damaged"))
+            #expect(error.message.contains("restore it from a backup"))
+        }
+    }
+
     @Test func commitsAreFsyncedInWALMode() async throws {
         let f = try Fixture(.sqlite)
         #expect(try await f.sqlite.scalar("PRAGMA synchronous") == 2)  // FULL
