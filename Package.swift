@@ -125,6 +125,23 @@ let package = Package(
             exclude: ["README.md", "herald.yaml"],
             swiftSettings: strict
         ),
+        // libFuzzer targets for every parser of outside input (fuzz/run.sh; replayed by the tests).
+        .target(
+            name: "HeraldFuzzTargets",
+            dependencies: [
+                "HeraldCore", "ChatNotifiers", "EmailNotifier",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "fuzz/Targets",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "herald-fuzz",
+            dependencies: ["HeraldFuzzTargets"],
+            path: "fuzz/Runner",
+            swiftSettings: strict
+        ),
         // Microbenchmarks for benchmarks/run.sh (never run as tests).
         .executableTarget(
             name: "herald-bench",
@@ -168,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "HeraldAppTests",
             dependencies: [
-                "HeraldApp", "HeraldCore", "herald", "custom-herald",
+                "HeraldApp", "HeraldCore", "herald", "custom-herald", "HeraldFuzzTargets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

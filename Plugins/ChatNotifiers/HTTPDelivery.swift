@@ -188,7 +188,7 @@ struct HTTPReply: Sendable {
 /// `Retry-After`); 401 and 403 are configuration errors (a wrong token or revoked webhook fails
 /// every time), and so is 3xx (redirects are not followed); other 4xx are permanent; network
 /// errors and timeouts are retryable.
-struct HTTPSender: Sendable {
+package struct HTTPSender: Sendable {
     let shared: SharedHTTPClient
     let options: HTTPOptions
     /// The service's name in messages: "Slack", "LINE".
@@ -296,7 +296,7 @@ struct HTTPSender: Sendable {
     /// The value comes from the target, so any size is taken without trapping: a number past
     /// ``Duration/longest`` (`99999999999999999999999`, `1e300`) is clamped to it, a date in
     /// the past is zero, and the dispatcher caps the result with `retry.maxRetryAfter`.
-    static func retryAfter(header: String?, body: Data, now: Date = Date()) -> Duration? {
+    package static func retryAfter(header: String?, body: Data, now: Date = Date()) -> Duration? {
         if let value = header?.trimmingCharacters(in: .whitespaces), !value.isEmpty {
             if let seconds = Double(value), seconds >= 0 {
                 return .clamped(seconds: seconds)

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Everything here works on UTF-8 bytes and produces 7-bit ASCII with CRLF line ends,
 /// except ``MIMEEncoding/eightBit(_:)`` which is only used when the server offers 8BITMIME.
-enum MIMEEncoding {
+package enum MIMEEncoding {
     static let crlf: [UInt8] = [13, 10]
 
     // MARK: Headers
@@ -71,7 +71,7 @@ enum MIMEEncoding {
 
     /// The words of an unstructured header value (a subject): the text split at spaces when
     /// it is plain ASCII, or encoded-words otherwise.
-    static func unstructuredWords(_ text: String) -> [String] {
+    package static func unstructuredWords(_ text: String) -> [String] {
         let clean = sanitizedHeaderText(text)
         if isPlainHeaderText(clean) {
             return clean.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
@@ -83,7 +83,7 @@ enum MIMEEncoding {
     /// take the line past 76 characters (RFC 5322 §2.2.3). Adjacent encoded-words separated by
     /// folding white space decode without a space between them (RFC 2047 §6.2). Address lists
     /// pass words that already carry their separating commas.
-    static func foldedHeader(_ name: String, words: [String]) -> [UInt8] {
+    package static func foldedHeader(_ name: String, words: [String]) -> [UInt8] {
         var out = Array((name + ":").utf8)
         var lineLength = out.count
         for (index, word) in words.enumerated() {
@@ -111,7 +111,7 @@ enum MIMEEncoding {
 
     /// The transfer encoding that keeps `text` smallest and readable: quoted-printable for
     /// mostly-ASCII text, base64 when more than a fifth of the bytes are not ASCII (Japanese).
-    static func preferredEncoding(for text: String) -> TransferEncoding {
+    package static func preferredEncoding(for text: String) -> TransferEncoding {
         var nonASCII = 0
         var total = 0
         for byte in text.utf8 {
@@ -122,7 +122,7 @@ enum MIMEEncoding {
     }
 
     /// How a body part's bytes are written.
-    enum TransferEncoding: String, Sendable {
+    package enum TransferEncoding: String, Sendable {
         case quotedPrintable = "quoted-printable"
         case base64
         case eightBit = "8bit"
@@ -131,7 +131,7 @@ enum MIMEEncoding {
     /// `text` encoded as `encoding`, lines separated by CRLF. The body ends with CRLF only if
     /// the text ends with a line end: in a multipart, the CRLF before the next boundary
     /// belongs to the boundary (RFC 2046 §5.1.1).
-    static func encodeBody(_ text: String, as encoding: TransferEncoding) -> [UInt8] {
+    package static func encodeBody(_ text: String, as encoding: TransferEncoding) -> [UInt8] {
         switch encoding {
         case .quotedPrintable: return quotedPrintable(text)
         case .base64: return base64Lines(Array(text.utf8))
@@ -207,7 +207,7 @@ enum MIMEEncoding {
 
     /// The DATA payload for `message` (RFC 5321 §4.5.2): line ends normalised to CRLF, a dot
     /// added before every line that starts with one, and the terminating `CRLF.CRLF`.
-    static func dataPayload(_ message: [UInt8]) -> [UInt8] {
+    package static func dataPayload(_ message: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(message.count + message.count / 64 + 5)
         var atLineStart = true

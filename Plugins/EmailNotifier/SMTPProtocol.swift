@@ -5,9 +5,9 @@ import NIOSSL
 
 /// One SMTP reply: a three-digit code and its text lines (RFC 5321 §4.2), multi-line
 /// replies (`250-…` continuation lines) already joined.
-struct SMTPReply: Sendable, Equatable {
-    var code: Int
-    var lines: [String]
+package struct SMTPReply: Sendable, Equatable {
+    package var code: Int
+    package var lines: [String]
 
     var isPositive: Bool { (200..<400).contains(code) }
     var isTransient: Bool { (400..<500).contains(code) }
@@ -23,15 +23,17 @@ struct SMTPReply: Sendable, Equatable {
 ///
 /// Lines end in CRLF (a bare LF is accepted). A line is `ddd-text` when more lines of the
 /// same reply follow and `ddd text` (or just `ddd`) on the last one.
-struct SMTPReplyDecoder: ByteToMessageDecoder {
-    typealias InboundOut = SMTPReply
+package struct SMTPReplyDecoder: ByteToMessageDecoder {
+    package typealias InboundOut = SMTPReply
 
     /// Longer lines are a protocol error rather than a reason to buffer without bound.
     static let maxLineLength = 4096
 
     private var lines: [String] = []
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    package init() {}
+
+    package mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let view = buffer.readableBytesView
         guard let lf = view.firstIndex(of: UInt8(ascii: "\n")) else {
             if buffer.readableBytes > Self.maxLineLength { throw SMTPProtocolError(reason: "reply line too long") }
@@ -55,7 +57,7 @@ struct SMTPReplyDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
     }
