@@ -137,40 +137,53 @@ enum TextLimit {
 /// Text escaped once for a service and then cut at any length, as often as needed, between
 /// characters and never inside an escape (see ``TextLimit/fit(_:_:escaping:unit:)``).
 struct CuttableText: Sendable {
-    let text: String
-    let escaping: Escaping
-    let unit: TextLimit.Unit
     /// The whole escaped text.
     let full: String
-    /// The size of the whole escaped text.
-    let size: Int
+    /// For each escaped character: the size of `full` up to and including it.
+    private let sizes: [Int]
+    /// For each escaped character: where (in UTF-8 bytes) the text up to it ends once
+    /// trailing white space is dropped.
+    private let solidEnds: [Int]
+    private let ellipsisSize: Int
 
     init(_ text: String, escaping: Escaping = .none, unit: TextLimit.Unit = .utf16) {
-        self.text = text
-        self.escaping = escaping
-        self.unit = unit
-        full = escaping.escape(text)
-        size = TextLimit.size(full, unit: unit)
-    }
-
-    /// The escaped text, or as much of it as fits in `limit` with "…" after it (trailing
-    /// white space dropped); "" when not even "…" fits. Takes time for the part kept only.
-    func cut(_ limit: Int) -> String {
-        if size <= limit { return full }
-        let ellipsis = TextLimit.size("…", unit: unit)
-        guard limit >= ellipsis else { return "" }
-        var used = 0
-        var bytes = 0
-        var solidBytes = 0
+        var full = ""
+        var sizes: [Int] = []
+        var solidEnds: [Int] = []
+        full.reserveCapacity(text.utf8.count)
+        var size = 0
+        var solid = 0
         escaping.forEachPiece(of: text) { piece in
-            used += TextLimit.size(piece, unit: unit)
-            guard used + ellipsis <= limit else { return false }
-            bytes += piece.utf8.count
+            full += piece
+            size += TextLimit.size(piece, unit: unit)
             // A piece is one character, or an escape that starts with `&` or `\`.
-            if !(piece.first?.isWhitespace ?? true) { solidBytes = bytes }
+            if !(piece.first?.isWhitespace ?? true) { solid = full.utf8.count }
+            sizes.append(size)
+            solidEnds.append(solid)
             return true
         }
-        return String(decoding: full.utf8.prefix(solidBytes), as: UTF8.self) + "…"
+        self.full = full
+        self.sizes = sizes
+        self.solidEnds = solidEnds
+        ellipsisSize = TextLimit.size("…", unit: unit)
+    }
+
+    /// The size of the whole escaped text.
+    var size: Int { sizes.last ?? 0 }
+
+    /// The escaped text, or as much of it as fits in `limit` with "…" after it (trailing
+    /// white space dropped); "" when not even "…" fits.
+    func cut(_ limit: Int) -> String {
+        if size <= limit { return full }
+        guard limit >= ellipsisSize else { return "" }
+        // The number of characters whose size, with the ellipsis, stays within the limit.
+        var low = 0, high = sizes.count
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if sizes[mid - 1] + ellipsisSize <= limit { low = mid } else { high = mid - 1 }
+        }
+        let bytes = low > 0 ? solidEnds[low - 1] : 0
+        return String(decoding: full.utf8.prefix(bytes), as: UTF8.self) + "…"
     }
 }
 
@@ -244,12 +257,14 @@ extension HeraldNotification {
     /// appears once. Lines that only look alike (another value, part of a line) stay.
     var textWithoutFieldLines: String {
         guard !fields.isEmpty, !text.isEmpty else { return text }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let newline = UInt8(ascii: "\n")
+        let lines = text.utf8.split(separator: newline, omittingEmptySubsequences: false).map { Substring($0) }
         var starts: [Substring: [Int]] = [:]
         for (i, line) in lines.enumerated() { starts[line, default: []].append(i) }
         var dropped = [Bool](repeating: false, count: lines.count)
         for field in fields {
-            let block = "\(field.name): \(field.value)".split(separator: "\n", omittingEmptySubsequences: false)
+            let block = "\(field.name): \(field.value)".utf8.split(separator: newline, omittingEmptySubsequences: false)
+                .map { Substring($0) }
             let at = starts[block[0]]?.first { start in
                 start + block.count <= lines.count
                     && (0..<block.count).allSatisfy { !dropped[start + $0] && lines[start + $0] == block[$0] }

@@ -74,7 +74,7 @@ public struct GoogleChatNotifier: NotifierPlugin {
         return build(fitted)
     }
 
-    static func html(_ text: String) -> String { breaks(TextLimit.fit(text, Int.max, escaping: .entities)) }
+    static func html(_ text: String) -> String { breaks(Escaping.entities.escape(text)) }
 
     static func breaks(_ text: String) -> String { text.replacingOccurrences(of: "\n", with: "<br>") }
 }

@@ -104,6 +104,6 @@ public struct TelegramNotifier: NotifierPlugin {
                                        valueLimit: fieldValueLimit, within: messageLimit) {
             TextLimit.size(message($0, bold: { $0 }, escaped: { $0 }))
         }
-        return message(fitted, bold: { "<b>\($0)</b>" }, escaped: { TextLimit.fit($0, Int.max, escaping: .entities) })
+        return message(fitted, bold: { "<b>\($0)</b>" }, escaped: Escaping.entities.escape)
     }
 }
