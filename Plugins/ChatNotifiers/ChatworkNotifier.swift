@@ -67,10 +67,11 @@ public struct ChatworkNotifier: NotifierPlugin {
         try await endpoint.send(body, headers: [("X-ChatWorkToken", settings.token), ("Accept", "application/json")])
     }
 
-    /// Chatwork documents no limit for a message; a 40,000-character body was measured to
-    /// pass and an 80,000-character one to be refused (400), so the body is kept within
-    /// 40,000 UTF-8 bytes, which holds whether Chatwork counts characters or bytes.
-    /// https://developer.chatwork.com/reference/post-rooms-room_id-messages
+    /// Chatwork documents no limit for a message
+    /// (https://developer.chatwork.com/reference/post-rooms-room_id-messages); a
+    /// 40,000-character body was measured to pass and an 80,000-character one to be refused
+    /// with 400 (https://qiita.com/39taro/items/a012de576c43effcd280), so the body is kept
+    /// within 40,000 UTF-8 bytes, which holds whether Chatwork counts characters or bytes.
     static let messageLimit = 40_000
     /// No limit is documented for these; they keep one part from crowding out the rest.
     static let titleLimit = 256

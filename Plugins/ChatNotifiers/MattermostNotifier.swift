@@ -54,10 +54,11 @@ public struct MattermostNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
-    /// A post's message holds at most 16,383 characters (Mattermost 5.0 and later); the
-    /// attachment's text and fields together are kept within it too (an attachment counts
-    /// against the post's props, which the server caps at 800,000 characters).
-    /// https://developers.mattermost.com/integrate/webhooks/incoming/
+    /// A post's message holds at most 16,383 characters (Mattermost 5.0 and later,
+    /// https://developers.mattermost.com/integrate/webhooks/incoming/); the attachment's text
+    /// and fields together are kept within it too. (An attachment counts against the post's
+    /// props, which the server caps at 800,000 characters: `PostPropsMaxRunes` in
+    /// mattermost/server/public/model/post.go.)
     static let textLimit = 16_383
     /// No limit is documented for these; they keep one part from crowding out the rest.
     static let titleLimit = 256

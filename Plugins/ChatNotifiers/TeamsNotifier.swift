@@ -45,7 +45,9 @@ public struct TeamsNotifier: NotifierPlugin {
             ]]
             if !m.text.isEmpty { body.append(["type": "TextBlock", "text": .string(m.text), "wrap": true]) }
             var facts: [JSON] = m.fields.map { ["title": .string($0.name), "value": .string($0.value)] }
-            if m.omitted > 0 { facts.append(["title": "…", "value": .string(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale))]) }
+            if m.omitted > 0 {
+                facts.append(["title": "…", "value": .string(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale))])
+            }
             if !facts.isEmpty { body.append(["type": "FactSet", "facts": .array(facts)]) }
             let card: JSON = [
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
