@@ -4,11 +4,12 @@ import HeraldCore
 /// `kind: chatwork` — posts a message to a Chatwork room with API v2
 /// (`POST /v2/rooms/{room_id}/messages`, `X-ChatWorkToken`, form-encoded `body`).
 ///
-/// The message is one `[info]` box: `[title]` holds the emoji and title, then the text, then,
-/// after a `[hr]`, one `name: value` line per field. Chatwork has no way to escape its tags,
-/// so tags inside the notification (`[To:…]`, `[toall]`, `[info]`, …) are defused with an
-/// invisible zero-width space after the `[`: they show as written but mention no one and
-/// cannot break the box.
+/// The message is one `[info]` box: `[title]` holds the emoji and title, then the text
+/// (without the lines that repeat a field), then, after a `[hr]`, one `name: value` line per
+/// field; text and fields are cut to keep the message within 40,000 bytes. Chatwork has no
+/// way to escape its tags, so tags inside the notification (`[To:…]`, `[toall]`, `[info]`, …)
+/// are defused with an invisible zero-width space after the `[`: they show as written but
+/// mention no one and cannot break the box.
 public struct ChatworkNotifier: NotifierPlugin {
     /// ```yaml
     /// token: ${CHATWORK_API_TOKEN}          # secret; or tokenFile:
@@ -66,15 +67,31 @@ public struct ChatworkNotifier: NotifierPlugin {
         try await endpoint.send(body, headers: [("X-ChatWorkToken", settings.token), ("Accept", "application/json")])
     }
 
+    /// Chatwork documents no limit for a message
+    /// (https://developer.chatwork.com/reference/post-rooms-room_id-messages); a
+    /// 40,000-character body was measured to pass and an 80,000-character one to be refused
+    /// with 400 (https://qiita.com/39taro/items/a012de576c43effcd280), so the body is kept
+    /// within 40,000 UTF-8 bytes, which holds whether Chatwork counts characters or bytes.
+    static let messageLimit = 40_000
+    /// No limit is documented for these; they keep one part from crowding out the rest.
+    static let titleLimit = 256
+    static let fieldNameLimit = 256
+
     /// The message in Chatwork's markup.
     static func message(for n: HeraldNotification) -> String {
-        var inner = ""
-        if !n.text.isEmpty { inner += defused(n.text) }
-        if !n.fields.isEmpty {
-            if !inner.isEmpty { inner += "\n[hr]" }
-            inner += n.fields.map { defused($0.name) + ": " + defused($0.value) }.joined(separator: "\n")
+        let title = defused(TextLimit.fit(n.headline, titleLimit))
+        func message(_ m: FittedMessage) -> String {
+            var inner = defused(m.text)
+            var lines = m.fields.map { defused($0.name) + ": " + defused($0.value) }
+            if m.omitted > 0 { lines.append(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale)) }
+            if !lines.isEmpty {
+                if !inner.isEmpty { inner += "\n[hr]" }
+                inner += lines.joined(separator: "\n")
+            }
+            return "[info][title]\(title)[/title]\(inner)[/info]"
         }
-        return "[info][title]\(defused(n.headline))[/title]\(inner)[/info]"
+        return message(FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, nameLimit: fieldNameLimit,
+                                         within: messageLimit) { message($0).utf8.count })
     }
 
     /// Chatwork's tag names; `[` before one of them gets a zero-width space.

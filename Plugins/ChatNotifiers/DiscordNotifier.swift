@@ -48,13 +48,18 @@ public struct DiscordNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
+    // Discord's embed limits, in characters (counted here in UTF-16 units, never fewer):
+    // https://discord.com/developers/docs/resources/message#embed-object-embed-limits
     static let titleLimit = 256
     static let descriptionLimit = 4096
     static let maxFields = 25
     static let fieldNameLimit = 256
     static let fieldValueLimit = 1024
     static let footerLimit = 2048
+    /// Title, description, field names and values, and footer together.
     static let totalLimit = 6000
+    /// A webhook's `username` override.
+    static let usernameLimit = 80
 
     let settings: Settings
     let endpoint: ServiceEndpoint
@@ -82,7 +87,7 @@ public struct DiscordNotifier: NotifierPlugin {
     /// The webhook body for a notification.
     static func payload(for n: HeraldNotification, settings: Settings) -> JSON {
         .object([
-            "username": settings.username.map { .string(TextLimit.fit($0, 80)) },
+            "username": settings.username.map { .string(TextLimit.fit($0, usernameLimit)) },
             "avatar_url": settings.avatarURL.map(JSON.string),
             "embeds": [embed(for: n)],
             "allowed_mentions": ["parse": []],
@@ -90,37 +95,31 @@ public struct DiscordNotifier: NotifierPlugin {
     }
 
     /// One embed within Discord's limits: each part is cut to its own limit, then, if the
-    /// total is still over 6000, the description gives way first and trailing fields next.
+    /// total is still over 6000, trailing fields give way and the longest parts are cut.
     static func embed(for n: HeraldNotification) -> JSON {
         let title = TextLimit.fit(n.headline, titleLimit, escaping: .markdown)
-        var fields = n.fields.prefix(maxFields).map { f in
-            (name: nonEmpty(TextLimit.fit(f.name, fieldNameLimit, escaping: .markdown)),
-             value: nonEmpty(TextLimit.fit(f.value, fieldValueLimit, escaping: .markdown)),
-             inline: f.short)
-        }
-        var omitted = n.fields.count - fields.count
-        func footer() -> String {
+        func footer(_ omitted: Int) -> String {
             let note = omitted > 0 ? " · " + HeraldNotification.omittedFieldsNote(omitted, locale: n.locale) : ""
             return TextLimit.fit(n.event.name + note, footerLimit)
         }
-        func fixedSize() -> Int {
-            fields.reduce(TextLimit.size(title) + TextLimit.size(footer())) {
-                $0 + TextLimit.size($1.name) + TextLimit.size($1.value)
+        let fitted = FittedMessage.fit(
+            text: n.textWithoutFieldLines, fields: n.fields, escaping: .markdown, textLimit: descriptionLimit,
+            maxFields: maxFields, nameLimit: fieldNameLimit, valueLimit: fieldValueLimit, within: totalLimit
+        ) { m in
+            // Empty names and values are sent as one zero-width space each.
+            m.fields.reduce(TextLimit.size(title) + TextLimit.size(m.text) + TextLimit.size(footer(m.omitted))) {
+                $0 + TextLimit.size(nonEmpty($1.name)) + TextLimit.size(nonEmpty($1.value))
             }
         }
-        while fixedSize() > totalLimit, !fields.isEmpty {
-            fields.removeLast()
-            omitted += 1
-        }
-        let description = TextLimit.fit(n.text, min(descriptionLimit, totalLimit - fixedSize()), escaping: .markdown)
-
         return .object([
             "title": .string(title),
-            "description": description.isEmpty ? nil : .string(description),
+            "description": fitted.text.isEmpty ? nil : .string(fitted.text),
             "color": .int(Int(n.kind.color)),
             "timestamp": .string(ISO8601.format(n.eventDate)),
-            "fields": fields.isEmpty ? nil : .array(fields.map { ["name": .string($0.name), "value": .string($0.value), "inline": .bool($0.inline)] }),
-            "footer": ["text": .string(footer())],
+            "fields": fitted.fields.isEmpty ? nil : .array(fitted.fields.map {
+                ["name": .string(nonEmpty($0.name)), "value": .string(nonEmpty($0.value)), "inline": .bool($0.short)]
+            }),
+            "footer": ["text": .string(footer(fitted.omitted))],
         ])
     }
 

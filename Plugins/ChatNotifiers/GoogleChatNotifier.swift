@@ -7,17 +7,24 @@ import HeraldCore
 /// a dot in the kind's colour and the event name holding the text, and a section of
 /// `decoratedText` widgets, one per field (label above value). Card text is HTML-like, so
 /// `&`, `<` and `>` are escaped and newlines become `<br>`. `fallbackText` (title and text)
-/// is what notifications show. Text is cut with "…" to keep the card under Chat's 32 KB, and
-/// fields beyond the card's 100 widgets are left out with a note.
+/// is what notifications show. Text and fields are cut with "…" to keep the message under
+/// Chat's 32,000 bytes, and fields beyond the card's 100 widgets are left out with a note.
 public struct GoogleChatNotifier: NotifierPlugin {
     public typealias Settings = WebhookURLSettings
     public static let kind = "googlechat"
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
+    /// "The maximum message size (including any text or cards) is 32,000 bytes"; stay below
+    /// with room to spare. https://developers.google.com/workspace/chat/create-messages
     static let sizeLimit = 30_000
+    /// "You can add up to 100 widgets per card. Any widgets beyond this limit are ignored."
+    /// https://developers.google.com/workspace/chat/api/reference/rest/v1/cards#Card
     static let maxWidgets = 100
+    /// No limit is documented for these; they keep one part from crowding out the rest.
     static let fallbackLimit = 4096
+    static let titleLimit = 256
+    static let labelLimit = 256
 
     let endpoint: ServiceEndpoint
 
@@ -31,24 +38,21 @@ public struct GoogleChatNotifier: NotifierPlugin {
 
     /// The webhook body for a notification.
     static func payload(for n: HeraldNotification) -> JSON {
-        // One widget holds the text; one may hold the note about left-out fields.
-        let limit = maxWidgets - 1
-        let shown = n.fields.count > limit ? Array(n.fields.prefix(limit - 1)) : n.fields
-        var fieldWidgets: [JSON] = shown.map { f in
-            ["decoratedText": ["topLabel": .string(html(f.name)), "text": .string(html(f.value)), "wrapText": true]]
-        }
-        if shown.count < n.fields.count {
-            let note = HeraldNotification.omittedFieldsNote(n.fields.count - shown.count, locale: n.locale)
-            fieldWidgets.append(["textParagraph": ["text": .string(html(note))]])
-        }
-        let fallback = TextLimit.fit(n.text.isEmpty ? n.headline : n.headline + "\n" + n.text, fallbackLimit)
-        let kindHeader = "<font color=\"\(n.kind.hexColor)\">●</font> " + html(n.event.name)
-
-        return SizeLimit.fit(n.text, within: sizeLimit, escaping: .entities) { text in
+        let headline = TextLimit.fit(n.headline, titleLimit)
+        let fallback = TextLimit.fit(n.text.isEmpty ? headline : headline + "\n" + n.text, fallbackLimit)
+        let kindHeader = "<font color=\"\(n.kind.hexColor)\">●</font> " + html(TextLimit.fit(n.event.name, titleLimit))
+        func build(_ m: FittedMessage) -> JSON {
+            var fieldWidgets: [JSON] = m.fields.map { f in
+                ["decoratedText": ["topLabel": .string(breaks(f.name)), "text": .string(breaks(f.value)), "wrapText": true]]
+            }
+            if m.omitted > 0 {
+                let note = HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale)
+                fieldWidgets.append(["textParagraph": ["text": .string(html(note))]])
+            }
             // A section needs widgets; the coloured kind line heads whichever comes first.
             var sections: [JSON] = []
-            if !text.isEmpty {
-                sections.append(["header": .string(kindHeader), "widgets": [["textParagraph": ["text": .string(breaks(text))]]]])
+            if !m.text.isEmpty {
+                sections.append(["header": .string(kindHeader), "widgets": [["textParagraph": ["text": .string(breaks(m.text))]]]])
             }
             if !fieldWidgets.isEmpty {
                 sections.append(.object(["header": sections.isEmpty ? .string(kindHeader) : nil, "widgets": .array(fieldWidgets)]))
@@ -58,13 +62,19 @@ public struct GoogleChatNotifier: NotifierPlugin {
                 "fallbackText": .string(fallback),
                 "cardsV2": [[
                     "cardId": "herald",
-                    "card": ["header": ["title": .string(n.headline)], "sections": .array(sections)],
+                    "card": ["header": ["title": .string(headline)], "sections": .array(sections)],
                 ]],
             ]
         }
+        // One widget holds the text, and one may hold the note about left-out fields.
+        let room = maxWidgets - 1
+        let fitted = FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, escaping: .entities,
+                                       maxFields: n.fields.count > room ? room - 1 : room, nameLimit: labelLimit,
+                                       within: sizeLimit) { build($0).data.count }
+        return build(fitted)
     }
 
-    static func html(_ text: String) -> String { breaks(TextLimit.fit(text, Int.max, escaping: .entities)) }
+    static func html(_ text: String) -> String { breaks(Escaping.entities.escape(text)) }
 
     static func breaks(_ text: String) -> String { text.replacingOccurrences(of: "\n", with: "<br>") }
 }

@@ -8,7 +8,8 @@ import HeraldCore
 /// colour with the emoji and title in white, a body with the text and one row per field
 /// (name in grey on the left, value on the right), and `altText` (title and text, cut at
 /// 1500 characters) for notifications and old clients. With `format: text` it is one text
-/// message: the title, the text and `name: value` lines, cut at 5000 characters.
+/// message: the title, the text and `name: value` lines, within 5000 characters. The text
+/// leaves out lines that repeat a field; text and fields are cut to keep within LINE's limits.
 ///
 /// Every request carries `X-Line-Retry-Key`, a UUID derived from the delivery key, so a retry
 /// after a timeout cannot send the message twice; LINE answers such a retry 409, which counts
@@ -64,10 +65,17 @@ public struct LINENotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["token"]
 
+    // LINE's message limits: https://developers.line.biz/en/reference/messaging-api/#message-objects
+    /// A Flex message's `altText`: at most 1500 characters.
     static let altTextLimit = 1500
+    /// A text message: at most 5000 characters.
     static let textMessageLimit = 5000
-    /// LINE refuses a bubble whose JSON is over 30 KB; keep a margin.
+    /// "The maximum size of JSON data that defines a bubble is 30 KB"; keep a margin.
+    /// https://developers.line.biz/en/reference/messaging-api/#bubble
     static let bubbleSizeLimit = 29_000
+    /// No limit is documented for these; they keep one part from crowding out the rest.
+    static let titleLimit = 256
+    static let fieldNameLimit = 256
 
     let settings: Settings
     let endpoint: ServiceEndpoint
@@ -104,26 +112,36 @@ public struct LINENotifier: NotifierPlugin {
         TextLimit.fit(n.text.isEmpty ? n.headline : n.headline + "\n" + n.text, altTextLimit)
     }
 
+    /// The text message: headline, text and `name: value` lines, within 5000 characters.
     static func plainText(_ n: HeraldNotification) -> String {
-        var parts = [n.headline]
-        if !n.text.isEmpty { parts.append(n.text) }
-        if !n.fields.isEmpty { parts.append(n.fields.map { "\($0.name): \($0.value)" }.joined(separator: "\n")) }
-        return TextLimit.fit(parts.joined(separator: "\n\n"), textMessageLimit)
+        func message(_ m: FittedMessage) -> String {
+            var parts = [TextLimit.fit(n.headline, titleLimit)]
+            if !m.text.isEmpty { parts.append(m.text) }
+            var lines = m.fields.map { "\($0.name): \($0.value)" }
+            if m.omitted > 0 { lines.append(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale)) }
+            if !lines.isEmpty { parts.append(lines.joined(separator: "\n")) }
+            return parts.joined(separator: "\n\n")
+        }
+        return message(FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, nameLimit: fieldNameLimit,
+                                         within: textMessageLimit) { TextLimit.size(message($0)) })
     }
 
-    /// The Flex bubble; the text gives way if the bubble would be too large.
+    /// The Flex bubble; text and fields give way if the bubble would be too large.
     static func bubble(_ n: HeraldNotification) -> JSON {
         // Flex text components must not be empty.
         func text(_ s: String) -> String { s.isEmpty ? "-" : s }
-        let rows: [JSON] = n.fields.map { f in
+        func row(_ name: String, _ value: String) -> JSON {
             ["type": "box", "layout": "baseline", "spacing": "sm", "contents": [
-                ["type": "text", "text": .string(text(f.name)), "size": "sm", "color": "#8C8C8C", "flex": 2, "wrap": true],
-                ["type": "text", "text": .string(text(f.value)), "size": "sm", "color": "#333333", "flex": 5, "wrap": true],
+                ["type": "text", "text": .string(text(name)), "size": "sm", "color": "#8C8C8C", "flex": 2, "wrap": true],
+                ["type": "text", "text": .string(text(value)), "size": "sm", "color": "#333333", "flex": 5, "wrap": true],
             ]]
         }
-        return SizeLimit.fit(n.text, within: bubbleSizeLimit) { body in
+        let headline = TextLimit.fit(n.headline, titleLimit)
+        func build(_ m: FittedMessage) -> JSON {
+            var rows = m.fields.map { row($0.name, $0.value) }
+            if m.omitted > 0 { rows.append(row("…", HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale))) }
             var contents: [JSON] = []
-            if !body.isEmpty { contents.append(["type": "text", "text": .string(body), "size": "sm", "wrap": true]) }
+            if !m.text.isEmpty { contents.append(["type": "text", "text": .string(m.text), "size": "sm", "wrap": true]) }
             if !rows.isEmpty {
                 if !contents.isEmpty { contents.append(["type": "separator", "margin": "md"]) }
                 contents.append(["type": "box", "layout": "vertical", "spacing": "sm", "margin": "md", "contents": .array(rows)])
@@ -131,11 +149,13 @@ public struct LINENotifier: NotifierPlugin {
             return .object([
                 "type": "bubble",
                 "header": ["type": "box", "layout": "vertical", "backgroundColor": .string(n.kind.hexColor), "contents": [
-                    ["type": "text", "text": .string(text(n.headline)), "weight": "bold", "color": "#FFFFFF", "wrap": true],
+                    ["type": "text", "text": .string(text(headline)), "weight": "bold", "color": "#FFFFFF", "wrap": true],
                 ]],
                 "body": contents.isEmpty ? nil : ["type": "box", "layout": "vertical", "contents": .array(contents)],
             ])
         }
+        return build(FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, nameLimit: fieldNameLimit,
+                                       within: bubbleSizeLimit) { build($0).data.count })
     }
 
     /// A UUID (version-4 layout) made from SHA-256 of the delivery key: the same for every

@@ -5,10 +5,11 @@ import HeraldCore
 /// Slack-compatible message attachment.
 ///
 /// The attachment has the kind's colour as its side bar, the emoji and title as `title`, the
-/// text as `text`, the fields as attachment fields (`short` ones side by side), the event
-/// name as `footer`, and title plus text as `fallback` for notifications. Markdown characters
-/// in the text and field values are escaped so they show literally. The post may override the
-/// webhook's channel, username and icon where the server allows it.
+/// text (without the lines that repeat a field) as `text`, the fields as attachment fields
+/// (`short` ones side by side), the event name as `footer`, and title plus text as `fallback`
+/// for notifications. Markdown characters in the text and field values are escaped so they show
+/// literally; text and fields together are cut to 16,383 characters. The post may override
+/// the webhook's channel, username and icon where the server allows it.
 public struct MattermostNotifier: NotifierPlugin {
     /// ```yaml
     /// webhookURL: ${MATTERMOST_WEBHOOK_URL}   # secret; https://chat.example.com/hooks/xxx
@@ -53,8 +54,15 @@ public struct MattermostNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
-    /// Mattermost's default maximum post length, applied to the attachment text.
+    /// A post's message holds at most 16,383 characters (Mattermost 5.0 and later,
+    /// https://developers.mattermost.com/integrate/webhooks/incoming/); the attachment's text
+    /// and fields together are kept within it too. (An attachment counts against the post's
+    /// props, which the server caps at 800,000 characters: `PostPropsMaxRunes` in
+    /// mattermost/server/public/model/post.go.)
     static let textLimit = 16_383
+    /// No limit is documented for these; they keep one part from crowding out the rest.
+    static let titleLimit = 256
+    static let fieldTitleLimit = 256
 
     let settings: Settings
     let endpoint: ServiceEndpoint
@@ -71,16 +79,23 @@ public struct MattermostNotifier: NotifierPlugin {
 
     /// The webhook body for a notification.
     static func payload(for n: HeraldNotification, settings: Settings) -> JSON {
-        let text = TextLimit.fit(n.text, textLimit, escaping: .markdown)
+        let headline = TextLimit.fit(n.headline, titleLimit)
+        let fitted = FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, escaping: .markdown,
+                                       nameEscaping: Escaping.none, nameLimit: fieldTitleLimit, within: textLimit) { m in
+            m.fields.reduce(TextLimit.size(m.text)) { $0 + TextLimit.size($1.name) + TextLimit.size($1.value) }
+        }
+        var fields: [JSON] = fitted.fields.map { ["title": .string($0.name), "value": .string($0.value), "short": .bool($0.short)] }
+        if fitted.omitted > 0 {
+            fields.append(["title": "…", "value": .string(HeraldNotification.omittedFieldsNote(fitted.omitted, locale: n.locale)),
+                           "short": false])
+        }
         let attachment = JSON.object([
-            "fallback": .string(TextLimit.fit(n.text.isEmpty ? n.headline : n.headline + "\n" + n.text, textLimit)),
+            "fallback": .string(TextLimit.fit(n.text.isEmpty ? headline : headline + "\n" + n.text, textLimit)),
             "color": .string(n.kind.hexColor),
-            "title": .string(n.headline),
-            "text": text.isEmpty ? nil : .string(text),
-            "fields": n.fields.isEmpty ? nil : .array(n.fields.map {
-                ["title": .string($0.name), "value": .string(TextLimit.fit($0.value, textLimit, escaping: .markdown)), "short": .bool($0.short)]
-            }),
-            "footer": .string(n.event.name),
+            "title": .string(headline),
+            "text": fitted.text.isEmpty ? nil : .string(fitted.text),
+            "fields": fields.isEmpty ? nil : .array(fields),
+            "footer": .string(TextLimit.fit(n.event.name, titleLimit)),
         ])
         return .object([
             "channel": settings.channel.map(JSON.string),

@@ -3,9 +3,9 @@ import HeraldCore
 
 /// `kind: slack` — posts to a Slack incoming webhook as a Block Kit message.
 ///
-/// The message is a header (emoji and title), a section with the text, sections of up to ten
-/// two-column fields, and a context line with the event name and id, plus a top-level `text`
-/// that Slack shows in notifications. Slack's limits are kept by cutting text with "…":
+/// The message is a header (emoji and title), a section with the text (without the lines
+/// that repeat a field), sections of up to ten two-column fields, and a context line with the
+/// event name and id, plus a top-level `text` that Slack shows in notifications. Slack's limits are kept by cutting text with "…":
 /// 150 characters in the header, 3000 in any text, 2000 in a field, 50 blocks.
 public struct SlackNotifier: NotifierPlugin {
     public typealias Settings = WebhookURLSettings
@@ -13,11 +13,18 @@ public struct SlackNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
+    // Block Kit's limits, in characters (counted here in UTF-16 units, never fewer):
+    // https://docs.slack.dev/reference/block-kit/blocks (50 blocks in a message),
+    // https://docs.slack.dev/reference/block-kit/blocks/header-block (150),
+    // https://docs.slack.dev/reference/block-kit/blocks/section-block (text 3000; up to 10
+    // fields of 2000 each), and a context element's text object (3000).
     static let maxBlocks = 50
     static let headerLimit = 150
     static let textLimit = 3000
     static let fieldLimit = 2000
     static let fieldsPerSection = 10
+    /// No limit is documented for a field's name; this keeps it from crowding out the value.
+    static let fieldNameLimit = 200
 
     let endpoint: ServiceEndpoint
 
@@ -35,8 +42,9 @@ public struct SlackNotifier: NotifierPlugin {
             "type": "header",
             "text": ["type": "plain_text", "text": .string(TextLimit.fit(n.headline, headerLimit)), "emoji": true],
         ]]
-        if !n.text.isEmpty {
-            blocks.append(["type": "section", "text": mrkdwn(TextLimit.fit(n.text, textLimit, escaping: .entities))])
+        let text = n.textWithoutFieldLines
+        if !text.isEmpty {
+            blocks.append(["type": "section", "text": mrkdwn(TextLimit.fit(text, textLimit, escaping: .entities))])
         }
         // Header, text and context take up to three blocks; the rest can hold fields.
         let fieldSections = maxBlocks - blocks.count - 1
@@ -57,7 +65,7 @@ public struct SlackNotifier: NotifierPlugin {
 
     /// `*name*` over the value, escaped and cut to a field's limit (the value gives way first).
     static func field(_ f: HeraldNotification.Field) -> String {
-        let name = "*" + TextLimit.fit(f.name, 200, escaping: .entities) + "*\n"
+        let name = "*" + TextLimit.fit(f.name, fieldNameLimit, escaping: .entities) + "*\n"
         return name + TextLimit.fit(f.value, fieldLimit - TextLimit.size(name), escaping: .entities)
     }
 

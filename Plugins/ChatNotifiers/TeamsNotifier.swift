@@ -16,8 +16,12 @@ public struct TeamsNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["webhookURL"]
 
-    /// Teams refuses messages over about 28 KB; stay below with room for the envelope.
+    /// Teams refuses a message over about 28 KB ("Request Entity too large"); stay below
+    /// with room to spare. https://learn.microsoft.com/en-us/connectors/teams/#known-issues-and-limitations
     static let sizeLimit = 27_000
+    /// No limit is documented for a title or a fact's name; these keep one from crowding out the rest.
+    static let titleLimit = 256
+    static let factNameLimit = 256
 
     let endpoint: ServiceEndpoint
 
@@ -31,22 +35,25 @@ public struct TeamsNotifier: NotifierPlugin {
 
     /// The webhook body for a notification.
     static func payload(for n: HeraldNotification) -> JSON {
-        func build(text: String) -> JSON {
+        let headline = TextLimit.fit(n.headline, titleLimit)
+        func build(_ m: FittedMessage) -> JSON {
             var body: [JSON] = [[
                 "type": "Container",
                 "style": .string(style(n.kind)),
                 "bleed": true,
-                "items": [["type": "TextBlock", "text": .string(n.headline), "weight": "Bolder", "size": "Medium", "wrap": true]],
+                "items": [["type": "TextBlock", "text": .string(headline), "weight": "Bolder", "size": "Medium", "wrap": true]],
             ]]
-            if !text.isEmpty { body.append(["type": "TextBlock", "text": .string(text), "wrap": true]) }
-            if !n.fields.isEmpty {
-                body.append(["type": "FactSet", "facts": .array(n.fields.map { ["title": .string($0.name), "value": .string($0.value)] })])
+            if !m.text.isEmpty { body.append(["type": "TextBlock", "text": .string(m.text), "wrap": true]) }
+            var facts: [JSON] = m.fields.map { ["title": .string($0.name), "value": .string($0.value)] }
+            if m.omitted > 0 {
+                facts.append(["title": "…", "value": .string(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale))])
             }
+            if !facts.isEmpty { body.append(["type": "FactSet", "facts": .array(facts)]) }
             let card: JSON = [
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                 "type": "AdaptiveCard",
                 "version": "1.4",
-                "fallbackText": .string(n.headline),
+                "fallbackText": .string(headline),
                 "msteams": ["width": "Full"],
                 "body": .array(body),
             ]
@@ -55,7 +62,9 @@ public struct TeamsNotifier: NotifierPlugin {
                 "attachments": [["contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": .null, "content": card]],
             ]
         }
-        return SizeLimit.fit(n.text, within: sizeLimit, build)
+        let fitted = FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, nameLimit: factNameLimit,
+                                       within: sizeLimit) { build($0).data.count }
+        return build(fitted)
     }
 
     /// The container style that colours the title by kind.
@@ -67,25 +76,5 @@ public struct TeamsNotifier: NotifierPlugin {
         case .requested: "accent"
         case .other: "emphasis"
         }
-    }
-}
-
-/// Fitting a whole request body under a byte limit by cutting its longest free text.
-enum SizeLimit {
-    /// `build(text)`, with `text` escaped and cut (ending in "…") as far as needed for the
-    /// encoded JSON to stay within `limit` bytes.
-    static func fit(_ text: String, within limit: Int, escaping: Escaping = .none, _ build: (String) -> JSON) -> JSON {
-        let full = TextLimit.fit(text, Int.max, escaping: escaping)
-        var result = build(full)
-        let size = result.data.count
-        guard size > limit else { return result }
-        // Give up as many bytes of the text, as written in the JSON, as the body is over; a
-        // builder that expands the text further (e.g. newlines to <br>) takes a few rounds.
-        var budget = TextLimit.size(full, unit: .json) - (size - limit)
-        repeat {
-            result = build(TextLimit.fit(text, max(0, budget), escaping: escaping, unit: .json))
-            budget -= 64
-        } while result.data.count > limit && budget > -64
-        return result
     }
 }

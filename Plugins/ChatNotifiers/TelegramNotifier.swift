@@ -6,8 +6,9 @@ import HeraldCore
 /// The message uses `parse_mode: HTML`: the emoji and title in `<b>`, a blank line, the text,
 /// a blank line, and one `<b>name</b>: value` line per field. Only `&`, `<` and `>` are
 /// escaped, as Telegram's HTML mode requires. Telegram counts its 4096-character limit after
-/// the markup is parsed, so the limit is applied to the visible text: fields are kept first
-/// (each value cut at 1024), and the text gives way with "…". Link previews are off.
+/// the markup is parsed, so the limit is applied to the visible text: each value is cut at
+/// 1024, then trailing fields give way and the longest parts are cut with "…". The text
+/// leaves out lines that repeat a field. Link previews are off.
 public struct TelegramNotifier: NotifierPlugin {
     /// ```yaml
     /// token: ${TELEGRAM_BOT_TOKEN}   # secret; or tokenFile:
@@ -52,8 +53,12 @@ public struct TelegramNotifier: NotifierPlugin {
     public static let usesHTML = false
     public static let secretKeys = ["token"]
 
+    /// sendMessage `text`: "1-4096 characters after entities parsing".
+    /// https://core.telegram.org/bots/api#sendmessage
     static let messageLimit = 4096
+    /// No limit is documented for these; they keep one part from crowding out the rest.
     static let fieldValueLimit = 1024
+    static let fieldNameLimit = 256
     static let titleLimit = 512
 
     let settings: Settings
@@ -86,29 +91,19 @@ public struct TelegramNotifier: NotifierPlugin {
 
     /// The message in Telegram HTML, at most 4096 visible characters.
     static func html(_ n: HeraldNotification) -> String {
-        func visible(_ s: String) -> Int { TextLimit.size(s) }
-        func escaped(_ s: String) -> String { TextLimit.fit(s, Int.max, escaping: .entities) }
-
         let title = TextLimit.fit(n.headline, titleLimit)
-        var budget = messageLimit - visible(title)
-        var lines: [String] = []
-        var omitted = 0
-        for f in n.fields {
-            let name = TextLimit.fit(f.name, 256)
-            let value = TextLimit.fit(f.value, fieldValueLimit)
-            let cost = visible(name) + 2 + visible(value) + 1
-            guard cost + (lines.isEmpty ? 2 : 0) <= budget else { omitted += 1; continue }
-            budget -= cost + (lines.isEmpty ? 2 : 0)
-            lines.append("<b>\(escaped(name))</b>: \(escaped(value))")
+        /// The message with `bold` around the title and each field name and `escaped` applied
+        /// to all text: as sent, or (both doing nothing) as Telegram shows and counts it.
+        func message(_ m: FittedMessage, bold: (String) -> String, escaped: (String) -> String) -> String {
+            var lines = m.fields.map { bold(escaped($0.name)) + ": " + escaped($0.value) }
+            if m.omitted > 0 { lines.append(escaped(HeraldNotification.omittedFieldsNote(m.omitted, locale: n.locale))) }
+            return ([bold(escaped(title)), escaped(m.text), lines.joined(separator: "\n")].filter { !$0.isEmpty })
+                .joined(separator: "\n\n")
         }
-        if omitted > 0 {
-            let note = HeraldNotification.omittedFieldsNote(omitted, locale: n.locale)
-            if visible(note) + 1 <= budget { budget -= visible(note) + 1; lines.append(escaped(note)) }
+        let fitted = FittedMessage.fit(text: n.textWithoutFieldLines, fields: n.fields, nameLimit: fieldNameLimit,
+                                       valueLimit: fieldValueLimit, within: messageLimit) {
+            TextLimit.size(message($0, bold: { $0 }, escaped: { $0 }))
         }
-        var parts = ["<b>\(escaped(title))</b>"]
-        let text = TextLimit.fit(n.text, budget - 2)
-        if !text.isEmpty { parts.append(escaped(text)) }
-        if !lines.isEmpty { parts.append(lines.joined(separator: "\n")) }
-        return parts.joined(separator: "\n\n")
+        return message(fitted, bold: { "<b>\($0)</b>" }, escaped: Escaping.entities.escape)
     }
 }

@@ -21,6 +21,8 @@ public final class Pipeline: Sendable {
     public let dispatchers: [Dispatcher]
     let logger: Logger
     let undelivered: PendingCounter
+    /// Booking time zones already warned about: one warning per zone, not per event.
+    let unknownZones = SeenOnce(capacity: 64)
     /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
     let reloadInProgress = Atomic<Bool>(false)
 
@@ -120,6 +122,11 @@ public final class Pipeline: Sendable {
         for warning in event.warnings {
             logger.warning("event field ignored: \(warning)", metadata: ["event": .string(event.id)])
         }
+        if let zone = event.booking?.timeZone, TimeText.knownZone(zone) == nil, unknownZones.firstSighting(of: zone) {
+            let name = String(zone.prefix(64)).debugDescription
+            logger.warning("booking time zone \(name) is not a known IANA time zone; its times are shown in UTC",
+                           metadata: ["event": .string(event.id)])
+        }
         let targets = live.router.targets(for: event.name).map(\.notifier)
         let maxPending = live.config.storage.maxPending
         if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
@@ -159,4 +166,23 @@ public final class Pipeline: Sendable {
 final class PendingCounter: Sendable {
     let value: Atomic<Int>
     init(_ initial: Int) { value = Atomic(initial) }
+}
+
+/// Names seen so far, to report something once: thread-safe, and bounded so a sender that
+/// makes up a new name for every request cannot grow it without end (past `capacity` names,
+/// nothing counts as new).
+final class SeenOnce: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// True the first time `name` is passed, while fewer than `capacity` names were seen.
+    func firstSighting(of name: String) -> Bool {
+        seen.withLock { names in
+            guard names.count < capacity, !names.contains(name) else { return false }
+            names.insert(name)
+            return true
+        }
+    }
 }

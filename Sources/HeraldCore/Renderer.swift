@@ -10,10 +10,11 @@ import Synchronization
 /// `2026-11-27 (金) 14:00–15:00 JST`.
 ///
 /// Template variables: `event`, `id`, `source`, `uid`, `status`, `guest.name`,
-/// `guest.email` (also `contact.…`), `when`, `date`, `startTime`, `endTime`, `timeZone`,
-/// `zone`, `start`/`end` (UTC, ISO 8601), `cancelReason`, `cancelledBy`, `answers`
-/// (`question`, `answer`), `tracking.*`, `fields` (`name`, `value`), `lead`, `title`
-/// (in text and html), and `raw.*`: the whole body as received.
+/// `guest.email` (also `contact.…`), `when`, `date`, `startTime`, `endTime`, `timeZone`
+/// (`UTC` when the booking's zone is unknown), `zone`, `endZone` (differs from `zone` across
+/// a daylight-saving change), `start`/`end` (UTC, ISO 8601), `cancelReason`, `cancelledBy`,
+/// `answers` (`question`, `answer`), `tracking.*`, `fields` (`name`, `value`), `lead`,
+/// `title` (in text and html), and `raw.*`: the whole body as received.
 public struct Renderer: Sendable {
     struct Compiled: Sendable {
         let title: MustacheTemplate
@@ -149,7 +150,7 @@ public struct Renderer: Sendable {
         c["uid"] = b.uid ?? ""
         c["eventTypeUid"] = b.eventTypeUid ?? ""
         c["status"] = b.status ?? ""
-        c["timeZone"] = b.timeZone ?? "UTC"
+        c["timeZone"] = b.timeZone.flatMap { TimeText.knownZone($0) == nil ? nil : $0 } ?? "UTC"
         c["cancelReason"] = b.cancelReason ?? ""
         c["cancelledBy"] = b.cancelledBy ?? ""
         c["tracking"] = b.tracking
@@ -163,7 +164,9 @@ public struct Renderer: Sendable {
             c["start"] = ISO8601.format(start)
         }
         if let end = b.endedAt {
-            c["endTime"] = TimeText.parts(end, zone: b.timeZone, locale: locale).time
+            let parts = TimeText.parts(end, zone: b.timeZone, locale: locale)
+            c["endTime"] = parts.time
+            c["endZone"] = parts.zone
             c["end"] = ISO8601.format(end)
         }
         return c
@@ -178,9 +181,13 @@ public enum TimeText {
     ]
     private static let abbreviations = Mutex<[String: String]>([:])
 
+    /// The IANA zone named `identifier` (`Asia/Tokyo`), or nil when there is none by that
+    /// name (`Mars/Base`, an empty string); times in such a zone are shown in UTC, labelled so.
+    public static func knownZone(_ identifier: String) -> TimeZone? { TimeZone(identifier: identifier) }
+
     /// `2026-11-27 (金)`, `14:00`, `JST` for an instant in a zone (UTC if the zone is unknown).
     public static func parts(_ date: Date, zone: String?, locale: HeraldLocale) -> (date: String, time: String, zone: String) {
-        let tz = zone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
+        let tz = zone.flatMap(knownZone) ?? TimeZone(identifier: "UTC")!
         let local = Int(date.timeIntervalSince1970.rounded(.down)) + tz.secondsFromGMT(for: date)
         var days = local / 86400
         var rem = local % 86400
@@ -191,14 +198,17 @@ public enum TimeText {
         return (dateText, "\(pad(rem / 3600)):\(pad(rem % 3600 / 60))", abbreviation(tz, at: date))
     }
 
-    /// `2026-11-27 (金) 14:00–15:00 JST`; both dates when the end is on another day.
+    /// `2026-11-27 (金) 14:00–15:00 JST`; both dates when the end is on another day, and both
+    /// zone labels when a daylight-saving change falls between the ends
+    /// (`2026-03-08 (Sun) 01:30 EST–03:30 EDT`).
     public static func range(_ start: Date?, _ end: Date?, zone: String?, locale: HeraldLocale) -> String? {
         guard let start else { return nil }
         let a = parts(start, zone: zone, locale: locale)
         guard let end, end >= start else { return "\(a.date) \(a.time) \(a.zone)" }
         let b = parts(end, zone: zone, locale: locale)
-        if a.date == b.date { return "\(a.date) \(a.time)–\(b.time) \(a.zone)" }
-        return "\(a.date) \(a.time) – \(b.date) \(b.time) \(b.zone)"
+        let startZone = a.zone == b.zone ? "" : " " + a.zone
+        if a.date == b.date { return "\(a.date) \(a.time)\(startZone)–\(b.time) \(b.zone)" }
+        return "\(a.date) \(a.time)\(startZone) – \(b.date) \(b.time) \(b.zone)"
     }
 
     private static func pad(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }

@@ -16,11 +16,38 @@ struct FormattingTests {
         #expect(TextLimit.fit("word   more", 8) == "word…")
         #expect(TextLimit.fit("abc", 0) == "")
         #expect(TextLimit.fit("日本語", 6, unit: .utf8) == "日…")
-        #expect(TextLimit.size("\"\n日", unit: .json) == 7)
+    }
+
+    /// The built-in text lists each field as a `name: value` line; kinds that show the fields
+    /// on their own leave those lines out of the text, and nothing else.
+    @Test func textWithoutFieldLines() throws {
+        let fields = [HeraldNotification.Field("日時", "2026-11-27 (金) 14:00–15:00 JST"),
+                      HeraldNotification.Field("ご相談内容", "一行目\n二行目"), HeraldNotification.Field("予約ID", "bk_1")]
+        let text = "山田 太郎 様から予約が入りました。\n\n日時: 2026-11-27 (金) 14:00–15:00 JST\nご相談内容: 一行目\n二行目\n予約ID: bk_1"
+        #expect(try Fixture.notification(text: text, fields: fields).textWithoutFieldLines == "山田 太郎 様から予約が入りました。")
+        let custom = "予約ID: bk_2\n\n\nメモ 予約ID: bk_1 を確認\n予約ID: bk_1\n\n\n以上"
+        #expect(try Fixture.notification(text: custom, fields: fields).textWithoutFieldLines == "予約ID: bk_2\n\nメモ 予約ID: bk_1 を確認\n\n以上")
+        #expect(try Fixture.notification(text: "a\n\n\nb", fields: fields).textWithoutFieldLines == "a\n\n\nb")
+    }
+
+    /// Fitting keeps short pieces whole, cuts long ones to one length, and leaves out trailing
+    /// fields only when even short pieces would not fit.
+    @Test func fittedMessageSharesTheRoom() {
+        let fields = [HeraldNotification.Field("a", "short"), HeraldNotification.Field("b", String(repeating: "x", count: 500)),
+                      HeraldNotification.Field("c", String(repeating: "y", count: 500))]
+        func size(_ m: FittedMessage) -> Int { m.fields.reduce(m.text.utf16.count) { $0 + $1.name.utf16.count + $1.value.utf16.count } }
+        let whole = FittedMessage.fit(text: "lead", fields: fields, nameLimit: 10, within: 2000, measure: size)
+        #expect(whole.text == "lead" && whole.fields == fields && whole.omitted == 0)
+        let cut = FittedMessage.fit(text: "lead", fields: fields, nameLimit: 10, within: 400, measure: size)
+        #expect(cut.text == "lead" && cut.fields[0] == fields[0] && cut.omitted == 0)
+        #expect(cut.fields[1].value.count == cut.fields[2].value.count && cut.fields[1].value.hasSuffix("…"))
+        #expect(size(cut) <= 400 && size(cut) >= 398)
+        let few = FittedMessage.fit(text: "lead", fields: fields, escaping: .entities, nameLimit: 10, within: 30, measure: size)
+        #expect(few.text == "lead" && few.fields == [fields[0]] && few.omitted == 2)
     }
 
     @Test func markdownEscaping() {
-        #expect(Escaping.markdown.pieces("# a #b\n  - c\n1. d *e* [f](g)").joined()
+        #expect(Escaping.markdown.escape("# a #b\n  - c\n1. d *e* [f](g)")
             == "\\# a #b\n  \\- c\n1. d \\*e\\* \\[f\\](g)")
     }
 

@@ -12,7 +12,7 @@ struct Harness {
     let secret = "test-secret"
 
     init(_ notifiers: String, routes: String = "  - { events: [\"*\"], notify: [fast, slow] }", extra: String = "",
-         journal: (any Journal)? = nil) async throws {
+         journal: (any Journal)? = nil, logger: Logger = Logger(label: "herald")) async throws {
         let shared = SharedResources()
         let yaml = """
             storage: { memory: true \(extra) }
@@ -24,11 +24,12 @@ struct Harness {
             """
         let config = try ConfigLoader.testing(shared: shared).load(yaml: yaml)
         log = shared.get(DeliveryLog.self) { DeliveryLog() }
-        pipeline = try await Pipeline(config: config, journal: journal ?? MemoryJournal(), shutdownGrace: .seconds(2))
+        pipeline = try await Pipeline(config: config, journal: journal ?? MemoryJournal(), logger: logger, shutdownGrace: .seconds(2))
     }
 
-    func signed(_ name: String, now: Date = Date()) throws -> (Data, (String) -> String?) {
-        let body = try Fixtures.eventBody(name)
+    /// A signed request with the sample event `name`, its text changed by `edit`.
+    func signed(_ name: String, now: Date = Date(), edit: (String) -> String = { $0 }) throws -> (Data, (String) -> String?) {
+        let body = Data(edit(String(decoding: try Fixtures.eventBody(name), as: UTF8.self)).utf8)
         let h = JicooSignature(secrets: [Secret(secret)]).sign(body: body, timestamp: Int64(now.timeIntervalSince1970), id: "")
         return (body, headers([h[0].name: h[0].value]))
     }
@@ -46,7 +47,10 @@ struct Harness {
     }
 }
 
-func waitUntil(_ timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+/// Whether `condition` holds within `timeout`, checked every 20 ms. The timeout only bounds
+/// a failing test: a debug build on a loaded, shared machine has needed more than 10 s for
+/// what takes 2 s alone.
+func waitUntil(_ timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
@@ -92,6 +96,27 @@ struct PipelineTests {
             Issue.record("expected accepted"); return
         }
         #expect(await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) == .duplicate(eventID: first))
+    }
+
+    /// A booking in a zone that does not exist is accepted and shown in UTC; the log says so
+    /// once per zone, however many events name it.
+    @Test func unknownTimeZoneIsWarnedAboutOncePerZone() async throws {
+        let lines = LogLines()
+        let h = try await Harness("  fast: { kind: recording, label: fast }\n  slow: { kind: recording, label: slow }",
+                                  logger: Logger(label: "herald") { _ in lines })
+        for (i, zone) in ["Mars/Base", "Mars/Base", "", "Mars/Base", "Asia/Tokyo"].enumerated() {
+            let (body, hdr) = try h.signed("guest_booked") {
+                $0.replacingOccurrences(of: "\"Asia/Tokyo\"", with: "\"\(zone)\"").replacingOccurrences(of: "bk_7Qx2mZp9", with: "bk_\(i)")
+            }
+            guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                Issue.record("an unknown zone must not cost the event"); return
+            }
+        }
+        let warnings = lines.all.filter { $0.contains("time zone") }
+        #expect(warnings == [
+            #"booking time zone "Mars/Base" is not a known IANA time zone; its times are shown in UTC"#,
+            #"booking time zone "" is not a known IANA time zone; its times are shown in UTC"#,
+        ])
     }
 
     /// A notifier that takes 30 s per delivery must not hold back one that is fast, and
@@ -383,5 +408,28 @@ struct AttemptDeadlinesTests {
         early.cancel()
         #expect(await early.value == false)
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
+    }
+}
+
+/// Log messages kept in memory, to check what Herald logs.
+final class LogLines: LogHandler, Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+
+    func log(event: LogEvent) { lines.withLock { $0.append("\(event.message)") } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+
+    var logLevel: Logger.Level {
+        get { .trace }
+        set {}
     }
 }

@@ -72,4 +72,45 @@ struct RendererTests {
         #expect(TimeText.range(start, end, zone: "Asia/Tokyo", locale: .ja) == "2026-11-27 (金) 23:30 – 2026-11-28 (土) 00:30 JST")
         #expect(TimeText.range(start, nil, zone: nil, locale: .en) == "2026-11-27 (Fri) 14:30 UTC")
     }
+
+    /// One-hour meetings in New York across the 2026 clock changes: each end has its own label.
+    @Test func rangesAcrossADaylightSavingChangeLabelEachEnd() throws {
+        let spring = (ISO8601.parse("2026-03-08T06:30:00Z")!, ISO8601.parse("2026-03-08T07:30:00Z")!)
+        let autumn = (ISO8601.parse("2026-11-01T05:30:00Z")!, ISO8601.parse("2026-11-01T06:30:00Z")!)
+        #expect(TimeText.range(spring.0, spring.1, zone: "America/New_York", locale: .en) == "2026-03-08 (Sun) 01:30 EST–03:30 EDT")
+        #expect(TimeText.range(spring.0, spring.1, zone: "America/New_York", locale: .ja) == "2026-03-08 (日) 01:30 EST–03:30 EDT")
+        #expect(TimeText.range(autumn.0, autumn.1, zone: "America/New_York", locale: .en) == "2026-11-01 (Sun) 01:30 EDT–01:30 EST")
+        #expect(TimeText.range(autumn.0, autumn.1, zone: "America/New_York", locale: .ja) == "2026-11-01 (日) 01:30 EDT–01:30 EST")
+        // Across midnight and a change (Saturday 23:30 EDT to Sunday 01:30 EST is three hours).
+        let overnight = (ISO8601.parse("2026-11-01T03:30:00Z")!, ISO8601.parse("2026-11-01T06:30:00Z")!)
+        #expect(TimeText.range(overnight.0, overnight.1, zone: "America/New_York", locale: .en)
+            == "2026-10-31 (Sat) 23:30 EDT – 2026-11-01 (Sun) 01:30 EST")
+
+        // The rendered booking and the template variables agree.
+        var text = String(decoding: try Fixtures.eventBody("guest_booked"), as: UTF8.self)
+        text = text.replacingOccurrences(of: "Asia/Tokyo", with: "America/New_York")
+            .replacingOccurrences(of: "2026-11-27T05:00:00.000Z", with: "2026-03-08T06:30:00.000Z")
+            .replacingOccurrences(of: "2026-11-27T06:00:00.000Z", with: "2026-03-08T07:30:00.000Z")
+        let event = try EventSource.jicoo.decode(body: Data(text.utf8), endpoint: "/h")
+        let n = renderer.render(event, locale: .ja)
+        #expect(n.title.hasSuffix("2026-03-08 (日) 01:30 EST–03:30 EDT"))
+        #expect(n.text.contains("日時: 2026-03-08 (日) 01:30 EST–03:30 EDT"))
+        let custom = try Renderer(templates: ["t": .init(title: "t", text: "{{startTime}} {{zone}}–{{endTime}} {{endZone}}")])
+        #expect(custom.render(event, template: "t").text == "01:30 EST–03:30 EDT")
+    }
+
+    /// A zone that does not exist (or an empty one) shows the times in UTC and says "UTC",
+    /// in the text and in the template variables, never the unknown name.
+    @Test func unknownZonesSayUTC() throws {
+        for zone in ["Mars/Base", ""] {
+            let text = String(decoding: try Fixtures.eventBody("guest_booked"), as: UTF8.self)
+                .replacingOccurrences(of: "\"Asia/Tokyo\"", with: "\"\(zone)\"")
+            let event = try EventSource.jicoo.decode(body: Data(text.utf8), endpoint: "/h")
+            #expect(TimeText.knownZone(zone) == nil)
+            let n = renderer.render(event, locale: .en)
+            #expect(n.text.contains("When: 2026-11-27 (Fri) 05:00–06:00 UTC"), "\(zone)")
+            let custom = try Renderer(templates: ["t": .init(title: "t", text: "{{startTime}} {{zone}} {{timeZone}}")])
+            #expect(custom.render(event, template: "t").text == "05:00 UTC UTC", "\(zone)")
+        }
+    }
 }
