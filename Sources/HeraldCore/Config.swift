@@ -161,28 +161,6 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
-extension Duration {
-    /// The duration in seconds as a floating-point number.
-    public var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-
-    /// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `7d` (a number with an optional unit).
-    public static func parse(_ text: String) -> Duration? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for (suffix, scale) in units where t.hasSuffix(suffix) {
-            let number = t.dropLast(suffix.count)
-            if suffix == "s", number.hasSuffix("m") { continue }
-            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-            return .milliseconds(Int64((v * scale * 1000).rounded()))
-        }
-        guard let v = Double(t), v >= 0, v.isFinite else { return nil }
-        return .milliseconds(Int64((v * 1000).rounded()))
-    }
-}
-
 /// `*` matches any run of characters, `?` one character; everything else is literal.
 public enum Glob {
     public static func matches(_ pattern: String, _ name: String) -> Bool {
@@ -198,38 +176,5 @@ public enum Glob {
         }
         while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
-    }
-}
-
-/// A configuration mistake, located: file, key path and line.
-///
-/// Plugins throw it from `init(settings:context:)` with just `key` and `message`; the
-/// loader fills in the file, the full key path and the line of that key.
-public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
-    public var file: String
-    public var keyPath: String
-    public var line: Int?
-    public var column: Int?
-    public var message: String
-
-    public init(file: String = "", keyPath: String, line: Int? = nil, column: Int? = nil, message: String) {
-        self.file = file
-        self.keyPath = keyPath
-        self.line = line
-        self.column = column
-        self.message = message
-    }
-
-    /// For plugins: `key` is relative to the notifier's settings (`"port"`, `"to[1]"`).
-    public init(key: String, _ message: String) {
-        self.init(keyPath: key, message: message)
-    }
-
-    public var description: String {
-        var location = file
-        if let line { location += ":\(line)" }
-        if let column { location += ":\(column)" }
-        let key = keyPath.isEmpty ? "" : "\(keyPath): "
-        return location.isEmpty ? "\(key)\(message)" : "\(location): \(key)\(message)"
     }
 }

@@ -103,8 +103,7 @@ struct Reader {
             let keyPath = path.isEmpty ? key : "\(path).\(key)"
             guard seen.insert(key).inserted else { throw fail(k, keyPath, "duplicate key") }
             if let allowed, !allowed.contains(key) {
-                let hint = allowed.min { distance($0, key) < distance($1, key) }.flatMap { distance($0, key) <= 3 ? $0 : nil }
-                throw fail(k, keyPath, "unknown key" + (hint.map { "; did you mean \"\($0)\"?" } ?? "; expected one of: \(allowed.sorted().joined(separator: ", "))"))
+                throw fail(k, keyPath, ConfigError.unknownKey(key, known: allowed).message)
             }
             out.append((key, k, v))
         }
@@ -167,10 +166,7 @@ struct Reader {
 
     func duration(_ node: Node, _ path: String) throws(ConfigError) -> Duration {
         let text = try string(node, path)
-        guard let d = Duration.parse(text) else {
-            throw fail(node, path, "expected a duration like 30s, 5m, 1h or 7d, found \"\(text)\"")
-        }
-        return d
+        do { return try Setting.duration(text, key: path) } catch { throw fail(node, path, error.message) }
     }
 
     func stringList(_ node: Node, _ path: String) throws(ConfigError) -> [String] {
@@ -273,22 +269,4 @@ struct Reader {
         default: "\(type)"
         }
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-func distance(_ a: String, _ b: String) -> Int {
-    let x = Array(a.lowercased()), y = Array(b.lowercased())
-    if x.isEmpty { return y.count }
-    if y.isEmpty { return x.count }
-    var row = Array(0...y.count)
-    for i in 1...x.count {
-        var prev = row[0]
-        row[0] = i
-        for j in 1...y.count {
-            let cur = row[j]
-            row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (x[i - 1] == y[j - 1] ? 0 : 1))
-            prev = cur
-        }
-    }
-    return row[y.count]
 }

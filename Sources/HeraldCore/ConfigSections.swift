@@ -237,8 +237,14 @@ extension Reader {
     }
 
     static func make<P: NotifierPlugin>(_ type: P.Type, settings: Node, context: PluginContext) throws -> any NotifierPlugin {
-        let decoded = try YAMLDecoder().decode(P.Settings.self, from: settings)
+        let decoded = try YAMLDecoder().decode(StrictSettings<P.Settings>.self, from: settings).value
         return try P(settings: decoded, context: context)
+    }
+
+    /// A plugin's settings, refusing keys that the settings type never reads.
+    struct StrictSettings<Settings: Decodable>: Decodable {
+        let value: Settings
+        init(from decoder: any Decoder) throws { value = try KeyRecordingDecoder.decode(Settings.self, from: decoder) }
     }
 
     func readRetry(_ node: Node, _ path: String) throws(ConfigError) -> RetryPolicy {

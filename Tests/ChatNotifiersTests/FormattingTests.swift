@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -100,7 +101,7 @@ struct FormattingTests {
 
     @Test func sharedClientIsOnePerProcess() throws {
         let shared = SharedResources()
-        let context = PluginContext(name: "a", logger: .init(label: "t"), baseDirectory: "/", shared: shared)
+        let context = PluginContext.testing(name: "a", baseDirectory: "/", shared: shared)
         _ = try SlackNotifier(settings: .init(webhookURL: "https://a/b"), context: context)
         _ = try TelegramNotifier(settings: .init(token: "1:a", chatID: "1"), context: context)
         #expect(shared.all.count == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -9,9 +10,9 @@ struct WebhookNotifierTests {
     static let secret = "whsec_" + Data("a test secret of 32 bytes, okay!".utf8).base64EncodedString()
 
     func send(_ settings: @escaping @Sendable (String) -> WebhookNotifier.Settings,
-              _ notifications: [HeraldNotification]) async throws -> [Recorded] {
+              _ notifications: [HeraldNotification]) async throws -> [HTTPRecorder.Request] {
         try await Harness.with { harness in
-            try await TestServer.with { server in
+            try await HTTPRecorder.with { server in
                 let plugin = try WebhookNotifier(settings: settings(server.base + "/receive?k=v"), context: harness.context)
                 for n in notifications { try await plugin.deliver(n) }
                 return server.requests
@@ -88,7 +89,7 @@ struct WebhookNotifierTests {
     }
 
     @Test func templateThatIsNotJSONIsAConfigurationError() async throws {
-        let error = await deliveryError {
+        let error = await DeliveryError.thrown {
             _ = try await send({ .init(url: $0, template: "{\"a\": {{notification.title}}}") }, [try Fixture.notification()])
         }
         #expect(error?.disposition == .configuration)
