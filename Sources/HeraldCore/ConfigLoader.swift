@@ -41,13 +41,43 @@ public struct ConfigLoader: Sendable {
         return try reader.readStorage(storage)
     }
 
-    /// Loads configuration text; `file` is only used in error messages.
+    /// Loads configuration text; `file` is only used in error messages. Throws the first
+    /// error in the file; ``check(file:)`` gives them all.
     public func load(yaml: String, file: String = "<config>", baseDirectory: String = ".") throws(ConfigError) -> HeraldConfig {
-        guard let root = try Self.compose(yaml, file: file) else {
-            throw ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")
+        switch check(yaml: yaml, file: file, baseDirectory: baseDirectory) {
+        case .success(let config): return config
+        case .failure(let errors): throw errors.errors[0]
         }
-        var reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
-        return try reader.read(root: root, loader: self)
+    }
+
+    /// Loads a configuration file as ``load(file:)`` does, but reports every error found, not
+    /// only the first: what `herald check` prints.
+    public func check(file: String) -> Result<HeraldConfig, ConfigErrors> {
+        do {
+            let (text, base) = try Self.read(file: file)
+            return check(yaml: text, file: file, baseDirectory: base)
+        } catch {
+            return .failure(ConfigErrors(errors: [error]))
+        }
+    }
+
+    /// Configuration text checked as a whole: the configuration, or every error in file order.
+    public func check(yaml: String, file: String = "<config>", baseDirectory: String = ".") -> Result<HeraldConfig, ConfigErrors> {
+        let root: Node
+        do {
+            guard let composed = try Self.compose(yaml, file: file) else {
+                return .failure(ConfigErrors(errors: [ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")]))
+            }
+            root = composed
+        } catch {
+            return .failure(ConfigErrors(errors: [error]))
+        }
+        let reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
+        if let config = reader.read(root: root, loader: self) { return .success(config) }
+        let ordered = reader.problems.all.enumerated().sorted {
+            ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset)
+        }
+        return .failure(ConfigErrors(errors: ordered.map(\.element)))
     }
 
     /// The file's text and its directory (against which relative paths resolve).
@@ -84,11 +114,35 @@ public struct ConfigLoader: Sendable {
     }
 }
 
+/// Every error found in one configuration file, in the order of the file (at least one).
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    /// One error per line.
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
 /// Walks the YAML tree, keeping the key path and the line of each node for errors.
 struct Reader {
     let file: String
     let environment: [String: String]
     let baseDirectory: String
+    /// Errors found so far. A reference, so that the section readers can record an error and
+    /// go on with the next notifier or section.
+    let problems = Problems()
+
+    final class Problems {
+        private(set) var all: [ConfigError] = []
+        func add(_ error: ConfigError) { all.append(error) }
+    }
+
+    /// `body`'s result, or nil with its error recorded in ``problems``.
+    @discardableResult
+    func collecting<T>(_ body: () throws(ConfigError) -> T) -> T? {
+        do { return try body() } catch {
+            problems.add(error)
+            return nil
+        }
+    }
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
         ConfigError(file: file, keyPath: path, line: node?.mark?.line, column: node?.mark?.column, message: message)
