@@ -28,14 +28,24 @@ public struct HTTPRecorder: Sendable {
         public var headers: [String: String]
         /// The body, whole.
         public var body: Data
+        /// When the request arrived, to check that a client waited as long as it was asked.
+        public var receivedAt: ContinuousClock.Instant
 
         /// Creates a request record (the server makes these).
-        public init(method: String, uri: String, headers: [String: String], body: Data) {
+        public init(method: String, uri: String, headers: [String: String], body: Data,
+                    receivedAt: ContinuousClock.Instant = .now) {
             self.method = method
             self.uri = uri
             self.headers = headers
             self.body = body
+            self.receivedAt = receivedAt
         }
+
+        /// The path, without the query.
+        public var path: String { String(uri.prefix { $0 != "?" }) }
+
+        /// The body as UTF-8 text.
+        public var text: String { String(decoding: body, as: UTF8.self) }
 
         /// The body parsed as JSON, or nil if it is not JSON.
         public var json: JSONValue? { try? JSONValue.parse(body) }
@@ -88,6 +98,9 @@ public struct HTTPRecorder: Sendable {
 
     /// Every request received so far, in order of arrival.
     public var requests: [Request] { log.requests.withLock { $0 } }
+
+    /// The requests received for `path` (the query ignored), in order of arrival.
+    public func requests(to path: String) -> [Request] { requests.filter { $0.path == path } }
 
     /// Runs `body` with a server that answers each request with `reply(request)`, then stops it.
     public static func with<T: Sendable>(

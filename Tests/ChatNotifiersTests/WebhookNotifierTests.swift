@@ -43,6 +43,18 @@ struct WebhookNotifierTests {
         }
     }
 
+    /// The plugin signs with swift-crypto and Herald verifies with OpenSSL: both read a
+    /// secret the same way, with or without `whsec_`.
+    @Test("Herald's verifier accepts the plugin's signature", arguments: [secret, Data("no prefix".utf8).base64EncodedString(), "plain-secret"])
+    func signatureMatchesHeraldsVerifier(_ secret: String) async throws {
+        let request = try #require(try await send({ .init(url: $0, secret: secret) }, [try Fixture.notification()]).first)
+        let timestamp = try #require(request.headers["webhook-timestamp"].flatMap { Int64($0) })
+        #expect(throws: Never.self) {
+            try StandardWebhooksSignature(secrets: [Secret(secret)])
+                .verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
+        }
+    }
+
     @Test func unsignedStillCarriesID() async throws {
         let requests = try await send({ .init(url: $0) }, [try Fixture.notification()])
         let request = try #require(requests.first)
