@@ -304,6 +304,9 @@ struct Reader {
             return located(ctx.codingPath, "expected \(Self.typeName(type)), found nothing")
         case DecodingError.dataCorrupted(let ctx):
             return located(ctx.codingPath, ctx.debugDescription)
+        case let unknown as KeyRecordingDecoder.UnknownKey:
+            let keyNode = settings.mapping?.keys.first { $0.scalar?.string == unknown.error.keyPath }
+            return fail(keyNode ?? settings, "\(path).\(unknown.error.keyPath)", unknown.error.message)
         case let error as ConfigError:
             let parts = error.keyPath.split(whereSeparator: { $0 == "." || $0 == "[" || $0 == "]" }).map(String.init)
             let keyPath = error.keyPath.isEmpty ? path : (error.keyPath.hasPrefix("[") ? path + error.keyPath : "\(path).\(error.keyPath)")

@@ -165,8 +165,8 @@ package final class KeyRecordingDecoder: Decoder {
     package func unkeyedContainer() throws -> any UnkeyedDecodingContainer { try inner.unkeyedContainer() }
     package func singleValueContainer() throws -> any SingleValueDecodingContainer { try inner.singleValueContainer() }
 
-    /// Decodes `T` from `decoder`, then throws ``ConfigError/unknownKey(_:known:)`` for the
-    /// first top-level key that `T` did not read.
+    /// Decodes `T` from `decoder`, then throws ``UnknownKey`` (holding
+    /// ``ConfigError/unknownKey(_:known:)``) for the first top-level key that `T` did not read.
     package static func decode<T: Decodable>(_ type: T.Type, from decoder: any Decoder) throws -> T {
         let recorder = KeyRecordingDecoder(decoder)
         let present = (try? decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)) ?? []
@@ -178,15 +178,20 @@ package final class KeyRecordingDecoder: Decoder {
             if !recorder.acceptsAnyKey,
                let typo = present.first(where: { !recorder.asked.contains($0) && ConfigError.suggestion(for: $0, among: recorder.asked) != nil }),
                let meant = ConfigError.suggestion(for: typo, among: recorder.asked) {
-                throw ConfigError(key: typo, "unknown key; did you mean \"\(meant)\"?")
+                throw UnknownKey(error: ConfigError(key: typo, "unknown key; did you mean \"\(meant)\"?"))
             }
             throw error
         }
         guard !recorder.acceptsAnyKey else { return value }
         if let unknown = present.first(where: { !recorder.asked.contains($0) }) {
-            throw ConfigError.unknownKey(unknown, known: recorder.asked)
+            throw UnknownKey(error: ConfigError.unknownKey(unknown, known: recorder.asked))
         }
         return value
+    }
+
+    /// A settings key that nobody reads; the loader points at the key rather than its value.
+    package struct UnknownKey: Error {
+        package let error: ConfigError
     }
 
     private struct AnyKey: CodingKey {

@@ -93,6 +93,7 @@ struct FileNotifierTests {
         }
         #expect(error?.keyPath == "fsnyc")
         #expect(error?.line == 2)
+        #expect(error?.column == 1)
         #expect(error?.message == "unknown key; did you mean \"fsync\"? (known keys: fsync, keep, maxBytes, path)")
     }
 

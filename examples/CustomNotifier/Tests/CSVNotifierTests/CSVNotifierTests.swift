@@ -42,7 +42,7 @@ struct CSVNotifierTests {
             _ = try CSVNotifier.configured("path: out.csv\ncolums: [event, date]")
         } throws: { error in
             let error = try #require(error as? ConfigError)
-            return error.keyPath == "colums" && error.line == 2
+            return error.keyPath == "colums" && error.line == 2 && error.column == 1
                 && error.message == "unknown key; did you mean \"columns\"? (known keys: columns, path)"
         }
     }
