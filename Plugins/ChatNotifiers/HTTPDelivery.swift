@@ -36,9 +36,8 @@ public struct HTTPOptions: Decodable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        connectTimeout = try c.duration(.connectTimeout) ?? .seconds(10)
+        connectTimeout = try c.duration(.connectTimeout, in: .milliseconds(1)...Self.backstop) ?? .seconds(10)
         timeout = try c.duration(.timeout)
-        guard connectTimeout > .zero else { throw ConfigError(key: "connectTimeout", "must be more than 0") }
         if let timeout, timeout <= .zero { throw ConfigError(key: "timeout", "must be more than 0") }
     }
 }

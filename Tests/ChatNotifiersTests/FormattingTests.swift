@@ -66,6 +66,12 @@ struct FormattingTests {
         #expect(throws: ConfigError.self) {
             try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "timeout": "soon"}"#.utf8))
         }
+        for outOfRange in ["0s", "1h", "1000000000000d"] {
+            let error = #expect(throws: ConfigError.self) {
+                try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "connectTimeout": "\#(outOfRange)"}"#.utf8))
+            }
+            #expect(error?.keyPath == "connectTimeout")
+        }
         #expect(throws: ConfigError(key: "timeout", "must be more than 0")) {
             try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "timeout": "0s"}"#.utf8))
         }

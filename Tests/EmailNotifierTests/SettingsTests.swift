@@ -39,6 +39,8 @@ struct SettingsTests {
         #expect(configError { $0.connectTimeout = "soon" }
             == ConfigError(key: "connectTimeout", "expected a duration like 500ms, 30s, 5m, 1h or 7d, found \"soon\""))
         #expect(configError { $0.idleTimeout = "0s" }?.keyPath == "idleTimeout")
+        // Far beyond a day: an error, not a trap converting it to nanoseconds.
+        #expect(configError { $0.commandTimeout = "100000000000d" }?.keyPath == "commandTimeout")
     }
 
     @Test func decodesCamelCaseKeys() throws {
