@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "herald", targets: ["herald"]),
+        .library(name: "HeraldPlugin", targets: ["HeraldPlugin"]),
+        .library(name: "HeraldTesting", targets: ["HeraldTesting"]),
         .library(name: "HeraldCore", targets: ["HeraldCore"]),
         .library(name: "HeraldApp", targets: ["HeraldApp"]),
         .library(name: "FileNotifier", targets: ["FileNotifier"]),
@@ -30,6 +32,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // HMAC and SHA-256 for plugins, which must not link OpenSSL (already built for NIO's TLS stack).
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // `swift package generate-documentation` for HeraldPlugin's DocC catalog.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // OpenSSL's libcrypto, for HMAC-SHA256 and constant-time comparison.
@@ -39,11 +45,20 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // What a notifier plugin imports: the plugin protocol, notification, event and booking types,
+        // JSON, delivery and configuration errors, durations and settings helpers. No storage,
+        // YAML or OpenSSL.
+        .target(
+            name: "HeraldPlugin",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Sources/HeraldPlugin",
+            swiftSettings: strict
+        ),
         // Signatures, events, configuration, routing, rendering, the bus, the journal and the plugin protocol.
         .target(
             name: "HeraldCore",
             dependencies: [
-                "COpenSSL",
+                "COpenSSL", "HeraldPlugin",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Yams", package: "Yams"),
@@ -57,7 +72,7 @@ let package = Package(
         // Notifier plugins: one library target per integration (not SwiftPM package plugins).
         .target(
             name: "FileNotifier",
-            dependencies: ["HeraldCore"],
+            dependencies: ["HeraldPlugin"],
             path: "Plugins/FileNotifier",
             exclude: ["README.md"],
             swiftSettings: strict
@@ -65,7 +80,8 @@ let package = Package(
         .target(
             name: "EmailNotifier",
             dependencies: [
-                "HeraldCore",
+                "HeraldPlugin",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -79,7 +95,8 @@ let package = Package(
         .target(
             name: "ChatNotifiers",
             dependencies: [
-                "HeraldCore",
+                "HeraldPlugin",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -117,12 +134,36 @@ let package = Package(
             path: "Sources/herald",
             swiftSettings: strict
         ),
-        // A custom notifier written as a user would, registered next to the built-in ones.
+        // The test kit for plugin authors and Herald's own tests: sample events, rendering as
+        // Herald does, a plugin context, a local HTTP recorder, error assertions.
+        .target(
+            name: "HeraldTesting",
+            dependencies: [
+                "HeraldPlugin", "HeraldCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Sources/HeraldTesting",
+            swiftSettings: strict
+        ),
+        // A custom notifier written as a user would: the plugin depends only on HeraldPlugin, its
+        // tests only on it and HeraldTesting, and only `main` on HeraldApp.
+        .target(
+            name: "CSVNotifier",
+            dependencies: ["HeraldPlugin"],
+            path: "examples/CustomNotifier/Sources/CSVNotifier",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "custom-herald",
-            dependencies: ["HeraldApp", "HeraldCore"],
-            path: "examples/CustomNotifier",
-            exclude: ["README.md", "herald.yaml"],
+            dependencies: ["HeraldApp", "CSVNotifier"],
+            path: "examples/CustomNotifier/Sources/custom-herald",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CSVNotifierTests",
+            dependencies: ["CSVNotifier", "HeraldTesting"],
+            path: "examples/CustomNotifier/Tests/CSVNotifierTests",
             swiftSettings: strict
         ),
         // libFuzzer targets for every parser of outside input (fuzz/run.sh; replayed by the tests).
@@ -152,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "HeraldCoreTests",
             dependencies: [
-                "HeraldCore",
+                "HeraldCore", "HeraldPlugin", "HeraldTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -161,22 +202,21 @@ let package = Package(
         ),
         .testTarget(
             name: "FileNotifierTests",
-            dependencies: ["FileNotifier", "HeraldCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FileNotifier", "HeraldCore", "HeraldTesting"],
             path: "Tests/FileNotifierTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "EmailNotifierTests",
-            dependencies: ["EmailNotifier", "HeraldCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EmailNotifier", "HeraldCore", "HeraldTesting", .product(name: "Logging", package: "swift-log")],
             path: "Tests/EmailNotifierTests",
             swiftSettings: strict
         ),
         .testTarget(
             name: "ChatNotifiersTests",
             dependencies: [
-                "ChatNotifiers", "HeraldCore",
+                "ChatNotifiers", "HeraldCore", "HeraldTesting",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/ChatNotifiersTests",
@@ -185,7 +225,7 @@ let package = Package(
         .testTarget(
             name: "HeraldAppTests",
             dependencies: [
-                "HeraldApp", "HeraldCore", "herald", "custom-herald", "HeraldFuzzTargets",
+                "HeraldApp", "HeraldCore", "HeraldTesting", "herald", "custom-herald", "HeraldFuzzTargets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,4 @@
-import HeraldCore
+import HeraldPlugin
 
 /// The chat notifier kinds this module provides, for registering them with Herald in one go.
 public enum ChatNotifierKinds {

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: chatwork` — posts a message to a Chatwork room with API v2
 /// (`POST /v2/rooms/{room_id}/messages`, `X-ChatWorkToken`, form-encoded `body`).
@@ -33,10 +33,9 @@ public struct ChatworkNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case token, roomID, selfUnread, apiBaseURL }
+        private enum CodingKeys: String, CodingKey { case token, roomID, selfUnread, apiBaseURL }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             token = try c.nonEmpty(.token)
             roomID = try c.identifier(.roomID)

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: discord` — executes a Discord webhook with one embed.
 ///
@@ -31,10 +31,9 @@ public struct DiscordNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL, username, avatarURL, threadID }
+        private enum CodingKeys: String, CodingKey { case webhookURL, username, avatarURL, threadID }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             webhookURL = try c.nonEmpty(.webhookURL)
             username = try c.decodeIfPresent(String.self, forKey: .username)
@@ -65,7 +64,7 @@ public struct DiscordNotifier: NotifierPlugin {
     let endpoint: ServiceEndpoint
 
     public init(settings: Settings, context: PluginContext) throws {
-        if let avatar = settings.avatarURL { _ = try ServiceURL.parse(avatar, key: "avatarURL") }
+        if let avatar = settings.avatarURL { _ = try Setting.url(avatar, key: "avatarURL") }
         self.settings = settings
         endpoint = try ServiceEndpoint(webhookURL: settings.webhookURL, http: settings.http, service: "Discord", context: context) { base in
             guard var components = URLComponents(url: base, resolvingAgainstBaseURL: false) else {

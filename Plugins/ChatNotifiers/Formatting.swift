@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// A JSON document built in code, keeping object members in the order they were written so
 /// request bodies are deterministic and read like the services' documentation.

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: googlechat` — posts a card message to a Google Chat space webhook.
 ///

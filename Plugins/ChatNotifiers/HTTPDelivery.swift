@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import HeraldCore
+import HeraldPlugin
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -32,13 +32,12 @@ public struct HTTPOptions: Decodable, Sendable, Equatable {
     /// The deadline for one request.
     var requestTimeout: Duration { timeout ?? Self.backstop }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case connectTimeout, timeout }
+    private enum CodingKeys: String, CodingKey { case connectTimeout, timeout }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        connectTimeout = try c.duration(.connectTimeout) ?? .seconds(10)
+        connectTimeout = try c.duration(.connectTimeout, in: .milliseconds(1)...Self.backstop) ?? .seconds(10)
         timeout = try c.duration(.timeout)
-        guard connectTimeout > .zero else { throw ConfigError(key: "connectTimeout", "must be more than 0") }
         if let timeout, timeout <= .zero { throw ConfigError(key: "timeout", "must be more than 0") }
     }
 }
@@ -61,10 +60,9 @@ public struct WebhookURLSettings: Decodable, Sendable {
         self.http = http
     }
 
-    private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL }
+    private enum CodingKeys: String, CodingKey { case webhookURL }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
         webhookURL = try decoder.container(keyedBy: CodingKeys.self).nonEmpty(.webhookURL)
         http = try HTTPOptions(from: decoder)
     }
@@ -79,14 +77,14 @@ struct ServiceEndpoint: Sendable {
     /// A webhook URL, which is itself the secret; `adjust` may add query items.
     init(webhookURL: String, http: HTTPOptions, service: String, context: PluginContext,
          adjust: (URL) throws -> URL = { $0 }) throws {
-        url = try adjust(ServiceURL.parse(webhookURL, key: "webhookURL"))
+        url = try adjust(Setting.url(webhookURL, key: "webhookURL"))
         sender = HTTPSender(service: service, options: http, secrets: [webhookURL], context: context)
     }
 
     /// An API method at `path` under `apiBaseURL`, called with `token`.
     init(apiBaseURL: String, path: String, token: String, http: HTTPOptions, service: String,
          context: PluginContext) throws {
-        url = ServiceURL.appending(path, to: try ServiceURL.parse(apiBaseURL, key: "apiBaseURL"))
+        url = ServiceURL.appending(path, to: try Setting.url(apiBaseURL, key: "apiBaseURL"))
         sender = HTTPSender(service: service, options: http, secrets: [token], context: context)
     }
 
@@ -100,49 +98,7 @@ struct ServiceEndpoint: Sendable {
     }
 }
 
-/// Any key, for listing what a settings mapping holds.
-private struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-extension Decoder {
-    /// Throws a ``ConfigError`` for a settings key that is neither one of `keys` nor a shared
-    /// ``HTTPOptions`` key, so a typo like `webhookUrl` fails at start-up instead of being ignored.
-    func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ keys: K.Type) throws {
-        let known = Set(K.allCases.map(\.stringValue) + ["connectTimeout", "timeout"])
-        for key in try container(keyedBy: AnyKey.self).allKeys where !known.contains(key.stringValue) {
-            throw ConfigError(key: key.stringValue, "unknown key; expected one of: \(known.sorted().joined(separator: ", "))")
-        }
-    }
-}
-
 extension KeyedDecodingContainer {
-    /// A duration written as `"10s"`, `"500ms"`, `"2m"` or a number of seconds; nil if absent.
-    func duration(_ key: Key) throws -> Duration? {
-        if let seconds = try? decodeIfPresent(Double.self, forKey: key) {
-            guard let duration = Duration(checkedSeconds: seconds) else {
-                throw ConfigError(key: key.stringValue, "must be between 0 and 100 years")
-            }
-            return duration
-        }
-        guard let text = try decodeIfPresent(String.self, forKey: key) else { return nil }
-        guard let value = Duration.parse(text) else {
-            throw ConfigError(key: key.stringValue, "\"\(text)\" is not a duration (e.g. 500ms, 10s, 2m)")
-        }
-        return value
-    }
-
-    /// A required, non-empty string.
-    func nonEmpty(_ key: Key) throws -> String {
-        guard let value = try decodeIfPresent(String.self, forKey: key)?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !value.isEmpty
-        else { throw ConfigError(key: key.stringValue, "is required") }
-        return value
-    }
-
     /// An identifier users may write as a number or a string (chat ids, room ids).
     func identifier(_ key: Key) throws -> String {
         if let number = try? decodeIfPresent(Int64.self, forKey: key) { return String(number) }
@@ -150,15 +106,8 @@ extension KeyedDecodingContainer {
     }
 }
 
-/// An `http(s)` URL from the configuration, validated when the notifier is created.
+/// What of a service URL may be shown, and how API paths join a base URL.
 enum ServiceURL {
-    static func parse(_ text: String, key: String) throws -> URL {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
-              let host = url.host, !host.isEmpty
-        else { throw ConfigError(key: key, "must be an http(s) URL with a host") }
-        return url
-    }
-
     /// `host` or `host:port`: all of a URL that may be logged.
     static func loggableHost(_ url: URL) -> String {
         guard let host = url.host else { return "?" }

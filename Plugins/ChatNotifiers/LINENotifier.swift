@@ -1,5 +1,6 @@
+import Crypto
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: line` — pushes a message to a LINE user, group or room with the Messaging API
 /// (`POST /v2/bot/message/push`, `Authorization: Bearer <channel access token>`).
@@ -42,10 +43,9 @@ public struct LINENotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case token, to, format, notificationDisabled, apiBaseURL }
+        private enum CodingKeys: String, CodingKey { case token, to, format, notificationDisabled, apiBaseURL }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             token = try c.nonEmpty(.token)
             to = try c.nonEmpty(.to)
@@ -161,10 +161,10 @@ public struct LINENotifier: NotifierPlugin {
     /// A UUID (version-4 layout) made from SHA-256 of the delivery key: the same for every
     /// attempt at one event × notifier, different for everything else.
     static func retryKey(_ deliveryKey: String) -> String {
-        var bytes = Array(HMAC.sha256(Array("herald-line-retry-key:\(deliveryKey)".utf8)).prefix(16))
+        var bytes = Array(SHA256.hash(data: Data("herald-line-retry-key:\(deliveryKey)".utf8)).prefix(16))
         bytes[6] = (bytes[6] & 0x0F) | 0x40
         bytes[8] = (bytes[8] & 0x3F) | 0x80
-        let hex = HMAC.hex(bytes)
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
         let h = Array(hex)
         return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
     }

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: mattermost` — posts to a Mattermost incoming webhook (self-hosted or cloud) with a
 /// Slack-compatible message attachment.
@@ -36,10 +36,9 @@ public struct MattermostNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case webhookURL, channel, username, iconURL, iconEmoji }
+        private enum CodingKeys: String, CodingKey { case webhookURL, channel, username, iconURL, iconEmoji }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             webhookURL = try c.nonEmpty(.webhookURL)
             channel = try c.decodeIfPresent(String.self, forKey: .channel)
@@ -68,7 +67,7 @@ public struct MattermostNotifier: NotifierPlugin {
     let endpoint: ServiceEndpoint
 
     public init(settings: Settings, context: PluginContext) throws {
-        if let icon = settings.iconURL { _ = try ServiceURL.parse(icon, key: "iconURL") }
+        if let icon = settings.iconURL { _ = try Setting.url(icon, key: "iconURL") }
         self.settings = settings
         endpoint = try ServiceEndpoint(webhookURL: settings.webhookURL, http: settings.http, service: "Mattermost", context: context)
     }

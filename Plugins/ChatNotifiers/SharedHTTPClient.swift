@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import HeraldCore
+import HeraldPlugin
 import NIOCore
 import ServiceLifecycle
 import Synchronization

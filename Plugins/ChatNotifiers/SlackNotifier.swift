@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: slack` — posts to a Slack incoming webhook as a Block Kit message.
 ///

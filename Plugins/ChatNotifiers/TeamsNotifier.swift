@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: teams` — posts an Adaptive Card to a Microsoft Teams channel through a Workflows
 /// (Power Automate) "When a Teams webhook request is received" URL. The retired Office 365

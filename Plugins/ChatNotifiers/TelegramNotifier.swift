@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// `kind: telegram` — sends a message with the Bot API (`POST /bot<token>/sendMessage`).
 ///
@@ -35,10 +35,9 @@ public struct TelegramNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case token, chatID, messageThreadID, disableNotification, apiBaseURL }
+        private enum CodingKeys: String, CodingKey { case token, chatID, messageThreadID, disableNotification, apiBaseURL }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             token = try c.nonEmpty(.token)
             chatID = try c.identifier(.chatID)

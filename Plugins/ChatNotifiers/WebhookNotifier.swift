@@ -1,5 +1,6 @@
+import Crypto
 import Foundation
-import HeraldCore
+import HeraldPlugin
 import Mustache
 
 /// `kind: webhook` — POSTs the event to any URL, optionally signed with Standard Webhooks.
@@ -39,10 +40,9 @@ public struct WebhookNotifier: NotifierPlugin {
             self.http = http
         }
 
-        private enum CodingKeys: String, CodingKey, CaseIterable { case url, secret, headers, contentType, template }
+        private enum CodingKeys: String, CodingKey { case url, secret, headers, contentType, template }
 
         public init(from decoder: any Decoder) throws {
-            try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             url = try c.nonEmpty(.url)
             secret = try c.decodeIfPresent(String.self, forKey: .secret)
@@ -60,13 +60,14 @@ public struct WebhookNotifier: NotifierPlugin {
     let url: URL
     let settings: Settings
     let template: MustacheTemplate?
-    let signer: StandardWebhooksSignature?
+    /// The Standard Webhooks signing key, when `secret:` is set.
+    let signingKey: SymmetricKey?
     let sender: HTTPSender
 
     var isJSON: Bool { settings.contentType.lowercased().contains("json") }
 
     public init(settings: Settings, context: PluginContext) throws {
-        url = try ServiceURL.parse(settings.url, key: "url")
+        url = try Setting.url(settings.url, key: "url")
         for (name, value) in settings.headers {
             let reserved = ["content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "host", "content-length"]
             guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }) else {
@@ -83,9 +84,9 @@ public struct WebhookNotifier: NotifierPlugin {
             if secret.hasPrefix("whsec_"), Data(base64Encoded: String(secret.dropFirst(6))) == nil {
                 throw ConfigError(key: "secret", "whsec_ must be followed by base64")
             }
-            signer = StandardWebhooksSignature(secrets: [Secret(secret)])
+            signingKey = Self.signingKey(secret)
         } else {
-            signer = nil
+            signingKey = nil
         }
         self.settings = settings
         if let source = settings.template {
@@ -105,12 +106,27 @@ public struct WebhookNotifier: NotifierPlugin {
         let body = try render(notification)
         var headers = settings.headers.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
         let timestamp = Int64(Date().timeIntervalSince1970)
-        if let signer {
-            headers += signer.sign(body: body, timestamp: timestamp, id: notification.deliveryKey).map { ($0.name, $0.value) }
-        } else {
-            headers += [("webhook-id", notification.deliveryKey), ("webhook-timestamp", String(timestamp))]
+        headers += [("webhook-id", notification.deliveryKey), ("webhook-timestamp", String(timestamp))]
+        if let signingKey {
+            headers.append(("webhook-signature", Self.signature(body: body, timestamp: timestamp, id: notification.deliveryKey, key: signingKey)))
         }
         try await sender.send(HTTPSender.Body(data: body, contentType: settings.contentType), to: url, headers: headers)
+    }
+
+    /// The key of a Standard Webhooks secret: the base64 after `whsec_` decoded; a secret
+    /// without the prefix is tried as base64, then used verbatim. The same rule as Herald's
+    /// verifier (`StandardWebhooksSignature` in HeraldCore); a test signs here and verifies there.
+    static func signingKey(_ secret: String) -> SymmetricKey {
+        let text = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
+        return SymmetricKey(data: Data(base64Encoded: text) ?? Data(secret.utf8))
+    }
+
+    /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+    static func signature(body: Data, timestamp: Int64, id: String, key: SymmetricKey) -> String {
+        var mac = HMAC<SHA256>(key: key)
+        mac.update(data: Data("\(id).\(timestamp).".utf8))
+        mac.update(data: body)
+        return "v1," + Data(mac.finalize()).base64EncodedString()
     }
 
     /// How `{{…}}` escapes values: for JSON bodies, as inside a JSON string; for HTML, as

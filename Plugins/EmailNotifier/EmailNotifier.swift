@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 import Logging
 import NIOCore
 import NIOSSL
@@ -270,19 +270,12 @@ public struct EmailNotifier: NotifierPlugin, Service {
     // MARK: Settings helpers
 
     private static func address(_ text: String, key: String) throws -> EmailAddress {
-        do {
-            return try EmailAddress(parsing: text)
-        } catch {
-            throw ConfigError(key: key, error.description)
-        }
+        try EmailAddress(parsing: text, key: key)
     }
 
     private static func duration(_ text: String?, key: String, default value: Duration) throws -> Duration {
         guard let text else { return value }
-        guard let parsed = Duration.parse(text), parsed > .zero else {
-            throw ConfigError(key: key, "\"\(text)\" is not a duration like 10s, 500ms or 2m")
-        }
-        return parsed
+        return try Setting.duration(text, key: key, in: .milliseconds(1)...(.seconds(86400)))
     }
 
     private static func tlsContext(_ settings: Settings, context: PluginContext) throws -> NIOSSLContext {

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// A one-event iCalendar object (RFC 5545) sent as an iMIP invitation or cancellation
 /// (RFC 5546 / RFC 6047), so that a booking lands in the recipient's calendar.

@@ -1,5 +1,6 @@
+import Crypto
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// An email address with an optional display name: `Herald <bot@example.com>`,
 /// `"Yamada, Taro" <taro@example.jp>` or `bot@example.com`.
@@ -14,38 +15,11 @@ struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
         self.address = address
     }
 
-    /// Parses `Name <addr>` or `addr`. Throws for anything that could not be sent safely:
-    /// no `@`, white space or control characters in the address, CR or LF in the name.
-    init(parsing text: String) throws(AddressError) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        var name: String?
-        var address = trimmed
-        if trimmed.hasSuffix(">"), let open = trimmed.lastIndex(of: "<") {
-            address = String(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)])
-            var display = trimmed[..<open].trimmingCharacters(in: .whitespaces)
-            if display.count >= 2, display.hasPrefix("\""), display.hasSuffix("\"") {
-                display = String(display.dropFirst().dropLast())
-                    .replacingOccurrences(of: "\\\"", with: "\"").replacingOccurrences(of: "\\\\", with: "\\")
-            }
-            if display.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                throw AddressError(text: text, reason: "the display name contains a line break or control character")
-            }
-            name = display.isEmpty ? nil : display
-        }
-        try Self.validate(address, original: text)
-        self.name = name
-        self.address = address
-    }
-
-    private static let forbidden = Set("<>()[]\\,;:\" ".unicodeScalars)
-
-    private static func validate(_ address: String, original: String) throws(AddressError) {
-        guard let at = address.lastIndex(of: "@"), at != address.startIndex,
-              address.index(after: at) != address.endIndex
-        else { throw AddressError(text: original, reason: "expected an address like name@example.com") }
-        for scalar in address.unicodeScalars where scalar.value < 0x21 || scalar.value == 0x7F || forbidden.contains(scalar) {
-            throw AddressError(text: original, reason: "the address contains white space, a control character or \(scalar.escaped(asASCII: true))")
-        }
+    /// Parses `Name <addr>` or `addr` with HeraldPlugin's ``Setting/emailAddress(_:key:)``:
+    /// throws for anything that could not be sent safely (no `@`, white space or control
+    /// characters in the address, CR or LF in the name). `key` names the setting in the error.
+    init(parsing text: String, key: String = "address") throws(ConfigError) {
+        (name, address) = try Setting.emailAddress(text, key: key)
     }
 
     /// The domain part, for Message-IDs.
@@ -76,13 +50,6 @@ struct EmailAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// An address that cannot be used; the message names the address and what is wrong.
-struct AddressError: Error, Sendable, CustomStringConvertible {
-    var text: String
-    var reason: String
-    var description: String { "\"\(text)\": \(reason)" }
-}
-
 /// One email, ready to render as RFC 5322 + MIME bytes.
 ///
 /// The body is `multipart/alternative` (text, HTML) or a single `text/plain` part. With a
@@ -106,7 +73,7 @@ struct MIMEMessage: Sendable {
     /// A Message-ID that is the same for every send of one delivery key, so that a resend
     /// after an ambiguous failure is recognisable as the same message.
     static func messageID(deliveryKey: String, domain: String) -> String {
-        let digest = HMAC.hex(HMAC.sha256(Data(deliveryKey.utf8)))
+        let digest = SHA256.hash(data: Data(deliveryKey.utf8)).map { String(format: "%02x", $0) }.joined()
         return "<herald.\(digest.prefix(40))@\(domain)>"
     }
 

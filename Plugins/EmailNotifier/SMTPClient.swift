@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 import Logging
 import NIOCore
 import NIOPosix

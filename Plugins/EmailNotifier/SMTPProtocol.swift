@@ -1,4 +1,4 @@
-import HeraldCore
+import HeraldPlugin
 import NIOCore
 import NIOPosix
 import NIOSSL

@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 #if canImport(Glibc)
 import Glibc

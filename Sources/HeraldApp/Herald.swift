@@ -54,11 +54,17 @@ struct ConfigOption: ParsableArguments {
         config ?? ProcessInfo.processInfo.environment["HERALD_CONFIG"] ?? "herald.yaml"
     }
 
-    /// Loads and validates the configuration, or prints the error and exits 1.
-    func load(shared: SharedResources = SharedResources()) throws -> HeraldConfig {
+    /// ``path`` if a file is there; otherwise a usage error that says how to give one.
+    func existingPath() throws -> String {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no configuration file at \(path); pass --config (try examples/herald.yaml)")
         }
+        return path
+    }
+
+    /// Loads and validates the configuration, or prints the error and exits 1.
+    func load(shared: SharedResources = SharedResources()) throws -> HeraldConfig {
+        let path = try existingPath()
         do {
             return try Self.loadChecked(file: path, shared: shared)
         } catch {

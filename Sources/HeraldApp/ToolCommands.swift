@@ -12,7 +12,15 @@ struct CheckCommand: AsyncParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
-        let config = try options.load()
+        let config: HeraldConfig
+        switch ConfigLoader(registry: try Herald.registry()).check(file: try options.existingPath()) {
+        case .success(let loaded): config = loaded
+        case .failure(let found):
+            for error in found.errors { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
+            let count = found.errors.count
+            FileHandle.standardError.write(Data("herald: \(count) configuration error\(count == 1 ? "" : "s")\n".utf8))
+            throw ExitCode(1)
+        }
         print("\(config.file): OK")
         print("  listen     \(config.server.host):\(config.server.port) (max body \(config.server.maxBodyBytes) bytes)")
         print("  storage    \(config.storage.path ?? "memory (nothing survives a restart)")")

@@ -173,55 +173,6 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 }
 
-extension Duration {
-    /// The duration in seconds as a floating-point number.
-    public var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-
-    /// Parses `90`, `500ms`, `30s`, `5m`, `1h`, `7d` (a number with an optional unit); nil for
-    /// anything else, a negative value, or more than ``longest``.
-    public static func parse(_ text: String) -> Duration? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for (suffix, scale) in units where t.hasSuffix(suffix) {
-            let number = t.dropLast(suffix.count)
-            if suffix == "s", number.hasSuffix("m") { continue }
-            return Double(number).flatMap { Duration(checkedSeconds: $0 * scale) }
-        }
-        return Double(t).flatMap { Duration(checkedSeconds: $0) }
-    }
-
-    /// The longest duration Herald takes from outside (configuration, a target's `Retry-After`):
-    /// 100 years. Anything longer is refused or clamped, never converted into an integer that
-    /// overflows.
-    public static let longest: Duration = .seconds(100 * 365 * 86400)
-
-    /// `seconds` to the millisecond, or nil if it is negative, not a number, or longer than
-    /// ``longest``.
-    public init?(checkedSeconds seconds: Double) {
-        guard seconds >= 0, seconds <= Duration.longest.seconds else { return nil }
-        self = .milliseconds(Int64((seconds * 1000).rounded()))
-    }
-
-    /// `seconds` to the millisecond, clamped to `0...longest` (NaN counts as 0): for values a
-    /// remote party sends, where "absurdly long" should mean "as long as we allow", not a crash.
-    public static func clamped(seconds: Double) -> Duration {
-        guard seconds > 0 else { return .zero }
-        return Duration(checkedSeconds: seconds) ?? .longest
-    }
-
-    /// The duration in whole nanoseconds, saturating at `Int64.max` (for NIO's `TimeAmount`).
-    public var saturatingNanoseconds: Int64 {
-        let (s, atto) = components
-        let (whole, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return s < 0 ? .min : .max }
-        let (sum, overflow2) = whole.addingReportingOverflow(atto / 1_000_000_000)
-        return overflow2 ? .max : sum
-    }
-}
-
 /// `*` matches any run of characters, `?` one character; everything else is literal.
 public enum Glob {
     public static func matches(_ pattern: String, _ name: String) -> Bool {
@@ -237,38 +188,5 @@ public enum Glob {
         }
         while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
-    }
-}
-
-/// A configuration mistake, located: file, key path and line.
-///
-/// Plugins throw it from `init(settings:context:)` with just `key` and `message`; the
-/// loader fills in the file, the full key path and the line of that key.
-public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
-    public var file: String
-    public var keyPath: String
-    public var line: Int?
-    public var column: Int?
-    public var message: String
-
-    public init(file: String = "", keyPath: String, line: Int? = nil, column: Int? = nil, message: String) {
-        self.file = file
-        self.keyPath = keyPath
-        self.line = line
-        self.column = column
-        self.message = message
-    }
-
-    /// For plugins: `key` is relative to the notifier's settings (`"port"`, `"to[1]"`).
-    public init(key: String, _ message: String) {
-        self.init(keyPath: key, message: message)
-    }
-
-    public var description: String {
-        var location = file
-        if let line { location += ":\(line)" }
-        if let column { location += ":\(column)" }
-        let key = keyPath.isEmpty ? "" : "\(keyPath): "
-        return location.isEmpty ? "\(key)\(message)" : "\(location): \(key)\(message)"
     }
 }

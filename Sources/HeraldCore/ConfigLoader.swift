@@ -41,15 +41,45 @@ public struct ConfigLoader: Sendable {
         return try reader.readStorage(storage)
     }
 
-    /// Loads configuration text; `file` is only used in error messages.
+    /// Loads configuration text; `file` is only used in error messages. Throws the first
+    /// error in the file; ``check(file:)`` gives them all.
     public func load(yaml: String, file: String = "<config>", baseDirectory: String = ".") throws(ConfigError) -> HeraldConfig {
-        guard let root = try Self.compose(yaml, file: file) else {
-            throw ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")
+        switch check(yaml: yaml, file: file, baseDirectory: baseDirectory) {
+        case .success(let config): return config
+        case .failure(let errors): throw errors.errors[0]
         }
-        var reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
-        let config = try reader.read(root: root, loader: self)
-        for notice in reader.notices { logger.notice("\(notice)") }
-        return config
+    }
+
+    /// Loads a configuration file as ``load(file:)`` does, but reports every error found, not
+    /// only the first: what `herald check` prints.
+    public func check(file: String) -> Result<HeraldConfig, ConfigErrors> {
+        do {
+            let (text, base) = try Self.read(file: file)
+            return check(yaml: text, file: file, baseDirectory: base)
+        } catch {
+            return .failure(ConfigErrors(errors: [error]))
+        }
+    }
+
+    /// Configuration text checked as a whole: the configuration, or every error in file order.
+    public func check(yaml: String, file: String = "<config>", baseDirectory: String = ".") -> Result<HeraldConfig, ConfigErrors> {
+        let root: Node
+        do {
+            guard let composed = try Self.compose(yaml, file: file) else {
+                return .failure(ConfigErrors(errors: [ConfigError(file: file, keyPath: "", line: 1, message: "the file is empty")]))
+            }
+            root = composed
+        } catch {
+            return .failure(ConfigErrors(errors: [error]))
+        }
+        let reader = Reader(file: file, environment: environment, baseDirectory: baseDirectory)
+        let config = reader.read(root: root, loader: self)
+        for notice in reader.problems.notices { logger.notice("\(notice)") }
+        if let config { return .success(config) }
+        let ordered = reader.problems.all.enumerated().sorted {
+            ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset)
+        }
+        return .failure(ConfigErrors(errors: ordered.map(\.element)))
     }
 
     /// The file's text and its directory (against which relative paths resolve).
@@ -86,13 +116,38 @@ public struct ConfigLoader: Sendable {
     }
 }
 
+/// Every error found in one configuration file, in the order of the file (at least one).
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    /// One error per line.
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
 /// Walks the YAML tree, keeping the key path and the line of each node for errors.
 struct Reader {
     let file: String
     let environment: [String: String]
     let baseDirectory: String
-    /// Things worth telling the user that do not stop the file from loading.
-    var notices: [String] = []
+    /// Errors found so far. A reference, so that the section readers can record an error and
+    /// go on with the next notifier or section.
+    let problems = Problems()
+
+    final class Problems {
+        private(set) var all: [ConfigError] = []
+        /// Things worth telling the user that do not stop the file from loading.
+        private(set) var notices: [String] = []
+        func add(_ error: ConfigError) { all.append(error) }
+        func notice(_ text: String) { notices.append(text) }
+    }
+
+    /// `body`'s result, or nil with its error recorded in ``problems``.
+    @discardableResult
+    func collecting<T>(_ body: () throws(ConfigError) -> T) -> T? {
+        do { return try body() } catch {
+            problems.add(error)
+            return nil
+        }
+    }
 
     func fail(_ node: Node?, _ path: String, _ message: String) -> ConfigError {
         ConfigError(file: file, keyPath: path, line: node?.mark?.line, column: node?.mark?.column, message: message)
@@ -107,8 +162,7 @@ struct Reader {
             let keyPath = path.isEmpty ? key : "\(path).\(key)"
             guard seen.insert(key).inserted else { throw fail(k, keyPath, "duplicate key") }
             if let allowed, !allowed.contains(key) {
-                let hint = allowed.min { distance($0, key) < distance($1, key) }.flatMap { distance($0, key) <= 3 ? $0 : nil }
-                throw fail(k, keyPath, "unknown key" + (hint.map { "; did you mean \"\($0)\"?" } ?? "; expected one of: \(allowed.sorted().joined(separator: ", "))"))
+                throw fail(k, keyPath, ConfigError.unknownKey(key, known: allowed).message)
             }
             out.append((key, k, v))
         }
@@ -171,10 +225,7 @@ struct Reader {
 
     func duration(_ node: Node, _ path: String) throws(ConfigError) -> Duration {
         let text = try string(node, path)
-        guard let d = Duration.parse(text) else {
-            throw fail(node, path, "expected a duration like 30s, 5m, 1h or 7d (at most 100 years), found \"\(text)\"")
-        }
-        return d
+        do { return try Setting.duration(text, key: path) } catch { throw fail(node, path, error.message) }
     }
 
     func stringList(_ node: Node, _ path: String) throws(ConfigError) -> [String] {
@@ -258,6 +309,9 @@ struct Reader {
             return located(ctx.codingPath, "expected \(Self.typeName(type)), found nothing")
         case DecodingError.dataCorrupted(let ctx):
             return located(ctx.codingPath, ctx.debugDescription)
+        case let unknown as KeyRecordingDecoder.UnknownKey:
+            let keyNode = settings.mapping?.keys.first { $0.scalar?.string == unknown.error.keyPath }
+            return fail(keyNode ?? settings, "\(path).\(unknown.error.keyPath)", unknown.error.message)
         case let error as ConfigError:
             let parts = error.keyPath.split(whereSeparator: { $0 == "." || $0 == "[" || $0 == "]" }).map(String.init)
             let keyPath = error.keyPath.isEmpty ? path : (error.keyPath.hasPrefix("[") ? path + error.keyPath : "\(path).\(error.keyPath)")
@@ -277,22 +331,4 @@ struct Reader {
         default: "\(type)"
         }
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-func distance(_ a: String, _ b: String) -> Int {
-    let x = Array(a.lowercased()), y = Array(b.lowercased())
-    if x.isEmpty { return y.count }
-    if y.isEmpty { return x.count }
-    var row = Array(0...y.count)
-    for i in 1...x.count {
-        var prev = row[0]
-        row[0] = i
-        for j in 1...y.count {
-            let cur = row[j]
-            row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (x[i - 1] == y[j - 1] ? 0 : 1))
-            prev = cur
-        }
-    }
-    return row[y.count]
 }

@@ -4,9 +4,12 @@ import Yams
 
 /// The sections of the configuration file, read in order and cross-checked.
 extension Reader {
+    static let endpointRequired = "at least one endpoint is required (e.g. - { path: /hooks/jicoo, secrets: [\"${JICOO_SECRET}\"] })"
     static let topKeys: Set<String> = ["server", "storage", "log", "locale", "endpoints", "notifiers", "routes", "templates"]
 
-    mutating func read(root: Node, loader: ConfigLoader) throws(ConfigError) -> HeraldConfig {
+    /// The configuration, or nil when anything is wrong; every mistake found is in
+    /// ``problems``, so one does not hide the next.
+    func read(root: Node, loader: ConfigLoader) -> HeraldConfig? {
         var server = HeraldConfig.Server()
         var storage = defaultStorage
         var log = HeraldConfig.Log()
@@ -18,41 +21,49 @@ extension Reader {
         var routeNodes: [Node] = []
         var sawEndpoints = false
 
-        for (key, keyNode, value) in try mapping(root, "", allowed: Self.topKeys) {
-            switch key {
-            case "server": server = try readServer(value)
-            case "storage": storage = try readStorage(value)
-            case "log": log = try readLog(value)
-            case "locale": locale = try readLocale(value, "locale")
-            case "endpoints": endpoints = try readEndpoints(value); sawEndpoints = true
-            case "notifiers": notifiers = try readNotifiers(value, loader: loader)
-            case "routes": (routes, routeNodes) = try readRoutes(value)
-            case "templates": templates = try readTemplates(value)
-            default: throw fail(keyNode, key, "unknown key")
+        let sections = collecting { () throws(ConfigError) in try mapping(root, "") } ?? []
+        for (key, keyNode, value) in sections {
+            collecting { () throws(ConfigError) in
+                switch key {
+                case "server": server = try readServer(value)
+                case "storage": storage = try readStorage(value)
+                case "log": log = try readLog(value)
+                case "locale": locale = try readLocale(value, "locale")
+                case "endpoints":
+                    sawEndpoints = true
+                    endpoints = try readEndpoints(value)
+                    if endpoints.isEmpty { throw fail(value, "endpoints", Self.endpointRequired) }
+                case "notifiers": notifiers = try readNotifiers(value, loader: loader)
+                case "routes": (routes, routeNodes) = try readRoutes(value)
+                case "templates": templates = try readTemplates(value)
+                default: throw fail(keyNode, key, ConfigError.unknownKey(key, known: Self.topKeys).message)
+                }
             }
         }
-        guard sawEndpoints, !endpoints.isEmpty else {
-            throw fail(root, "endpoints", "at least one endpoint is required (e.g. - { path: /hooks/jicoo, secrets: [\"${JICOO_SECRET}\"] })")
+        if !sawEndpoints {
+            problems.add(fail(root, "endpoints", Self.endpointRequired))
         }
-        let names = Set(notifiers.map(\.name))
+        // Names of notifiers that failed count as defined: their own error says what is wrong.
+        let names = Set(root.mapping?["notifiers"]?.mapping?.keys.compactMap { $0.scalar?.string } ?? [])
         for (i, route) in routes.enumerated() {
             for (j, name) in route.notify.enumerated() where !names.contains(name) {
                 let node = self.node(at: ["notify", String(j)], in: routeNodes[i])
-                throw fail(node ?? routeNodes[i], "routes[\(i)].notify[\(j)]",
-                           "no notifier named \"\(name)\"; defined: \(names.sorted().joined(separator: ", "))")
+                problems.add(fail(node ?? routeNodes[i], "routes[\(i)].notify[\(j)]",
+                                  "no notifier named \"\(name)\"; defined: \(names.sorted().joined(separator: ", "))"))
             }
             if let t = route.template, templates[t] == nil {
-                throw fail(self.node(at: ["template"], in: routeNodes[i]), "routes[\(i)].template",
-                           "no template named \"\(t)\" under templates:")
+                problems.add(fail(self.node(at: ["template"], in: routeNodes[i]), "routes[\(i)].template",
+                                  "no template named \"\(t)\" under templates:"))
             }
         }
         let config = HeraldConfig(file: file, server: server, storage: storage, log: log, locale: locale,
                                   endpoints: endpoints, notifiers: notifiers, routes: routes, templates: templates)
         do { _ = try Renderer(config: config) } catch {
             let path = "templates.\(error.template).\(error.part)"
-            throw fail(node(at: ["templates", error.template, error.part], in: root), path, "template does not compile: \(error.message)")
+            problems.add(fail(node(at: ["templates", error.template, error.part], in: root), path,
+                              "template does not compile: \(error.message)"))
         }
-        return config
+        return problems.all.isEmpty ? config : nil
     }
 
     func readServer(_ node: Node) throws(ConfigError) -> HeraldConfig.Server {
@@ -127,7 +138,7 @@ extension Reader {
         return l
     }
 
-    mutating func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
+    func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
         guard let seq = node.sequence else { throw fail(node, "endpoints", "expected a list of endpoints, found \(describe(node))") }
         var out: [HeraldConfig.Endpoint] = []
         var paths = Set<String>()
@@ -169,7 +180,7 @@ extension Reader {
                         // `"${OLD_SECRET:-}"` in a rotation list is empty while no old secret
                         // is set: dropped, not an error (an endpoint still needs one secret).
                         guard !s.isEmpty else {
-                            notices.append("\(file):\(v.mark?.line ?? 0): \(p)[\(j)] is empty and was dropped")
+                            problems.notice("\(file):\(v.mark?.line ?? 0): \(p)[\(j)] is empty and was dropped")
                             continue
                         }
                         secrets.append(Secret(s))
@@ -197,45 +208,51 @@ extension Reader {
         return out
     }
 
+    /// Every notifier that could be created; each one that could not adds its error to ``problems``.
     func readNotifiers(_ node: Node, loader: ConfigLoader) throws(ConfigError) -> [HeraldConfig.Notifier] {
         var out: [HeraldConfig.Notifier] = []
         for (name, _, value) in try mapping(node, "notifiers") {
-            let base = "notifiers.\(name)"
-            guard let m = value.mapping else { throw fail(value, base, "expected a mapping with kind: and settings, found \(describe(value))") }
-            guard let kindNode = m["kind"] else {
-                throw fail(value, "\(base).kind", "missing required key \"kind\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
+            if let notifier = collecting({ () throws(ConfigError) in try readNotifier(name, value, loader: loader) }) {
+                out.append(notifier)
             }
-            let kind = try string(kindNode, "\(base).kind")
-            guard let type = loader.registry.plugin(kind: kind) else {
-                throw fail(kindNode, "\(base).kind", "unknown notifier kind \"\(kind)\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
-            }
-            var policy = DeliveryPolicy()
-            var settingsPairs: [(Node, Node)] = []
-            for (k, v) in m {
-                let key = k.scalar?.string ?? ""
-                let p = "\(base).\(key)"
-                switch key {
-                case "kind": continue
-                case "concurrency": policy.concurrency = try int(v, p, range: 1...1024)
-                case "timeout": policy.timeout = try duration(v, p)
-                case "retry": policy.retry = try readRetry(v, p)
-                default: settingsPairs.append((k, v))
-                }
-            }
-            let raw = Node.mapping(Node.Mapping(settingsPairs, m.tag, m.style, m.mark))
-            let settings = try resolvedSettings(raw, base, secretKeys: Set(type.secretKeys))
-            let context = PluginContext(
-                name: name, logger: Logger(label: "herald.notifier.\(name)"), baseDirectory: baseDirectory, shared: loader.shared)
-            let plugin: any NotifierPlugin
-            do { plugin = try Self.make(type, settings: settings, context: context) } catch {
-                throw decodingFailure(error, settings: settings, path: base)
-            }
-            let secrets = type.secretKeys.compactMap { settings.mapping?[$0]?.scalar?.string }
-            out.append(HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
-                                             settingsDigest: Self.digest(settings),
-                                             redact: SecretRedactor(secrets: secrets)))
         }
         return out
+    }
+
+    func readNotifier(_ name: String, _ value: Node, loader: ConfigLoader) throws(ConfigError) -> HeraldConfig.Notifier {
+        let base = "notifiers.\(name)"
+        guard let m = value.mapping else { throw fail(value, base, "expected a mapping with kind: and settings, found \(describe(value))") }
+        guard let kindNode = m["kind"] else {
+            throw fail(value, "\(base).kind", "missing required key \"kind\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
+        }
+        let kind = try string(kindNode, "\(base).kind")
+        guard let type = loader.registry.plugin(kind: kind) else {
+            throw fail(kindNode, "\(base).kind", "unknown notifier kind \"\(kind)\"; registered kinds: \(loader.registry.kinds.joined(separator: ", "))")
+        }
+        var policy = DeliveryPolicy()
+        var settingsPairs: [(Node, Node)] = []
+        for (k, v) in m {
+            let key = k.scalar?.string ?? ""
+            let p = "\(base).\(key)"
+            switch key {
+            case "kind": continue
+            case "concurrency": policy.concurrency = try int(v, p, range: 1...1024)
+            case "timeout": policy.timeout = try duration(v, p)
+            case "retry": policy.retry = try readRetry(v, p)
+            default: settingsPairs.append((k, v))
+            }
+        }
+        let raw = Node.mapping(Node.Mapping(settingsPairs, m.tag, m.style, m.mark))
+        let settings = try resolvedSettings(raw, base, secretKeys: Set(type.secretKeys))
+        let context = PluginContext(
+            name: name, logger: Logger(label: "herald.notifier.\(name)"), baseDirectory: baseDirectory, shared: loader.shared)
+        let plugin: any NotifierPlugin
+        do { plugin = try Self.make(type, settings: settings, context: context) } catch {
+            throw decodingFailure(error, settings: settings, path: base)
+        }
+        let secrets = type.secretKeys.compactMap { settings.mapping?[$0]?.scalar?.string }
+        return HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
+                                     settingsDigest: Self.digest(settings), redact: SecretRedactor(secrets: secrets))
     }
 
     /// The SHA-256 of the resolved settings as YAML, to tell whether they changed on reload.
@@ -246,8 +263,14 @@ extension Reader {
     }
 
     static func make<P: NotifierPlugin>(_ type: P.Type, settings: Node, context: PluginContext) throws -> any NotifierPlugin {
-        let decoded = try YAMLDecoder().decode(P.Settings.self, from: settings)
+        let decoded = try YAMLDecoder().decode(StrictSettings<P.Settings>.self, from: settings).value
         return try P(settings: decoded, context: context)
+    }
+
+    /// A plugin's settings, refusing keys that the settings type never reads.
+    struct StrictSettings<Settings: Decodable>: Decodable {
+        let value: Settings
+        init(from decoder: any Decoder) throws { value = try KeyRecordingDecoder.decode(Settings.self, from: decoder) }
     }
 
     func readRetry(_ node: Node, _ path: String) throws(ConfigError) -> RetryPolicy {

@@ -177,7 +177,7 @@ public final class Dispatcher: Service {
         var notification = live.renderer.render(event, template: target?.template, locale: target?.locale,
                                                 options: target?.options ?? [:],
                                                 html: type(of: notifier.plugin).usesHTML)
-        notification.deliveryKey = "\(event.id).\(name)"
+        notification.deliveryKey = HeraldNotification.deliveryKey(eventID: event.id, notifier: name)
         notification.attempt = job.attempt
         running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
@@ -232,7 +232,7 @@ public final class Dispatcher: Service {
                 } catch is CancellationError {
                     return .cancelled
                 } catch {
-                    return .failed(.retryable(String(describing: error)))
+                    return .failed(DeliveryError(treating: error))
                 }
             }
             group.addTask {

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -10,10 +11,10 @@ struct APIKindTests {
     static let token = "987654:TOKEN-xyz"
 
     /// Delivers each notification with the plugin `make` builds for the server.
-    func send<P: NotifierPlugin>(_ notifications: [HeraldNotification], reply: Reply = Reply(),
-                                 _ make: @escaping @Sendable (String, PluginContext) throws -> P) async throws -> [Recorded] {
+    func send<P: NotifierPlugin>(_ notifications: [HeraldNotification], reply: HTTPRecorder.Reply = HTTPRecorder.Reply(),
+                                 _ make: @escaping @Sendable (String, PluginContext) throws -> P) async throws -> [HTTPRecorder.Request] {
         try await Harness.with { harness in
-            try await TestServer.with(reply: { _ in reply }) { server in
+            try await HTTPRecorder.with(reply: { _ in reply }) { server in
                 let plugin = try make(server.base, harness.context)
                 for n in notifications { try await plugin.deliver(n) }
                 return server.requests
@@ -131,7 +132,7 @@ struct APIKindTests {
     }
 
     @Test func lineConflictMeansAlreadyDelivered() async throws {
-        let requests = try await send([try Fixture.notification()], reply: Reply(status: 409, body: #"{"message": "The retry key is already accepted"}"#)) { base, context in
+        let requests = try await send([try Fixture.notification()], reply: HTTPRecorder.Reply(status: 409, body: #"{"message": "The retry key is already accepted"}"#)) { base, context in
             try LINENotifier(settings: .init(token: Self.token, to: "Uabc", apiBaseURL: base), context: context)
         }
         #expect(requests.count == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -21,7 +22,7 @@ struct ConfigTests {
     }
 
     @Test func exampleLoadsWithEveryKind() throws {
-        let config = try Self.loader().load(file: Fixture.repoRoot.appendingPathComponent("examples/chat.yaml").path)
+        let config = try Self.loader().load(file: SharedVectors.repositoryRoot.appendingPathComponent("examples/chat.yaml").path)
         #expect(Set(config.notifiers.map(\.kind)) == Set(ChatNotifierKinds.all.map { $0.kind }))
         let telegram = try #require(config.notifiers.first { $0.name == "telegram" })
         #expect(telegram.policy.timeout == .seconds(20))
@@ -64,6 +65,30 @@ struct ConfigTests {
         } catch {
             Issue.record("expected a ConfigError, got \(error)")
         }
+    }
+
+    /// One misspelled key per kind, each refused with the key it resembles.
+    static let misspellings: [(kind: any NotifierPlugin.Type, settings: String, typo: String, meant: String)] = [
+        (SlackNotifier.self, "webhookURL: https://hooks.slack.com/services/T/B/x\nwebhookUrl: x", "webhookUrl", "webhookURL"),
+        (DiscordNotifier.self, "webhookURL: https://discord.com/api/webhooks/1/t\nusername: bot\navatarUrl: x", "avatarUrl", "avatarURL"),
+        (TeamsNotifier.self, "webhookURL: https://example.com/workflows/1\ntimout: 5s", "timout", "timeout"),
+        (GoogleChatNotifier.self, "webhookURL: https://chat.googleapis.com/v1/spaces/A/messages\nconectTimeout: 5s", "conectTimeout", "connectTimeout"),
+        (MattermostNotifier.self, "webhookURL: https://mm.example.com/hooks/x\nchanel: town-square", "chanel", "channel"),
+        (ChatworkNotifier.self, "token: t\nroomID: 123\nroomId: 124", "roomId", "roomID"),
+        (LINENotifier.self, "token: t\nto: U1\nfromat: text", "fromat", "format"),
+        (TelegramNotifier.self, "token: 1:t\nchatID: -100\ndisableNotifications: true", "disableNotifications", "disableNotification"),
+        (WebhookNotifier.self, "url: https://crm.example.com/in\nheader: { X-Key: k }", "header", "headers"),
+    ]
+
+    @Test("Every kind refuses a misspelled key", arguments: 0..<misspellings.count)
+    func misspelledKeysAreRefused(_ index: Int) throws {
+        let (kind, settings, typo, meant) = Self.misspellings[index]
+        func configure<P: NotifierPlugin>(_ type: P.Type) throws {
+            _ = try type.configured(settings)
+        }
+        let error = #expect(throws: ConfigError.self) { try configure(kind) }
+        #expect(error?.keyPath == typo)
+        #expect(error?.message.hasPrefix("unknown key; did you mean \"\(meant)\"?") == true, "\(kind.kind): \(String(describing: error))")
     }
 
     @Test func badSettingsAreLocated() {

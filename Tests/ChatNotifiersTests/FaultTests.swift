@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -65,7 +66,7 @@ struct FaultTests {
     @Test("2xx is delivered", arguments: TestKind.allCases)
     func success(kind: TestKind) async throws {
         try await Harness.with { harness in
-            try await TestServer.with { server in
+            try await HTTPRecorder.with { server in
                 let deliver = try kind.make(base: server.base, context: harness.context)
                 try await deliver(try Fixture.notification())
                 #expect(server.requests.count == 1)
@@ -76,7 +77,7 @@ struct FaultTests {
 
     @Test("429 with Retry-After in seconds is retryable after that long", arguments: TestKind.allCases)
     func tooManyRequestsSeconds(kind: TestKind) async throws {
-        let error = try await failure(kind, Reply(status: 429, headers: ["Retry-After": "7"], body: "slow down"))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 429, headers: ["Retry-After": "7"], body: "slow down"))
         #expect(error?.disposition == .retryable(after: .seconds(7)))
         #expect(error?.message.contains("HTTP 429") == true)
     }
@@ -88,7 +89,7 @@ struct FaultTests {
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
         let date = formatter.string(from: Date().addingTimeInterval(120))
-        let error = try await failure(kind, Reply(status: 429, headers: ["Retry-After": date], body: ""))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 429, headers: ["Retry-After": date], body: ""))
         guard case .retryable(let after?)? = error?.disposition else {
             Issue.record("expected retryable with a delay, got \(String(describing: error))")
             return
@@ -98,7 +99,7 @@ struct FaultTests {
 
     @Test("500 is retryable", arguments: TestKind.allCases)
     func serverError(kind: TestKind) async throws {
-        let error = try await failure(kind, Reply(status: 500, body: "internal error"))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 500, body: "internal error"))
         #expect(error?.disposition == .retryable(after: nil))
         #expect(error?.message.contains("internal error") == true)
     }
@@ -106,7 +107,7 @@ struct FaultTests {
     @Test("400 is permanent, quotes the service, and redacts secrets", arguments: TestKind.allCases)
     func badRequest(kind: TestKind) async throws {
         let body = #"{"error": "invalid_payload", "detail": "unknown token \#(kind.secret) 💥"}"#
-        let error = try await failure(kind, Reply(status: 400, body: body))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 400, body: body))
         #expect(error?.disposition == .permanent)
         let message = error?.message ?? ""
         #expect(message.contains("HTTP 400"))
@@ -119,13 +120,13 @@ struct FaultTests {
 
     @Test("401 and 403 are configuration errors", arguments: TestKind.allCases)
     func unauthorized(kind: TestKind) async throws {
-        let error = try await failure(kind, Reply(status: 403, body: "forbidden"))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 403, body: "forbidden"))
         #expect(error?.disposition == .configuration)
     }
 
     @Test("a long error body is cut", arguments: [TestKind.slack, .telegram])
     func longErrorBody(kind: TestKind) async throws {
-        let error = try await failure(kind, Reply(status: 422, body: String(repeating: "エラー", count: 1000)))
+        let error = try await failure(kind, HTTPRecorder.Reply(status: 422, body: String(repeating: "エラー", count: 1000)))
         #expect((error?.message.count ?? 0) < 400)
         #expect(error?.message.hasSuffix("…") == true)
     }
@@ -137,7 +138,7 @@ struct FaultTests {
             let deliver = try kind.make(base: "http://127.0.0.1:\(silent.port)", context: harness.context,
                                         timeout: .milliseconds(700))
             let start = ContinuousClock.now
-            let error = await deliveryError { try await deliver(try Fixture.notification()) }
+            let error = await DeliveryError.thrown { try await deliver(try Fixture.notification()) }
             #expect(error?.isRetryable == true)
             #expect(error?.message.contains("timeout") == true)
             // Far above the 700 ms limit on purpose: this runs alongside the whole suite on 2 cores.
@@ -151,7 +152,7 @@ struct FaultTests {
         let closed = try LocalPort(listening: false)
         try await Harness.with { harness in
             let deliver = try kind.make(base: "http://127.0.0.1:\(closed.port)", context: harness.context)
-            let error = await deliveryError { try await deliver(try Fixture.notification()) }
+            let error = await DeliveryError.thrown { try await deliver(try Fixture.notification()) }
             #expect(error?.isRetryable == true)
             #expect(error?.message.contains("could not be reached") == true)
             #expect(error?.message.contains(kind.secret) == false)
@@ -179,14 +180,14 @@ struct FaultTests {
 
     @Test("Discord's retry_after in the body counts when there is no header")
     func discordBodyRetryAfter() async throws {
-        let error = try await failure(.discord, Reply(status: 429, body: #"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#))
+        let error = try await failure(.discord, HTTPRecorder.Reply(status: 429, body: #"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#))
         #expect(error?.disposition == .retryable(after: .milliseconds(1500)))
     }
 
     @Test("Telegram's parameters.retry_after counts when there is no header")
     func telegramBodyRetryAfter() async throws {
         let body = #"{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 12", "parameters": {"retry_after": 12}}"#
-        let error = try await failure(.telegram, Reply(status: 429, body: body))
+        let error = try await failure(.telegram, HTTPRecorder.Reply(status: 429, body: body))
         #expect(error?.disposition == .retryable(after: .seconds(12)))
         #expect(error?.message.contains("Too Many Requests") == true)
     }
@@ -196,15 +197,15 @@ struct FaultTests {
         let harness = Harness()
         let deliver = try TestKind.slack.make(base: "http://127.0.0.1:1", context: harness.context)
         try await harness.shutdown()
-        let error = await deliveryError { try await deliver(try Fixture.notification()) }
+        let error = await DeliveryError.thrown { try await deliver(try Fixture.notification()) }
         #expect(error?.isRetryable == true)
     }
 
-    private func failure(_ kind: TestKind, _ reply: Reply) async throws -> DeliveryError? {
+    private func failure(_ kind: TestKind, _ reply: HTTPRecorder.Reply) async throws -> DeliveryError? {
         try await Harness.with { harness in
-            try await TestServer.with(reply: { _ in reply }) { server in
+            try await HTTPRecorder.with(reply: { _ in reply }) { server in
                 let deliver = try kind.make(base: server.base, context: harness.context)
-                return await deliveryError { try await deliver(try Fixture.notification()) }
+                return await DeliveryError.thrown { try await deliver(try Fixture.notification()) }
             }
         }
     }

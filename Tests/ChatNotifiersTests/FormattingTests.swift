@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -109,6 +110,12 @@ struct FormattingTests {
         #expect(throws: ConfigError.self) {
             try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "timeout": "soon"}"#.utf8))
         }
+        for outOfRange in ["0s", "1h", "1000000000000d"] {
+            let error = #expect(throws: ConfigError.self) {
+                try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "connectTimeout": "\#(outOfRange)"}"#.utf8))
+            }
+            #expect(error?.keyPath == "connectTimeout")
+        }
         #expect(throws: ConfigError(key: "timeout", "must be more than 0")) {
             try decoder.decode(WebhookURLSettings.self, from: Data(#"{"webhookURL": "https://x", "timeout": "0s"}"#.utf8))
         }
@@ -144,7 +151,7 @@ struct FormattingTests {
 
     @Test func sharedClientIsOnePerProcess() throws {
         let shared = SharedResources()
-        let context = PluginContext(name: "a", logger: .init(label: "t"), baseDirectory: "/", shared: shared)
+        let context = PluginContext.testing(name: "a", baseDirectory: "/", shared: shared)
         _ = try SlackNotifier(settings: .init(webhookURL: "https://a/b"), context: context)
         _ = try TelegramNotifier(settings: .init(token: "1:a", chatID: "1"), context: context)
         #expect(shared.all.count == 1)

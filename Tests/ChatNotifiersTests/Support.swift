@@ -1,6 +1,6 @@
 import Foundation
 import HeraldCore
-import Hummingbird
+import HeraldTesting
 import Logging
 import Synchronization
 import Testing
@@ -12,93 +12,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// A request the test server received.
-struct Recorded: Sendable {
-    var method: String
-    /// Path and query, as sent.
-    var uri: String
-    /// Header values by lowercased name (the last one wins).
-    var headers: [String: String]
-    var body: Data
-
-    var json: JSONValue? { try? JSONValue.parse(body) }
-
-    /// The body as `application/x-www-form-urlencoded` fields.
-    var form: [String: String] {
-        var result: [String: String] = [:]
-        for pair in String(decoding: body, as: UTF8.self).split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            }
-            result[parts[0]] = parts.count > 1 ? parts[1] : ""
-        }
-        return result
-    }
-}
-
-/// What the test server answers.
-struct Reply: Sendable {
-    var status: Int = 200
-    var headers: [String: String] = [:]
-    var body: String = "ok"
-}
-
-/// Requests the test server received, shared between its handler and the test.
-final class RequestLog: Sendable {
-    private let entries = Mutex<[Recorded]>([])
-    func append(_ r: Recorded) { entries.withLock { $0.append(r) } }
-    var all: [Recorded] { entries.withLock { $0 } }
-}
-
-/// A Hummingbird server on 127.0.0.1 (port 0) that records every request.
-struct TestServer: Sendable {
-    let port: Int
-    let log: RequestLog
-
-    var base: String { "http://127.0.0.1:\(port)" }
-    var requests: [Recorded] { log.all }
-
-    /// Runs `body` with a server that answers every request with `reply`, then stops it.
-    static func with<T: Sendable>(
-        reply: @escaping @Sendable (Recorded) -> Reply = { _ in Reply() },
-        _ body: (TestServer) async throws -> T
-    ) async throws -> T {
-        let log = RequestLog()
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
-        let app = Application(
-            responder: CallbackResponder<BasicRequestContext> { request, _ in
-                var request = request
-                let buffer = try await request.collectBody(upTo: 1 << 22)
-                var headers: [String: String] = [:]
-                for field in request.headers { headers[field.name.canonicalName] = field.value }
-                let recorded = Recorded(method: request.method.rawValue, uri: request.uri.string, headers: headers,
-                                        body: Data(buffer.readableBytesView))
-                log.append(recorded)
-                let answer = reply(recorded)
-                var fields = HTTPFields()
-                for (name, value) in answer.headers {
-                    if let name = HTTPFields.Element.Name(name) { fields[name] = value }
-                }
-                return Response(status: .init(code: answer.status), headers: fields,
-                                body: .init(byteBuffer: ByteBuffer(string: answer.body)))
-            },
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                portSink.yield(channel.localAddress?.port ?? 0)
-                portSink.finish()
-            },
-            logger: Logger(label: "test-server") { _ in SwiftLogNoOpLogHandler() }
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            let server = TestServer(port: await iterator.next() ?? 0, log: log)
-            defer { group.cancelAll() }
-            return try await body(server)
-        }
-    }
-}
 
 /// A TCP port on 127.0.0.1 held for one test. Listening, it accepts connections (the kernel
 /// completes the handshake) but never reads or answers: a service that hangs. Bound but not
@@ -140,8 +53,7 @@ struct Harness: Sendable {
     let shared = SharedResources()
 
     var context: PluginContext {
-        PluginContext(name: "test", logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-                      baseDirectory: "/tmp", shared: shared)
+        PluginContext.testing(baseDirectory: "/tmp", shared: shared)
     }
 
     func shutdown() async throws {
@@ -164,15 +76,10 @@ struct Harness: Sendable {
 
 /// Events and notifications to send.
 enum Fixture {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let vectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors")
     static let receivedAt = Date(timeIntervalSince1970: 1_795_000_000)
 
     static func event(_ name: String = "guest_booked") throws -> Event {
-        let url = vectors.appendingPathComponent("jicoo-events/\(name).json")
-        return try EventSource.jicoo.decode(body: Data(contentsOf: url), endpoint: "/hooks/jicoo", id: "evt_0000test0001",
-                                            receivedAt: receivedAt)
+        try SampleEvents.event(name, id: "evt_0000test0001", receivedAt: receivedAt)
     }
 
     static let fields = [
@@ -195,17 +102,4 @@ enum Fixture {
 /// Parses JSON text written in a test, for comparing bodies structurally.
 func json(_ text: String) -> JSONValue {
     do { return try JSONValue.parse(Data(text.utf8)) } catch { fatalError("bad JSON in test: \(error)") }
-}
-
-/// The error `body` throws, as a ``DeliveryError``.
-func deliveryError(_ body: () async throws -> Void) async -> DeliveryError? {
-    do {
-        try await body()
-        return nil
-    } catch let error as DeliveryError {
-        return error
-    } catch {
-        Issue.record("expected a DeliveryError, got \(error)")
-        return nil
-    }
 }

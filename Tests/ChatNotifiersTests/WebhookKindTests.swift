@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -10,10 +11,10 @@ struct WebhookKindTests {
     /// Delivers `notification` with the plugin `make` builds for the server, returns the request.
     func send(_ notification: HeraldNotification,
               _ make: @escaping @Sendable (String, PluginContext) throws -> @Sendable (HeraldNotification) async throws -> Void)
-        async throws -> Recorded
+        async throws -> HTTPRecorder.Request
     {
         try await Harness.with { harness in
-            try await TestServer.with { server in
+            try await HTTPRecorder.with { server in
                 let deliver = try make(server.base + "/hooks/abc?x=1", harness.context)
                 try await deliver(notification)
                 let requests = server.requests

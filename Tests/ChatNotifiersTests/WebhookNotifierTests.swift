@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -9,9 +10,9 @@ struct WebhookNotifierTests {
     static let secret = "whsec_" + Data("a test secret of 32 bytes, okay!".utf8).base64EncodedString()
 
     func send(_ settings: @escaping @Sendable (String) -> WebhookNotifier.Settings,
-              _ notifications: [HeraldNotification]) async throws -> [Recorded] {
+              _ notifications: [HeraldNotification]) async throws -> [HTTPRecorder.Request] {
         try await Harness.with { harness in
-            try await TestServer.with { server in
+            try await HTTPRecorder.with { server in
                 let plugin = try WebhookNotifier(settings: settings(server.base + "/receive?k=v"), context: harness.context)
                 for n in notifications { try await plugin.deliver(n) }
                 return server.requests
@@ -39,6 +40,18 @@ struct WebhookNotifierTests {
         let wrong = StandardWebhooksSignature(secrets: [Secret("whsec_" + Data("another secret".utf8).base64EncodedString())])
         #expect(throws: SignatureFailure.signatureMismatch) {
             try wrong.verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
+        }
+    }
+
+    /// The plugin signs with swift-crypto and Herald verifies with OpenSSL: both read a
+    /// secret the same way, with or without `whsec_`.
+    @Test("Herald's verifier accepts the plugin's signature", arguments: [secret, Data("no prefix".utf8).base64EncodedString(), "plain-secret"])
+    func signatureMatchesHeraldsVerifier(_ secret: String) async throws {
+        let request = try #require(try await send({ .init(url: $0, secret: secret) }, [try Fixture.notification()]).first)
+        let timestamp = try #require(request.headers["webhook-timestamp"].flatMap { Int64($0) })
+        #expect(throws: Never.self) {
+            try StandardWebhooksSignature(secrets: [Secret(secret)])
+                .verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
         }
     }
 
@@ -88,7 +101,7 @@ struct WebhookNotifierTests {
     }
 
     @Test func templateThatIsNotJSONIsAConfigurationError() async throws {
-        let error = await deliveryError {
+        let error = await DeliveryError.thrown {
             _ = try await send({ .init(url: $0, template: "{\"a\": {{notification.title}}}") }, [try Fixture.notification()])
         }
         #expect(error?.disposition == .configuration)

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import HeraldCore
+import HeraldTesting
 import Logging
 import Synchronization
 import Testing
@@ -36,7 +37,7 @@ struct ConnectionLifecycleTests {
         let notifier = try EmailNotifier(settings: Fixtures.settings(port: listener.port) { $0.commandTimeout = "300ms" },
                                          context: Fixtures.context())
         let started = ContinuousClock.now
-        let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+        let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
         await notifier.shutdown()
         #expect(error.isRetryable)
         #expect(error.message.contains("commandTimeout"))
@@ -62,7 +63,7 @@ struct ConnectionLifecycleTests {
             let lines = LogCapture()
             var logger = Logger(label: "herald.test.trace") { _ in lines }
             logger.logLevel = .trace
-            let context = PluginContext(name: "mail", logger: logger, baseDirectory: "/", shared: SharedResources())
+            let context = PluginContext.testing(name: "mail", baseDirectory: "/", logger: logger)
             let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls), context: context)
             try await notifier.deliver(try Fixtures.notification())
             await notifier.shutdown()

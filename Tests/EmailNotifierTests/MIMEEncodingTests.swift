@@ -55,9 +55,9 @@ struct MIMEEncodingTests {
             #expect(!line.hasPrefix("Bcc:") && !line.hasPrefix("X-Injected:"), "injected header: \(line)")
             #expect(!line.contains("\r") && !line.contains("\n"))
         }
-        #expect(throws: AddressError.self) { try EmailAddress(parsing: "Bot\r\nBcc: x@example.com <bot@example.com>") }
-        #expect(throws: AddressError.self) { try EmailAddress(parsing: "<bot@example.com>\r\nBcc: x@example.com") }
-        #expect(throws: AddressError.self) { try EmailAddress(parsing: "no-at-sign") }
+        #expect(throws: ConfigError.self) { try EmailAddress(parsing: "Bot\r\nBcc: x@example.com <bot@example.com>") }
+        #expect(throws: ConfigError.self) { try EmailAddress(parsing: "<bot@example.com>\r\nBcc: x@example.com") }
+        #expect(throws: ConfigError.self) { try EmailAddress(parsing: "no-at-sign") }
     }
 
     @Test func addressParsing() throws {

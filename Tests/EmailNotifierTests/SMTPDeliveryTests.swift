@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 @testable import EmailNotifier
 
@@ -154,7 +155,7 @@ struct SMTPDeliveryTests {
         try await withSMTPServer(args) { server in
             let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, password: "wrong-password"),
                                              context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.disposition == .configuration)
             #expect(error.message.contains("authentication failed for user bot@example.com"))
@@ -168,7 +169,7 @@ struct SMTPDeliveryTests {
         try await withSMTPServer(try tlsArguments("starttls")) { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.security = .starttls },
                                              context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.disposition == .configuration)
             #expect(error.message.contains("certificate not trusted"))
@@ -180,7 +181,7 @@ struct SMTPDeliveryTests {
         try await withSMTPServer { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.security = .starttls },
                                              context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.disposition == .configuration)
             #expect(error.message.contains("does not offer STARTTLS"))
@@ -202,7 +203,7 @@ struct SMTPDeliveryTests {
         try await withSMTPServer(["--reject", "ops@example.com"]) { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.to = ["ops@example.com"]; $0.cc = nil; $0.bcc = nil },
                                              context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             #expect(error.disposition == .permanent)
             #expect(error.message.contains("550"))
             // The connection stays usable: the next message goes through after RSET.
@@ -216,7 +217,7 @@ struct SMTPDeliveryTests {
         try await withSMTPServer(["--tempfail", "ops@example.com"]) { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.to = ["ops@example.com"]; $0.cc = nil; $0.bcc = nil },
                                              context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.isRetryable)
             #expect(error.message.contains("450"))
@@ -227,7 +228,7 @@ struct SMTPDeliveryTests {
         // Find a port nobody listens on: start a server, note its port, stop it.
         let port = try SMTPTestServer().port
         let notifier = try EmailNotifier(settings: Fixtures.settings(port: port), context: Fixtures.context())
-        let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+        let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
         await notifier.shutdown()
         #expect(error.isRetryable)
         #expect(error.message.contains("cannot connect to 127.0.0.1:\(port)"))
@@ -236,7 +237,7 @@ struct SMTPDeliveryTests {
     @Test func connectionDroppedDuringDataIsRetryable() async throws {
         try await withSMTPServer(["--drop-data"]) { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port), context: Fixtures.context())
-            let error = try #require(await deliveryError { try await notifier.deliver(try Fixtures.notification()) })
+            let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
             #expect(error.isRetryable)
             #expect(try server.messages().isEmpty)

@@ -1,15 +1,15 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Logging
 import Testing
 @testable import EmailNotifier
 
-/// Paths the tests need, found from this file: the repository root, the shared test vectors
-/// next to it, and the Python helper under `Tests/Support`.
+/// Paths the tests need, found from this file: the repository root and the Python helper
+/// under `Tests/Support`.
 enum TestPaths {
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
-    static let vectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors/jicoo-events")
     static let serverScript = repoRoot.appendingPathComponent("Tests/Support/smtp_server.py")
 }
 
@@ -150,14 +150,11 @@ func tlsArguments(_ mode: String) throws -> [String] {
 
 enum Fixtures {
     static func event(_ name: String = "guest_booked") throws -> Event {
-        let body = try Data(contentsOf: TestPaths.vectors.appendingPathComponent("\(name).json"))
-        return try EventSource.jicoo.decode(body: body, endpoint: "/hooks/jicoo")
+        try SampleEvents.event(name)
     }
 
     static func context() -> PluginContext {
-        var logger = Logger(label: "herald.test.smtp")
-        logger.logLevel = .critical
-        return PluginContext(name: "mail", logger: logger, baseDirectory: "/", shared: SharedResources())
+        PluginContext.testing(name: "mail", baseDirectory: "/")
     }
 
     /// A Japanese booking notification with a line that needs dot-stuffing.
@@ -192,18 +189,5 @@ enum Fixtures {
             $0.username = "bot@example.com"
             $0.password = password
         }
-    }
-}
-
-/// The DeliveryError thrown by `body`, or nil if it did not throw one.
-func deliveryError(_ body: () async throws -> Void) async -> DeliveryError? {
-    do {
-        try await body()
-        return nil
-    } catch let error as DeliveryError {
-        return error
-    } catch {
-        Issue.record("expected a DeliveryError, got \(error)")
-        return nil
     }
 }

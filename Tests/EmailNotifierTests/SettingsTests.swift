@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 @testable import EmailNotifier
 
@@ -18,6 +19,28 @@ struct SettingsTests {
             Issue.record("expected a ConfigError, got \(error)")
             return nil
         }
+    }
+
+    @Test func misspelledSettingIsRefusedWithASuggestion() throws {
+        let error = #expect(throws: ConfigError.self) {
+            try EmailNotifier.configured("""
+                host: smtp.example.com
+                from: Herald <bot@example.com>
+                to: [desk@example.com]
+                calender: true
+                """)
+        }
+        #expect(error?.keyPath == "calender")
+        #expect(error?.line == 4)
+        #expect(error?.message.hasPrefix("unknown key; did you mean \"calendar\"? (known keys: allowPlaintextAuth, bcc, caFile,") == true)
+    }
+
+    @Test func durationsAreCheckedLikeEveryOtherSetting() {
+        #expect(configError { $0.connectTimeout = "soon" }
+            == ConfigError(key: "connectTimeout", "expected a duration like 500ms, 30s, 5m, 1h or 7d, found \"soon\""))
+        #expect(configError { $0.idleTimeout = "0s" }?.keyPath == "idleTimeout")
+        // Far beyond a day: an error, not a trap converting it to nanoseconds.
+        #expect(configError { $0.commandTimeout = "100000000000d" }?.keyPath == "commandTimeout")
     }
 
     @Test func decodesCamelCaseKeys() throws {

@@ -1,14 +1,11 @@
 import FileNotifier
 import Foundation
-import Logging
 import Testing
 import HeraldCore
+import HeraldTesting
 
 @Suite("File notifier")
 struct FileNotifierTests {
-    static let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/vectors/jicoo-events")
-
     func tempDir() -> String {
         let path = NSTemporaryDirectory() + "herald-file-" + UUID().uuidString
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -16,14 +13,11 @@ struct FileNotifierTests {
     }
 
     func notifier(_ dir: String, _ settings: FileNotifier.Settings) throws -> FileNotifier {
-        try FileNotifier(settings: settings, context: PluginContext(
-            name: "audit", logger: Logger(label: "test"), baseDirectory: dir, shared: SharedResources()))
+        try FileNotifier(settings: settings, context: .testing(name: "audit", baseDirectory: dir))
     }
 
     func notification(_ name: String = "guest_booked", key: String = "k") throws -> HeraldNotification {
-        let body = try Data(contentsOf: Self.vectors.appendingPathComponent("\(name).json"))
-        let event = try EventSource.jicoo.decode(body: body, endpoint: "/hooks/jicoo")
-        return try Renderer().render(event, locale: .ja).with(key: key)
+        try HeraldNotification.rendered(SampleEvents.event(name), for: FileNotifier.self, locale: .ja).with(key: key)
     }
 
     func lines(_ path: String) throws -> [[String: Any]] {
@@ -91,6 +85,16 @@ struct FileNotifierTests {
         #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "/nonexistent-dir/x.jsonl")) }
         #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "x", keep: 0)) }
         #expect(throws: ConfigError.self) { try notifier(dir, .init(path: "")) }
+    }
+
+    @Test func misspelledSettingIsRefusedWithASuggestion() throws {
+        let error = #expect(throws: ConfigError.self) {
+            try FileNotifier.configured("path: out.jsonl\nfsnyc: true", context: .testing(baseDirectory: tempDir()))
+        }
+        #expect(error?.keyPath == "fsnyc")
+        #expect(error?.line == 2)
+        #expect(error?.column == 1)
+        #expect(error?.message == "unknown key; did you mean \"fsync\"? (known keys: fsync, keep, maxBytes, path)")
     }
 
     @Test func unwritableFileIsARetryableDeliveryError() async throws {

@@ -63,7 +63,7 @@ struct EndToEndTests {
         #expect(try await herald.stop(signal: SIGINT) == 0)
     }
 
-    @Test func checkCommandReportsErrorsWithLineNumbers() throws {
+    @Test func checkCommandReportsEveryErrorWithLineNumbers() throws {
         let dir = tempDir()
         try """
             endpoints:
@@ -71,6 +71,8 @@ struct EndToEndTests {
                 secrets: [x]
             notifiers:
               audit: { kind: fax, path: out.jsonl }
+              mail: { kind: smtp, host: smtp.example.com, from: bot@example.com, to: [a@example.com], calender: true }
+              log: { kind: file, path: out.jsonl, fsnyc: true }
             """.write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: HeraldProcess.binary)
@@ -82,8 +84,13 @@ struct EndToEndTests {
         p.waitUntilExit()
         #expect(p.terminationStatus == 1)
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(text.contains("\(dir)/bad.yaml:5:"))
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(text)")
+        #expect(lines.first?.hasPrefix("\(dir)/bad.yaml:5:") == true)
         #expect(text.contains("notifiers.audit.kind: unknown notifier kind \"fax\""))
+        #expect(text.contains("\(dir)/bad.yaml:6:") && text.contains("notifiers.mail.calender: unknown key; did you mean \"calendar\"?"))
+        #expect(text.contains("\(dir)/bad.yaml:7:") && text.contains("notifiers.log.fsnyc: unknown key; did you mean \"fsync\"?"))
+        #expect(lines.last == "herald: 3 configuration errors")
     }
 }
 

@@ -1,13 +1,14 @@
 import AsyncHTTPClient
 import Foundation
 import HeraldCore
+import HeraldTesting
 import NIOCore
 import Synchronization
 
 /// The real `herald` binary, started as a user would, on a free loopback port.
 final class HeraldProcess: Sendable {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let sharedVectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors")
+    static let repoRoot = SharedVectors.repositoryRoot
+    static let sharedVectors = SharedVectors.directory
 
     /// The `herald` executable next to the test bundle.
     static var binary: String {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import HeraldCore
+import HeraldTesting
 import NIOCore
 import Testing
 
@@ -105,136 +106,135 @@ struct IntegrationTests {
     }
 
     @Test func cancellationReachesSlackAndChatwork() async throws {
-        let recorder = try await Recorder()
-        let dir = tempDir()
-        let path = try config(dir, notifiers: """
-              sales:
-                kind: slack
-                webhookURL: "\(recorder.url)/services/T000/B000/XXXX"
-              office:
-                kind: chatwork
-                token: "${IT_CHATWORK_TOKEN}"
-                roomID: "123456"
-                apiBaseURL: "\(recorder.url)/v2"
-            """, route: ["sales", "office"])
-        let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret, "IT_CHATWORK_TOKEN": "cw-token-abc"])
-        #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_cancelled"), secret: secret).0 == 202)
-        #expect(try await waitUntil { recorder.received.count == 2 })
-        let slack = try #require(recorder.received("/services/T000/B000/XXXX").first)
-        #expect(slack.headers[.contentType]?.hasPrefix("application/json") == true)
-        #expect((slack.json["text"] as? String)?.contains("山田 太郎") == true)
-        #expect((slack.json["blocks"] as? [Any])?.isEmpty == false)
-        let chatwork = try #require(recorder.received("/v2/rooms/123456/messages").first)
-        #expect(chatwork.headers[.init("X-ChatWorkToken")!] == "cw-token-abc")
-        #expect(chatwork.headers[.contentType]?.hasPrefix("application/x-www-form-urlencoded") == true)
-        let form = chatwork.text.removingPercentEncoding ?? ""
-        #expect(form.contains("[info][title]"))
-        #expect(form.contains("別の予定が入ったため"))
-        #expect(try await herald.stop() == 0)
-        #expect(!herald.log.contains("cw-token-abc"))
-        await recorder.stop()
+        try await HTTPRecorder.with(reply: { _ in .init(body: #"{"ok":true,"message_id":"1"}"#) }) { recorder in
+            let dir = tempDir()
+            let path = try config(dir, notifiers: """
+                  sales:
+                    kind: slack
+                    webhookURL: "\(recorder.base)/services/T000/B000/XXXX"
+                  office:
+                    kind: chatwork
+                    token: "${IT_CHATWORK_TOKEN}"
+                    roomID: "123456"
+                    apiBaseURL: "\(recorder.base)/v2"
+                """, route: ["sales", "office"])
+            let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret, "IT_CHATWORK_TOKEN": "cw-token-abc"])
+            #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_cancelled"), secret: secret).0 == 202)
+            #expect(try await waitUntil { recorder.requests.count == 2 })
+            let slack = try #require(recorder.requests(to: "/services/T000/B000/XXXX").first)
+            #expect(slack.headers["content-type"]?.hasPrefix("application/json") == true)
+            #expect(slack.json?["text"]?.stringValue?.contains("山田 太郎") == true)
+            #expect(slack.json?["blocks"] != nil && slack.json?["blocks"] != .array([]))
+            let chatwork = try #require(recorder.requests(to: "/v2/rooms/123456/messages").first)
+            #expect(chatwork.headers["x-chatworktoken"] == "cw-token-abc")
+            #expect(chatwork.headers["content-type"]?.hasPrefix("application/x-www-form-urlencoded") == true)
+            let form = chatwork.text.removingPercentEncoding ?? ""
+            #expect(form.contains("[info][title]"))
+            #expect(form.contains("別の予定が入ったため"))
+            #expect(try await herald.stop() == 0)
+            #expect(!herald.log.contains("cw-token-abc"))
+        }
     }
 
     /// 429 with Retry-After: 2, three times, then 200: delivered once, never earlier than asked.
     @Test func rateLimitedChatHonoursRetryAfter() async throws {
-        let recorder = try await Recorder()
-        recorder.respond("/hook", Array(repeating: (429, ["Retry-After": "2"]), count: 3))
-        let dir = tempDir()
-        let path = try config(dir, notifiers: """
-              sales: { kind: slack, webhookURL: "\(recorder.url)/hook", retry: { initial: 100ms } }
-            """, route: ["sales"])
-        let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
-        #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
-        #expect(try await waitUntil(.seconds(20)) { recorder.received("/hook").count == 4 })
-        try await Task.sleep(for: .milliseconds(800))
-        let attempts = recorder.received("/hook")
-        #expect(attempts.count == 4, "delivered once after three 429s")
-        for (a, b) in zip(attempts, attempts.dropFirst()) {
-            #expect(b.at - a.at >= .seconds(1.9), "a retry came \(b.at - a.at) after a 429 with Retry-After: 2")
+        let replies: [HTTPRecorder.Reply] = Array(repeating: .retryAfter(seconds: 2), count: 3) + [.init()]
+        try await HTTPRecorder.with(replies: replies) { recorder in
+            let dir = tempDir()
+            let path = try config(dir, notifiers: """
+                  sales: { kind: slack, webhookURL: "\(recorder.base)/hook", retry: { initial: 100ms } }
+                """, route: ["sales"])
+            let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
+            #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
+            #expect(try await waitUntil(.seconds(20)) { recorder.requests(to: "/hook").count == 4 })
+            try await Task.sleep(for: .milliseconds(800))
+            let attempts = recorder.requests(to: "/hook")
+            #expect(attempts.count == 4, "delivered once after three 429s")
+            for (a, b) in zip(attempts, attempts.dropFirst()) {
+                #expect(b.receivedAt - a.receivedAt >= .seconds(1.9), "a retry came \(b.receivedAt - a.receivedAt) after a 429 with Retry-After: 2")
+            }
+            #expect(try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
+            #expect(try await herald.stop() == 0)
         }
-        #expect(try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
-        #expect(try await herald.stop() == 0)
-        await recorder.stop()
     }
 
     /// A permanent 400 is dead, listed as such, and `retry` sends it once the endpoint is fixed.
     @Test func deadLetterIsListedAndRetried() async throws {
-        let recorder = try await Recorder()
-        recorder.respond("/broken", [(400, [:])])
-        let dir = tempDir()
-        let path = try config(dir, notifiers: """
-              sales: { kind: slack, webhookURL: "\(recorder.url)/broken" }
-            """, route: ["sales"])
-        let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
-        #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
-        var dead = ""
-        #expect(try await waitUntil {
-            dead = try cli(["deliveries", "list", "--state", "dead", "--config", path]).1
-            return dead.contains("sales")
-        })
-        #expect(dead.contains("permanent"))
-        let id = try #require(dead.split(separator: "\n").dropFirst().first?.split(separator: " ").first.map(String.init))
-        let (showStatus, show) = try cli(["deliveries", "show", id, "--config", path])
-        #expect(showStatus == 0)
-        #expect(show.contains("guest_booked") && show.contains("bk_7Qx2mZp9"))
-        // The endpoint is fixed (it now answers 200); retry from the CLI while the server runs.
-        let (status, retried) = try cli(["deliveries", "retry", "--all-dead", "--config", path])
-        #expect(status == 0)
-        #expect(retried.hasPrefix("1 delivery queued"))
-        #expect(try await waitUntil { recorder.received("/broken").count == 2 })
-        // The outcome is written just after the request: wait for the final state.
-        var salesRow: [String]?
-        #expect(try await waitUntil {
-            let table = try cli(["status", "--config", path]).1
-            salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
-            return salesRow == ["sales", "0", "0", "1", "0"]
-        })
-        #expect(salesRow == ["sales", "0", "0", "1", "0"])
-        #expect(try await herald.stop() == 0)
-        await recorder.stop()
+        try await HTTPRecorder.with(replies: [.init(status: 400, body: #"{"error":"scripted"}"#), .init()]) { recorder in
+            let dir = tempDir()
+            let path = try config(dir, notifiers: """
+                  sales: { kind: slack, webhookURL: "\(recorder.base)/broken" }
+                """, route: ["sales"])
+            let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
+            #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
+            var dead = ""
+            #expect(try await waitUntil {
+                dead = try cli(["deliveries", "list", "--state", "dead", "--config", path]).1
+                return dead.contains("sales")
+            })
+            #expect(dead.contains("permanent"))
+            let id = try #require(dead.split(separator: "\n").dropFirst().first?.split(separator: " ").first.map(String.init))
+            let (showStatus, show) = try cli(["deliveries", "show", id, "--config", path])
+            #expect(showStatus == 0)
+            #expect(show.contains("guest_booked") && show.contains("bk_7Qx2mZp9"))
+            // The endpoint is fixed (it now answers 200); retry from the CLI while the server runs.
+            let (status, retried) = try cli(["deliveries", "retry", "--all-dead", "--config", path])
+            #expect(status == 0)
+            #expect(retried.hasPrefix("1 delivery queued"))
+            #expect(try await waitUntil { recorder.requests(to: "/broken").count == 2 })
+            // The outcome is written just after the request: wait for the final state.
+            var salesRow: [String]?
+            #expect(try await waitUntil {
+                let table = try cli(["status", "--config", path]).1
+                salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
+                return salesRow == ["sales", "0", "0", "1", "0"]
+            })
+            #expect(salesRow == ["sales", "0", "0", "1", "0"])
+            #expect(try await herald.stop() == 0)
+        }
     }
 
     /// Metrics are exposed, and no secret appears anywhere in a full debug-level run.
     @Test func metricsAndNoSecretInLogs() async throws {
-        let recorder = try await Recorder()
-        let dir = tempDir()
-        try "smtp-password-secret-77\n".write(toFile: "\(dir)/smtp.pw", atomically: true, encoding: .utf8)
-        let smtp = try SMTPServerProcess()
-        defer { smtp.stop() }
-        let path = try config(dir, notifiers: """
-              sales: { kind: slack, webhookURL: "\(recorder.url)/services/TSECRET/BSECRET/tok3n-secret-55" }
-              office: { kind: chatwork, token: chatwork-token-secret-66, roomID: "1", apiBaseURL: "\(recorder.url)/v2" }
-              desk:
-                kind: smtp
-                host: 127.0.0.1
-                port: \(smtp.port)
-                security: none
-                allowPlaintextAuth: true
-                username: bot
-                passwordFile: ./smtp.pw
-                from: bot@example.com
-                to: [desk@example.com]
-            """, route: ["sales", "office", "desk"], level: "trace")
-        let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
-        #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
-        #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_cancelled"), secret: "wrong").0 == 401)
-        #expect(try await waitUntil { recorder.received.count == 2 })
-        // A delivery is counted after its outcome is in the journal, just after the request.
-        var metrics = ""
-        #expect(try await waitUntil {
-            metrics = try await HTTPGet("\(herald.url)/metrics")
-            return metrics.contains("herald_deliveries_total")
-        })
-        #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="accepted"} 1"#))
-        #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="signature_mismatch"} 1"#))
-        #expect(metrics.contains("herald_deliveries_total"))
-        #expect(metrics.contains("herald_delivery_duration_seconds"))
-        #expect(try await herald.stop() == 0)
-        let log = herald.log
-        for secret in [secret, "tok3n-secret-55", "chatwork-token-secret-66", "smtp-password-secret-77"] {
-            #expect(!log.contains(secret), "\(secret) appeared in the log")
+        try await HTTPRecorder.with(reply: { _ in .init(body: #"{"ok":true,"message_id":"1"}"#) }) { recorder in
+            let dir = tempDir()
+            try "smtp-password-secret-77\n".write(toFile: "\(dir)/smtp.pw", atomically: true, encoding: .utf8)
+            let smtp = try SMTPServerProcess()
+            defer { smtp.stop() }
+            let path = try config(dir, notifiers: """
+                  sales: { kind: slack, webhookURL: "\(recorder.base)/services/TSECRET/BSECRET/tok3n-secret-55" }
+                  office: { kind: chatwork, token: chatwork-token-secret-66, roomID: "1", apiBaseURL: "\(recorder.base)/v2" }
+                  desk:
+                    kind: smtp
+                    host: 127.0.0.1
+                    port: \(smtp.port)
+                    security: none
+                    allowPlaintextAuth: true
+                    username: bot
+                    passwordFile: ./smtp.pw
+                    from: bot@example.com
+                    to: [desk@example.com]
+                """, route: ["sales", "office", "desk"], level: "trace")
+            let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
+            #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
+            #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_cancelled"), secret: "wrong").0 == 401)
+            #expect(try await waitUntil { recorder.requests.count == 2 })
+            // A delivery is counted after its outcome is in the journal, just after the request.
+            var metrics = ""
+            #expect(try await waitUntil {
+                metrics = try await HTTPGet("\(herald.url)/metrics")
+                return metrics.contains("herald_deliveries_total")
+            })
+            #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="accepted"} 1"#))
+            #expect(metrics.contains(#"herald_requests_total{endpoint="/hooks/jicoo",result="signature_mismatch"} 1"#))
+            #expect(metrics.contains("herald_deliveries_total"))
+            #expect(metrics.contains("herald_delivery_duration_seconds"))
+            #expect(try await herald.stop() == 0)
+            let log = herald.log
+            for secret in [secret, "tok3n-secret-55", "chatwork-token-secret-66", "smtp-password-secret-77"] {
+                #expect(!log.contains(secret), "\(secret) appeared in the log")
+            }
         }
-        await recorder.stop()
     }
 }
 

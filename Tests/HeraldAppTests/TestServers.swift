@@ -1,10 +1,4 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
-import Logging
-import NIOCore
-import ServiceLifecycle
-import Synchronization
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 func freePort() -> Int {
@@ -65,73 +59,3 @@ final class SMTPServerProcess: Sendable {
 
     deinit { if process.isRunning { process.terminate() } }
 }
-
-/// A real HTTP server on 127.0.0.1 that records every request and answers from a script:
-/// per path, a list of (status, headers) to use in turn, then 200.
-final class Recorder: Sendable {
-    struct Request: Sendable {
-        let method: String
-        let path: String
-        let headers: HTTPFields
-        let body: Data
-        let at: ContinuousClock.Instant
-        var text: String { String(decoding: body, as: UTF8.self) }
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:] }
-    }
-
-    let port: Int
-    private let task: Task<Void, any Error>
-    private let group: ServiceGroup
-
-    init() async throws {
-        let portBox = PortBox()
-        let router = Router()
-        let holder = RecorderState()
-        router.on("**", method: .post) { request, _ -> Response in
-            let body = try await request.body.collect(upTo: 1 << 22)
-            holder.requests.withLock {
-                $0.append(Request(method: "POST", path: request.uri.path, headers: request.headers,
-                                  body: Data(buffer: body), at: .now))
-            }
-            let next = holder.script.withLock { s -> (Int, [String: String])? in
-                guard var list = s[request.uri.path], !list.isEmpty else { return nil }
-                let first = list.removeFirst()
-                s[request.uri.path] = list
-                return first
-            }
-            var response = Response(status: .init(code: next?.0 ?? 200), body: ResponseBody(byteBuffer: ByteBuffer(string: next == nil ? #"{"ok":true,"message_id":"1"}"# : #"{"error":"scripted"}"#)))
-            response.headers[.contentType] = "application/json"
-            for (k, v) in next?.1 ?? [:] { response.headers[HTTPField.Name(k)!] = v }
-            return response
-        }
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { portBox.value.store($0.localAddress?.port ?? 0, ordering: .relaxed) },
-                              logger: Logger(label: "recorder"))
-        let group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "recorder")))
-        self.group = group
-        task = Task { try await group.run() }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while portBox.value.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        port = portBox.value.load(ordering: .relaxed)
-        state = holder
-    }
-
-    private let state: RecorderState
-
-    var url: String { "http://127.0.0.1:\(port)" }
-    var received: [Request] { state.requests.withLock { $0 } }
-    func received(_ path: String) -> [Request] { received.filter { $0.path == path } }
-    func respond(_ path: String, _ responses: [(Int, [String: String])]) { state.script.withLock { $0[path] = responses } }
-
-    func stop() async {
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
-    }
-}
-
-final class RecorderState: Sendable {
-    let requests = Mutex<[Recorder.Request]>([])
-    let script = Mutex<[String: [(Int, [String: String])]]>([:])
-}
-
-final class PortBox: Sendable { let value = Atomic<Int>(0) }

@@ -86,6 +86,39 @@ struct ConfigTests {
         #expect(e.description.hasPrefix("herald.yaml:2:3: server.lisen: unknown key"))
     }
 
+    @Test func checkReportsEveryErrorInFileOrder() throws {
+        let yaml = """
+            server:
+              lisen: "127.0.0.1:1"
+            storage: { retention: forever }
+            endpoints: [{ path: /h, secrets: [x] }]
+            notifiers:
+              desk:
+                kind: recording
+                lable: desk
+              audit:
+                kind: recording
+                port: 0
+              fine:
+                kind: recording
+            routes:
+              - { events: ["*"], notify: [desk, fine, nobody] }
+            """
+        guard case .failure(let found) = try ConfigLoader.testing().check(yaml: yaml, file: "herald.yaml") else {
+            Issue.record("expected errors")
+            return
+        }
+        #expect(found.errors.map(\.description) == [
+            "herald.yaml:2:3: server.lisen: unknown key; did you mean \"listen\"? (known keys: host, listen, maxBodyBytes, port)",
+            "herald.yaml:3:23: storage.retention: expected a duration like 500ms, 30s, 5m, 1h or 7d, found \"forever\"",
+            "herald.yaml:8:5: notifiers.desk.lable: unknown key; did you mean \"label\"? (known keys: label, port, token)",
+            "herald.yaml:11:11: notifiers.audit.port: must be positive",
+            "herald.yaml:15:43: routes[0].notify[2]: no notifier named \"nobody\"; defined: audit, desk, fine",
+        ])
+        // load throws the first of them.
+        #expect(error(yaml)?.keyPath == "server.lisen")
+    }
+
     @Test func unknownNotifierKind() throws {
         let e = try #require(error("""
             endpoints: [{ path: /h, secrets: [x] }]

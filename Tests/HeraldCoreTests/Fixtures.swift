@@ -1,11 +1,12 @@
 import Foundation
+import HeraldTesting
 @testable import HeraldCore
 
 /// Paths to the team's shared test data (`../shared/vectors` beside the repository).
 enum Fixtures {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let vectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors")
-    static let events = vectors.appendingPathComponent("jicoo-events")
+    static let repoRoot = SharedVectors.repositoryRoot
+    static let vectors = SharedVectors.directory
+    static let events = SharedVectors.jicooEvents
 
     static func eventBody(_ name: String) throws -> Data {
         try Data(contentsOf: events.appendingPathComponent("\(name).json"))

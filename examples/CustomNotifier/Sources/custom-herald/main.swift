@@ -1,3 +1,4 @@
+import CSVNotifier
 import HeraldApp
 
 // A Herald binary with one extra notifier, registered next to the built-in ones. It has every

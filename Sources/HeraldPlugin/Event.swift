@@ -27,6 +27,7 @@ public struct Event: Sendable, Identifiable {
     /// What could not be read but did not stop the event, e.g. a malformed date.
     public let warnings: [String]
 
+    /// An event as a source decoder makes it; tests use `SampleEvents` from HeraldTesting.
     public init(
         id: String, endpoint: String, source: String, name: String, receivedAt: Date,
         occurredAt: Date?, booking: Booking?, payload: JSONValue, body: Data, warnings: [String] = []
@@ -59,28 +60,48 @@ public struct Event: Sendable, Identifiable {
 
 /// A Jicoo booking, read tolerantly: every field is optional.
 public struct Booking: Sendable, Equatable {
+    /// The guest who booked.
     public struct Contact: Sendable, Equatable {
+        /// The guest's name as they typed it, e.g. `山田 太郎`.
         public var name: String?
+        /// The guest's e-mail address.
         public var email: String?
     }
+    /// A question of the booking form and what the guest answered.
     public struct Answer: Sendable, Equatable {
+        /// The question as the form shows it.
         public var question: String
+        /// The answer; several values for a multiple-choice question.
         public var content: [String]
     }
 
+    /// Jicoo's booking id, stable across reschedules: a good key for calendar entries.
     public var uid: String?
+    /// The booking page (event type) the booking was made on.
     public var eventTypeUid: String?
+    /// `open`, `cancel`, `request`, … as Jicoo sends it.
     public var status: String?
+    /// The booking's IANA time zone, e.g. `Asia/Tokyo`; render times in it.
     public var timeZone: String?
+    /// When the booking was created.
     public var createdAt: Date?
+    /// When the booking last changed.
     public var updatedAt: Date?
+    /// When the meeting starts.
     public var startedAt: Date?
+    /// When the meeting ends.
     public var endedAt: Date?
+    /// Why it was cancelled, for cancellations.
     public var cancelReason: String?
+    /// When it was cancelled.
     public var cancelledAt: Date?
+    /// Who cancelled: `guest` or `host`.
     public var cancelledBy: String?
+    /// The guest.
     public var contact: Contact?
+    /// The booking form's questions and answers, in order.
     public var answers: [Answer]
+    /// UTM parameters of the booking page visit (`utm_source`, …).
     public var tracking: [String: String]
     /// `updatedAt` exactly as sent, for dedupe keys (no round trip through `Date`).
     public var updatedAtText: String?
@@ -234,7 +255,7 @@ public enum ISO8601 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
+    package static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
         let z = z0 + 719468
         let era = (z >= 0 ? z : z - 146096) / 146097
         let doe = z - era * 146097

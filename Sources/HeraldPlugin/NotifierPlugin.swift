@@ -9,7 +9,7 @@ import Synchronization
 /// has to make one attempt and say how it went by throwing a ``DeliveryError``.
 ///
 /// A plugin that needs background work (a connection pool, a token refresher) also conforms
-/// to `Service` from swift-service-lifecycle; Herald then runs it (``PluginServices``) and
+/// to `Service` from swift-service-lifecycle; Herald then runs it in its service group and
 /// shuts it down after the last delivery.
 ///
 /// When a configuration reload changes a notifier's settings, Herald creates a new instance
@@ -45,7 +45,9 @@ public protocol NotifierPlugin: Sendable {
 }
 
 extension NotifierPlugin {
+    /// No secret keys.
     public static var secretKeys: [String] { [] }
+    /// Render HTML for this plugin.
     public static var usesHTML: Bool { true }
 }
 
@@ -60,6 +62,7 @@ public struct PluginContext: Sendable {
     /// Objects shared by all plugins of one Herald process, e.g. one HTTP client.
     public let shared: SharedResources
 
+    /// Herald makes the context; tests use `PluginContext.testing` from HeraldTesting.
     public init(name: String, logger: Logger, baseDirectory: String, shared: SharedResources) {
         self.name = name
         self.logger = logger
@@ -83,6 +86,7 @@ public final class SharedResources: Sendable {
     private let state = Mutex<[ObjectIdentifier: any Sendable]>([:])
     private let order = Mutex<[any Sendable]>([])
 
+    /// An empty set; Herald makes one per process.
     public init() {}
 
     /// The shared object of type `T`, created by `make` on first use.

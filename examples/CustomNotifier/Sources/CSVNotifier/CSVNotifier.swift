@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+import HeraldPlugin
 
 /// A custom notifier, written as a Herald user would: every booking event becomes a row in a
 /// CSV file that opens in Excel or Google Sheets.
@@ -11,24 +11,38 @@ import HeraldCore
 ///     path: ./bookings.csv
 ///     columns: [event, date, start, end, guest, email, reason]   # optional
 /// ```
-struct CSVNotifier: NotifierPlugin {
+public struct CSVNotifier: NotifierPlugin {
     /// What users write as `kind:`.
-    static let kind = "csv"
+    public static let kind = "csv"
+    /// Rows are plain text: Herald need not render HTML for this notifier.
+    public static let usesHTML = false
 
-    /// Decoded from the notifier's entry in the configuration.
-    struct Settings: Decodable, Sendable {
-        var path: String
-        var columns: [String]?
+    /// Decoded from the notifier's entry in the configuration. Herald refuses keys that this
+    /// type does not read, so `colums:` is an error, not a silently ignored line.
+    public struct Settings: Decodable, Sendable {
+        /// The CSV file, relative to the configuration file's directory unless absolute.
+        public var path: String
+        /// Which columns, in order; see ``CSVNotifier/knownColumns``.
+        public var columns: [String]?
+
+        /// Settings as a test would write them.
+        public init(path: String, columns: [String]? = nil) {
+            self.path = path
+            self.columns = columns
+        }
     }
 
-    static let knownColumns = ["event", "date", "start", "end", "guest", "email", "reason", "booking", "received"]
+    /// The columns a row can have.
+    public static let knownColumns = ["event", "date", "start", "end", "guest", "email", "reason", "booking", "received"]
 
     let file: CSVFile
     let columns: [String]
 
-    /// Validate settings here; throw `ConfigError(key:_:)` and Herald reports file, key and line.
-    init(settings: Settings, context: PluginContext) throws {
+    /// Validates the settings; throws `ConfigError(key:_:)`, which Herald reports with the
+    /// file, key path and line. No I/O here: the file is created on the first delivery.
+    public init(settings: Settings, context: PluginContext) throws {
         let columns = settings.columns ?? ["event", "date", "start", "end", "guest", "email", "reason"]
+        guard !columns.isEmpty else { throw ConfigError(key: "columns", "must name at least one column") }
         for (i, c) in columns.enumerated() where !Self.knownColumns.contains(c) {
             throw ConfigError(key: "columns[\(i)]", "unknown column \"\(c)\"; known: \(Self.knownColumns.joined(separator: ", "))")
         }
@@ -38,26 +52,40 @@ struct CSVNotifier: NotifierPlugin {
 
     /// One attempt. Herald retries retryable errors with backoff and keeps the delivery in
     /// its journal until this returns.
-    func deliver(_ notification: HeraldNotification) async throws {
+    public func deliver(_ notification: HeraldNotification) async throws {
+        let row = Self.row(notification, columns: columns)
+        do {
+            try await file.append(row)
+        } catch {
+            throw DeliveryError.retryable("cannot write \(file.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// The values of `columns` for one notification; dates and times in the booking's own
+    /// time zone, e.g. `2026-11-27 (Fri)` and `14:00`.
+    static func row(_ notification: HeraldNotification, columns: [String]) -> [String] {
         let booking = notification.event.booking
-        let zone = booking?.timeZone
-        func value(_ column: String) -> String {
+        let zone = booking?.timeZone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")
+        func format(_ date: Date?, _ pattern: String) -> String {
+            guard let date else { return "" }
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = zone
+            formatter.dateFormat = pattern
+            return formatter.string(from: date)
+        }
+        return columns.map { column in
             switch column {
             case "event": notification.event.name
-            case "date": booking?.startedAt.map { TimeText.parts($0, zone: zone, locale: .en).date } ?? ""
-            case "start": booking?.startedAt.map { TimeText.parts($0, zone: zone, locale: .en).time } ?? ""
-            case "end": booking?.endedAt.map { TimeText.parts($0, zone: zone, locale: .en).time } ?? ""
+            case "date": format(booking?.startedAt, "yyyy-MM-dd (EEE)")
+            case "start": format(booking?.startedAt, "HH:mm")
+            case "end": format(booking?.endedAt, "HH:mm")
             case "guest": booking?.contact?.name ?? ""
             case "email": booking?.contact?.email ?? ""
             case "reason": booking?.cancelReason ?? ""
             case "booking": booking?.uid ?? ""
             default: ISO8601.format(notification.event.receivedAt)
             }
-        }
-        do {
-            try await file.append(columns.map(value))
-        } catch {
-            throw DeliveryError.retryable("cannot write \(file.path): \(error.localizedDescription)")
         }
     }
 }

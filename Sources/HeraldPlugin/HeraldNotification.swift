@@ -29,6 +29,8 @@ public struct HeraldNotification: Sendable {
     /// 1 for the first attempt, 2 for the first retry, …
     public var attempt: Int
 
+    /// A notification; Herald's renderer makes these, tests use `HeraldNotification.rendered`
+    /// from HeraldTesting. An empty `deliveryKey` becomes the event id.
     public init(
         event: Event, title: String, text: String, html: String? = nil, fields: [Field] = [],
         kind: Kind = .other, locale: HeraldLocale = .en, routeOptions: [String: String] = [:],
@@ -46,12 +48,20 @@ public struct HeraldNotification: Sendable {
         self.attempt = attempt
     }
 
+    /// The ``deliveryKey`` Herald gives the notification of one event at one notifier.
+    package static func deliveryKey(eventID: String, notifier: String) -> String {
+        "\(eventID).\(notifier)"
+    }
+
     /// A labelled value, e.g. "Guest" → "山田 太郎 <taro@example.jp>".
     public struct Field: Sendable, Equatable {
+        /// The label, in the notification's language.
         public var name: String
+        /// The value, plain text.
         public var value: String
         /// Short enough to sit next to another field in a two-column layout.
         public var short: Bool
+        /// A field; `short` if it fits half a card's width.
         public init(_ name: String, _ value: String, short: Bool = false) {
             self.name = name
             self.value = value
@@ -61,7 +71,20 @@ public struct HeraldNotification: Sendable {
 
     /// What the event did to the booking.
     public enum Kind: String, Sendable, CaseIterable {
-        case booked, rescheduled, cancelled, requested, accepted, declined, other
+        /// A new booking (`guest_booked`).
+        case booked
+        /// Moved by the guest or the host.
+        case rescheduled
+        /// Cancelled by the guest or the host.
+        case cancelled
+        /// A booking request that waits for the host (`guest_booking_request_created`).
+        case requested
+        /// A request the host accepted.
+        case accepted
+        /// A request the host declined.
+        case declined
+        /// Any other event, including ones from generic sources.
+        case other
 
         /// The kind for a Jicoo event name; unknown names are `.other`.
         public init(eventName: String) {
@@ -107,5 +130,8 @@ public struct HeraldNotification: Sendable {
 
 /// Languages with built-in templates.
 public enum HeraldLocale: String, Sendable, CaseIterable, Codable {
-    case en, ja
+    /// English.
+    case en
+    /// Japanese.
+    case ja
 }

@@ -2,13 +2,20 @@ import Foundation
 
 /// A parsed JSON document, kept whole so templates and plugins can reach any field.
 public enum JSONValue: Sendable, Equatable, Codable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number, with the text it was sent as (see ``JSONNumber``).
     case number(JSONNumber)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object; key order is not kept.
     case object([String: JSONValue])
 
+    /// Decodes any JSON value.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
@@ -19,6 +26,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         else { self = .object(try c.decode([String: JSONValue].self)) }
     }
 
+    /// Encodes the value; integral numbers as integers.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
@@ -41,8 +49,11 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return try Array(bytes).withUnsafeBufferPointer { buffer throws(ParseError) in try JSONParser.parse(buffer) }
     }
 
+    /// Why bytes are not JSON, in a short phrase that says where.
     public struct ParseError: Error, Sendable, CustomStringConvertible {
+        /// The reason, for a person.
         public let reason: String
+        /// The reason.
         public var description: String { reason }
     }
 
