@@ -20,6 +20,8 @@ public final class Pipeline: Sendable {
     /// One per configured notifier; run them in the service group.
     public let dispatchers: [Dispatcher]
     let logger: Logger
+    /// While the journal cannot store (a full disk), every request fails alike: one line per interval.
+    let journalFailures = LogThrottle()
     let undelivered: PendingCounter
     /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
     let reloadInProgress = Atomic<Bool>(false)
@@ -120,7 +122,7 @@ public final class Pipeline: Sendable {
         do {
             result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets))
         } catch {
-            logger.error("cannot store the event; answering 503: \(error)")
+            journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")
             return .unavailable(retryAfter: 5, reason: "the journal cannot store events right now")
         }
         switch result {
