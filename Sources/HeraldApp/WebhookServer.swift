@@ -4,12 +4,15 @@ import HeraldCore
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// Herald's HTTP surface: POST to a configured endpoint's path, plus health checks.
 ///
-/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413),
-/// hands it to ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
+/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413, a
+/// broken framing with 400 and the reason, and a body that would take the bytes held by all
+/// requests past `server.maxBodyBytesInFlight` with 503), hands it to
+/// ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
 /// 202 accepted (after the journal commit), 200 duplicate, 401 bad signature with the reason,
 /// 400 malformed JSON, 503 with `Retry-After` when Herald cannot keep more.
 public enum WebhookServer {
@@ -27,6 +30,7 @@ public enum WebhookServer {
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         let limit = pipeline.config.server.maxBodyBytes
+        let budget = BodyBudget(limit: pipeline.config.server.maxBodyBytesInFlight)
         // One route for every POST: the endpoints are looked up per request in the live
         // configuration, so a reload can add, remove or change them without a new router.
         router.post("**") { request, _ -> Response in
@@ -36,9 +40,22 @@ public enum WebhookServer {
             if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
                 return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
             }
-            let buffer: ByteBuffer
-            do { buffer = try await request.body.collect(upTo: limit) } catch {
-                return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
+            // The body's bytes count against the process-wide budget until the request is answered.
+            var taken = 0
+            defer { budget.give(taken) }
+            var buffer = ByteBuffer()
+            do {
+                for try await part in request.body {
+                    guard part.readableBytes <= limit - buffer.readableBytes else {
+                        return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
+                    }
+                    guard budget.take(part.readableBytes) else { return overBudget() }
+                    taken += part.readableBytes
+                    if buffer.readableBytes == 0 { buffer = part } else { buffer.writeImmutableBuffer(part) }
+                }
+            } catch {
+                return json(.badRequest, ["error": "malformed_request", "detail": describe(readError: error)],
+                            closing: true)
             }
             let body = Data(buffer: buffer, byteTransferStrategy: .noCopy)
             let headers = request.headers
@@ -58,6 +75,24 @@ public enum WebhookServer {
             }
         }
         return router
+    }
+
+    /// The HTTP/1 application serving `router` on `server`'s address, with the connection cap and
+    /// timeouts of `server` (see ``ConnectionGuard``) and accept errors logged.
+    public static func application(
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let limits = ConnectionLimits(server, logger: logger)
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits)])),
+            configuration: .init(address: .hostname(server.host, port: server.port), serverName: "Herald"),
+            onServerRunning: { channel in
+                await limits.watchAccepts(on: channel)
+                await onServerRunning(channel)
+            },
+            logger: logger)
     }
 
     /// The status and JSON body for each pipeline outcome.
@@ -83,11 +118,40 @@ public enum WebhookServer {
         }
     }
 
-    static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable]) -> Response {
+    /// `closing`: the response says `Connection: close`, and ``ConnectionGuard`` closes the
+    /// connection once it is written (the rest of the request is not worth reading).
+    static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable], closing: Bool = false) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         var buffer = ByteBuffer()
         buffer.writeBytes(data)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: buffer))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if closing { headers[.connection] = "close" }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffer))
+    }
+
+    /// 503 for a request whose body would take the bytes in flight past
+    /// `server.maxBodyBytesInFlight`; the connection is closed rather than the body read.
+    static func overBudget() -> Response {
+        var r = json(.serviceUnavailable, ["error": "unavailable",
+                                           "detail": "too many request bodies are being received at once; try again shortly"],
+                     closing: true)
+        r.headers[.retryAfter] = "1"
+        return r
+    }
+
+    /// Why a request body could not be read, for the 400 answer: the HTTP parser's reason in
+    /// words (a truncated body, a bad chunk size, an unsupported `Transfer-Encoding`).
+    static func describe(readError error: any Error) -> String {
+        guard let parse = error as? HTTPParserError else { return "the request body could not be read: \(error)" }
+        switch parse {
+        case .invalidEOFState: return "the connection ended before the whole body arrived (truncated body)"
+        case .invalidChunkSize: return "invalid chunk size in the chunked body"
+        case .invalidContentLength: return "invalid Content-Length header"
+        case .unexpectedContentLength: return "Content-Length together with Transfer-Encoding"
+        case .unknown: return "invalid request framing: unsupported Transfer-Encoding or a malformed chunk"
+        case .lfExpected: return "malformed line ending in the chunked body"
+        default: return "malformed HTTP request: \(parse.debugDescription)"
+        }
     }
 }
