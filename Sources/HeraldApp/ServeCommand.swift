@@ -32,6 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         LogSetup.bootstrap(config.log)
         let logger = Logger(label: "herald")
+        keepLargeBuffersOutOfTheHeap()
         if let files = raiseOpenFilesLimit() {
             logger.info("open files limit \(files.after)\(files.after == files.before ? "" : " (raised from \(files.before))")",
                         metadata: ["maxConnections": .stringConvertible(config.server.maxConnections)])

@@ -9,9 +9,9 @@ import Synchronization
 
 /// Herald's HTTP surface: POST to a configured endpoint's path, plus health checks.
 ///
-/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413, a
-/// broken framing with 400 and the reason, and a body that would take the bytes held by all
-/// requests past `server.maxBodyBytesInFlight` with 503), hands it to
+/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413 and
+/// a broken framing with 400 and the reason; ``ConnectionGuard`` answers 503 before a body
+/// would take the bytes held by all requests past `server.maxBodyBytesInFlight`), hands it to
 /// ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
 /// 202 accepted (after the journal commit), 200 duplicate, 401 bad signature with the reason,
 /// 400 malformed JSON, 503 with `Retry-After` when Herald cannot keep more.
@@ -30,28 +30,31 @@ public enum WebhookServer {
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         let limit = pipeline.config.server.maxBodyBytes
-        let budget = BodyBudget(limit: pipeline.config.server.maxBodyBytesInFlight)
         // One route for every POST: the endpoints are looked up per request in the live
         // configuration, so a reload can add, remove or change them without a new router.
         router.post("**") { request, _ -> Response in
             var path = request.uri.path
             if path.count > 1, path.hasSuffix("/") { path.removeLast() }
             guard pipeline.endpoint(path: path) != nil else { return response(for: .unknownEndpoint) }
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            let length = request.headers[.contentLength].flatMap(Int.init)
+            if let length, length > limit {
                 return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
             }
-            // The body's bytes count against the process-wide budget until the request is answered.
-            var taken = 0
-            defer { budget.give(taken) }
+            // The body's bytes already count against server.maxBodyBytesInFlight (ConnectionGuard).
+            // A body in one part is used as it is; one in several is copied into a buffer sized
+            // once from Content-Length, rather than one that doubles as it grows.
             var buffer = ByteBuffer()
             do {
                 for try await part in request.body {
                     guard part.readableBytes <= limit - buffer.readableBytes else {
                         return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
                     }
-                    guard budget.take(part.readableBytes) else { return overBudget() }
-                    taken += part.readableBytes
-                    if buffer.readableBytes == 0 { buffer = part } else { buffer.writeImmutableBuffer(part) }
+                    if buffer.readableBytes == 0 {
+                        buffer = part
+                    } else {
+                        if let length, buffer.capacity < length { buffer.reserveCapacity(length) }
+                        buffer.writeImmutableBuffer(part)
+                    }
                 }
             } catch {
                 return json(.badRequest, ["error": "malformed_request", "detail": describe(readError: error)],
@@ -83,8 +86,16 @@ public enum WebhookServer {
         router: Router<BasicRequestContext>, server: HeraldConfig.Server, logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let limits = ConnectionLimits(server, logger: logger)
-        return Application(
+        application(router: router, server: server, limits: ConnectionLimits(server, logger: logger), logger: logger,
+                    onServerRunning: onServerRunning)
+    }
+
+    /// The same with the ``ConnectionLimits`` given (tests read the body bytes in flight from it).
+    static func application(
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, limits: ConnectionLimits, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void
+    ) -> some ApplicationProtocol {
+        Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits)])),
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: "Herald"),
@@ -128,16 +139,6 @@ public enum WebhookServer {
         var headers: HTTPFields = [.contentType: "application/json"]
         if closing { headers[.connection] = "close" }
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffer))
-    }
-
-    /// 503 for a request whose body would take the bytes in flight past
-    /// `server.maxBodyBytesInFlight`; the connection is closed rather than the body read.
-    static func overBudget() -> Response {
-        var r = json(.serviceUnavailable, ["error": "unavailable",
-                                           "detail": "too many request bodies are being received at once; try again shortly"],
-                     closing: true)
-        r.headers[.retryAfter] = "1"
-        return r
     }
 
     /// Why a request body could not be read, for the 400 answer: the HTTP parser's reason in

@@ -13,18 +13,25 @@ import Testing
 struct ConnectionTests {
     /// Runs Herald's HTTP application in-process with `server` settings and gives the port.
     func withServer(_ server: String, _ body: @Sendable (Int) async throws -> Void) async throws {
+        try await withServer(server) { port, _ in try await body(port) }
+    }
+
+    /// The same, also giving the server's connection limits and body budget.
+    func withServer(_ server: String, _ body: @Sendable (Int, ConnectionLimits) async throws -> Void) async throws {
         let pipeline = try await WebhookRouteTests.pipeline(server: "listen: \"127.0.0.1:0\", \(server)")
         let config = pipeline.config
         let router = WebhookServer.router(pipeline: pipeline, readiness: WebhookServer.Readiness())
         let port = PortBox()
-        let app = WebhookServer.application(router: router, server: config.server, logger: Logger(label: "test.http")) { channel in
+        let logger = Logger(label: "test.http")
+        let limits = ConnectionLimits(config.server, logger: logger)
+        let app = WebhookServer.application(router: router, server: config.server, limits: limits, logger: logger) { channel in
             port.value.store(channel.localAddress?.port ?? 0, ordering: .relaxed)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService(gracefulShutdownSignals: []) }
             defer { group.cancelAll() }
             #expect(try await waitUntil { port.value.load(ordering: .relaxed) != 0 })
-            try await body(port.value.load(ordering: .relaxed))
+            try await body(port.value.load(ordering: .relaxed), limits)
         }
     }
 
@@ -125,32 +132,36 @@ struct ConnectionTests {
     }
 
     @Test func bodiesPastTheBudgetGet503AndTheBudgetComesBack() async throws {
-        try await withServer("maxBodyBytes: 2048, maxBodyBytesInFlight: 2048, bodyTimeout: 60s") { port in
+        try await withServer("maxBodyBytes: 2048, maxBodyBytesInFlight: 2048, bodyTimeout: 60s") { port, limits in
             let head = "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             func post(_ size: Int) -> String { head + "Content-Length: \(size)\r\n\r\n" + String(repeating: " ", count: size) }
             // `holder` sends 1,500 of its 2,000 bytes and waits: those bytes are held.
             let holder = try RawConnection(port: port)
             defer { holder.close() }
             holder.send(head + "Content-Length: 2000\r\n\r\n" + String(repeating: " ", count: 1500))
-            #expect(try await waitUntil {
-                let r = try await exchange(port, post(1000))
-                return r.status == 503
-            })
+            #expect(try await waitUntil { limits.bodies.inUse == 1500 })
             let refused = try await exchange(port, post(1000), awaitClose: true)
             #expect(refused.status == 503)
             #expect(refused.headers.lowercased().contains("retry-after: 1"))
+            #expect(refused.body["error"] as? String == "unavailable")
             #expect(refused.closed)
+            #expect(limits.bodies.inUse == 1500)
             // Answered (401: nothing is signed) and released once its body is complete.
             holder.send(String(repeating: " ", count: 500))
             #expect(await holder.readResponse()?.status == 401)
+            #expect(limits.bodies.inUse == 0)
             #expect(try await exchange(port, post(1000)).status == 401)
 
             // A sender that disconnects halfway gives its bytes back too.
             let quitter = try RawConnection(port: port)
             quitter.send(head + "Content-Length: 2000\r\n\r\n" + String(repeating: " ", count: 1500))
-            #expect(try await waitUntil { try await exchange(port, post(1000)).status == 503 })
+            #expect(try await waitUntil { limits.bodies.inUse == 1500 })
             quitter.close()
-            #expect(try await waitUntil { try await exchange(port, post(1000)).status == 401 })
+            #expect(try await waitUntil { limits.bodies.inUse == 0 })
+            #expect(try await exchange(port, post(1000)).status == 401)
+            // So does a request answered before its body was read (413 on Content-Length).
+            #expect(try await exchange(port, head + "Content-Length: 4096\r\n\r\n" + String(repeating: " ", count: 1000)).status == 413)
+            #expect(try await waitUntil { limits.bodies.inUse == 0 })
         }
     }
 }
