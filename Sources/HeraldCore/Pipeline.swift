@@ -22,6 +22,9 @@ public final class Pipeline: Sendable {
     let logger: Logger
     /// While the journal cannot store (a full disk), every request fails alike: one line per interval.
     let journalFailures = LogThrottle()
+    /// Anyone can send unsigned requests, as many as they like: one line per interval
+    /// (`herald_requests_total` still counts each, by reason).
+    let rejections = LogThrottle()
     let undelivered: PendingCounter
     /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
     let reloadInProgress = Atomic<Bool>(false)
@@ -100,7 +103,7 @@ public final class Pipeline: Sendable {
         do {
             try endpoint.scheme.verify(body: body, header: header, now: Int64(now.timeIntervalSince1970))
         } catch {
-            logger.info("rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
+            rejections.log(logger, .info, "rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
             return .rejected(error)
         }
         let event: Event

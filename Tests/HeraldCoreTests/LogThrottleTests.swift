@@ -1,3 +1,4 @@
+import Foundation
 import HeraldCore
 import Logging
 import Synchronization
@@ -41,6 +42,25 @@ struct LogThrottleTests {
             "cannot store the event; answering 503",
             "cannot store the event; answering 503 (and 29513 more like it in the last 10s)",
         ])
+    }
+}
+
+@Suite("Repeated pipeline errors")
+struct RepeatedPipelineErrorTests {
+    /// A flood of unsigned requests: each is answered 401, one line is logged.
+    @Test func rejectedWebhooksAreLoggedOncePerInterval() async throws {
+        let config = try ConfigLoader.testing().load(yaml: """
+            storage: { memory: true }
+            endpoints: [{ path: /hooks/jicoo, secrets: [test-secret] }]
+            """)
+        let lines = CapturedLines()
+        let pipeline = try await Pipeline(config: config, journal: MemoryJournal(),
+                                          logger: Logger(label: "t") { _ in CapturingHandler(lines: lines) })
+        for _ in 0..<500 {
+            let outcome = await pipeline.receive(path: "/hooks/jicoo", body: Data("{}".utf8), header: { _ in nil })
+            #expect(outcome == .rejected(.missingHeader))
+        }
+        #expect(lines.all == ["rejected webhook"])
     }
 }
 
