@@ -13,12 +13,18 @@ final class ConnectionLimits: Sendable {
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
     let idleTimeout: TimeAmount
-    let open = Atomic<Int>(0)
+    let openConnections = Atomic<Int>(0)
     let bodies: BodyBudget
     let logger: Logger
     let refusals = LogThrottle()
     let acceptFailures = LogThrottle()
     let overBudget = LogThrottle()
+    /// A descriptor held in reserve (`/dev/null`) for when accepts fail with EMFILE; see ``AcceptErrorLog``.
+    private let reserve = Mutex<Int32>(-1)
+    /// Set while there is no reserve descriptor: each closing connection tries to take one.
+    let reserveMissing = Atomic<Bool>(true)
+    /// Set when the reserve was given up: the next connection to open is closed at once.
+    let shedNext = Atomic<Bool>(false)
 
     init(_ server: HeraldConfig.Server, logger: Logger) {
         maxConnections = server.maxConnections
@@ -33,6 +39,7 @@ final class ConnectionLimits: Sendable {
     /// accept errors before NIO's `AcceptBackoffHandler` (which waits a second before
     /// accepting again, so that running out of descriptors does not spin a core) swallows them.
     func watchAccepts(on channel: any Channel) async {
+        holdReserve()
         do {
             try await channel.eventLoop.submit {
                 try channel.pipeline.syncOperations.addHandler(AcceptErrorLog(limits: self), position: .first)
@@ -43,9 +50,36 @@ final class ConnectionLimits: Sendable {
     }
 }
 
-/// Logs accept errors on the listening channel (once per interval, with a count) and passes
-/// them on. `EMFILE`/`ENFILE` mean descriptors ran out: connections already open keep working,
-/// new ones wait in the backlog until some close.
+extension ConnectionLimits {
+    func holdReserve() {
+        reserve.withLock { fd in
+            if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+            reserveMissing.store(fd < 0, ordering: .relaxed)
+        }
+    }
+
+    /// Closes the reserve descriptor; false if there was none to close.
+    func releaseReserve() -> Bool {
+        reserve.withLock { fd in
+            guard fd >= 0 else { return false }
+            close(fd)
+            fd = -1
+            reserveMissing.store(true, ordering: .relaxed)
+            return true
+        }
+    }
+}
+
+/// Logs accept errors on the listening channel (once per interval, with a count), and keeps
+/// the event loop from spinning when descriptors run out.
+///
+/// NIO stops polling the listening socket (and lets `AcceptBackoffHandler` wait a second)
+/// only after an accept succeeds; while every accept fails with EMFILE it calls accept again
+/// at once, pinning a core. So on EMFILE the reserve descriptor is closed, the next accept
+/// succeeds, and that connection, one Herald has no room for, is closed as soon as it opens
+/// (by ``ConnectionGuard``): the client
+/// learns promptly instead of hanging, connections already open keep being served, and the
+/// reserve is taken again once that descriptor is free.
 final class AcceptErrorLog: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = any Channel
     let limits: ConnectionLimits
@@ -55,8 +89,10 @@ final class AcceptErrorLog: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let reason: String
         if let io = error as? IOError, io.errnoCode == EMFILE || io.errnoCode == ENFILE {
+            // ConnectionGuard closes the connection this makes room for, and takes the reserve back.
+            if limits.releaseReserve() { limits.shedNext.store(true, ordering: .relaxed) }
             reason = "cannot accept connections: out of file descriptors (\(io.errnoCode == EMFILE ? "EMFILE" : "ENFILE")); "
-                + "open connections are still served, new ones wait until some close"
+                + "open connections are still served, new ones are closed until some close"
         } else {
             reason = "cannot accept a connection: \(error)"
         }
@@ -107,6 +143,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// After an over-budget 503: the output is closed and whatever still arrives is dropped
     /// until the sender closes, so that the 503 is not lost to a reset.
     private var draining = false
+    /// Closed on opening to give its descriptor back to the reserve (see ``AcceptErrorLog``).
+    private var shed = false
     /// When the connection is closed unless something happens first, and why; nil while Herald works.
     private var deadline: (at: NIODeadline, waiting: Wait)?
     /// One timer, rescheduled only when it fires early or a deadline comes sooner: moving the
@@ -190,7 +228,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private func opened(_ context: ChannelHandlerContext) {
         guard !counted else { return }
         counted = true
-        let open = limits.open.wrappingAdd(1, ordering: .relaxed).newValue
+        if limits.shedNext.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged {
+            shed = true
+            context.close(promise: nil)
+            return
+        }
+        let open = limits.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
         guard open <= limits.maxConnections else {
             limits.refusals.log(limits.logger, .warning,
                                 "refusing connections: \(limits.maxConnections) are open (server.maxConnections)")
@@ -238,10 +281,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         deadline = nil
         timer?.cancel()
         timer = nil
-        if counted {
+        if shed {
+            shed = false
             counted = false
-            limits.open.wrappingSubtract(1, ordering: .relaxed)
+        } else if counted {
+            counted = false
+            limits.openConnections.wrappingSubtract(1, ordering: .relaxed)
         }
+        // A descriptor is free now (this one's is closed): take it as the reserve if there is none.
+        if limits.reserveMissing.load(ordering: .relaxed) { limits.holdReserve() }
     }
 
     private func arm(_ context: ChannelHandlerContext, _ after: TimeAmount, _ waiting: Wait) {

@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
             if files.after < UInt64(config.server.maxConnections) + 64 {
                 logger.notice("""
                     server.maxConnections \(config.server.maxConnections) is near or above the open files limit \(files.after): \
-                    past that, new connections wait until some close; raise LimitNOFILE or lower server.maxConnections
+                    past that, new connections are closed until some close; raise LimitNOFILE or lower server.maxConnections
                     """)
             }
         }

@@ -207,6 +207,9 @@ struct DescriptorExhaustionTests {
         for _ in 0..<100 { flood.append(try RawConnection(port: herald.port)) }
         let message = "cannot accept connections: out of file descriptors"
         #expect(try await waitUntil { herald.log.contains(message) })
+        // Connections Herald has no room for are closed rather than left hanging (and the
+        // event loop does not spin on the failing accept meanwhile).
+        #expect(await RawConnection.anyClosedByPeer(flood))
         first.send(healthz)
         #expect(await first.readResponse()?.status == 200)
         // Accepts are retried every second; the line comes once per 10 s, not once per failure.

@@ -89,6 +89,19 @@ struct RawConnection: Sendable {
     }
 }
 
+extension RawConnection {
+    /// Whether the peer closes at least one of `connections` (waiting up to 20 s as a safety net).
+    static func anyClosedByPeer(_ connections: [RawConnection]) async -> Bool {
+        let fds = connections.map(\.fd)
+        return await onOwnThread {
+            var polled = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&polled, nfds_t(polled.count), 20_000) > 0 else { return false }
+            var byte: UInt8 = 0
+            return polled.contains { $0.revents != 0 && recv($0.fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 }
+        }
+    }
+}
+
 /// Runs blocking work on a new thread and waits for it without blocking the caller's thread.
 func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
