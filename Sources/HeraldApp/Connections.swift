@@ -7,7 +7,8 @@ import NIOHTTPTypes
 import Synchronization
 
 /// What every connection of one server shares: the open-connection count and cap, the
-/// timeouts, and the throttled log lines for refused connections and failed accepts.
+/// timeouts, the body budget, the reserve descriptor, and the throttled log lines for refused
+/// connections, failed accepts and bodies past the budget.
 final class ConnectionLimits: Sendable {
     let maxConnections: Int
     let headerTimeout: TimeAmount
@@ -35,9 +36,11 @@ final class ConnectionLimits: Sendable {
         self.logger = logger
     }
 
-    /// Puts ``AcceptErrorLog`` in front of the listening channel's pipeline, where it sees
-    /// accept errors before NIO's `AcceptBackoffHandler` (which waits a second before
-    /// accepting again, so that running out of descriptors does not spin a core) swallows them.
+    deinit { _ = releaseReserve() }
+
+    /// Takes the reserve descriptor and puts ``AcceptErrorLog`` in front of the listening
+    /// channel's pipeline, where it sees accept errors before NIO's `AcceptBackoffHandler`
+    /// swallows them.
     func watchAccepts(on channel: any Channel) async {
         holdReserve()
         do {
@@ -77,9 +80,8 @@ extension ConnectionLimits {
 /// only after an accept succeeds; while every accept fails with EMFILE it calls accept again
 /// at once, pinning a core. So on EMFILE the reserve descriptor is closed, the next accept
 /// succeeds, and that connection, one Herald has no room for, is closed as soon as it opens
-/// (by ``ConnectionGuard``): the client
-/// learns promptly instead of hanging, connections already open keep being served, and the
-/// reserve is taken again once that descriptor is free.
+/// (by ``ConnectionGuard``): the client learns promptly instead of hanging, connections
+/// already open keep being served, and the reserve is taken again once a descriptor is free.
 final class AcceptErrorLog: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = any Channel
     let limits: ConnectionLimits
@@ -258,7 +260,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             """)
         countingBody = false
         giveBackBody()
-        if !responseStarted {
+        // Only when no response is being written (a pipelined earlier one included).
+        if !responseStarted, unanswered <= 1 {
             responseStarted = true
             let body = ByteBuffer(string: #"{"detail":"too many request bodies are being received at once; try again shortly","error":"unavailable"}"# + "\n")
             let head = HTTPResponse(status: .serviceUnavailable, headerFields: [
