@@ -3,6 +3,7 @@ import HTTPTypes
 import HeraldCore
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import Synchronization
 
@@ -128,7 +129,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case header = "no complete request header in time (server.headerTimeout)"
         case body = "the request body did not arrive in time (server.bodyTimeout)"
         case nextRequest = "no new request in time (server.idleTimeout)"
-        case drain = "the sender went on sending after a 503 (server.bodyTimeout)"
+        case drain = "the sender went on sending after an answer that closes (server.bodyTimeout)"
     }
 
     private let limits: ConnectionLimits
@@ -142,8 +143,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Body bytes this connection has taken from the budget.
     private var held = 0
     private var responseStarted = false
-    /// After an over-budget 503: the output is closed and whatever still arrives is dropped
-    /// until the sender closes, so that the 503 is not lost to a reset.
+    /// After an answer of the guard's own (503 over budget, 400 bad header): the output is
+    /// closed and whatever still arrives is dropped until the sender closes.
     private var draining = false
     /// Closed on opening to give its descriptor back to the reserve (see ``AcceptErrorLog``).
     private var shed = false
@@ -252,8 +253,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// 503 + `Retry-After` for a body that would take the bytes in flight past
     /// `server.maxBodyBytesInFlight`, then close: the rest of the body is not worth keeping.
-    /// Closing at once, with the sender's bytes unread, would send a reset that can destroy
-    /// the 503 before the sender reads it; so the output is closed first and the rest dropped.
     private func refuseOverBudget(_ context: ChannelHandlerContext) {
         limits.overBudget.log(limits.logger, .warning, """
             answering 503: request bodies in flight would pass server.maxBodyBytesInFlight (\(limits.bodies.limit) bytes)
@@ -262,20 +261,42 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         giveBackBody()
         // Only when no response is being written (a pipelined earlier one included).
         if !responseStarted, unanswered <= 1 {
-            responseStarted = true
-            let body = ByteBuffer(string: #"{"detail":"too many request bodies are being received at once; try again shortly","error":"unavailable"}"# + "\n")
-            let head = HTTPResponse(status: .serviceUnavailable, headerFields: [
-                .contentType: "application/json", .contentLength: String(body.readableBytes), .retryAfter: "1", .connection: "close",
-            ])
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(body)), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            draining = true
-            context.close(mode: .output, promise: nil)
-            arm(context, limits.bodyTimeout, .drain)
+            answerAndDrain(context, .serviceUnavailable, ["error": "unavailable",
+                                                          "detail": "too many request bodies are being received at once; try again shortly"],
+                           retryAfter: "1")
         } else {
             context.close(promise: nil)
         }
+    }
+
+    /// A header Herald cannot parse gets 400 with the parser's reason, like a broken body does
+    /// (Hummingbird would answer a bare 400); other errors go on to Hummingbird.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !draining else { return }
+        if error is HTTPParserError, unanswered == 0, !readingBody {
+            answerAndDrain(context, .badRequest, ["error": "malformed_request", "detail": WebhookServer.describe(readError: error)])
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
+    /// Writes a JSON answer with `Connection: close` on the guard's own account, closes the
+    /// output, and drops what still arrives until the sender closes (or `server.bodyTimeout`):
+    /// closing at once, with the sender's bytes unread, would send a reset that can destroy the
+    /// answer before the sender reads it.
+    private func answerAndDrain(_ context: ChannelHandlerContext, _ status: HTTPResponse.Status,
+                                _ object: [String: String], retryAfter: String? = nil) {
+        responseStarted = true
+        draining = true
+        var body = ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+        body.writeString("\n")
+        var fields: HTTPFields = [.contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close"]
+        if let retryAfter { fields[.retryAfter] = retryAfter }
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.close(mode: .output, promise: nil)
+        arm(context, limits.bodyTimeout, .drain)
     }
 
     private func closed() {

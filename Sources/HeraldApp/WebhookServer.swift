@@ -151,7 +151,10 @@ public enum WebhookServer {
         case .invalidContentLength: return "invalid Content-Length header"
         case .unexpectedContentLength: return "Content-Length together with Transfer-Encoding"
         case .unknown: return "invalid request framing: unsupported Transfer-Encoding or a malformed chunk"
-        case .lfExpected: return "malformed line ending in the chunked body"
+        case .lfExpected: return "malformed line ending"
+        case .invalidHeaderToken: return "invalid character in a header"
+        case .headerOverflow: return "the header is too large"
+        case .invalidMethod, .invalidURL, .invalidVersion: return "malformed request line: \(parse.debugDescription)"
         default: return "malformed HTTP request: \(parse.debugDescription)"
         }
     }

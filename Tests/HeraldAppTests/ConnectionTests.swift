@@ -124,6 +124,14 @@ struct ConnectionTests {
             #expect(unknownEncoding.status == 400)
             #expect((unknownEncoding.body["detail"] as? String)?.contains("Transfer-Encoding") == true)
 
+            // A header that cannot be parsed gets the reason too.
+            let badHeader = try await exchange(port, "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n",
+                                               awaitClose: true)
+            #expect(badHeader.status == 400)
+            #expect(badHeader.body["error"] as? String == "malformed_request")
+            #expect((badHeader.body["detail"] as? String)?.contains("header") == true)
+            #expect(badHeader.closed)
+
             // A body that really is too large is still 413.
             let big = String(repeating: "x", count: 5000)
             let tooLarge = try await exchange(port, head + "Transfer-Encoding: chunked\r\n\r\n1388\r\n\(big)\r\n0\r\n\r\n")
