@@ -31,6 +31,19 @@ struct ServeCommand: AsyncParsableCommand {
             config.server.port = port
         }
         LogSetup.bootstrap(config.log)
+        let logger = Logger(label: "herald")
+        keepLargeBuffersOutOfTheHeap()
+        if let files = raiseOpenFilesLimit() {
+            logger.info("open files limit \(files.after)\(files.after == files.before ? "" : " (raised from \(files.before))")",
+                        metadata: ["maxConnections": .stringConvertible(config.server.maxConnections)])
+            // The journal, plugins and outbound deliveries need descriptors too.
+            if files.after < UInt64(config.server.maxConnections) + 64 {
+                logger.notice("""
+                    server.maxConnections \(config.server.maxConnections) is near or above the open files limit \(files.after): \
+                    past that, new connections are closed until some close; raise LimitNOFILE or lower server.maxConnections
+                    """)
+            }
+        }
         let registry = PrometheusCollectorRegistry()
         var metrics = PrometheusMetricsFactory(registry: registry)
         // Commits take about a millisecond (one fsync); the default buckets start at 5 ms.
@@ -39,7 +52,6 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(metrics)
         let reloadMetrics = ReloadMetrics()
         reloadMetrics.started()
-        let logger = Logger(label: "herald")
 
         let journal = try await openJournal(config.storage, logger: logger)
         let pipeline = try await Pipeline(config: config, journal: journal, logger: logger,
@@ -53,15 +65,11 @@ struct ServeCommand: AsyncParsableCommand {
             return registry.emitToString()
         })
         let host = config.server.host
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: config.server.port), serverName: "Herald"),
-            onServerRunning: { channel in
-                readiness.set(true)
-                let port = channel.localAddress?.port ?? 0
-                logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])
-            },
-            logger: Logger(label: "herald.http"))
+        let app = WebhookServer.application(router: router, server: config.server, logger: Logger(label: "herald.http")) { channel in
+            readiness.set(true)
+            let port = channel.localAddress?.port ?? 0
+            logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])
+        }
 
         // Trapped before anything listens, so an early SIGHUP cannot end the process.
         let hangups = await UnixSignalsSequence(trapping: .sighup)

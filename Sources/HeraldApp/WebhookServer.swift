@@ -4,12 +4,15 @@ import HeraldCore
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// Herald's HTTP surface: POST to a configured endpoint's path, plus health checks.
 ///
-/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413),
-/// hands it to ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
+/// The handler reads the raw body once (refusing more than `server.maxBodyBytes` with 413 and
+/// a broken framing with 400 and the reason; ``ConnectionGuard`` answers 503 before a body
+/// would take the bytes held by all requests past `server.maxBodyBytesInFlight`), hands it to
+/// ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
 /// 202 accepted (after the journal commit), 200 duplicate, 401 bad signature with the reason,
 /// 400 malformed JSON, 503 with `Retry-After` when Herald cannot keep more.
 public enum WebhookServer {
@@ -33,12 +36,29 @@ public enum WebhookServer {
             var path = request.uri.path
             if path.count > 1, path.hasSuffix("/") { path.removeLast() }
             guard pipeline.endpoint(path: path) != nil else { return response(for: .unknownEndpoint) }
-            if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            let length = request.headers[.contentLength].flatMap(Int.init)
+            if let length, length > limit {
                 return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
             }
-            let buffer: ByteBuffer
-            do { buffer = try await request.body.collect(upTo: limit) } catch {
-                return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
+            // The body's bytes already count against server.maxBodyBytesInFlight (ConnectionGuard).
+            // A body in one part is used as it is; one in several is copied into a buffer sized
+            // once from Content-Length, rather than one that doubles as it grows.
+            var buffer = ByteBuffer()
+            do {
+                for try await part in request.body {
+                    guard part.readableBytes <= limit - buffer.readableBytes else {
+                        return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
+                    }
+                    if buffer.readableBytes == 0 {
+                        buffer = part
+                    } else {
+                        if let length, buffer.capacity < length { buffer.reserveCapacity(length) }
+                        buffer.writeImmutableBuffer(part)
+                    }
+                }
+            } catch {
+                return json(.badRequest, ["error": "malformed_request", "detail": describe(readError: error)],
+                            closing: true)
             }
             let body = Data(buffer: buffer, byteTransferStrategy: .noCopy)
             let headers = request.headers
@@ -58,6 +78,32 @@ public enum WebhookServer {
             }
         }
         return router
+    }
+
+    /// The HTTP/1 application serving `router` on `server`'s address, with the connection cap and
+    /// timeouts of `server` (see ``ConnectionGuard``) and accept errors logged.
+    public static func application(
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        application(router: router, server: server, limits: ConnectionLimits(server, logger: logger), logger: logger,
+                    onServerRunning: onServerRunning)
+    }
+
+    /// The same with the ``ConnectionLimits`` given (tests read the body bytes in flight from it).
+    static func application(
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, limits: ConnectionLimits, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void
+    ) -> some ApplicationProtocol {
+        Application(
+            router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits)])),
+            configuration: .init(address: .hostname(server.host, port: server.port), serverName: "Herald"),
+            onServerRunning: { channel in
+                await limits.watchAccepts(on: channel)
+                await onServerRunning(channel)
+            },
+            logger: logger)
     }
 
     /// The status and JSON body for each pipeline outcome.
@@ -83,11 +129,33 @@ public enum WebhookServer {
         }
     }
 
-    static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable]) -> Response {
+    /// `closing`: the response says `Connection: close`, and ``ConnectionGuard`` closes the
+    /// connection once it is written (the rest of the request is not worth reading).
+    static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable], closing: Bool = false) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         var buffer = ByteBuffer()
         buffer.writeBytes(data)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: buffer))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if closing { headers[.connection] = "close" }
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffer))
+    }
+
+    /// Why a request body could not be read, for the 400 answer: the HTTP parser's reason in
+    /// words (a truncated body, a bad chunk size, an unsupported `Transfer-Encoding`).
+    static func describe(readError error: any Error) -> String {
+        guard let parse = error as? HTTPParserError else { return "the request body could not be read: \(error)" }
+        switch parse {
+        case .invalidEOFState: return "the connection ended before the whole body arrived (truncated body)"
+        case .invalidChunkSize: return "invalid chunk size in the chunked body"
+        case .invalidContentLength: return "invalid Content-Length header"
+        case .unexpectedContentLength: return "Content-Length together with Transfer-Encoding"
+        case .unknown: return "invalid request framing: unsupported Transfer-Encoding or a malformed chunk"
+        case .lfExpected: return "malformed line ending"
+        case .invalidHeaderToken: return "invalid character in a header"
+        case .headerOverflow: return "the header is too large"
+        case .invalidMethod, .invalidURL, .invalidVersion: return "malformed request line: \(parse.debugDescription)"
+        default: return "malformed HTTP request: \(parse.debugDescription)"
+        }
     }
 }

@@ -23,6 +23,17 @@ public struct HeraldConfig: Sendable {
         public var port: Int = 8080
         /// Bodies larger than this are refused with 413 before they are read in full.
         public var maxBodyBytes: Int = 1 << 20
+        /// Body bytes all requests together may hold at once; a request that would go past it
+        /// gets 503 with `Retry-After`, so memory stays bounded however many senders there are.
+        public var maxBodyBytesInFlight: Int = 64 << 20
+        /// How long a new connection may take to send a complete request header.
+        public var headerTimeout: Duration = .seconds(10)
+        /// How long a request may take to send its whole body once its header is in.
+        public var bodyTimeout: Duration = .seconds(30)
+        /// How long a kept-alive connection may wait, after a response, for its next request header.
+        public var idleTimeout: Duration = .seconds(60)
+        /// Open connections past this are closed as soon as they are accepted.
+        public var maxConnections: Int = 4096
         public init() {}
     }
 

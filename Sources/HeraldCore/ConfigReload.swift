@@ -54,6 +54,11 @@ public struct ConfigChanges: Sendable, Equatable, CustomStringConvertible {
         func restart(_ key: String) { needRestart.append("\(key) changed: restart Herald to apply") }
         if old.server.host != new.server.host || old.server.port != new.server.port { restart("server.listen") }
         if old.server.maxBodyBytes != new.server.maxBodyBytes { restart("server.maxBodyBytes") }
+        if old.server.maxBodyBytesInFlight != new.server.maxBodyBytesInFlight { restart("server.maxBodyBytesInFlight") }
+        if old.server.headerTimeout != new.server.headerTimeout { restart("server.headerTimeout") }
+        if old.server.bodyTimeout != new.server.bodyTimeout { restart("server.bodyTimeout") }
+        if old.server.idleTimeout != new.server.idleTimeout { restart("server.idleTimeout") }
+        if old.server.maxConnections != new.server.maxConnections { restart("server.maxConnections") }
         if old.storage.path != new.storage.path { restart(old.storage.path == nil || new.storage.path == nil ? "storage.memory" : "storage.path") }
         if old.storage.dedupeTTL != new.storage.dedupeTTL { restart("storage.dedupeTTL") }
         if old.storage.retention != new.storage.retention { restart("storage.retention") }

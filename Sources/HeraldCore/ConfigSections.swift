@@ -68,7 +68,10 @@ extension Reader {
 
     func readServer(_ node: Node) throws(ConfigError) -> HeraldConfig.Server {
         var s = HeraldConfig.Server()
-        for (key, _, v) in try mapping(node, "server", allowed: ["listen", "host", "port", "maxBodyBytes"]) {
+        let allowed: Set<String> = ["listen", "host", "port", "maxBodyBytes", "maxBodyBytesInFlight", "headerTimeout", "bodyTimeout",
+                       "idleTimeout", "maxConnections"]
+        var inFlightNode: Node?
+        for (key, _, v) in try mapping(node, "server", allowed: allowed) {
             let path = "server.\(key)"
             switch key {
             case "listen":
@@ -80,8 +83,28 @@ extension Reader {
                 s.port = port
             case "host": s.host = try string(v, path)
             case "port": s.port = try int(v, path, range: 0...65535)
-            default: s.maxBodyBytes = try int(v, path, range: 1024...(256 << 20))
+            case "maxBodyBytes": s.maxBodyBytes = try int(v, path, range: 1024...(256 << 20))
+            case "maxBodyBytesInFlight":
+                s.maxBodyBytesInFlight = try int(v, path, range: 1024...(16 << 30))
+                inFlightNode = v
+            case "maxConnections": s.maxConnections = try int(v, path, range: 1...1_000_000)
+            default:
+                let d = try duration(v, path)
+                guard d > Duration.zero, d <= Duration.seconds(86400) else { throw fail(v, path, "must be more than 0 and at most 1d") }
+                switch key {
+                case "headerTimeout": s.headerTimeout = d
+                case "bodyTimeout": s.bodyTimeout = d
+                default: s.idleTimeout = d
+                }
             }
+        }
+        guard let inFlightNode else {
+            s.maxBodyBytesInFlight = max(s.maxBodyBytesInFlight, s.maxBodyBytes)
+            return s
+        }
+        if s.maxBodyBytesInFlight < s.maxBodyBytes {
+            throw fail(inFlightNode, "server.maxBodyBytesInFlight",
+                       "must be at least server.maxBodyBytes (\(s.maxBodyBytes)), or no body of the largest size could ever be read")
         }
         return s
     }

@@ -20,6 +20,11 @@ public final class Pipeline: Sendable {
     /// One per configured notifier; run them in the service group.
     public let dispatchers: [Dispatcher]
     let logger: Logger
+    /// While the journal cannot store (a full disk), every request fails alike: one line per interval.
+    let journalFailures = LogThrottle()
+    /// Anyone can send unsigned requests, as many as they like: one line per interval
+    /// (`herald_requests_total` still counts each, by reason).
+    let rejections = LogThrottle()
     let undelivered: PendingCounter
     /// Booking time zones already warned about: one warning per zone, not per event.
     let unknownZones = SeenOnce(capacity: 64)
@@ -110,7 +115,7 @@ public final class Pipeline: Sendable {
         do {
             try endpoint.scheme.verify(body: body, header: header, now: Int64(now.timeIntervalSince1970))
         } catch {
-            logger.info("rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
+            rejections.log(logger, .info, "rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
             return .rejected(error)
         }
         let event: Event
@@ -137,7 +142,7 @@ public final class Pipeline: Sendable {
         do {
             result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets))
         } catch {
-            logger.error("cannot store the event; answering 503: \(error)")
+            journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")
             return .unavailable(retryAfter: 5, reason: "the journal cannot store events right now")
         }
         switch result {

@@ -12,10 +12,12 @@ import Testing
 struct WebhookRouteTests {
     static let secret = "route-test-secret"
 
-    func app(maxBody: Int = 65536) async throws -> (some ApplicationProtocol, Pipeline, WebhookServer.Readiness) {
+    /// A pipeline with one Jicoo endpoint at `/hooks/jicoo` and a file notifier; `server` is
+    /// the inside of the `server:` mapping.
+    static func pipeline(server: String) async throws -> Pipeline {
         let dir = tempDir()
         let yaml = """
-            server: { maxBodyBytes: \(maxBody) }
+            server: { \(server) }
             storage: { memory: true }
             endpoints: [{ path: /hooks/jicoo, secrets: [\(Self.secret)] }]
             notifiers:
@@ -24,7 +26,11 @@ struct WebhookRouteTests {
               - { events: ["*"], notify: [audit] }
             """
         let config = try ConfigLoader(registry: try PluginRegistry(Herald.builtInPlugins)).load(yaml: yaml)
-        let pipeline = try await Pipeline(config: config, journal: MemoryJournal())
+        return try await Pipeline(config: config, journal: MemoryJournal())
+    }
+
+    func app(maxBody: Int = 65536) async throws -> (some ApplicationProtocol, Pipeline, WebhookServer.Readiness) {
+        let pipeline = try await Self.pipeline(server: "maxBodyBytes: \(maxBody)")
         let readiness = WebhookServer.Readiness()
         let router = WebhookServer.router(pipeline: pipeline, readiness: readiness)
         return (Application(router: router), pipeline, readiness)
