@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 @testable import ChatNotifiers
@@ -36,9 +37,9 @@ struct MessageLimitsTests {
     }
 
     /// Delivers each notification to `target` and returns the requests, in order.
-    func deliver(_ notifications: [HeraldNotification], to target: Target) async throws -> [Recorded] {
+    func deliver(_ notifications: [HeraldNotification], to target: Target) async throws -> [HTTPRecorder.Request] {
         try await Harness.with { harness in
-            try await TestServer.with { server in
+            try await HTTPRecorder.with { server in
                 let deliver = try target.make(base: server.base, context: harness.context)
                 for n in notifications { try await deliver(n) }
                 return server.requests
@@ -121,7 +122,7 @@ struct MessageLimitsTests {
 
     /// What breaks a documented limit in `request`, one line each; empty when nothing does.
     /// Characters are counted as UTF-16 code units, never fewer than the services count.
-    static func limitProblems(_ target: Target, _ request: Recorded, _ n: HeraldNotification) -> [String] {
+    static func limitProblems(_ target: Target, _ request: HTTPRecorder.Request, _ n: HeraldNotification) -> [String] {
         var problems: [String] = []
         func check(_ ok: Bool, _ what: @autoclosure () -> String) { if !ok { problems.append(what()) } }
         func length(_ v: JSONValue?) -> Int { v?.stringValue?.utf16.count ?? 0 }
@@ -237,7 +238,7 @@ struct MessageLimitsTests {
     }
 
     /// Everything a kind's message shows, joined, leaving out the notification-only fallbacks.
-    static func shownText(_ target: Target, _ request: Recorded) -> String? {
+    static func shownText(_ target: Target, _ request: HTTPRecorder.Request) -> String? {
         func strings(_ v: JSONValue?, skipping: Set<String>) -> [String] {
             switch v {
             case .string(let s)?: [s]

@@ -21,17 +21,20 @@ struct ConnectionTests {
         let pipeline = try await WebhookRouteTests.pipeline(server: "listen: \"127.0.0.1:0\", \(server)")
         let config = pipeline.config
         let router = WebhookServer.router(pipeline: pipeline, readiness: WebhookServer.Readiness())
-        let port = PortBox()
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
         let logger = Logger(label: "test.http")
         let limits = ConnectionLimits(config.server, logger: logger)
         let app = WebhookServer.application(router: router, server: config.server, limits: limits, logger: logger) { channel in
-            port.value.store(channel.localAddress?.port ?? 0, ordering: .relaxed)
+            portSink.yield(channel.localAddress?.port ?? 0)
+            portSink.finish()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService(gracefulShutdownSignals: []) }
             defer { group.cancelAll() }
-            #expect(try await waitUntil { port.value.load(ordering: .relaxed) != 0 })
-            try await body(port.value.load(ordering: .relaxed), limits)
+            var listening = ports.makeAsyncIterator()
+            let port = await listening.next() ?? 0
+            try #require(port != 0)
+            try await body(port, limits)
         }
     }
 

@@ -109,8 +109,8 @@ struct ConfigTests {
             return
         }
         #expect(found.errors.map(\.description) == [
-            "herald.yaml:2:3: server.lisen: unknown key; did you mean \"listen\"? (known keys: host, listen, maxBodyBytes, port)",
-            "herald.yaml:3:23: storage.retention: expected a duration like 500ms, 30s, 5m, 1h or 7d, found \"forever\"",
+            "herald.yaml:2:3: server.lisen: unknown key; did you mean \"listen\"? (known keys: bodyTimeout, headerTimeout, host, idleTimeout, listen, maxBodyBytes, maxBodyBytesInFlight, maxConnections, port)",
+            "herald.yaml:3:23: storage.retention: expected a duration like 500ms, 30s, 5m, 1h or 7d (at most 100 years), found \"forever\"",
             "herald.yaml:8:5: notifiers.desk.lable: unknown key; did you mean \"label\"? (known keys: label, port, token)",
             "herald.yaml:11:11: notifiers.audit.port: must be positive",
             "herald.yaml:15:43: routes[0].notify[2]: no notifier named \"nobody\"; defined: audit, desk, fine",

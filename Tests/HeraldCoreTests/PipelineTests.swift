@@ -241,7 +241,7 @@ struct PipelineTests {
     /// (not death after one answer); failing that too, the delivery is dead.
     @Test func giveUpAfterMakesItDead() async throws {
         let journal: any Journal = MemoryJournal()
-        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 500ms } }",
+        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 3s } }",
                                   routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
         h.log.failures.withLock { $0["fast"] = Array(repeating: .retryable("down", after: .seconds(3600)), count: 2) }
         try await h.running { () async throws in
