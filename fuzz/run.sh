@@ -7,17 +7,19 @@
 #     --runs N      N runs per target (default 1,000,000)
 #     --seconds S   S seconds per target instead of a number of runs
 #     --release     build optimised (slower to build, several times more runs per second)
+#     --max-len N   longest input libFuzzer makes (default 8192)
 # Prints, per target, the runs made, the time, and the corpus size; exits non-zero on the first
 # crash, leaving the input that caused it in fuzz/crashes/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=1000000; seconds=""; config=debug; targets=()
+runs=1000000; seconds=""; config=debug; max_len=8192; targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) runs=10000 ;;
     --runs) runs=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --release) config=release ;;
+    --max-len) max_len=$2; shift ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -26,7 +28,9 @@ done
 [ ${#targets[@]} -gt 0 ] || targets=(json signatures jicoo config retry-after smtp-reply mime)
 
 scratch=.build-fuzz
-swift build -c "$config" --product herald-fuzz --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" 2>&1 \
+# SwiftPM passes each --sanitize as its own -sanitize= flag and swiftc keeps only the last, so
+# Swift code would get AddressSanitizer without coverage: name both in one swiftc flag.
+swift build -c "$config" --product herald-fuzz --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch" 2>&1 \
   | grep -E "error|warning: .*fuzz/|Compiling herald|Build complete" || true
 binary="$scratch/$config/herald-fuzz"
 [ -x "$binary" ] || { echo "error: $binary was not built" >&2; exit 1; }
@@ -54,10 +58,14 @@ PY
   esac
   limit=(-runs="$runs"); [ -n "$seconds" ] && limit=(-max_total_time="$seconds")
   log="$work/$t.log"
-  if ! HERALD_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0 "$binary" "${limit[@]}" -max_len=8192 -timeout=10 \
+  if ! HERALD_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0 "$binary" "${limit[@]}" -max_len="$max_len" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="fuzz/crashes/$t-" "$corpus" >"$log" 2>&1; then
     echo "FAIL $t: a crash; the input is in fuzz/crashes/ ($(ls fuzz/crashes | grep "^$t-" | tail -1))"
     grep -E "ERROR|Fatal error|precondition|SUMMARY" "$log" | head -5
+    exit 1
+  fi
+  if grep -q "Is the code instrumented for coverage" "$log"; then
+    echo "FAIL $t: libFuzzer sees no coverage; the build did not instrument Herald's code" >&2
     exit 1
   fi
   done_line=$(grep -E "^Done [0-9]+ runs" "$log" | tail -1)
