@@ -10,13 +10,17 @@ final class HeraldProcess: Sendable {
     static let sharedVectors = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/vectors")
 
     /// The `herald` executable next to the test bundle.
-    static var binary: String {
+    static var binary: String { executable("herald") }
+
+    /// An executable product of this package, found in the build directory that holds the
+    /// test bundle (never derived from the repository's folder name).
+    static func executable(_ name: String) -> String {
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [dir, dir.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("herald").path
+            let path = candidate.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        return repoRoot.appendingPathComponent(".build/debug/herald").path
+        return repoRoot.appendingPathComponent(".build/debug/\(name)").path
     }
 
     let process: Process
