@@ -8,7 +8,7 @@ import Mustache
 /// `template:` it is a Mustache template rendered with the event and the notification; for a
 /// JSON content type, `{{…}}` escapes values for use inside JSON strings and the result must
 /// be valid JSON; for `text/html` it escapes HTML, and for other types it does not escape.
-/// Every request carries `webhook-id` (the delivery key, the same on every
+/// Every request carries `webhook-id` (the delivery key without `.`, the same on every
 /// retry, so receivers can drop duplicates) and `webhook-timestamp`; with `secret:` it also
 /// carries `webhook-signature` (`v1,<base64 HMAC-SHA256>` over `id.timestamp.body`).
 public struct WebhookNotifier: NotifierPlugin {
@@ -80,10 +80,10 @@ public struct WebhookNotifier: NotifierPlugin {
             }
         }
         if let secret = settings.secret {
-            if secret.hasPrefix("whsec_"), Data(base64Encoded: String(secret.dropFirst(6))) == nil {
-                throw ConfigError(key: "secret", "whsec_ must be followed by base64")
+            // The same rule as endpoints that verify: base64 after an optional whsec_.
+            do { signer = try StandardWebhooksSignature(secrets: [Secret(secret)]) } catch {
+                throw ConfigError(key: "secret", error.message)
             }
-            signer = StandardWebhooksSignature(secrets: [Secret(secret)])
         } else {
             signer = nil
         }
@@ -105,12 +105,20 @@ public struct WebhookNotifier: NotifierPlugin {
         let body = try render(notification)
         var headers = settings.headers.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
         let timestamp = Int64(Date().timeIntervalSince1970)
+        let id = Self.webhookID(notification.deliveryKey)
         if let signer {
-            headers += signer.sign(body: body, timestamp: timestamp, id: notification.deliveryKey).map { ($0.name, $0.value) }
+            headers += signer.sign(body: body, timestamp: timestamp, id: id).map { ($0.name, $0.value) }
         } else {
-            headers += [("webhook-id", notification.deliveryKey), ("webhook-timestamp", String(timestamp))]
+            headers += [("webhook-id", id), ("webhook-timestamp", String(timestamp))]
         }
         try await sender.send(HTTPSender.Body(data: body, contentType: settings.contentType), to: url, headers: headers)
+    }
+
+    /// The `webhook-id` for a delivery: its key with `.` (which the signed content
+    /// `id.timestamp.body` uses as separator, and the spec forbids in ids) written as `_`.
+    /// The same on every retry, so receivers can drop duplicates.
+    static func webhookID(_ deliveryKey: String) -> String {
+        String(deliveryKey.map { $0 == "." ? "_" : $0 })
     }
 
     /// How `{{…}}` escapes values: for JSON bodies, as inside a JSON string; for HTML, as

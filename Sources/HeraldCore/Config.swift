@@ -63,6 +63,9 @@ public struct HeraldConfig: Sendable {
         public var header: String?
         /// For `generic` sources: the JSON field that holds the event name.
         public var eventField: String?
+        /// The request header that holds the event name (e.g. `X-GitHub-Event`); it wins
+        /// over `eventField` when the request carries it.
+        public var eventHeader: String?
         /// Redeliveries of the same webhook are answered 200 and not sent again.
         public var dedupe: Bool
     }
@@ -175,11 +178,12 @@ extension Duration {
         for (suffix, scale) in units where t.hasSuffix(suffix) {
             let number = t.dropLast(suffix.count)
             if suffix == "s", number.hasSuffix("m") { continue }
-            guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-            return .milliseconds(Int64((v * scale * 1000).rounded()))
+            guard let v = Double(number), v >= 0, let ms = Int64(exactly: (v * scale * 1000).rounded()) else { return nil }
+            return .milliseconds(ms)
         }
-        guard let v = Double(t), v >= 0, v.isFinite else { return nil }
-        return .milliseconds(Int64((v * 1000).rounded()))
+        // Int64(exactly:) is nil for infinity, NaN and values past Int64: "1e300d" is an error, not a trap.
+        guard let v = Double(t), v >= 0, let ms = Int64(exactly: (v * 1000).rounded()) else { return nil }
+        return .milliseconds(ms)
     }
 }
 
