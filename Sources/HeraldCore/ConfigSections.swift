@@ -78,7 +78,7 @@ extension Reader {
     /// Storage when the file says nothing: the journal in `herald-data` beside the file.
     var defaultStorage: HeraldConfig.Storage {
         var s = HeraldConfig.Storage()
-        s.path = "\(baseDirectory)/herald-data"
+        s.path = PluginContext.resolve("herald-data", against: baseDirectory)
         return s
     }
 
@@ -89,7 +89,7 @@ extension Reader {
             switch key {
             case "path":
                 let p = try string(v, path)
-                s.path = p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)"
+                s.path = PluginContext.resolve(p, against: baseDirectory)
             case "memory": if try bool(v, path) { s.path = nil }
             case "dedupeTTL": s.dedupeTTL = try duration(v, path)
             case "retention": s.retention = try duration(v, path)
