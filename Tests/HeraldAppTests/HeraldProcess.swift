@@ -95,6 +95,22 @@ func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = In
     return (Int(response.status.code), text)
 }
 
+/// Runs a `herald` command to its end: exit status and what it printed (stdout and stderr).
+func runHerald(_ arguments: [String], in directory: String? = nil,
+               binary: String = HeraldProcess.binary) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = arguments
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 func tempDir() -> String {
     let path = NSTemporaryDirectory() + "herald-app-" + UUID().uuidString
     try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
