@@ -5,7 +5,7 @@
 #   SCRATCH=/tmp/hb scripts/release-build.sh # another build directory
 # The Swift standard library and Foundation are linked in statically
 # (--static-swift-stdlib); what remains are the system's own libraries (glibc, libstdc++,
-# OpenSSL's libcrypto, libz), which Debian and Ubuntu servers have. The binary names the
+# zlib, SQLite, OpenSSL 3), which Debian 12 and Ubuntu servers have. The binary names the
 # commit it was built from: `herald --version`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
