@@ -28,7 +28,9 @@ cat "$work/walkthrough.sh"
 echo "---"
 
 status=0
-setsid timeout 3600 bash -eu -o pipefail "$work/walkthrough.sh" > "$work/output" 2>&1 &
+# As a user's shell runs them: each command must succeed (-e), and a pipeline's status is
+# its last command's (no pipefail: `| head` may end json.tool early with a broken pipe).
+setsid timeout 3600 bash -eu "$work/walkthrough.sh" > "$work/output" 2>&1 &
 group=$!
 wait "$group" || status=$?
 group=""
