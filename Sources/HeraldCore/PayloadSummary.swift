@@ -48,7 +48,7 @@ enum PayloadSummary {
     static func scalarText(_ value: JSONValue) -> String? {
         switch value {
         case .string(let s): return s.split(whereSeparator: \.isNewline).joined(separator: " ")
-        case .number(let n): return JSONValue.numberText(n)
+        case .number(let n): return n.text
         case .bool(let b): return b ? "true" : "false"
         case .null, .array, .object: return nil
         }
