@@ -9,12 +9,18 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 group=""
 cleanup() {
-  # The walk-through stops its own server; this is for a run that failed halfway: the
-  # walk-through runs in its own process group, which is ended here by its id.
+  # The walk-through stops its own server; a run that failed halfway leaves it running. The
+  # walk-through runs in its own process group, which is ended here by its id either way.
   if [ -n "$group" ]; then kill -TERM -- "-$group" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# Another server on 8080 would answer the walk-through's requests in place of its own.
+if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
+  echo "error: something already listens on 127.0.0.1:8080; stop it first" >&2
+  exit 1
+fi
 
 git clone -q "$repo" "$work/herald"
 cd "$work/herald"
@@ -33,7 +39,6 @@ status=0
 setsid timeout 3600 bash -eu "$work/walkthrough.sh" > "$work/output" 2>&1 &
 group=$!
 wait "$group" || status=$?
-group=""
 cat "$work/output"
 [ "$status" -eq 0 ] || { echo "error: the walk-through failed (exit $status)" >&2; exit 1; }
 
