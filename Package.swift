@@ -5,6 +5,13 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// The commit `herald --version` names. scripts/release-build.sh sets HERALD_BUILD_COMMIT from
+// git; other builds leave it unset and the binary says "unknown commit" instead of guessing.
+// Only hex digits and "-dirty" are accepted, so the value is safe inside a C string literal.
+let buildCommit = Context.environment["HERALD_BUILD_COMMIT"].flatMap { commit in
+    commit.allSatisfy { $0.isHexDigit || "-dirty".contains($0) } && !commit.isEmpty ? commit : nil
+}
+
 let package = Package(
     name: "herald",
     platforms: [.macOS(.v15)],
@@ -103,17 +110,24 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Plugins/ChatNotifiers",
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // The commit the binary was built from, for `herald --version`.
+        .target(
+            name: "HeraldBuildInfo",
+            path: "Sources/HeraldBuildInfo",
+            cSettings: buildCommit.map { [.define("HERALD_BUILD_COMMIT", to: "\"\($0)\"")] } ?? []
+        ),
         // The server, CLI and service group, as a library so a custom build can add its own plugins.
         .target(
             name: "HeraldApp",
             dependencies: [
-                "HeraldCore", "FileNotifier", "EmailNotifier", "ChatNotifiers",
+                "HeraldCore", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

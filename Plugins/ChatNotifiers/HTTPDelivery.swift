@@ -4,6 +4,7 @@ import HeraldPlugin
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Settings every chat kind shares: how long to wait for the service.
 ///
@@ -273,6 +274,11 @@ package struct HTTPSender: Sendable {
     }
 
     private static func describe(_ error: any Error) -> String {
+        if let connect = error as? NIOConnectionError,
+           let io = connect.connectionErrors.lazy.compactMap({ $0.error as? IOError }).first {
+            return SystemErrorText.connectFailure(errno: io.errnoCode, target: "\(connect.host):\(connect.port)")
+        }
+        if let io = error as? IOError { return SystemErrorText.reason(io.errnoCode) }
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded: return "no answer within the timeout"

@@ -9,7 +9,7 @@ import Mustache
 /// `template:` it is a Mustache template rendered with the event and the notification; for a
 /// JSON content type, `{{…}}` escapes values for use inside JSON strings and the result must
 /// be valid JSON; for `text/html` it escapes HTML, and for other types it does not escape.
-/// Every request carries `webhook-id` (the delivery key, the same on every
+/// Every request carries `webhook-id` (the delivery key without `.`, the same on every
 /// retry, so receivers can drop duplicates) and `webhook-timestamp`; with `secret:` it also
 /// carries `webhook-signature` (`v1,<base64 HMAC-SHA256>` over `id.timestamp.body`).
 public struct WebhookNotifier: NotifierPlugin {
@@ -81,10 +81,12 @@ public struct WebhookNotifier: NotifierPlugin {
             }
         }
         if let secret = settings.secret {
-            if secret.hasPrefix("whsec_"), Data(base64Encoded: String(secret.dropFirst(6))) == nil {
-                throw ConfigError(key: "secret", "whsec_ must be followed by base64")
+            // The same rule as endpoints that verify: base64 after an optional whsec_.
+            do throws(SecretFormatError) {
+                signingKey = SymmetricKey(data: try StandardWebhooksKey.decode(Array(secret.utf8)))
+            } catch {
+                throw ConfigError(key: "secret", error.message)
             }
-            signingKey = Self.signingKey(secret)
         } else {
             signingKey = nil
         }
@@ -106,19 +108,12 @@ public struct WebhookNotifier: NotifierPlugin {
         let body = try render(notification)
         var headers = settings.headers.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
         let timestamp = Int64(Date().timeIntervalSince1970)
-        headers += [("webhook-id", notification.deliveryKey), ("webhook-timestamp", String(timestamp))]
+        let id = Self.webhookID(notification.deliveryKey)
+        headers += [("webhook-id", id), ("webhook-timestamp", String(timestamp))]
         if let signingKey {
-            headers.append(("webhook-signature", Self.signature(body: body, timestamp: timestamp, id: notification.deliveryKey, key: signingKey)))
+            headers.append(("webhook-signature", Self.signature(body: body, timestamp: timestamp, id: id, key: signingKey)))
         }
         try await sender.send(HTTPSender.Body(data: body, contentType: settings.contentType), to: url, headers: headers)
-    }
-
-    /// The key of a Standard Webhooks secret: the base64 after `whsec_` decoded; a secret
-    /// without the prefix is tried as base64, then used verbatim. The same rule as Herald's
-    /// verifier (`StandardWebhooksSignature` in HeraldCore); a test signs here and verifies there.
-    static func signingKey(_ secret: String) -> SymmetricKey {
-        let text = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
-        return SymmetricKey(data: Data(base64Encoded: text) ?? Data(secret.utf8))
     }
 
     /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
@@ -127,6 +122,13 @@ public struct WebhookNotifier: NotifierPlugin {
         mac.update(data: Data("\(id).\(timestamp).".utf8))
         mac.update(data: body)
         return "v1," + Data(mac.finalize()).base64EncodedString()
+    }
+
+    /// The `webhook-id` for a delivery: its key with `.` (which the signed content
+    /// `id.timestamp.body` uses as separator, and the spec forbids in ids) written as `_`.
+    /// The same on every retry, so receivers can drop duplicates.
+    static func webhookID(_ deliveryKey: String) -> String {
+        String(deliveryKey.map { $0 == "." ? "_" : $0 })
     }
 
     /// How `{{…}}` escapes values: for JSON bodies, as inside a JSON string; for HTML, as

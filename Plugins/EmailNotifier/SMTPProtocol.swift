@@ -140,8 +140,15 @@ struct SMTPFailure: Error, Sendable {
         case ChannelError.connectTimeout:
             message = .retryable("cannot connect to \(server): connection timed out (connectTimeout)")
         case let connect as NIOConnectionError:
-            let reasons = connect.connectionErrors.map { "\($0.error)" } + (connect.dnsAAAAError.map { ["\($0)"] } ?? [])
-            message = .retryable("cannot connect to \(server): \(reasons.first ?? "\(error)")")
+            if let io = connect.connectionErrors.lazy.compactMap({ $0.error as? IOError }).first {
+                message = .retryable(SystemErrorText.connectFailure(errno: io.errnoCode, target: server))
+            } else if let dns = connect.dnsAError ?? connect.dnsAAAAError {
+                message = .retryable("cannot connect to \(server): the name does not resolve (\(dns))")
+            } else {
+                message = .retryable("cannot connect to \(server): \(error)")
+            }
+        case let io as IOError:
+            message = .retryable("connection to \(server) failed during \(stage): \(SystemErrorText.reason(io.errnoCode))")
         default:
             message = .retryable("connection to \(server) failed during \(stage): \(error)")
         }

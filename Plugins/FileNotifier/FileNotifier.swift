@@ -51,8 +51,27 @@ public struct FileNotifier: NotifierPlugin {
         guard dir.isEmpty || (FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue) else {
             throw ConfigError(key: "path", "the directory \(dir) does not exist")
         }
+        try Self.checkWritable(path: path, directory: dir)
         writer = LineWriter(path: path, fsync: settings.fsync ?? false, maxBytes: settings.maxBytes ?? 0, keep: settings.keep ?? 5)
         name = context.name
+    }
+
+    /// Refuses a path Herald could never write when the configuration is loaded (`herald
+    /// check`, start, reload) rather than retrying every delivery to it for a day. An
+    /// existing file is opened for appending and closed (nothing is written); otherwise a
+    /// probe file is created in the directory and removed. Trying beats `access(2)`, which
+    /// says yes to root even on a directory where nothing can be created.
+    static func checkWritable(path: String, directory: String) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK)
+        if fd >= 0 { close(fd); return }
+        guard errno == ENOENT else { throw ConfigError(key: "path", "cannot write to \(path): \(SystemErrorText.reason(errno))") }
+        var probe = Array("\(directory.isEmpty ? "." : directory)/.herald-write-check-XXXXXX".utf8CString)
+        let probeFD = mkstemp(&probe)
+        guard probeFD >= 0 else {
+            throw ConfigError(key: "path", "cannot create \(path): \(SystemErrorText.reason(errno)) in \(directory.isEmpty ? "." : directory)")
+        }
+        close(probeFD)
+        unlink(probe)
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {

@@ -3,6 +3,7 @@ import ChatNotifiers
 import EmailNotifier
 import FileNotifier
 import Foundation
+import HeraldBuildInfo
 import HeraldCore
 import Synchronization
 
@@ -16,6 +17,16 @@ import Synchronization
 /// }
 /// ```
 public enum Herald {
+    /// This version of Herald; `CHANGELOG.md` says what each version changed.
+    public static let version = "0.3.0-dev"
+
+    /// The commit the binary was built from, when the build said (release builds do:
+    /// `scripts/release-build.sh`); nil otherwise.
+    public static var commit: String? { herald_build_commit().map { String(cString: $0) } }
+
+    /// What `herald --version` prints: `0.3.0-dev (commit 1a2b3c4d5e6f)` or `(unknown commit)`.
+    public static var versionText: String { "\(version) (\(commit.map { "commit \($0)" } ?? "unknown commit"))" }
+
     /// The notifiers that ship with Herald.
     public static let builtInPlugins: [any NotifierPlugin.Type] =
         [FileNotifier.self, EmailNotifier.self] + ChatNotifierKinds.all
@@ -39,6 +50,7 @@ struct HeraldCommand: AsyncParsableCommand {
         commandName: "herald",
         abstract: "Turns signed webhooks (Jicoo bookings first) into email, chat and file notifications.",
         discussion: "Start with: herald serve --config examples/herald.yaml",
+        version: Herald.versionText,
         subcommands: [ServeCommand.self, CheckCommand.self, SignCommand.self, SendTestCommand.self,
                       DeliveriesCommand.self, JournalCommand.self, StatusCommand.self],
         defaultSubcommand: nil

@@ -4,6 +4,7 @@ import HeraldCore
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -102,7 +103,14 @@ struct ServeCommand: AsyncParsableCommand {
             "config": .string(config.file), "endpoints": .stringConvertible(config.endpoints.count),
             "notifiers": .stringConvertible(config.notifiers.count),
         ])
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where !readiness.hasListened {
+            // The server never listened: say so in one line, not as a journal or service error.
+            let reason = SystemErrorText.reason(error.errnoCode)
+            FileHandle.standardError.write(Data("herald: cannot listen on \(host):\(config.server.port): \(reason)\n".utf8))
+            throw ExitCode(1)
+        }
         logger.notice("stopped", metadata: ["undelivered": .stringConvertible(pipeline.undeliveredCount)])
     }
 

@@ -58,7 +58,8 @@ struct SignCommand: AsyncParsableCommand {
         }
         let key = try readSecret(secret, secretFile)
         guard let body = FileManager.default.contents(atPath: bodyFile) else { throw ValidationError("cannot read \(bodyFile)") }
-        let signer = name.makeScheme(secrets: [Secret(key)], header: header)
+        let signer: any SignatureScheme
+        do { signer = try name.makeScheme(secrets: [Secret(key)], header: header) } catch { throw ValidationError(error.message) }
         for h in signer.sign(body: body, timestamp: timestamp ?? Int64(Date().timeIntervalSince1970), id: id ?? "msg_" + UUID().uuidString) {
             print("\(h.name): \(h.value)")
         }
@@ -98,7 +99,7 @@ struct SendTestCommand: AsyncParsableCommand {
         } else {
             payload = SampleEvents.body(event: event)
         }
-        let signer = SignatureSchemeName.jicoo.makeScheme(secrets: [Secret(key)])
+        let signer = JicooSignature(secrets: [Secret(key)])
         var request = HTTPClientRequest(url: target)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -19,9 +19,15 @@ public enum WebhookServer {
     /// Whether `/readyz` answers 200: set once everything has started, cleared on shutdown.
     public final class Readiness: Sendable {
         private let state = Atomic<Bool>(false)
+        private let listened = Atomic<Bool>(false)
         public init() {}
         public var isReady: Bool { state.load(ordering: .relaxed) }
-        public func set(_ ready: Bool) { state.store(ready, ordering: .relaxed) }
+        /// Whether the server has been ready once: an error before that is a failure to start.
+        public var hasListened: Bool { listened.load(ordering: .relaxed) }
+        public func set(_ ready: Bool) {
+            state.store(ready, ordering: .relaxed)
+            if ready { listened.store(true, ordering: .relaxed) }
+        }
     }
 
     /// The router with every route; `metrics` renders `/metrics` when given.

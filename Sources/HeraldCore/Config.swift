@@ -77,6 +77,9 @@ public struct HeraldConfig: Sendable {
         public var header: String?
         /// For `generic` sources: the JSON field that holds the event name.
         public var eventField: String?
+        /// The request header that holds the event name (e.g. `X-GitHub-Event`); it wins
+        /// over `eventField` when the request carries it.
+        public var eventHeader: String?
         /// Redeliveries of the same webhook are answered 200 and not sent again.
         public var dedupe: Bool
     }

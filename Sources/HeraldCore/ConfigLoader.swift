@@ -238,7 +238,7 @@ struct Reader {
 
     func readSecretFile(_ node: Node, _ path: String) throws(ConfigError) -> String {
         let name = try string(node, path)
-        let full = name.hasPrefix("/") ? name : "\(baseDirectory)/\(name)"
+        let full = PluginContext.resolve(name, against: baseDirectory)
         guard let data = FileManager.default.contents(atPath: full), let text = String(data: data, encoding: .utf8) else {
             throw fail(node, path, "cannot read the secret file \(full)")
         }

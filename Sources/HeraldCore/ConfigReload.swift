@@ -89,6 +89,7 @@ public struct ConfigChanges: Sendable, Equatable, CustomStringConvertible {
                 if a.tolerance != b.tolerance { what.append("tolerance") }
                 if a.header != b.header { what.append("header") }
                 if a.eventField != b.eventField { what.append("eventField") }
+                if a.eventHeader != b.eventHeader { what.append("eventHeader") }
                 if a.dedupe != b.dedupe { what.append("dedupe") }
                 if !what.isEmpty { applied.append("endpoint \(path) (\(what.joined(separator: ", ")))") }
             case (nil, nil): break

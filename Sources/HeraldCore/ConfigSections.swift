@@ -112,7 +112,7 @@ extension Reader {
     /// Storage when the file says nothing: the journal in `herald-data` beside the file.
     var defaultStorage: HeraldConfig.Storage {
         var s = HeraldConfig.Storage()
-        s.path = "\(baseDirectory)/herald-data"
+        s.path = PluginContext.resolve("herald-data", against: baseDirectory)
         return s
     }
 
@@ -124,7 +124,7 @@ extension Reader {
             switch key {
             case "path":
                 let p = try string(v, path)
-                s.path = p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)"
+                s.path = PluginContext.resolve(p, against: baseDirectory)
             case "memory": if try bool(v, path) { s.path = nil }
             case "dedupeTTL": s.dedupeTTL = try duration(v, path)
             case "retention": s.retention = try duration(v, path)
@@ -174,9 +174,11 @@ extension Reader {
             var tolerance: Duration = .seconds(300)
             var header: String?
             var eventField: String?
+            var eventHeader: String?
             var dedupe = true
+            var secretNode: (node: Node, path: String)?
             let allowed: Set<String> = ["path", "source", "scheme", "secrets", "secret", "secretsFile", "secretFile",
-                                        "tolerance", "header", "eventField", "dedupe"]
+                                        "tolerance", "header", "eventField", "eventHeader", "dedupe"]
             for (key, _, v) in try mapping(item, base, allowed: allowed) {
                 let p = "\(base).\(key)"
                 switch key {
@@ -190,7 +192,9 @@ extension Reader {
                     path = text
                 case "source":
                     let text = try string(v, p)
-                    guard let s = EventSource(rawValue: text) else { throw fail(v, p, "expected jicoo or generic, found \"\(text)\"") }
+                    guard let s = EventSource(rawValue: text) else {
+                        throw fail(v, p, "expected one of \(EventSource.allCases.map(\.rawValue).joined(separator: ", ")); found \"\(text)\"")
+                    }
                     source = s
                 case "scheme":
                     let text = try string(v, p)
@@ -199,6 +203,7 @@ extension Reader {
                     }
                     schemeName = s
                 case "secrets", "secret":
+                    secretNode = (v, p)
                     for (j, s) in try stringList(v, p).enumerated() {
                         // `"${OLD_SECRET:-}"` in a rotation list is empty while no old secret
                         // is set: dropped, not an error (an endpoint still needs one secret).
@@ -209,6 +214,7 @@ extension Reader {
                         secrets.append(Secret(s))
                     }
                 case "secretsFile", "secretFile":
+                    secretNode = (v, p)
                     let lines = try readSecretFile(v, p).split(whereSeparator: \.isNewline)
                         .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                     guard !lines.isEmpty else { throw fail(v, p, "the secret file is empty") }
@@ -216,6 +222,12 @@ extension Reader {
                 case "tolerance": tolerance = try duration(v, p)
                 case "header": header = try string(v, p)
                 case "eventField": eventField = try string(v, p)
+                case "eventHeader":
+                    let text = try string(v, p)
+                    guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                        throw fail(v, p, "expected a header name such as X-GitHub-Event, found \"\(text)\"")
+                    }
+                    eventHeader = text
                 default: dedupe = try bool(v, p)
                 }
             }
@@ -224,9 +236,13 @@ extension Reader {
                 throw fail(item, "\(base).secrets", "an endpoint needs at least one secret (secrets: or secretsFile:); unsigned webhooks are not accepted")
             }
             let name = schemeName ?? source.defaultScheme
-            let scheme = name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header)
+            let scheme: any SignatureScheme
+            do { scheme = try name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header) } catch {
+                throw fail(secretNode?.node ?? item, secretNode?.path ?? "\(base).secrets", error.message)
+            }
             out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme, secrets: secrets,
-                                             tolerance: tolerance, header: header, eventField: eventField, dedupe: dedupe))
+                                             tolerance: tolerance, header: header, eventField: eventField,
+                                             eventHeader: eventHeader, dedupe: dedupe))
         }
         return out
     }

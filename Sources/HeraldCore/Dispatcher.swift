@@ -203,8 +203,9 @@ public final class Dispatcher: Service {
             let source = endpoints[stored.endpoint]?.source ?? .generic
             let field = endpoints[stored.endpoint]?.eventField
             do {
+                // The stored name: it may have come from a header, which the journal does not keep.
                 return try source.decode(body: stored.body, endpoint: stored.endpoint, eventField: field,
-                                         id: stored.id, receivedAt: stored.receivedAt)
+                                         eventName: stored.name, id: stored.id, receivedAt: stored.receivedAt)
             } catch {
                 try await journal.markDead(job.id, error: "the stored body no longer decodes: \(error.reason)")
                 finalResult("dead")

@@ -32,7 +32,11 @@ public struct JournalMaintenance: Service {
                     let removed = try await pipeline.journal.prune(before: cutoff)
                     if removed > 0 { logger.info("pruned \(removed) finished events older than \(ISO8601.format(cutoff))") }
                 }
+            } catch is CancellationError {
+                // The service group is stopping (e.g. the server could not listen): not a journal fault.
+                return
             } catch {
+                if Task.isCancelled { return }
                 logger.error("journal maintenance failed: \(error)")
             }
             // Graceful shutdown does not interrupt a plain sleep: cancel it explicitly.

@@ -120,7 +120,7 @@ public final class Pipeline: Sendable {
         }
         let event: Event
         do {
-            event = try endpoint.source.decode(body: body, endpoint: endpoint.path, eventField: endpoint.eventField, receivedAt: now)
+            event = try endpoint.decode(body: body, header: header, receivedAt: now)
         } catch {
             return .malformed(error.reason)
         }
@@ -137,7 +137,7 @@ public final class Pipeline: Sendable {
         if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
             return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
         }
-        let dedupeKey = endpoint.dedupe ? endpoint.source.dedupeKey(for: event) : nil
+        let dedupeKey = endpoint.dedupe ? endpoint.dedupeKey(for: event, header: header) : nil
         let result: AppendResult
         do {
             result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets))

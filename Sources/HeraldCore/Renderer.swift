@@ -115,7 +115,10 @@ public struct Renderer: Sendable {
 
     /// The labelled facts shown under a notification.
     static func fields(for event: Event, locale: HeraldLocale) -> [HeraldNotification.Field] {
-        guard let b = event.booking else { return [HeraldNotification.Field(DefaultTemplates.label("event", locale), event.name)] }
+        guard let b = event.booking else {
+            return [HeraldNotification.Field(DefaultTemplates.label("event", locale), event.name)]
+                + PayloadSummary.fields(for: event, locale: locale)
+        }
         var out: [HeraldNotification.Field] = []
         if let when = TimeText.range(b.startedAt, b.endedAt, zone: b.timeZone, locale: locale) {
             out.append(.init(DefaultTemplates.label("when", locale), when))
@@ -140,7 +143,7 @@ public struct Renderer: Sendable {
     static func context(for event: Event, locale: HeraldLocale) -> [String: Any] {
         var c: [String: Any] = [
             "event": event.name, "id": event.id, "source": event.source, "endpoint": event.endpoint,
-            "sourceLabel": event.source == "jicoo" ? "Jicoo" : "Webhook",
+            "sourceLabel": ["jicoo": "Jicoo", "github": "GitHub"][event.source] ?? "Webhook",
             "receivedAt": ISO8601.format(event.receivedAt), "raw": event.payload.templateValue,
         ]
         guard let b = event.booking else { return c }

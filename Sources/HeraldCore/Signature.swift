@@ -51,12 +51,13 @@ extension SignatureScheme {
 }
 
 extension SignatureSchemeName {
-    /// Builds the scheme with an endpoint's secrets.
-    public func makeScheme(secrets: [Secret], tolerance: Int64 = 300, header: String? = nil) -> any SignatureScheme {
+    /// Builds the scheme with an endpoint's secrets. Fails only for a Standard Webhooks
+    /// secret that is not base64 (see ``StandardWebhooksSignature/key(of:)``).
+    public func makeScheme(secrets: [Secret], tolerance: Int64 = 300, header: String? = nil) throws(SecretFormatError) -> any SignatureScheme {
         switch self {
         case .jicoo: JicooSignature(secrets: secrets, tolerance: tolerance)
         case .hmacSHA256: HMACSHA256Signature(secrets: secrets, header: header ?? "X-Hub-Signature-256")
-        case .standardWebhooks: StandardWebhooksSignature(secrets: secrets, tolerance: tolerance)
+        case .standardWebhooks: try StandardWebhooksSignature(secrets: secrets, tolerance: tolerance)
         }
     }
 }
@@ -140,23 +141,27 @@ public struct HMACSHA256Signature: SignatureScheme {
 }
 
 /// Standard Webhooks (standardwebhooks.com): `webhook-signature: v1,<base64>` over
-/// `<webhook-id>.<webhook-timestamp>.<body>`, keyed with the base64 part of `whsec_…`.
+/// `<webhook-id>.<webhook-timestamp>.<body>`, keyed with the base64-decoded secret.
+///
+/// The timestamp may be `tolerance` seconds old or ahead and no more: like the reference
+/// libraries (JavaScript: `now - timestamp > tolerance` fails; Python: `timestamp < now -
+/// tolerance` fails), a timestamp exactly `tolerance` seconds away is accepted.
 public struct StandardWebhooksSignature: SignatureScheme {
     let keys: [HMAC.Key]
     let tolerance: Int64
 
-    public init(secrets: [Secret], tolerance: Int64 = 300) {
-        keys = secrets.map { HMAC.Key(Self.keyBytes($0)) }
+    /// Fails for a secret that is not base64 or decodes to nothing (``key(of:)``).
+    public init(secrets: [Secret], tolerance: Int64 = 300) throws(SecretFormatError) {
+        var keys: [HMAC.Key] = []
+        for secret in secrets { keys.append(HMAC.Key(try Self.key(of: secret))) }
+        self.keys = keys
         self.tolerance = tolerance
     }
 
-    /// `whsec_<base64>` → the decoded bytes; a secret without the prefix is tried as base64,
-    /// then used verbatim.
-    static func keyBytes(_ secret: Secret) -> [UInt8] {
-        var text = String(decoding: secret.bytes, as: UTF8.self)
-        if text.hasPrefix("whsec_") { text.removeFirst(6) }
-        if let decoded = Data(base64Encoded: text) { return Array(decoded) }
-        return secret.bytes
+    /// The HMAC key of a secret (``StandardWebhooksKey/decode(_:)``, shared with the webhook
+    /// notifier that signs).
+    public static func key(of secret: Secret) throws(SecretFormatError) -> [UInt8] {
+        try StandardWebhooksKey.decode(secret.bytes)
     }
 
     public func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure) {

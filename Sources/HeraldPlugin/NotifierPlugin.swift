@@ -71,9 +71,17 @@ public struct PluginContext: Sendable {
     }
 
     /// `path` resolved against the configuration file's directory unless it is absolute.
-    public func resolvePath(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        return baseDirectory.hasSuffix("/") ? baseDirectory + path : baseDirectory + "/" + path
+    public func resolvePath(_ path: String) -> String { Self.resolve(path, against: baseDirectory) }
+
+    /// `path` joined to `base` unless absolute, without `.` and empty components, so that
+    /// paths read as people write them: `./herald-data` beside `./herald.yaml` is
+    /// `herald-data`, not `././herald-data`. `..` is kept (symbolic links make it unsafe to fold).
+    public static func resolve(_ path: String, against base: String) -> String {
+        let joined = path.hasPrefix("/") ? path : base + "/" + path
+        let parts = joined.split(separator: "/").filter { $0 != "." }
+        let text = parts.joined(separator: "/")
+        if joined.hasPrefix("/") { return "/" + text }
+        return text.isEmpty ? "." : text
     }
 }
 

@@ -33,25 +33,39 @@ struct WebhookNotifierTests {
         let timestamp = try #require(request.headers["webhook-timestamp"].flatMap { Int64($0) })
         #expect(abs(timestamp - Int64(Date().timeIntervalSince1970)) < 60)
         // The receiver's side: Herald's own verifier accepts the signature.
-        let verifier = StandardWebhooksSignature(secrets: [Secret(Self.secret)])
+        let verifier = try StandardWebhooksSignature(secrets: [Secret(Self.secret)])
         #expect(throws: Never.self) {
             try verifier.verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
         }
-        let wrong = StandardWebhooksSignature(secrets: [Secret("whsec_" + Data("another secret".utf8).base64EncodedString())])
+        let wrong = try StandardWebhooksSignature(secrets: [Secret("whsec_" + Data("another secret".utf8).base64EncodedString())])
         #expect(throws: SignatureFailure.signatureMismatch) {
             try wrong.verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
         }
     }
 
     /// The plugin signs with swift-crypto and Herald verifies with OpenSSL: both read a
-    /// secret the same way, with or without `whsec_`.
-    @Test("Herald's verifier accepts the plugin's signature", arguments: [secret, Data("no prefix".utf8).base64EncodedString(), "plain-secret"])
+    /// secret the same way (``StandardWebhooksKey``), with or without `whsec_`.
+    @Test("Herald's verifier accepts the plugin's signature", arguments: [secret, Data("no prefix".utf8).base64EncodedString()])
     func signatureMatchesHeraldsVerifier(_ secret: String) async throws {
         let request = try #require(try await send({ .init(url: $0, secret: secret) }, [try Fixture.notification()]).first)
         let timestamp = try #require(request.headers["webhook-timestamp"].flatMap { Int64($0) })
         #expect(throws: Never.self) {
             try StandardWebhooksSignature(secrets: [Secret(secret)])
                 .verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
+        }
+    }
+
+    /// The signed content is `id.timestamp.body`, so the spec forbids `.` in `webhook-id`;
+    /// the dispatcher's delivery keys are `<event id>.<notifier>`.
+    @Test func webhookIDHasNoDot() async throws {
+        let n = try Fixture.notification(deliveryKey: "evt_01a20a2ec34b765c83084fab.crm.hook")
+        let requests = try await send({ .init(url: $0, secret: Self.secret) }, [n])
+        let request = try #require(requests.first)
+        #expect(request.headers["webhook-id"] == "evt_01a20a2ec34b765c83084fab_crm_hook")
+        let timestamp = try #require(request.headers["webhook-timestamp"].flatMap { Int64($0) })
+        let verifier = try StandardWebhooksSignature(secrets: [Secret(Self.secret)])
+        #expect(throws: Never.self) {
+            try verifier.verify(body: request.body, header: { request.headers[$0.lowercased()] }, now: timestamp)
         }
     }
 
@@ -117,6 +131,7 @@ struct WebhookNotifierTests {
             try WebhookNotifier(settings: .init(url: "https://x/y", headers: ["X-A": "a\r\nX-B: b"]), context: context)
         }
         #expect(throws: ConfigError.self) { try WebhookNotifier(settings: .init(url: "https://x/y", secret: "whsec_!!!"), context: context) }
+        #expect(throws: ConfigError.self) { try WebhookNotifier(settings: .init(url: "https://x/y", secret: "whsec_"), context: context) }
         #expect(throws: ConfigError.self) { try WebhookNotifier(settings: .init(url: "https://x/y", template: "{{#a}}"), context: context) }
     }
 }

@@ -26,6 +26,25 @@ struct FileNotifierTests {
         }
     }
 
+    /// A path that can never be written is refused when the configuration loads (check,
+    /// start, reload), instead of passing and then retrying every delivery for 24 hours.
+    @Test func pathThatCannotBeWrittenIsRefusedAtLoad() throws {
+        let dir = tempDir()
+        // Nothing can be created in /proc, not even by root (access(2) would say yes to root).
+        let proc = try #require(throws: ConfigError.self) { try notifier(dir, .init(path: "/proc/herald-bookings.jsonl")) }
+        #expect(proc.keyPath == "path")
+        #expect(proc.message.hasPrefix("cannot create /proc/herald-bookings.jsonl: "))
+        // An existing path that cannot be opened for appending: a directory.
+        try FileManager.default.createDirectory(atPath: "\(dir)/taken.jsonl", withIntermediateDirectories: false)
+        let taken = try #require(throws: ConfigError.self) { try notifier(dir, .init(path: "taken.jsonl")) }
+        #expect(taken.message == "cannot write to \(dir)/taken.jsonl: is a directory")
+        let missing = try #require(throws: ConfigError.self) { try notifier(dir, .init(path: "no/such/dir/out.jsonl")) }
+        #expect(missing.message.contains("does not exist"))
+        // A writable directory passes and is left as it was: no file, no probe.
+        _ = try notifier(dir, .init(path: "fresh.jsonl"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["taken.jsonl"])
+    }
+
     @Test func writesOneJSONLinePerNotification() async throws {
         let dir = tempDir()
         let n = try notifier(dir, .init(path: "out.jsonl", fsync: true))
@@ -97,10 +116,11 @@ struct FileNotifierTests {
         #expect(error?.message == "unknown key; did you mean \"fsync\"? (known keys: fsync, keep, maxBytes, path)")
     }
 
+    /// A path that became unwritable after the configuration was loaded.
     @Test func unwritableFileIsARetryableDeliveryError() async throws {
         let dir = tempDir()
-        try FileManager.default.createDirectory(atPath: "\(dir)/blocked.jsonl", withIntermediateDirectories: true)
         let n = try notifier(dir, .init(path: "blocked.jsonl"))
+        try FileManager.default.createDirectory(atPath: "\(dir)/blocked.jsonl", withIntermediateDirectories: true)
         let error = await #expect(throws: DeliveryError.self) { try await n.deliver(try notification()) }
         #expect(error?.isRetryable == true)
     }

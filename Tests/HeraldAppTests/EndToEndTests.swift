@@ -108,8 +108,7 @@ struct CustomPluginTests {
             routes:
               - { events: ["*"], notify: [sheet, audit] }
             """.write(toFile: "\(dir)/herald.yaml", atomically: true, encoding: .utf8)
-        let binary = HeraldProcess.binary.replacingOccurrences(of: "/herald", with: "/custom-herald", options: .backwards)
-        let herald = try await HeraldProcess(config: "\(dir)/herald.yaml", binary: binary)
+        let herald = try await HeraldProcess(config: "\(dir)/herald.yaml", binary: HeraldProcess.executable("custom-herald"))
         let body = try Data(contentsOf: HeraldProcess.sharedVectors.appendingPathComponent("jicoo-events/guest_cancelled.json"))
         #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: body, secret: "csv-secret").0 == 202)
         #expect(try await waitUntil { ((try? String(contentsOfFile: "\(dir)/bookings.csv", encoding: .utf8)) ?? "").contains("\r\n") && jsonLines("\(dir)/out.jsonl").count == 1 })

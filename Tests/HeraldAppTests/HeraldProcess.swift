@@ -11,13 +11,17 @@ final class HeraldProcess: Sendable {
     static let sharedVectors = SharedVectors.directory
 
     /// The `herald` executable next to the test bundle.
-    static var binary: String {
+    static var binary: String { executable("herald") }
+
+    /// An executable product of this package, found in the build directory that holds the
+    /// test bundle (never derived from the repository's folder name).
+    static func executable(_ name: String) -> String {
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [dir, dir.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("herald").path
+            let path = candidate.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        return repoRoot.appendingPathComponent(".build/debug/herald").path
+        return repoRoot.appendingPathComponent(".build/debug/\(name)").path
     }
 
     let process: Process
@@ -90,6 +94,22 @@ func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = In
     let response = try await HTTPClient.shared.execute(request, timeout: timeout)
     let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
     return (Int(response.status.code), text)
+}
+
+/// Runs a `herald` command to its end: exit status and what it printed (stdout and stderr).
+func runHerald(_ arguments: [String], in directory: String? = nil,
+               binary: String = HeraldProcess.binary) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = arguments
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 func tempDir() -> String {

@@ -32,18 +32,7 @@ struct IntegrationTests {
         return "\(dir)/herald.yaml"
     }
 
-    func cli(_ arguments: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: HeraldProcess.binary)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func cli(_ arguments: [String]) throws -> (Int32, String) { try runHerald(arguments) }
 
     @Test func bookingMailArrivesAtARealSMTPServer() async throws {
         let smtp = try SMTPServerProcess()

@@ -314,4 +314,15 @@ struct ConfigTests {
         #expect(table.target(for: "guest_cancelled", notifier: "audit")?.locale == .en)
         #expect(table.targets(for: "guest_no_show").map(\.notifier) == ["audit"])
     }
+
+    /// `herald check -c herald.yaml` printed `././herald-data`.
+    @Test func pathsAreNormalised() throws {
+        let yaml = "storage: { path: ./herald-data }\nendpoints: [{ path: /h, secrets: [x] }]"
+        #expect(try ConfigLoader.testing().load(yaml: yaml, baseDirectory: ".").storage.path == "herald-data")
+        #expect(try ConfigLoader.testing().load(yaml: yaml, baseDirectory: "./examples").storage.path == "examples/herald-data")
+        #expect(try ConfigLoader.testing().load(yaml: yaml, baseDirectory: "/etc/herald/").storage.path == "/etc/herald/herald-data")
+        #expect(PluginContext.resolve("/var//lib/./herald", against: "x") == "/var/lib/herald")
+        #expect(PluginContext.resolve("../out.jsonl", against: ".") == "../out.jsonl")
+        #expect(PluginContext.resolve(".", against: ".") == ".")
+    }
 }

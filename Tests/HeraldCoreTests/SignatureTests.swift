@@ -81,7 +81,7 @@ struct OtherSchemeTests {
 
     /// The example from the Standard Webhooks specification's reference implementations.
     @Test func standardWebhooksKnownAnswer() throws {
-        let scheme = StandardWebhooksSignature(secrets: [Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], tolerance: 300)
+        let scheme = try StandardWebhooksSignature(secrets: [Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], tolerance: 300)
         let payload = Data(#"{"test": 2432232314}"#.utf8)
         let h = headers([
             "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
@@ -93,8 +93,79 @@ struct OtherSchemeTests {
         #expect(throws: SignatureFailure.signatureMismatch) { try scheme.verify(body: payload + Data("x".utf8), header: h, now: 1614265330) }
     }
 
+    /// The reference libraries' tests (standard-webhooks, libraries/javascript and python):
+    /// the same secret with and without `whsec_`, several signatures of which one is valid,
+    /// and their "sign function" answer.
+    @Test func standardWebhooksReferenceVectors() throws {
+        let payload = Data(#"{"test": 2432232314}"#.utf8)
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+        for secret in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            let scheme = try StandardWebhooksSignature(secrets: [Secret(secret)])
+            let signed = scheme.sign(body: payload, timestamp: 1614265330, id: id)
+            #expect(signed.first { $0.name == "webhook-signature" }?.value == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+            let valid = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+            let several = ["v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=", "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+                           valid, "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="].joined(separator: " ")
+            let h = ["webhook-id": id, "webhook-timestamp": "1614265330", "webhook-signature": several]
+            #expect(throws: Never.self) { try scheme.verify(body: payload, header: headers(h), now: 1614265330) }
+            var partial = h
+            partial["webhook-signature"] = String(valid.prefix(8))
+            #expect(throws: SignatureFailure.self) { try scheme.verify(body: payload, header: headers(partial), now: 1614265330) }
+            partial["webhook-signature"] = "v1,"
+            #expect(throws: SignatureFailure.self) { try scheme.verify(body: payload, header: headers(partial), now: 1614265330) }
+        }
+    }
+
+    /// Secrets are base64 after an optional `whsec_`, padding optional, as the reference
+    /// libraries decode them (Python appends "=="); an empty or non-base64 one is refused
+    /// instead of being used as raw bytes.
+    @Test func standardWebhooksSecretsDecodeLikeTheReferences() throws {
+        let key = Array("a 25-byte key, not 24 ..".utf8) + [0xFF]   // 25 bytes: base64 ends in "=="
+        let padded = Data(key).base64EncodedString()
+        #expect(padded.hasSuffix("=="))
+        let unpadded = String(padded.dropLast(2))
+        #expect(try StandardWebhooksSignature.key(of: Secret("whsec_" + unpadded)) == key)
+        #expect(try StandardWebhooksSignature.key(of: Secret("whsec_" + padded)) == key)
+        #expect(try StandardWebhooksSignature.key(of: Secret(unpadded)) == key)
+        // What a sender with the unpadded secret signs, Herald verifies.
+        let body = Data("{}".utf8)
+        let scheme = try StandardWebhooksSignature(secrets: [Secret("whsec_" + unpadded)])
+        let mac = HMAC.Key(key).mac(prefix: Array("msg_1.1000.".utf8), body)
+        let h = ["webhook-id": "msg_1", "webhook-timestamp": "1000", "webhook-signature": "v1," + Data(mac).base64EncodedString()]
+        #expect(throws: Never.self) { try scheme.verify(body: body, header: headers(h), now: 1000) }
+        for bad in ["whsec_", "", "whsec_!!!!", "whsec_abcde", "whsec_===="] {
+            #expect(throws: SecretFormatError.self, "\(bad)") { try StandardWebhooksSignature.key(of: Secret(bad)) }
+        }
+        let error = try #require(throws: SecretFormatError.self) { try StandardWebhooksSignature.key(of: Secret("whsec_s3cr3t!value")) }
+        #expect(!error.message.contains("s3cr3t"))
+    }
+
+    /// Like the references (`now - timestamp > tolerance` fails), a timestamp exactly
+    /// `tolerance` seconds old or ahead is accepted; one second more is not.
+    @Test func standardWebhooksToleranceBoundary() throws {
+        let scheme = try StandardWebhooksSignature(secrets: [Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], tolerance: 300)
+        let payload = Data(#"{"test": 2432232314}"#.utf8)
+        let h = headers(["webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
+                         "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="])
+        #expect(throws: Never.self) { try scheme.verify(body: payload, header: h, now: 1614265330 + 300) }
+        #expect(throws: Never.self) { try scheme.verify(body: payload, header: h, now: 1614265330 - 300) }
+        #expect(throws: SignatureFailure.timestampOutsideTolerance) { try scheme.verify(body: payload, header: h, now: 1614265330 + 301) }
+        #expect(throws: SignatureFailure.timestampOutsideTolerance) { try scheme.verify(body: payload, header: h, now: 1614265330 - 301) }
+    }
+
+    /// GitHub's documented example ("Validating webhook deliveries": secret
+    /// `It's a Secret to Everybody`, payload `Hello, World!`).
+    @Test func githubDocumentedExample() throws {
+        let scheme = try EventSource.github.defaultScheme.makeScheme(secrets: [Secret("It's a Secret to Everybody")])
+        let body = Data("Hello, World!".utf8)
+        let h = headers(["X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"])
+        #expect(throws: Never.self) { try scheme.verify(body: body, header: h, now: 0) }
+        #expect(throws: SignatureFailure.signatureMismatch) { try scheme.verify(body: Data("Hello, World?".utf8), header: h, now: 0) }
+        #expect(scheme.sign(body: body, timestamp: 0, id: "").first?.value == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    }
+
     @Test func standardWebhooksSignsWhatItVerifies() throws {
-        let scheme = StandardWebhooksSignature(secrets: [Secret("whsec_" + Data("0123456789abcdef".utf8).base64EncodedString())])
+        let scheme = try StandardWebhooksSignature(secrets: [Secret("whsec_" + Data("0123456789abcdef".utf8).base64EncodedString())])
         let signed = scheme.sign(body: body, timestamp: 5000, id: "msg_1")
         let dict = Dictionary(uniqueKeysWithValues: signed.map { ($0.name, $0.value) })
         #expect(throws: Never.self) { try scheme.verify(body: body, header: headers(dict), now: 5100) }
