@@ -251,7 +251,7 @@ package struct HTTPSender: Sendable {
             if let seconds = Double(value), seconds >= 0 {
                 return .clamped(seconds: seconds)
             }
-            if let date = parseHTTPDate(value) {
+            if let date = HTTPDate.parse(value) {
                 return .clamped(seconds: date.timeIntervalSince(now))
             }
         }
@@ -262,15 +262,6 @@ package struct HTTPSender: Sendable {
             }
         }
         return nil
-    }
-
-    /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form `Retry-After` uses.
-    static func parseHTTPDate(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return formatter.date(from: text)
     }
 
     private static func describe(_ error: any Error) -> String {
