@@ -1,4 +1,5 @@
 import Foundation
+import HeraldTesting
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -101,7 +102,7 @@ struct PipelineTests {
     /// A booking in a zone that does not exist is accepted and shown in UTC; the log says so
     /// once per zone, however many events name it.
     @Test func unknownTimeZoneIsWarnedAboutOncePerZone() async throws {
-        let lines = LogLines()
+        let lines = LogCapture()
         let h = try await Harness("  fast: { kind: recording, label: fast }\n  slow: { kind: recording, label: slow }",
                                   logger: Logger(label: "herald") { _ in lines })
         for (i, zone) in ["Mars/Base", "Mars/Base", "", "Mars/Base", "Asia/Tokyo"].enumerated() {
@@ -112,7 +113,7 @@ struct PipelineTests {
                 Issue.record("an unknown zone must not cost the event"); return
             }
         }
-        let warnings = lines.all.filter { $0.contains("time zone") }
+        let warnings = lines.messages.filter { $0.contains("time zone") }
         #expect(warnings == [
             #"booking time zone "Mars/Base" is not a known IANA time zone; its times are shown in UTC"#,
             #"booking time zone "" is not a known IANA time zone; its times are shown in UTC"#,
@@ -408,28 +409,5 @@ struct AttemptDeadlinesTests {
         early.cancel()
         #expect(await early.value == false)
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
-    }
-}
-
-/// Log messages kept in memory, to check what Herald logs.
-final class LogLines: LogHandler, Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-
-    func log(event: LogEvent) { lines.withLock { $0.append("\(event.message)") } }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-
-    var logLevel: Logger.Level {
-        get { .trace }
-        set {}
     }
 }
