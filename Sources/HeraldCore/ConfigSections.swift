@@ -237,7 +237,7 @@ extension Reader {
             }
             let name = schemeName ?? source.defaultScheme
             let scheme: any SignatureScheme
-            do { scheme = try name.makeScheme(secrets: secrets, tolerance: Int64(tolerance.seconds), header: header) } catch {
+            do { scheme = try name.makeScheme(secrets: secrets, tolerance: tolerance.components.seconds, header: header) } catch {
                 throw fail(secretNode?.node ?? item, secretNode?.path ?? "\(base).secrets", error.message)
             }
             out.append(HeraldConfig.Endpoint(path: path, source: source, schemeName: name, scheme: scheme, secrets: secrets,

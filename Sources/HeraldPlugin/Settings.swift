@@ -146,8 +146,9 @@ extension Duration {
     /// `seconds` to the millisecond, or nil if it is negative, not a number, or longer than
     /// ``longest``.
     public init?(checkedSeconds seconds: Double) {
-        guard seconds >= 0, seconds <= Duration.longest.seconds else { return nil }
-        self = .milliseconds(Int64((seconds * 1000).rounded()))
+        guard seconds >= 0, seconds <= Duration.longest.seconds,
+              let milliseconds = Int64(exactly: (seconds * 1000).rounded()) else { return nil }
+        self = .milliseconds(milliseconds)
     }
 
     /// `seconds` to the millisecond, clamped to `0...longest` (NaN counts as 0): for values a
