@@ -178,6 +178,20 @@ public struct RetryPolicy: Sendable, Equatable {
         return .seconds(min(maximum.seconds, base))
     }
 
+    /// When to try again after failed attempt number `attempt` at `now`, for an event that
+    /// arrived at `receivedAt`; nil to give up.
+    ///
+    /// A target that asks to wait past the give-up time (`hint`) gets one last attempt at
+    /// that time rather than the delivery dying after one answer; a backoff that would pass
+    /// it gives up.
+    public func nextAttempt(afterFailure attempt: Int, hint: Duration?, now: Date, receivedAt: Date,
+                            random: (ClosedRange<Double>) -> Double = { Double.random(in: $0) }) -> Date? {
+        let giveUpAt = receivedAt.addingTimeInterval(giveUpAfter.seconds)
+        let next = now.addingTimeInterval(delay(forRetry: attempt, hint: hint, random: random).seconds)
+        if next <= giveUpAt { return next }
+        return hint != nil && now < giveUpAt ? giveUpAt : nil
+    }
+
     /// The wait before retry number `retry`, jittered; `hint` (a target's `Retry-After`) wins,
     /// up to ``maxRetryAfter``.
     public func delay(forRetry retry: Int, hint: Duration? = nil,

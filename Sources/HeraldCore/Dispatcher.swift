@@ -277,15 +277,9 @@ public final class Dispatcher: Service {
             finalResult("dead")
             return
         }
-        let policy = notifier.policy.retry
-        let delay = policy.delay(forRetry: job.attempt, hint: hint)
         let now = Date()
-        var next = now.addingTimeInterval(delay.seconds)
-        let giveUpAt = event.receivedAt.addingTimeInterval(policy.giveUpAfter.seconds)
-        // A target that asks to wait past the give-up time gets one last attempt then,
-        // rather than the delivery dying after one answer.
-        if hint != nil, next > giveUpAt, now < giveUpAt { next = giveUpAt }
-        if next.timeIntervalSince(event.receivedAt) > policy.giveUpAfter.seconds {
+        guard let next = notifier.policy.retry.nextAttempt(afterFailure: job.attempt, hint: hint, now: now,
+                                                          receivedAt: event.receivedAt) else {
             try await journal.markDead(job.id, error: "gave up after \(job.attempt) attempts: \(message)")
             log.error("delivery gave up after \(job.attempt) attempts: \(message)")
             finalResult("dead")

@@ -238,19 +238,35 @@ struct PipelineTests {
         }
     }
 
-    /// A target asking to wait past `giveUpAfter` gets one last attempt at the give-up time
-    /// (not death after one answer); failing that too, the delivery is dead.
+    /// A retryable failure past `giveUpAfter` is dead, with how many attempts were made.
     @Test func giveUpAfterMakesItDead() async throws {
         let journal: any Journal = MemoryJournal()
-        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 3s } }",
+        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 1s, giveUpAfter: 500ms } }",
                                   routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
         h.log.failures.withLock { $0["fast"] = Array(repeating: .retryable("down", after: .seconds(3600)), count: 2) }
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
             #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 1).count == 1 })
-            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after 2 attempts") == true)
+            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after") == true)
         }
+    }
+
+    /// When the next attempt is due, at fixed times: a `Retry-After` past the give-up time gets
+    /// one last attempt at that time (not death after one answer); a backoff past it, or any
+    /// failure at or after it, gives up.
+    @Test func nextAttemptKeepsOneLastTryAtTheGiveUpTime() {
+        let received = Date(timeIntervalSince1970: 1_800_000_000)
+        let policy = RetryPolicy(initial: .seconds(10), giveUpAfter: .seconds(60), maxRetryAfter: .seconds(3600))
+        let giveUpAt = received.addingTimeInterval(60)
+        let soon = received.addingTimeInterval(5)
+        #expect(policy.nextAttempt(afterFailure: 1, hint: .seconds(3600), now: soon, receivedAt: received) == giveUpAt)
+        #expect(policy.nextAttempt(afterFailure: 2, hint: .seconds(3600), now: giveUpAt, receivedAt: received) == nil)
+        #expect(policy.nextAttempt(afterFailure: 1, hint: .seconds(20), now: soon, receivedAt: received) == soon.addingTimeInterval(20))
+        #expect(policy.nextAttempt(afterFailure: 1, hint: nil, now: soon, receivedAt: received, random: { $0.upperBound })
+            == soon.addingTimeInterval(10))
+        let late = received.addingTimeInterval(55)
+        #expect(policy.nextAttempt(afterFailure: 3, hint: nil, now: late, receivedAt: received, random: { $0.upperBound }) == nil)
     }
 
     /// `Retry-After` is capped by `retry.maxRetryAfter` (1 h by default).
