@@ -129,6 +129,8 @@ public final class Dispatcher: Service {
                     }
                     backlog = due.count == room
                 } catch {
+                    // Stopping (the server could not listen, or a shutdown): not a journal fault.
+                    if Task.isCancelled || stopping.load(ordering: .relaxed) { return }
                     logger.error("cannot read due deliveries from the journal: \(error)")
                 }
             }
