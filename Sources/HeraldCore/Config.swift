@@ -52,6 +52,10 @@ public struct HeraldConfig: Sendable {
         /// A delivery in flight during this many crashes (kill -9, power loss, a trap) is set
         /// aside as dead on the next start, so one delivery can never keep Herald down.
         public var deadAfterCrashes: Int = 3
+        /// How long an instance holds a delivery it took without renewing it. Held deliveries
+        /// are renewed every third of it; when an instance dies, another (or its own next
+        /// start, on SQLite at once) takes its deliveries over after this.
+        public var leaseTime: Duration = .seconds(60)
         public init() {}
     }
 

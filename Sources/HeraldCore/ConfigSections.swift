@@ -118,7 +118,8 @@ extension Reader {
 
     func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
         var s = defaultStorage
-        let keys: Set<String> = ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending", "deadAfterCrashes"]
+        let keys: Set<String> = ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending", "deadAfterCrashes",
+                               "leaseTime"]
         for (key, _, v) in try mapping(node, "storage", allowed: keys) {
             let path = "storage.\(key)"
             switch key {
@@ -130,6 +131,11 @@ extension Reader {
             case "retention": s.retention = try duration(v, path)
             case "groupCommit": s.groupCommit = try bool(v, path)
             case "deadAfterCrashes": s.deadAfterCrashes = try int(v, path, range: 1...1000)
+            case "leaseTime":
+                s.leaseTime = try duration(v, path)
+                if s.leaseTime < .seconds(1) {
+                    throw fail(v, path, "must be at least 1s (leases are renewed every third of it)")
+                }
             default: s.maxPending = try int(v, path, range: 1...100_000_000)
             }
         }

@@ -18,19 +18,24 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         case readOnly
         /// An event with the same id is already stored.
         case duplicateEventID
+        /// The database server cannot be reached (a shared journal): retry later.
+        case unavailable
+        /// The journal was written by a newer Herald whose schema this one does not know.
+        case newerSchema
         /// Any other failure, e.g. an I/O error.
         case other
     }
 
     public var kind: Kind
-    /// The journal file.
+    /// The journal file, or the database with its password left out.
     public var path: String
     /// What happened and what to do, for logs and CLI output.
     public var message: String
 
     public var description: String { message }
 
-    init(_ kind: Kind, path: String, _ message: String) {
+    /// An error of `kind`; `message` must say what to do and must not contain a secret.
+    public init(_ kind: Kind, path: String, _ message: String) {
         self.kind = kind
         self.path = path
         self.message = message
