@@ -147,6 +147,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public var concurrency: Int = 4
     public var timeout: Duration = .seconds(30)
     public var retry: RetryPolicy = RetryPolicy()
+    /// When deliveries wait (or are dropped) instead of being sent.
+    public var quietHours: QuietHours?
     public init(concurrency: Int = 4, timeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
         self.concurrency = concurrency
         self.timeout = timeout

@@ -105,29 +105,23 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Takes jobs off the queue, each in a task of its own that waits for a slot. At most
-    /// `claimAhead` are taken at once; the rest wait in the queue, or in the
-    /// journal when the queue is full, so memory stays bounded under any backlog.
+    /// Takes jobs off the queue in order, each once one of the notifier's `concurrency` slots
+    /// is free, and runs it in a task of its own that gives the slot back after its attempt.
+    /// Attempts therefore start in queue order (one at a time with `concurrency: 1`), and
+    /// what waits stays in the bounded queue, or in the journal when the queue is full.
     private func consume() async {
         var unstarted: [Int64] = []
-        await withTaskGroup(of: Void.self) { group in
-            var taken = 0
+        await withDiscardingTaskGroup { group in
             for await job in queue.jobs {
-                if stopping.load(ordering: .relaxed) {
+                // Read per job: a reload may change `concurrency`.
+                slots.resize(to: notifier.policy.concurrency)
+                guard !stopping.load(ordering: .relaxed), await slots.acquire() else {
                     unstarted.append(job.id)
                     queue.complete(job.id)
                     continue
                 }
-                // Read per job: a reload may raise `concurrency` past what 64 would feed.
-                let claimAhead = max(64, 4 * notifier.policy.concurrency)
-                while taken >= claimAhead {
-                    await group.next()
-                    taken -= 1
-                }
                 group.addTask { await self.process(job) }
-                taken += 1
             }
-            await group.waitForAll()
         }
         // Shutting down with deliveries still queued: give them back as they were, in one write.
         guard !unstarted.isEmpty else { return }
@@ -213,25 +207,23 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// One attempt at one leased delivery, and its outcome written to the journal.
+    /// One attempt at one leased delivery, holding one of the notifier's slots (given back as
+    /// soon as the attempt ends, before its outcome is written), and its outcome written to
+    /// the journal.
     func process(_ job: DeliveryJob) async {
         defer { queue.complete(job.id) }
+        var holdsSlot = true
+        defer { if holdsSlot { slots.release() } }
         var log = logger
         log[metadataKey: "event"] = .string(job.eventID)
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
         if lost.withLock({ $0.remove(job.id) }) != nil { return }
-        if stopping.load(ordering: .relaxed) {
-            await write(.released(job.id), log)
-            return
-        }
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
-        slots.resize(to: current.notifier(named: name).policy.concurrency)
-        guard await slots.acquire() else {
-            // Shutting down before this attempt started: give the delivery back as it was.
-            await write(.released(job.id), log)
+        if let quiet = current.notifier(named: name).policy.quietHours, let window = quiet.window(containing: Date()) {
+            await keepQuiet(job, quiet.action, until: window.end, log)
             return
         }
         // One configuration for the attempt, taken once it can start; its plugin stays up
@@ -252,7 +244,21 @@ public final class Dispatcher: Service {
         running.subtract(1, ordering: .relaxed)
         live.release()
         slots.release()
+        holdsSlot = false
         await record(outcome, job: job, event: event, notifier: notifier, log: log)
+    }
+
+    /// Inside the notifier's quiet hours: the delivery waits for the window's end, or is skipped.
+    private func keepQuiet(_ job: DeliveryJob, _ action: QuietHours.Action, until end: Date, _ log: Logger) async {
+        switch action {
+        case .hold:
+            let reason = "held for quiet hours until \(ISO8601.format(end))"
+            if await write(.postponed(job.id, until: end, reason: reason), log) { log.info("\(reason)") }
+        case .drop:
+            guard await write(.skipped(job.id, reason: "dropped: sent during quiet hours"), log) else { return }
+            log.info("dropped: inside the notifier's quiet hours")
+            finalResult("skipped")
+        }
     }
 
     /// Writes one outcome; false if it was not written (lease lost, or the journal failed:

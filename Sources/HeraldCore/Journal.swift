@@ -188,10 +188,14 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case skipped(Int64, reason: String)
     /// The attempt never started (shutdown): pending and due now, its attempt uncounted.
     case released(Int64)
+    /// Not attempted now by rule (quiet hours): pending and due at `until`, its attempt
+    /// uncounted, `reason` shown as its last error.
+    case postponed(Int64, until: Date, reason: String)
 
     public var id: Int64 {
         switch self {
-        case .delivered(let id), .retry(let id, _, _), .dead(let id, _), .skipped(let id, _), .released(let id): id
+        case .delivered(let id), .retry(let id, _, _), .dead(let id, _), .skipped(let id, _), .released(let id),
+             .postponed(let id, _, _): id
         }
     }
 }

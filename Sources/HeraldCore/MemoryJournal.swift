@@ -124,6 +124,11 @@ public actor MemoryJournal: Journal {
                 r.state = .pending
                 r.dueAt = now
                 r.attempts -= 1
+            case .postponed(_, let until, let reason):
+                r.state = .pending
+                r.dueAt = until
+                r.attempts -= 1
+                r.lastError = reason
             }
             r.owner = nil
             r.leaseUntil = nil

@@ -394,6 +394,10 @@ public final class SQLiteJournal: Journal {
             UPDATE deliveries SET state = 'pending', due_at = ?1, attempts = attempts - 1, owner = NULL,
                 lease_until = NULL, updated_at = ?1 \(held)
             """)
+        let postpone = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'pending', due_at = ?, attempts = attempts - 1, last_error = ?, owner = NULL,
+                lease_until = NULL, updated_at = ? \(held)
+            """)
         var lost: [Int64] = []
         for outcome in outcomes {
             switch outcome {
@@ -403,6 +407,8 @@ public final class SQLiteJournal: Journal {
             case .retry(let id, let at, let error):
                 try retry.execute(arguments: [at.timeIntervalSince1970, error, now, id, owner])
             case .released(let id): try release.execute(arguments: [now, id, owner])
+            case .postponed(let id, let until, let reason):
+                try postpone.execute(arguments: [until.timeIntervalSince1970, reason, now, id, owner])
             }
             if db.changesCount == 0 { lost.append(outcome.id) }
         }

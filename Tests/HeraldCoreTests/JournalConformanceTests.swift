@@ -317,6 +317,12 @@ struct JournalConformanceTests {
         #expect(record.state == .pending && record.attempts == 0 && record.dueAt == f.clock.now && record.owner == nil)
         #expect(try await f.lease("d").deliveries.map(\.record.id) == [ids["d"]!])
 
+        #expect(try await f.record(.postponed(ids["d"]!, until: f.clock.now + 600, reason: "held for quiet hours")))
+        record = try #require(try await f.delivery(ids["d"]!))
+        #expect(record.state == .pending && record.attempts == 0 && record.dueAt == f.clock.now + 600)
+        #expect(record.lastError == "held for quiet hours" && record.owner == nil)
+        #expect(try await f.lease("d").deliveries.isEmpty)
+
         // Only a held lease takes an outcome: not a final delivery, not an unknown id.
         #expect(try await f.record(.delivered(ids["b"]!)) == false)
         #expect(try await f.delivery(ids["b"]!)?.state == .dead)
