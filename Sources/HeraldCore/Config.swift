@@ -112,14 +112,25 @@ public struct HeraldConfig: Sendable {
         public var template: String?
         public var locale: HeraldLocale?
         public var options: [String: String]
+        /// Reminders before a booking's start (`remind: [24h, 1h]`), for each notifier listed.
+        public var remind: [Duration]
+        /// The template reminders use: a name under `templates:`; nil is the built-in `reminder`.
+        public var reminderTemplate: String?
+        /// A reminder whose time passed longer ago than this (when the booking arrives, or
+        /// after downtime) is recorded as skipped instead of sent late.
+        public var remindGrace: Duration
 
         public init(events: [String], notify: [String], template: String? = nil,
-                    locale: HeraldLocale? = nil, options: [String: String] = [:]) {
+                    locale: HeraldLocale? = nil, options: [String: String] = [:], remind: [Duration] = [],
+                    reminderTemplate: String? = nil, remindGrace: Duration = .seconds(600)) {
             self.events = events
             self.notify = notify
             self.template = template
             self.locale = locale
             self.options = options
+            self.remind = remind
+            self.reminderTemplate = reminderTemplate
+            self.remindGrace = remindGrace
         }
 
         /// Whether `name` matches one of the patterns.

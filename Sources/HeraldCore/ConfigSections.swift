@@ -51,9 +51,10 @@ extension Reader {
                 problems.add(fail(node ?? routeNodes[i], "routes[\(i)].notify[\(j)]",
                                   "no notifier named \"\(name)\"; defined: \(names.sorted().joined(separator: ", "))"))
             }
-            if let t = route.template, templates[t] == nil {
-                problems.add(fail(self.node(at: ["template"], in: routeNodes[i]), "routes[\(i)].template",
-                                  "no template named \"\(t)\" under templates:"))
+            for (key, name) in [("template", route.template), ("reminderTemplate", route.reminderTemplate)] {
+                guard let name, templates[name] == nil else { continue }
+                problems.add(fail(self.node(at: [key], in: routeNodes[i]), "routes[\(i)].\(key)",
+                                  "no template named \"\(name)\" under templates:"))
             }
         }
         let config = HeraldConfig(file: file, server: server, storage: storage, log: log, locale: locale,
@@ -387,13 +388,18 @@ extension Reader {
         for (i, item) in seq.enumerated() {
             let base = "routes[\(i)]"
             var route = HeraldConfig.Route(events: [], notify: [])
-            for (key, _, v) in try mapping(item, base, allowed: ["events", "notify", "template", "locale", "options"]) {
+            let allowed: Set<String> = ["events", "notify", "template", "locale", "options", "remind", "reminderTemplate",
+                                        "remindGrace"]
+            for (key, _, v) in try mapping(item, base, allowed: allowed) {
                 let p = "\(base).\(key)"
                 switch key {
                 case "events": route.events = try stringList(v, p)
                 case "notify": route.notify = try stringList(v, p)
                 case "template": route.template = try string(v, p)
                 case "locale": route.locale = try readLocale(v, p)
+                case "remind": route.remind = try readReminderOffsets(v, p)
+                case "reminderTemplate": route.reminderTemplate = try string(v, p)
+                case "remindGrace": route.remindGrace = try duration(v, p)
                 default:
                     for (k, _, ov) in try mapping(v, p) { route.options[k] = try string(ov, "\(p).\(k)") }
                 }
@@ -403,6 +409,22 @@ extension Reader {
             out.append(route)
         }
         return (out, seq.map { $0 })
+    }
+
+    /// `remind: [24h, 1h]`: distinct positive offsets, whole seconds, at most a year.
+    func readReminderOffsets(_ node: Node, _ path: String) throws(ConfigError) -> [Duration] {
+        guard let items = node.sequence else { throw fail(node, path, "expected a list of durations such as [24h, 1h]") }
+        var out: [Duration] = []
+        for (i, item) in items.enumerated() {
+            let p = "\(path)[\(i)]"
+            let offset = try duration(item, p)
+            guard offset >= .seconds(1), offset <= .seconds(366 * 86400) else {
+                throw fail(item, p, "a reminder offset must be between 1s and 366d before the start")
+            }
+            guard !out.contains(offset) else { throw fail(item, p, "this offset is listed twice") }
+            out.append(offset)
+        }
+        return out
     }
 
     func readTemplates(_ node: Node) throws(ConfigError) -> [String: HeraldConfig.TemplateSource] {

@@ -12,6 +12,8 @@ enum DefaultTemplates {
         "guest_booking_request_created": Text(title: "Booking request: {{guest.name}} — {{when}}", lead: "{{guest.name}} requested a booking. It needs your approval."),
         "host_booking_request_accepted": Text(title: "Request accepted: {{guest.name}} — {{when}}", lead: "The booking request from {{guest.name}} was accepted."),
         "host_booking_request_declined": Text(title: "Request declined: {{guest.name}} — {{when}}", lead: "The booking request from {{guest.name}} was declined."),
+        // Not an event: what a route's `remind:` sends before the start.
+        "reminder": Text(title: "Reminder: {{guest.name}} {{startsIn}} — {{when}}", lead: "Your meeting with {{guest.name}} starts {{startsIn}}."),
     ]
 
     static let ja: [String: Text] = [
@@ -23,6 +25,7 @@ enum DefaultTemplates {
         "guest_booking_request_created": Text(title: "予約リクエスト: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様から予約リクエストが届きました。承認をお願いします。"),
         "host_booking_request_accepted": Text(title: "リクエスト承認: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様の予約リクエストを承認しました。"),
         "host_booking_request_declined": Text(title: "リクエスト却下: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様の予約リクエストを却下しました。"),
+        "reminder": Text(title: "リマインダー: {{guest.name}} 様 {{startsIn}} — {{when}}", lead: "{{guest.name}} 様との予定が{{startsIn}}に始まります。"),
     ]
 
     /// For event names Herald does not know (kept and routable, never rejected).

@@ -13,13 +13,17 @@ public struct DeliveryJob: Sendable {
     public var attempt: Int
     /// The stored event, when the sweep read it along with the delivery.
     public var stored: StoredEvent?
+    /// For a reminder: seconds before the start, and when it was meant to go out.
+    public var reminder: (offset: Int, remindAt: Date)?
 
-    public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil) {
+    public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil,
+                reminder: (offset: Int, remindAt: Date)? = nil) {
         self.id = id
         self.eventID = eventID
         self.event = event
         self.attempt = attempt
         self.stored = stored
+        self.reminder = reminder
     }
 }
 
@@ -249,6 +253,10 @@ public struct RouteTable: Sendable {
         public var template: String?
         public var locale: HeraldLocale?
         public var options: [String: String]
+        /// The route's reminders before a booking's start, their template and grace.
+        public var remind: [Duration] = []
+        public var reminderTemplate: String?
+        public var remindGrace: Duration = .seconds(600)
     }
 
     public let routes: [HeraldConfig.Route]
@@ -260,7 +268,9 @@ public struct RouteTable: Sendable {
         var out: [Target] = []
         for route in routes where route.matches(eventName) {
             for name in route.notify where seen.insert(name).inserted {
-                out.append(Target(notifier: name, template: route.template, locale: route.locale, options: route.options))
+                out.append(Target(notifier: name, template: route.template, locale: route.locale, options: route.options,
+                                  remind: route.remind, reminderTemplate: route.reminderTemplate,
+                                  remindGrace: route.remindGrace))
             }
         }
         return out

@@ -215,6 +215,17 @@ public final class SQLiteJournal: Journal {
                 CREATE INDEX deliveries_event ON deliveries(event_id);
                 """)
         }
+        migrator.registerMigration("v4: reminders") { db in
+            // A reminder is a delivery kept by its booking (booking_key), how long before the
+            // start it goes out (reminder_offset, seconds) and when (remind_at, kept once final).
+            try db.execute(sql: """
+                ALTER TABLE deliveries ADD COLUMN booking_key TEXT;
+                ALTER TABLE deliveries ADD COLUMN reminder_offset INTEGER;
+                ALTER TABLE deliveries ADD COLUMN remind_at REAL;
+                CREATE INDEX deliveries_reminders ON deliveries(booking_key, notifier, reminder_offset)
+                    WHERE booking_key IS NOT NULL;
+                """)
+        }
         return migrator
     }()
 
@@ -287,7 +298,40 @@ public final class SQLiteJournal: Journal {
             }
             ids[notifier] = db.lastInsertedRowID
         }
+        if let booking = entry.bookingKey {
+            if entry.cancelsReminders {
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'skipped', due_at = NULL, last_error = ?, updated_at = ?
+                    WHERE booking_key = ? AND reminder_offset IS NOT NULL AND state = 'pending'
+                    """).execute(arguments: [ScheduledReminder.cancelledReason, item.now, booking])
+            }
+            for reminder in entry.reminders { try schedule(reminder, booking: booking, item: item, db) }
+        }
         return .accepted(deliveries: ids)
+    }
+
+    /// One reminder kept per booking, notifier and offset (see ``ScheduledReminder``).
+    private static func schedule(_ reminder: ScheduledReminder, booking: String, item: AppendItem, _ db: Database) throws {
+        let at = reminder.remindAt.timeIntervalSince1970
+        let skipped = reminder.skipReason != nil
+        let same = try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT id, state, remind_at FROM deliveries WHERE booking_key = ? AND notifier = ? AND reminder_offset = ?
+            """), arguments: [booking, reminder.notifier, reminder.offset])
+        if same.contains(where: { ($0[2] as Double?) == at }) { return }
+        if let pending = same.first(where: { ($0[1] as String) == "pending" }) {
+            try db.cachedStatement(sql: """
+                UPDATE deliveries SET event_id = ?, remind_at = ?, due_at = ?, state = ?, last_error = ?, updated_at = ?
+                WHERE id = ?
+                """).execute(arguments: [item.entry.eventID, at, skipped ? nil : at, skipped ? "skipped" : "pending",
+                                         reminder.skipReason, item.now, pending[0] as Int64])
+            return
+        }
+        try db.cachedStatement(sql: """
+            INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, last_error, booking_key, reminder_offset,
+                                    remind_at, updated_at)
+            VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [item.entry.eventID, reminder.notifier, skipped ? "skipped" : "pending",
+                                     skipped ? nil : at, reminder.skipReason, booking, reminder.offset, at, item.now])
     }
 
     // MARK: - Leases and outcomes
@@ -429,9 +473,9 @@ public final class SQLiteJournal: Journal {
     /// The columns ``record(_:)`` reads, in its order; more may follow them.
     private static let recordColumns = """
         d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, d.lease_until,
-        d.interruptions, e.received_at, d.updated_at
+        d.interruptions, d.booking_key, d.reminder_offset, d.remind_at, e.received_at, d.updated_at
         """
-    private static let recordColumnCount = 13
+    private static let recordColumnCount = 16
     private static let recordFrom = "FROM deliveries d JOIN events e ON e.id = d.event_id"
     private static let recordSelect = "SELECT \(recordColumns) \(recordFrom)"
 
@@ -451,8 +495,8 @@ public final class SQLiteJournal: Journal {
         return DeliveryRecord(
             id: row[0], eventID: row[1], eventName: row[2], notifier: row[3], state: try state(row[4]),
             attempts: row[5], dueAt: date(row[6]), lastError: row[7], owner: row[8], leaseUntil: date(row[9]),
-            interruptions: row[10], receivedAt: Date(timeIntervalSince1970: row[11]),
-            updatedAt: Date(timeIntervalSince1970: row[12]))
+            interruptions: row[10], bookingKey: row[11], reminderOffset: row[12], remindAt: date(row[13]),
+            receivedAt: Date(timeIntervalSince1970: row[14]), updatedAt: Date(timeIntervalSince1970: row[15]))
     }
 
     public func event(id: String) async throws -> StoredEvent? {
