@@ -160,6 +160,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public var retry: RetryPolicy = RetryPolicy()
     /// When deliveries wait (or are dropped) instead of being sent.
     public var quietHours: QuietHours?
+    /// A daily agenda of the day's bookings, sent to this notifier.
+    public var agenda: AgendaSchedule?
     public init(concurrency: Int = 4, timeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
         self.concurrency = concurrency
         self.timeout = timeout

@@ -286,6 +286,7 @@ extension Reader {
             case "timeout": policy.timeout = try duration(v, p)
             case "retry": policy.retry = try readRetry(v, p)
             case "quietHours": policy.quietHours = try readQuietHours(v, p)
+            case "agenda": policy.agenda = try readAgenda(v, p)
             default: settingsPairs.append((k, v))
             }
         }
@@ -300,6 +301,48 @@ extension Reader {
         let secrets = type.secretKeys.compactMap { settings.mapping?[$0]?.scalar?.string }
         return HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
                                      settingsDigest: Self.digest(settings), redact: SecretRedactor(secrets: secrets))
+    }
+
+    func readAgenda(_ node: Node, _ base: String) throws(ConfigError) -> AgendaSchedule {
+        var at: QuietHours.TimeOfDay?, zone: TimeZone?
+        var rest: [(String, Node)] = []
+        let keys: Set<String> = ["at", "zone", "day", "eventTypes", "skipEmpty", "grace"]
+        for (key, _, v) in try mapping(node, base, allowed: keys) {
+            let p = "\(base).\(key)"
+            switch key {
+            case "at":
+                let text = try string(v, p)
+                guard let time = QuietHours.TimeOfDay(text) else {
+                    throw fail(v, p, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
+                }
+                at = time
+            case "zone":
+                let text = try string(v, p)
+                guard let z = TimeText.knownZone(text) else {
+                    throw fail(v, p, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
+                }
+                zone = z
+            default: rest.append((key, v))
+            }
+        }
+        guard let at else { throw fail(node, "\(base).at", "missing required key \"at\" (e.g. \"08:00\")") }
+        guard let zone else { throw fail(node, "\(base).zone", "missing required key \"zone\" (e.g. Asia/Tokyo)") }
+        var agenda = AgendaSchedule(at: at, zone: zone)
+        for (key, v) in rest {
+            let p = "\(base).\(key)"
+            switch key {
+            case "day":
+                let text = try string(v, p)
+                guard let day = AgendaSchedule.Day(rawValue: text) else { throw fail(v, p, "expected today or tomorrow, found \(text.debugDescription)") }
+                agenda.day = day
+            case "eventTypes": agenda.eventTypes = try stringList(v, p)
+            case "skipEmpty": agenda.skipEmpty = try bool(v, p)
+            default:
+                agenda.grace = try duration(v, p)
+                guard agenda.grace <= .seconds(12 * 3600) else { throw fail(v, p, "at most 12h: a later agenda is not news") }
+            }
+        }
+        return agenda
     }
 
     func readQuietHours(_ node: Node, _ base: String) throws(ConfigError) -> QuietHours {

@@ -34,6 +34,28 @@ enum DefaultTemplates {
         .ja: Text(title: "{{sourceLabel}} イベント {{event}}{{#guest.name}}: {{guest.name}} 様{{/guest.name}}", lead: "{{event}} イベントを受け取りました。"),
     ]
 
+    /// The daily agenda (a notifier's `agenda:`): the day's bookings, one line each.
+    static let agenda: [HeraldLocale: (title: String, text: String)] = [
+        .en: (title: "Bookings for {{date}} ({{count}})",
+              text: """
+                {{#bookings}}
+                {{time}}  {{guest}}{{#email}} <{{email}}>{{/email}}{{#eventType}}  [{{eventType}}]{{/eventType}}
+                {{/bookings}}
+                {{^bookings}}
+                No bookings.
+                {{/bookings}}
+                """),
+        .ja: (title: "{{date}} の予定 ({{count}}件)",
+              text: """
+                {{#bookings}}
+                {{time}}  {{guest}} 様{{#email}} <{{email}}>{{/email}}{{#eventType}}  [{{eventType}}]{{/eventType}}
+                {{/bookings}}
+                {{^bookings}}
+                予定はありません。
+                {{/bookings}}
+                """),
+    ]
+
     /// The plain-text body after the lead: one line per field.
     static let body = """
         {{lead}}

@@ -67,6 +67,11 @@ public protocol Journal: Sendable {
     /// Removes events that arrived before `cutoff` and whose deliveries are all final, with
     /// their deliveries, and dedupe keys older than the dedupe TTL. Returns events removed.
     func prune(before cutoff: Date) async throws -> Int
+
+    /// The latest known state of bookings starting in `[from, before)`, by start then uid:
+    /// the bookings projection that appends keep (see ``JournalEntry/booking``), cancelled
+    /// ones included.
+    func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot]
 }
 
 extension Journal {
@@ -123,9 +128,13 @@ public struct JournalEntry: Sendable {
     public var reminders: [ScheduledReminder]
     /// The booking was cancelled or declined: its pending reminders become skipped.
     public var cancelsReminders: Bool
+    /// The booking's state as of this event: replaces what the bookings projection holds
+    /// for its uid, in the same commit.
+    public var booking: BookingSnapshot?
 
     public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: Set<String> = [],
-                bookingKey: String? = nil, reminders: [ScheduledReminder] = [], cancelsReminders: Bool = false) {
+                bookingKey: String? = nil, reminders: [ScheduledReminder] = [], cancelsReminders: Bool = false,
+                booking: BookingSnapshot? = nil) {
         eventID = event.id
         endpoint = event.endpoint
         eventName = event.name
@@ -138,6 +147,7 @@ public struct JournalEntry: Sendable {
         self.bookingKey = bookingKey
         self.reminders = reminders
         self.cancelsReminders = cancelsReminders
+        self.booking = booking
     }
 
     /// Whether `notifier`'s delivery is stored leased.
@@ -168,6 +178,50 @@ public struct ScheduledReminder: Sendable, Equatable {
 
     /// The reason stored on pending reminders when their booking is cancelled.
     public static let cancelledReason = "the booking was cancelled"
+}
+
+/// One booking as the bookings projection keeps it: its latest known state.
+public struct BookingSnapshot: Sendable, Equatable {
+    public var uid: String
+    public var status: String?
+    public var eventTypeUid: String?
+    public var startedAt: Date
+    public var endedAt: Date?
+    public var timeZone: String?
+    public var guestName: String?
+    public var guestEmail: String?
+    /// The event that last changed it.
+    public var eventID: String
+    public var eventName: String
+
+    public init(uid: String, status: String?, eventTypeUid: String?, startedAt: Date, endedAt: Date?, timeZone: String?,
+                guestName: String?, guestEmail: String?, eventID: String, eventName: String) {
+        self.uid = uid
+        self.status = status
+        self.eventTypeUid = eventTypeUid
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.timeZone = timeZone
+        self.guestName = guestName
+        self.guestEmail = guestEmail
+        self.eventID = eventID
+        self.eventName = eventName
+    }
+
+    /// The snapshot an event gives, if it is about a booking with a uid and a start.
+    public init?(_ event: Event) {
+        guard let b = event.booking, let uid = b.uid, !uid.isEmpty, let start = b.startedAt else { return nil }
+        self.init(uid: uid, status: b.status, eventTypeUid: b.eventTypeUid, startedAt: start, endedAt: b.endedAt,
+                  timeZone: b.timeZone, guestName: b.contact?.name, guestEmail: b.contact?.email, eventID: event.id,
+                  eventName: event.name)
+    }
+
+    /// Cancelled or declined: left out of agendas.
+    public var isCancelled: Bool {
+        let s = status?.lowercased()
+        return s == "cancel" || s == "cancelled" || s == "declined"
+            || ["guest_cancelled", "host_cancelled", "host_booking_request_declined"].contains(eventName)
+    }
 }
 
 public enum AppendResult: Sendable, Equatable {

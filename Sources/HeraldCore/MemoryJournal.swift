@@ -7,6 +7,7 @@ public actor MemoryJournal: Journal {
     private var records: [Int64: DeliveryRecord] = [:]
     private var dedupe: [String: (eventID: String, at: Date)] = [:]
     private var nextID: Int64 = 1
+    private var bookingStates: [String: BookingSnapshot] = [:]
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
 
@@ -42,6 +43,7 @@ public actor MemoryJournal: Journal {
             records[id] = record
             ids[notifier] = id
         }
+        if let snapshot = entry.booking { bookingStates[snapshot.uid] = snapshot }
         if let booking = entry.bookingKey {
             if entry.cancelsReminders {
                 for (id, r) in records where r.bookingKey == booking && r.reminderOffset != nil && r.state == .pending {
@@ -221,6 +223,11 @@ public actor MemoryJournal: Journal {
             changed += 1
         }
         return changed
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) -> [BookingSnapshot] {
+        bookingStates.values.filter { $0.startedAt >= from && $0.startedAt < before }
+            .sorted { ($0.startedAt, $0.uid) < ($1.startedAt, $1.uid) }
     }
 
     public func prune(before cutoff: Date) -> Int {

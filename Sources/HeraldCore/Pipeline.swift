@@ -146,7 +146,8 @@ public final class Pipeline: Sendable {
         do {
             result = try await journal.append(JournalEntry(
                 event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved,
-                bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels))
+                bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels,
+                booking: BookingSnapshot(event)))
         } catch {
             bus.cancel(reserved)
             journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")

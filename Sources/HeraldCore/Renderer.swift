@@ -27,6 +27,8 @@ public struct Renderer: Sendable {
     let builtIn: [HeraldLocale: [String: Compiled]]
     let unknown: [HeraldLocale: Compiled]
     let user: [String: Compiled]
+    /// The agenda's title and text per locale.
+    let agenda: [HeraldLocale: (title: MustacheTemplate, text: MustacheTemplate)]
 
     /// A template that did not compile: which one, which part, and the parser's message.
     public struct TemplateError: Error, Sendable, CustomStringConvertible {
@@ -72,9 +74,15 @@ public struct Renderer: Sendable {
                 html: try source.html.map { s throws(TemplateError) in try compile(s, text: false, name: name, part: "html") },
                 lead: nil)
         }
+        var agenda: [HeraldLocale: (title: MustacheTemplate, text: MustacheTemplate)] = [:]
+        for (locale, t) in DefaultTemplates.agenda {
+            agenda[locale] = (try compile(t.title, text: true, name: "agenda", part: "title"),
+                              try compile(t.text, text: true, name: "agenda", part: "text"))
+        }
         self.builtIn = builtIn
         self.unknown = unknown
         self.user = user
+        self.agenda = agenda
     }
 
     static func describe(_ error: any Error) -> String {
@@ -121,6 +129,30 @@ public struct Renderer: Sendable {
         return HeraldNotification(event: event, title: title, text: text, html: html, fields: fields,
                                   kind: reminder == nil ? HeraldNotification.Kind(eventName: event.name) : .other,
                                   locale: locale, routeOptions: options)
+    }
+
+    /// The daily agenda for `date` (`2026-12-01`): each booking's local time range in `zone`,
+    /// guest and event type, by start. Variables: `date`, `count`, `bookings` (`time`,
+    /// `guest`, `email`, `eventType`, `uid`).
+    public func renderAgenda(_ event: Event, bookings: [BookingSnapshot], date: String, zone: TimeZone,
+                             locale: HeraldLocale? = nil) -> HeraldNotification {
+        let locale = locale ?? defaultLocale
+        let templates = agenda[locale] ?? agenda[.en]!
+        let list: [[String: Any]] = bookings.map { b in
+            let start = TimeText.parts(b.startedAt, zone: zone.identifier, locale: locale).time
+            let end = b.endedAt.map { "–" + TimeText.parts($0, zone: zone.identifier, locale: locale).time } ?? ""
+            return ["time": start + end, "guest": b.guestName ?? "", "email": b.guestEmail ?? "",
+                    "eventType": b.eventTypeUid ?? "", "uid": b.uid]
+        }
+        let context: [String: Any] = ["date": date, "count": bookings.count, "bookings": list]
+        let title = Self.trimmed(templates.title.render(context), joiningLines: true)
+        let text = Self.trimmed(templates.text.render(context))
+        let fields = bookings.map { b in
+            HeraldNotification.Field(TimeText.parts(b.startedAt, zone: zone.identifier, locale: locale).time,
+                                     [b.guestName, b.eventTypeUid].compactMap { $0 }.joined(separator: " · "))
+        }
+        return HeraldNotification(event: event, title: title, text: text, html: nil, fields: fields, kind: .other,
+                                  locale: locale, routeOptions: [:])
     }
 
     /// `text` without leading and trailing white space; with `joiningLines`, newlines inside

@@ -226,6 +226,24 @@ public final class SQLiteJournal: Journal {
                     WHERE booking_key IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v5: bookings") { db in
+            // The latest known state per booking uid, replaced in the commit of each event
+            // about it: what agendas list.
+            try db.execute(sql: """
+                CREATE TABLE bookings (
+                    uid TEXT PRIMARY KEY NOT NULL,
+                    status TEXT,
+                    event_type_uid TEXT,
+                    started_at REAL NOT NULL,
+                    ended_at REAL,
+                    time_zone TEXT,
+                    guest_name TEXT,
+                    guest_email TEXT,
+                    event_id TEXT NOT NULL,
+                    event_name TEXT NOT NULL);
+                CREATE INDEX bookings_start ON bookings(started_at);
+                """)
+        }
         return migrator
     }()
 
@@ -297,6 +315,19 @@ public final class SQLiteJournal: Journal {
                 try insertDelivery.execute(arguments: [entry.eventID, notifier, "pending", 0, receivedAt, nil, nil, item.now])
             }
             ids[notifier] = db.lastInsertedRowID
+        }
+        if let b = entry.booking {
+            try db.cachedStatement(sql: """
+                INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
+                                      event_id, event_name)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
+                    started_at = excluded.started_at, ended_at = excluded.ended_at, time_zone = excluded.time_zone,
+                    guest_name = excluded.guest_name, guest_email = excluded.guest_email, event_id = excluded.event_id,
+                    event_name = excluded.event_name
+                """).execute(arguments: [b.uid, b.status, b.eventTypeUid, b.startedAt.timeIntervalSince1970,
+                                         b.endedAt?.timeIntervalSince1970, b.timeZone, b.guestName, b.guestEmail,
+                                         entry.eventID, entry.eventName])
         }
         if let booking = entry.bookingKey {
             if entry.cancelsReminders {
@@ -524,6 +555,20 @@ public final class SQLiteJournal: Journal {
             try Row.fetchAll(db, sql: "SELECT notifier, state, COUNT(*) FROM deliveries GROUP BY notifier, state")
                 .map { DeliveryCount(notifier: $0[0], state: try Self.state($0[1]), count: $0[2]) }
         }.inJournalOrder()  // sorted here, as every journal does: Swift's String order is not SQLite's
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email, event_id,
+                       event_name
+                FROM bookings WHERE started_at >= ? AND started_at < ? ORDER BY started_at, uid
+                """), arguments: [from.timeIntervalSince1970, before.timeIntervalSince1970]).map { row in
+                BookingSnapshot(uid: row[0], status: row[1], eventTypeUid: row[2], startedAt: Date(timeIntervalSince1970: row[3]),
+                                endedAt: (row[4] as Double?).map(Date.init(timeIntervalSince1970:)), timeZone: row[5],
+                                guestName: row[6], guestEmail: row[7], eventID: row[8], eventName: row[9])
+            }
+        }
     }
 
     // MARK: - Operator changes

@@ -65,3 +65,56 @@ extension IntegrationTests {
         #expect(status == 0, "\(output)")
     }
 }
+
+extension IntegrationTests {
+    /// The real binary: an agenda due a few seconds ahead lists the day's bookings once,
+    /// though Herald is killed just before it is due and started again just after.
+    @Test func theAgendaIsSentOnceAcrossARestartAtItsTime() async throws {
+        let dir = tempDir()
+        let path = "\(dir)/herald.yaml"
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "HH:mm:ss"
+        let due = Date(timeIntervalSince1970: (Date() + 6).timeIntervalSince1970.rounded(.down))
+        try """
+            storage: { path: ./journal }
+            log: { level: info, format: json }
+            locale: en
+            endpoints:
+              - path: /hooks/jicoo
+                secrets: ["${IT_JICOO_SECRET}"]
+            notifiers:
+              desk: { kind: file, path: ./out.jsonl, agenda: { at: "\(f.string(from: due))", zone: UTC } }
+            routes:
+              - { events: [host_cancelled], notify: [desk] }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let out = "\(dir)/out.jsonl"
+        let lines = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let day = calendar.startOfDay(for: due)
+
+        let first = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
+        for (uid, hour) in [("bk_afternoon", 14), ("bk_morning", 9), ("bk_next_day", 33)] {
+            let body = try #require(SampleEvents.jicooBody("guest_booked", booking: uid, startingAt: day + Double(hour) * 3600))
+            #expect(try await postSigned("\(first.url)/hooks/jicoo", body: body, secret: secret).0 == 202)
+        }
+        if Date() < due - 1 {  // a very slow machine may be past it already: then no restart in between
+            #expect(try await first.stop(signal: SIGKILL) != 0)
+            try await Task.sleep(for: .seconds(max(0, due.timeIntervalSinceNow) + 1))
+            let second = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
+            #expect(try await waitUntil(.seconds(30)) { lines().count == 1 })
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await second.stop() == 0)
+        } else {
+            #expect(try await waitUntil(.seconds(30)) { lines().count == 1 })
+            #expect(try await first.stop() == 0)
+        }
+        let written = lines()
+        #expect(written.count == 1)
+        let date = ISO8601.format(day).prefix(10)
+        #expect(written.first?.contains("\"title\":\"Bookings for \(date) (2)\"") == true, "\(written)")
+        #expect(written.first?.contains("09:00–10:00") == true)
+    }
+}

@@ -506,4 +506,29 @@ struct JournalConformanceTests {
         #expect(list[0].state == .skipped && list[0].lastError == "its time had passed" && list[0].dueAt == nil)
         #expect(try await f.journal.undeliveredCount() == 0)
     }
+
+    // MARK: Bookings projection
+
+    @Test(arguments: JournalKind.allCases)
+    func theBookingsProjectionKeepsTheLatestStatePerUid(kind: JournalKind) async throws {
+        let f = try Fixture(kind)
+        let day = f.clock.now
+        func snapshot(_ uid: String, _ hour: Double, status: String = "open", event: String) -> BookingSnapshot {
+            BookingSnapshot(uid: uid, status: status, eventTypeUid: "et_1", startedAt: day + hour * 3600,
+                            endedAt: day + hour * 3600 + 1800, timeZone: "Asia/Tokyo", guestName: "山田 \(uid)",
+                            guestEmail: "\(uid)@example.jp", eventID: event, eventName: "guest_booked")
+        }
+        for s in [snapshot("b", 5, event: "e1"), snapshot("a", 2, event: "e2"), snapshot("c", 30, event: "e3"),
+                  snapshot("b", 1, status: "cancel", event: "e4")] {
+            var entry = makeEntry(s.eventID, notifiers: [], receivedAt: f.clock.now)
+            entry.booking = s
+            _ = try await f.journal.append(entry)
+        }
+        let today = try await f.journal.bookings(startingFrom: day, before: day + 86400)
+        #expect(today.map(\.uid) == ["b", "a"])
+        #expect(today.first == snapshot("b", 1, status: "cancel", event: "e4"))
+        #expect(today.first?.isCancelled == true && today.last?.isCancelled == false)
+        #expect(try await f.journal.bookings(startingFrom: day + 86400, before: day + 2 * 86400).map(\.uid) == ["c"])
+        #expect(try await f.journal.bookings(startingFrom: day + 2 * 3600, before: day + 2 * 3600).isEmpty)
+    }
 }
