@@ -303,6 +303,24 @@ extension Reader {
                                      settingsDigest: Self.digest(settings), redact: SecretRedactor(secrets: secrets))
     }
 
+    /// A local time of day, `HH:MM` or `HH:MM:SS`.
+    func timeOfDay(_ node: Node, _ path: String) throws(ConfigError) -> QuietHours.TimeOfDay {
+        let text = try string(node, path)
+        guard let time = QuietHours.TimeOfDay(text) else {
+            throw fail(node, path, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
+        }
+        return time
+    }
+
+    /// An IANA time zone by name.
+    func timeZone(_ node: Node, _ path: String) throws(ConfigError) -> TimeZone {
+        let text = try string(node, path)
+        guard let zone = TimeText.knownZone(text) else {
+            throw fail(node, path, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
+        }
+        return zone
+    }
+
     func readAgenda(_ node: Node, _ base: String) throws(ConfigError) -> AgendaSchedule {
         var at: QuietHours.TimeOfDay?, zone: TimeZone?
         var rest: [(String, Node)] = []
@@ -310,18 +328,8 @@ extension Reader {
         for (key, _, v) in try mapping(node, base, allowed: keys) {
             let p = "\(base).\(key)"
             switch key {
-            case "at":
-                let text = try string(v, p)
-                guard let time = QuietHours.TimeOfDay(text) else {
-                    throw fail(v, p, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
-                }
-                at = time
-            case "zone":
-                let text = try string(v, p)
-                guard let z = TimeText.knownZone(text) else {
-                    throw fail(v, p, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
-                }
-                zone = z
+            case "at": at = try timeOfDay(v, p)
+            case "zone": zone = try timeZone(v, p)
             default: rest.append((key, v))
             }
         }
@@ -352,18 +360,9 @@ extension Reader {
         for (key, _, v) in try mapping(node, base, allowed: ["from", "to", "zone", "days", "action"]) {
             let p = "\(base).\(key)"
             switch key {
-            case "from", "to":
-                let text = try string(v, p)
-                guard let time = QuietHours.TimeOfDay(text) else {
-                    throw fail(v, p, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
-                }
-                if key == "from" { from = time } else { to = time }
-            case "zone":
-                let text = try string(v, p)
-                guard let z = TimeText.knownZone(text) else {
-                    throw fail(v, p, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
-                }
-                zone = z
+            case "from": from = try timeOfDay(v, p)
+            case "to": to = try timeOfDay(v, p)
+            case "zone": zone = try timeZone(v, p)
             case "days":
                 var set = Set<Int>()
                 for name in try stringList(v, p) {
