@@ -175,7 +175,7 @@ public final class Dispatcher: Service {
         // until the lease ends.
         let live = self.live.lease()
         let notifier = live.notifier(named: name)
-        let target = live.router.target(for: event.name, notifier: name)
+        let target = live.router.target(for: event, notifier: name)
         var notification = live.renderer.render(event, template: target?.template, locale: target?.locale,
                                                 options: target?.options ?? [:],
                                                 html: type(of: notifier.plugin).usesHTML)

@@ -132,7 +132,7 @@ public final class Pipeline: Sendable {
             logger.warning("booking time zone \(name) is not a known IANA time zone; its times are shown in UTC",
                            metadata: ["event": .string(event.id)])
         }
-        let targets = live.router.targets(for: event.name).map(\.notifier)
+        let targets = live.router.targets(for: event).map(\.notifier)
         let maxPending = live.config.storage.maxPending
         if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
             return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
