@@ -109,8 +109,8 @@ struct ServiceEndpoint: Sendable {
     }
 }
 
-/// One request of a notifier, built once: ``ServiceEndpoint/send(_:)-(ServiceRequest)`` posts it,
-/// `preview` shows it (`herald render`).
+/// One request of a notifier, built once: `send` posts it, `preview` shows it (`herald render`),
+/// so what is shown is what is sent.
 struct ServiceRequest: Sendable {
     var body: HTTPSender.Body
     var headers: [(String, String)] = []

@@ -64,8 +64,8 @@ struct PreviewEventOptions: ParsableArguments {
             chosen = config.endpoints.first { $0.source == .jicoo } ?? config.endpoints.first
         }
         guard let chosen else { throw ValidationError("\(config.file) has no endpoint") }
-        let fields = headers.map { header -> (String, String) in
-            let colon = header.firstIndex(of: ":")!
+        let fields = headers.compactMap { header -> (String, String)? in
+            guard let colon = header.firstIndex(of: ":") else { return nil }
             return (String(header[..<colon]).trimmingCharacters(in: .whitespaces),
                     String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
         }
