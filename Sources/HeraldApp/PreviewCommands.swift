@@ -159,7 +159,7 @@ struct RenderCommand: AsyncParsableCommand {
             let noHTML = type(of: notifier.plugin).usesHTML ? "(none: template \(template) has no html)" : "(not rendered: \(notifier.kind) does not use HTML)"
             out += "── html\n\(notification.html.map(r.callAsFunction) ?? noHTML)\n"
             guard let preview else {
-                return out + "── payload\n(\(notifier.kind) does not show its payload; it sends the title, text and fields above)"
+                return out + "── payload\n(the \(notifier.kind) plugin does not show its payload: it implements no preview)"
             }
             out += "── \(r(preview.destination))\n"
             for header in preview.headers { out += "\(header.name): \(r(header.value))\n" }

@@ -77,6 +77,22 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: HeraldProcess.repoRoot.appendingPathComponent("examples/enterprise.jsonl").path))
     }
 
+    /// A plugin without `preview(_:)` (the custom example) gets the default: its notification
+    /// is shown, its payload is null.
+    @Test func aPluginWithoutPreviewShowsItsNotification() throws {
+        let config = HeraldProcess.repoRoot.appendingPathComponent("examples/CustomNotifier/herald.yaml").path
+        let (status, out) = try runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config, "--format", "json"],
+                                          binary: HeraldProcess.executable("custom-herald"))
+        #expect(status == 0, "\(out)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(json["kind"] as? String == "csv")
+        #expect((json["title"] as? String)?.hasPrefix("New booking: 山田 太郎") == true)
+        #expect(json["payload"] is NSNull)
+        let (_, text) = try runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config],
+                                      binary: HeraldProcess.executable("custom-herald"))
+        #expect(text.contains("(the csv plugin does not show its payload: it implements no preview)"), "\(text)")
+    }
+
     /// Each chat kind shows its real request; the recorder standing in for the services
     /// proves nothing was sent, and the secrets in the URLs and tokens never print.
     @Test func renderShowsChatRequestsWithoutSendingOrPrintingSecrets() async throws {
