@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "HeraldApp",
             dependencies: [
-                "HeraldCore", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
+                "HeraldCore", "HeraldTesting", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

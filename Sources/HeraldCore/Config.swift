@@ -103,10 +103,17 @@ public struct HeraldConfig: Sendable {
         public var redact: SecretRedactor = SecretRedactor(secrets: [])
     }
 
-    /// Which notifiers receive which events, and how they are rendered.
+    /// Which notifiers receive which events, and how they are rendered (see ``RouteTable``
+    /// for the order routes are tried in).
     public struct Route: Sendable, Equatable {
         /// Event name patterns: exact names, `"*"`, or globs like `guest_*`.
         public var events: [String]
+        /// Conditions besides the name (`eventType`, `status`, `guestEmail`, `answers`,
+        /// `tracking`, `where`), all of which must hold.
+        public var filter: RouteFilter
+        /// `continue: true`: later routes are tried after this one matched; otherwise
+        /// routing stops at this route.
+        public var continues: Bool
         public var notify: [String]
         /// A name under `templates:`; nil uses the built-in template for the event.
         public var template: String?
@@ -121,9 +128,12 @@ public struct HeraldConfig: Sendable {
         public var remindGrace: Duration
 
         public init(events: [String], notify: [String], template: String? = nil,
-                    locale: HeraldLocale? = nil, options: [String: String] = [:], remind: [Duration] = [],
+                    locale: HeraldLocale? = nil, options: [String: String] = [:],
+                    filter: RouteFilter = RouteFilter(), continues: Bool = false, remind: [Duration] = [],
                     reminderTemplate: String? = nil, remindGrace: Duration = .seconds(600)) {
             self.events = events
+            self.filter = filter
+            self.continues = continues
             self.notify = notify
             self.template = template
             self.locale = locale

@@ -224,7 +224,7 @@ public final class Dispatcher: Service {
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
-        let route = current.router.target(for: event.name, notifier: name)
+        let route = current.router.target(for: event, notifier: name)
         if let reminder = job.reminder,
            Reminders.tooLate(remindAt: reminder.remindAt, now: Date(), grace: route?.remindGrace ?? .seconds(600)) {
             let reason = "its time (\(ISO8601.format(reminder.remindAt))) passed by more than "
@@ -248,7 +248,7 @@ public final class Dispatcher: Service {
         // until the lease ends.
         let live = self.live.lease()
         let notifier = live.notifier(named: name)
-        let target = live.router.target(for: event.name, notifier: name)
+        let target = live.router.target(for: event, notifier: name)
         var notification = agenda ?? live.renderer.render(
             event, template: job.reminder == nil ? target?.template : target?.reminderTemplate, locale: target?.locale,
             options: target?.options ?? [:], html: type(of: notifier.plugin).usesHTML,

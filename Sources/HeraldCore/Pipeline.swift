@@ -130,7 +130,7 @@ public final class Pipeline: Sendable {
             logger.warning("booking time zone \(name) is not a known IANA time zone; its times are shown in UTC",
                            metadata: ["event": .string(event.id)])
         }
-        let routed = live.router.targets(for: event.name)
+        let routed = live.router.targets(for: event)
         let targets = routed.map(\.notifier)
         let reminders = Reminders.plan(for: event, targets: routed, now: now)
         let maxPending = live.config.storage.maxPending

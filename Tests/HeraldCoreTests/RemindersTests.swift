@@ -17,8 +17,8 @@ struct RemindersTests {
     }
 
     static let targets = [
-        RouteTable.Target(notifier: "chat", template: nil, locale: nil, options: [:], remind: [.seconds(86400), .seconds(3600)]),
-        RouteTable.Target(notifier: "audit", template: nil, locale: nil, options: [:]),
+        RouteTable.Target(notifier: "chat", template: nil, locale: nil, options: [:], route: 0, remind: [.seconds(86400), .seconds(3600)]),
+        RouteTable.Target(notifier: "audit", template: nil, locale: nil, options: [:], route: 0),
     ]
 
     @Test func aBookingPlansOneReminderPerOffsetAndNotifier() throws {
