@@ -242,6 +242,30 @@ struct RoutesCommand: AsyncParsableCommand {
                 let options = target.options.isEmpty ? "" : ", options " + target.options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
                 print("notify     \(name)\(template), locale \(locale)\(options) (routes[\(target.route)])")
             }
+            printSchedule(event, targets: targets, config: config)
+        }
+
+        /// The reminders the event would schedule (or cancel) now, and the agendas that would list it.
+        func printSchedule(_ event: Event, targets: [RouteTable.Target], config: HeraldConfig) {
+            let plan = Reminders.plan(for: event, targets: targets, now: Date())
+            if plan.cancels, let uid = plan.bookingKey {
+                print("reminders  cancels the pending reminders of booking \(uid)")
+            }
+            for r in plan.reminders {
+                let offset = TimeText.shortDuration(.seconds(r.offset))
+                let skipped = r.skipReason.map { "; skipped: \($0)" } ?? ""
+                print("remind     \(r.notifier) \(offset) before the start, at \(ISO8601.format(r.remindAt))\(skipped)")
+            }
+            guard let booking = BookingSnapshot(event), !booking.isCancelled else { return }
+            for notifier in config.notifiers {
+                guard let agenda = notifier.policy.agenda,
+                      agenda.eventTypes.isEmpty || agenda.eventTypes.contains(booking.eventTypeUid ?? "") else { continue }
+                // The agenda that lists the booking's local day goes out that day, or the day before.
+                let sentOn = agenda.day == .today ? booking.startedAt
+                    : agenda.calendar.date(byAdding: .day, value: -1, to: booking.startedAt) ?? booking.startedAt
+                guard let at = agenda.occurrence(onDayOf: sentOn), let day = agenda.listedDay(for: at) else { continue }
+                print("agenda     \(notifier.name) lists it in the agenda for \(day.date), sent at \(ISO8601.format(at))")
+            }
         }
     }
 }

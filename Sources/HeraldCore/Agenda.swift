@@ -27,7 +27,7 @@ public struct AgendaSchedule: Sendable, Equatable {
         self.zone = zone
     }
 
-    var calendar: Calendar {
+    public var calendar: Calendar {
         var c = Calendar(identifier: .gregorian)
         c.timeZone = zone
         return c
@@ -35,7 +35,7 @@ public struct AgendaSchedule: Sendable, Equatable {
 
     /// The time the agenda goes out on the local day of `date` (a time skipped by a DST
     /// change means the next one).
-    func occurrence(onDayOf date: Date) -> Date? {
+    public func occurrence(onDayOf date: Date) -> Date? {
         calendar.date(bySettingHour: at.hour, minute: at.minute, second: at.second, of: calendar.startOfDay(for: date),
                       matchingPolicy: .nextTime, repeatedTimePolicy: .first, direction: .forward)
     }
@@ -54,7 +54,7 @@ public struct AgendaSchedule: Sendable, Equatable {
     }
 
     /// The local day an agenda sent at `occurrence` lists: `[start, end)` and its date.
-    func listedDay(for occurrence: Date) -> (start: Date, end: Date, date: String)? {
+    public func listedDay(for occurrence: Date) -> (start: Date, end: Date, date: String)? {
         let c = calendar
         guard let day = c.date(byAdding: .day, value: self.day == .today ? 0 : 1, to: c.startOfDay(for: occurrence)),
               let end = c.date(byAdding: .day, value: 1, to: day) else { return nil }

@@ -3,20 +3,20 @@ import Foundation
 /// Which reminders an accepted booking event schedules, and whether it cancels them: the
 /// rules of a route's `remind:`, applied at acceptance so the journal stores them in the
 /// event's own commit.
-enum Reminders {
+public enum Reminders {
     /// Events after which a booking will not take place.
-    static let cancelling: Set<String> = ["guest_cancelled", "host_cancelled", "host_booking_request_declined"]
+    public static let cancelling: Set<String> = ["guest_cancelled", "host_cancelled", "host_booking_request_declined"]
 
-    struct Plan: Equatable {
-        var bookingKey: String?
-        var reminders: [ScheduledReminder] = []
-        var cancels = false
+    public struct Plan: Sendable, Equatable {
+        public var bookingKey: String?
+        public var reminders: [ScheduledReminder] = []
+        public var cancels = false
     }
 
     /// For each target with `remind:` offsets, a reminder at the booking's start minus the
     /// offset; one whose time passed longer ago than the route's grace is planned as skipped.
     /// A cancellation plans none and cancels the booking's pending ones.
-    static func plan(for event: Event, targets: [RouteTable.Target], now: Date) -> Plan {
+    public static func plan(for event: Event, targets: [RouteTable.Target], now: Date) -> Plan {
         guard let booking = event.booking, let uid = booking.uid, !uid.isEmpty else { return Plan() }
         var plan = Plan(bookingKey: uid)
         let status = booking.status?.lowercased()

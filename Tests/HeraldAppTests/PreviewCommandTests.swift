@@ -8,6 +8,20 @@ import Testing
 @Suite struct PreviewCommandTests {
     static var example: String { HeraldProcess.repoRoot.appendingPathComponent("examples/routes.yaml").path }
 
+    /// `routes test` also says which reminders an event would schedule (here: too late, since
+    /// the sample booking is in the past) and which agenda would list it.
+    @Test func routesTestShowsRemindersAndAgendas() throws {
+        let example = HeraldProcess.repoRoot.appendingPathComponent("examples/reminders.yaml").path
+        let (status, out) = try runHerald(["routes", "test", "guest_booked", "-c", example])
+        #expect(status == 0, "\(out)")
+        #expect(out.contains("remind     desk 1d before the start, at 2026-11-26T05:00:00Z; skipped: its time"), "\(out)")
+        #expect(out.contains("remind     desk 1h before the start, at 2026-11-27T04:00:00Z; skipped: its time"), "\(out)")
+        #expect(out.contains("agenda     desk lists it in the agenda for 2026-11-27, sent at 2026-11-26T23:00:00Z"), "\(out)")
+        let (_, cancelled) = try runHerald(["routes", "test", "guest_cancelled", "-c", example])
+        #expect(cancelled.contains("reminders  cancels the pending reminders of booking bk_7Qx2mZp9"), "\(cancelled)")
+        #expect(!cancelled.contains("agenda     "), "\(cancelled)")
+    }
+
     @Test func routesTestNamesMatchesTheConditionThatFailedAndTheNotifiers() throws {
         let (status, out) = try runHerald(["routes", "test", "guest_booked", "-c", Self.example])
         #expect(status == 0, "\(out)")
