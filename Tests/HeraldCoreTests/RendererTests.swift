@@ -113,4 +113,40 @@ struct RendererTests {
             #expect(custom.render(event, template: "t").text == "05:00 UTC UTC", "\(zone)")
         }
     }
+
+    /// Every documented template variable reaches a user template, those computed only when a
+    /// template reads them (`raw`, `start`, `receivedAt`, …) included.
+    @Test func everyDocumentedVariableReachesAUserTemplate() throws {
+        let text = """
+            {{event}}|{{id}}|{{source}}|{{endpoint}}|{{sourceLabel}}|{{uid}}|{{eventTypeUid}}|{{status}}|{{timeZone}}
+            {{guest.name}}|{{guest.email}}|{{contact.name}}|{{contact.email}}|{{cancelReason}}|{{cancelledBy}}
+            {{when}}|{{date}}|{{startTime}}|{{endTime}}|{{zone}}|{{endZone}}|{{start}}|{{end}}|{{receivedAt}}
+            {{#answers}}{{question}}={{answer}};{{/answers}}|{{tracking.utm_source}}|{{#fields}}{{name}}={{value}};{{/fields}}
+            {{lead}}|{{title}}|{{raw.object.status}}|{{raw.createdAt}}
+            """
+        let custom = try Renderer(templates: ["t": .init(title: "T {{guest.name}} {{title}}", text: text)])
+        let event = try Fixtures.event("guest_cancelled")
+        let lines = custom.render(event, template: "t", locale: .en).text.split(separator: "\n", omittingEmptySubsequences: false)
+        try #require(lines.count == 5)
+        #expect(lines[0] == "guest_cancelled|\(event.id)|jicoo|/hooks/jicoo|Jicoo|bk_7Qx2mZp9|et_consult60|cancel|Asia/Tokyo")
+        #expect(lines[1] == "山田 太郎|taro.yamada@example.jp|山田 太郎|taro.yamada@example.jp|別の予定が入ったため|guest")
+        #expect(lines[2] == "2026-11-27 (Fri) 14:00–15:00 JST|2026-11-27 (Fri)|14:00|15:00|JST|JST"
+                    + "|2026-11-27T05:00:00Z|2026-11-27T06:00:00Z|\(ISO8601.format(event.receivedAt))")
+        #expect(lines[3] == "ご相談内容=料金プランについて;How did you find out?=SNS, Friend;|twitter|"
+                    + "When=2026-11-27 (Fri) 14:00–15:00 JST;Guest=山田 太郎;Email=taro.yamada@example.jp;"
+                    + "Cancel reason=別の予定が入ったため;Cancelled by=guest;ご相談内容=料金プランについて;"
+                    + "How did you find out?=SNS, Friend;Booking ID=bk_7Qx2mZp9;")
+        // A user template has no lead; the title is there once rendered (and not inside itself).
+        #expect(lines[4] == "|T 山田 太郎|cancel|2026-11-22T03:04:05.000Z")
+    }
+
+    /// Zone lookups are cached, and a sender naming more zones than the cache holds still gets
+    /// each one right (made-up names stay unknown, real ones are found).
+    @Test func zoneLookupsStayRightPastTheCache() {
+        for n in 0..<(TimeText.zoneCacheCapacity + 10) { #expect(TimeText.knownZone("Mars/Base\(n)") == nil) }
+        #expect(TimeText.knownZone("America/New_York")?.identifier == "America/New_York")
+        #expect(TimeText.knownZone("Asia/Tokyo")?.identifier == "Asia/Tokyo")
+        #expect(TimeText.knownZone("Asia/Tokyo")?.identifier == "Asia/Tokyo")
+        #expect(TimeText.knownZone("Mars/Base0") == nil)
+    }
 }
