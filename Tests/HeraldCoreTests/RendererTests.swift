@@ -149,4 +149,48 @@ struct RendererTests {
         #expect(TimeText.knownZone("Asia/Tokyo")?.identifier == "Asia/Tokyo")
         #expect(TimeText.knownZone("Mars/Base0") == nil)
     }
+
+    /// The parts rendered without Mustache (plain titles and leads, the built-in body) give
+    /// exactly what Mustache gives, for every sample event, locale and built-in template.
+    @Test func directRenderingMatchesMustacheForEveryBuiltInTemplate() throws {
+        for name in Fixtures.eventNames {
+            let event = try Fixtures.event(name)
+            for locale in HeraldLocale.allCases {
+                let compiled = renderer.builtIn[locale]?[event.name] ?? renderer.unknown[locale]!
+                let context = Renderer.Context(event: event, locale: locale)
+                let lead = try #require(compiled.lead)
+                #expect(lead.render(context) == lead.mustache.render(context), "\(name) \(locale) lead")
+                context.lead = lead.render(context)
+                #expect(compiled.title.render(context) == compiled.title.mustache.render(context), "\(name) \(locale) title")
+                #expect(compiled.text.render(context) == compiled.text.mustache.render(context), "\(name) \(locale) text")
+            }
+        }
+        // The built-in parts that take the direct path do take it.
+        let ja = try #require(renderer.builtIn[.ja]?["guest_booked"])
+        #expect(ja.title.plain != nil && ja.lead?.plain != nil && ja.text.isBuiltInBody)
+    }
+
+    /// User templates: plain ones render directly with Mustache's result; anything else
+    /// (sections, spaces in a tag, a list or a flag as a value, comments, unescaped tags)
+    /// is left to Mustache.
+    @Test func userTemplatesTakeTheDirectPathOnlyWhenPlain() throws {
+        let sources: [(String, plain: Bool)] = [
+            ("{{guest.name}} <{{guest.email}}> & co", true),
+            ("{{raw.object.tracking.utm_source}} {{missing}} {{missing.deep.name}} {{guest.nothing}}", true),
+            ("a }} {{when}} { b", true),
+            ("{{raw.object.answers}}", true),            // plain, but a list: Mustache renders it
+            ("{{ guest.name }}", false),
+            ("{{#cancelReason}}Reason: {{cancelReason}}{{/cancelReason}}", false),
+            ("{{{guest.name}}} {{&guest.name}} {{! note }}", false),
+            ("{{guest..name}}", false),
+        ]
+        let event = try Fixtures.event("guest_cancelled")
+        for (source, plain) in sources {
+            let custom = try Renderer(templates: ["t": .init(title: "t", text: source)])
+            let text = try #require(custom.user["t"]?.text)
+            #expect((text.plain != nil) == plain, "\(source)")
+            let context = Renderer.Context(event: event, locale: .en)
+            #expect(text.render(context) == text.mustache.render(context), "\(source)")
+        }
+    }
 }
