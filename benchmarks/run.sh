@@ -11,7 +11,8 @@
 # Writes docs/benchmarks/results.md, docs/benchmarks/throughput.png and the run's raw JSON in
 # docs/benchmarks/raw/. BENCH_KEEP=1 keeps the work dir (configs, logs, output files).
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
-# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000), HERALD_LOG (info),
+# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000; WRK_BODIES_FLOOR 650000 for the
+# floor, which answers far more), HERALD_LOG (info),
 # RECEIVERS (floor floor-append aiohttp herald-memory herald; also webhook-sync webhook-async),
 # HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
 # MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
@@ -28,6 +29,7 @@ RATE=${RATE:-1000}
 PACED_SECONDS=${PACED_SECONDS:-10}
 PACED_CONNS=${PACED_CONNS:-50}
 WRK_BODIES=${WRK_BODIES:-250000}
+WRK_BODIES_FLOOR=${WRK_BODIES_FLOOR:-650000}   # the floor answers ~50,000 req/s: bodies must not repeat
 RECEIVERS=${RECEIVERS:-"floor floor-append aiohttp herald-memory herald"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
@@ -265,7 +267,9 @@ run_receiver() { # name
     if [[ $name != floor ]]; then lines=("$dir/out.jsonl"); settle "bk_${short}s_" > /dev/null; fi
 
     # 1. Throughput: wrk with rotating distinct bodies, signed just now.
-    python3 "$HERE/gen_bodies.py" --count "$WRK_BODIES" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
+    local bodies=$WRK_BODIES
+    [[ $name == floor* ]] && bodies=$WRK_BODIES_FLOOR
+    python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
     cpu0=$(cpu_ticks "$pid")
