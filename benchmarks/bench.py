@@ -256,7 +256,8 @@ def report(results_dir: str, out_dir: str) -> None:
 
     # Chart: throughput (wrk) and paced latency percentiles, side by side.
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = [r["label"].replace(" (", "\n(") for r in rows]
+    import textwrap
+    labels = [textwrap.fill(r["label"], 18) for r in rows]
     rps = [r["wrk"]["rps"] for r in rows]
     colors = ["#d9480f" if r["name"].startswith("herald") else "#868e96" for r in rows]
     bars = a1.bar(labels, rps, color=colors)
