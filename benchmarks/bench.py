@@ -166,12 +166,17 @@ def report(results_dir: str, out_dir: str) -> None:
         times_floor = f"{us / floor_us:.2f}×" if us and floor_us else "–"
         e2e = fmt(p.get("e2e_p99_ms"), 2) + (f" ({p['e2e_missing']} missing)" if p.get("e2e_missing") else "")
         settle_s = r.get("wrk_settle", {}).get("settle_s")
+        # wrk ran out of distinct bodies and sent some again: lines repeat, so the wrk run's
+        # lost and duplicate counts mean nothing (the paced run's still do).
+        repeated = w.get("wrapped", 0) > 0 and r.get("wrk_settle", {}).get("lines") is not None
+        wrk_lost = "repeated bodies" if repeated else r.get('wrk_settle', {}).get('lost', '–')
+        dup = dups(r) if not repeated else r.get("paced_settle", {}).get("lines", 0) - r.get("paced_settle", {}).get("unique_lines", 0)
         L.append(f"| {r['label']} | {fmt(w.get('rps'), 0)} | {fmt(w.get('p50_ms'), 2)} / {fmt(w.get('p99_ms'), 2)} "
                  f"| {fmt(us)} | {times_floor} "
                  f"| {fmt(p.get('achieved_rps'), 0)} | {fmt(p.get('p50_ms'), 2)} / {fmt(p.get('p90_ms'), 2)} / {fmt(p.get('p99_ms'), 2)} "
                  f"| {fmt(p.get('max_ms'), 1)} | {e2e} | {fmt(c.get('paced_us_per_req'))} | {fmt(r.get('vmhwm_kb', 0) / 1024, 1)} "
-                 f"| {r.get('wrk_settle', {}).get('lost', '–')} / {r.get('paced_settle', {}).get('lost', '–')} "
-                 f"| {dups(r)} | {fmt(None if settle_s is None else max(0.0, settle_s - 2), 0)} "
+                 f"| {wrk_lost} / {r.get('paced_settle', {}).get('lost', '–')} "
+                 f"| {dup} | {fmt(None if settle_s is None else max(0.0, settle_s - 2), 0)} "
                  f"| {bad} |")
     L.append("")
     L.append("CPU µs/req = user+system CPU of the receiver's process over a phase, from just before the load until its "
@@ -236,6 +241,7 @@ def report(results_dir: str, out_dir: str) -> None:
             "jicoo_decode_1k": "`EventSource.jicoo.decode`, 1 KB body",
             "render_ja": "`Renderer().render(event, locale: .ja)`",
             "render_ja_text": "the same without the HTML body (file and chat notifiers)",
+            "json_line_1k": "the file line's JSON: the rendered text and the 1 KB body as `raw`",
             "dedupe_key": "`EventSource.jicoo.dedupeKey(for:)`",
         }
         for k, label in names.items():
