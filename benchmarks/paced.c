@@ -1,6 +1,6 @@
 // paced: a fixed-rate HTTP/1.1 load generator without coordinated omission (wrk2 is not in Debian).
 //
-//   paced HOST PORT PATH RATE SECONDS CONNS REQUESTS.tsv ACKED_UIDS_OUT
+//   paced HOST PORT PATH RATE SECONDS CONNS REQUESTS.tsv ACKED_UIDS_OUT [LINES_FILE]
 //
 // Request i is *scheduled* at start + i/RATE whether or not the server has kept up. A due
 // request goes out on any idle keep-alive connection (CONNS of them); if all are busy it
@@ -10,6 +10,13 @@
 // still unanswered then counts as a timeout (its latency as "at least until the end").
 // Requests come from gen_bodies.py, one distinct signed body each, both signature headers.
 // Prints one JSON line; writes the uid of every 2xx-acknowledged request to ACKED_UIDS_OUT.
+//
+// End to end (with LINES_FILE, the receiver's output file): paced follows the file with
+// inotify from its current end, finds each new line's uid (the phase's tag + 8 digits, the
+// request's index), and records when it saw the line. e2e latency = that moment - the
+// request's scheduled send time: the whole way from send to a written notification. After the
+// last answer it waits up to 10 s more for lines still missing; an acknowledged request whose
+// line never appears counts in e2e_missing (and as "at least until the end" in the percentiles).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +29,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -47,6 +56,13 @@ static int *status_of;      // HTTP status, 0 = transport error / unanswered
 static long finished, ok2xx, non2xx, errors, reconnects;
 static conn_t **idle;
 static int nidle;
+// End to end: the output file followed, and when each request's line was seen (0 = not yet).
+static int lines_fd = -1, watch_fd = -1;
+static char watch_tag;              // its address marks the inotify fd in epoll
+static uint64_t *line_ns;
+static long lines_seen;
+static char *tag; static size_t tag_len;
+static char *pending; static size_t pending_used, pending_cap;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -158,14 +174,61 @@ static void on_readable(conn_t *c) {
     }
 }
 
+// The request a written line belongs to: the index in "<tag><8 digits>", or -1.
+static long line_index(const char *line, size_t len) {
+    const char *p = memmem(line, len, tag, tag_len);
+    if (!p || (size_t)(p - line) + tag_len + 8 > len) return -1;
+    long i = 0;
+    for (int k = 0; k < 8; k++) {
+        char c = p[tag_len + (size_t)k];
+        if (c < '0' || c > '9') return -1;
+        i = i * 10 + (c - '0');
+    }
+    return i < nreqs ? i : -1;
+}
+
+// Reads what was appended to LINES_FILE since the last call and stamps each whole new line.
+static void read_lines(void) {
+    if (lines_fd < 0) return;
+    for (;;) {
+        if (pending_cap - pending_used < 65536) {
+            pending_cap = pending_cap * 2 + 65536;
+            pending = realloc(pending, pending_cap);
+            if (!pending) die("realloc");
+        }
+        ssize_t n = read(lines_fd, pending + pending_used, pending_cap - pending_used);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        pending_used += (size_t)n;
+    }
+    uint64_t t = now_ns();
+    size_t start = 0;
+    for (;;) {
+        char *nl = memchr(pending + start, '\n', pending_used - start);
+        if (!nl) break;
+        size_t len = (size_t)(nl - (pending + start));
+        long i = line_index(pending + start, len);
+        if (i >= 0 && !line_ns[i]) { line_ns[i] = t; lines_seen++; }
+        start += len + 1;
+    }
+    memmove(pending, pending + start, pending_used - start);
+    pending_used -= start;
+}
+
+static void drain_watch(void) {
+    char ev[4096];
+    while (read(watch_fd, ev, sizeof ev) > 0) {}
+    read_lines();
+}
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 9) {
-        fprintf(stderr, "usage: %s HOST PORT PATH RATE SECONDS CONNS REQUESTS.tsv ACKED_UIDS_OUT\n", argv[0]);
+    if (argc != 9 && argc != 10) {
+        fprintf(stderr, "usage: %s HOST PORT PATH RATE SECONDS CONNS REQUESTS.tsv ACKED_UIDS_OUT [LINES_FILE]\n", argv[0]);
         return 2;
     }
     host_s = argv[1]; port_n = atoi(argv[2]);
@@ -204,6 +267,19 @@ int main(int argc, char **argv) {
     conn_t *conns = calloc((size_t)nconn, sizeof *conns);
     idle = calloc((size_t)nconn, sizeof *idle);
     for (int k = 0; k < nconn; k++) { open_conn(&conns[k]); idle[nidle++] = &conns[k]; }
+    line_ns = calloc((size_t)total, sizeof *line_ns);
+    if (argc == 10) {
+        size_t ulen = strlen(reqs[0].uid);
+        if (ulen < 8) { fprintf(stderr, "uid %s has no 8-digit counter\n", reqs[0].uid); return 2; }
+        tag = strndup(reqs[0].uid, ulen - 8); tag_len = ulen - 8;
+        lines_fd = open(argv[9], O_RDONLY | O_CLOEXEC);
+        if (lines_fd < 0) die(argv[9]);
+        lseek(lines_fd, 0, SEEK_END);   // only lines written from now on
+        watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (watch_fd < 0 || inotify_add_watch(watch_fd, argv[9], IN_MODIFY) < 0) die("inotify");
+        struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &watch_tag};
+        epoll_ctl(ep, EPOLL_CTL_ADD, watch_fd, &wev);
+    }
 
     start_ns = now_ns() + 1000000; // first request 1 ms from now
     uint64_t deadline = start_ns + (uint64_t)(seconds * 1e9) + 10000000000ull;
@@ -226,11 +302,25 @@ int main(int argc, char **argv) {
         for (int k = 0; k < n; k++) {
             conn_t *c = evs[k].data.ptr;
             if (!c) { uint64_t x; ssize_t r = read(tfd, &x, sizeof x); (void)r; continue; }
+            if ((void *)c == &watch_tag) { drain_watch(); continue; }
             if (evs[k].events & EPOLLOUT && c->cur >= 0 && c->sent < reqs[c->cur].len) pump_write(c);
             if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
         }
     }
     uint64_t end = now_ns();
+    // Lines still to come for acknowledged requests: up to 10 s more.
+    if (lines_fd >= 0) {
+        long want = 0;
+        for (long i = 0; i < total; i++) if (status_of[i] >= 200 && status_of[i] < 300) want++;
+        uint64_t line_deadline = now_ns() + 10000000000ull;
+        read_lines();
+        while (lines_seen < want && now_ns() < line_deadline) {
+            struct pollfd pfd = {.fd = watch_fd, .events = POLLIN};
+            if (poll(&pfd, 1, 100) > 0) drain_watch();
+            read_lines();
+        }
+    }
+    uint64_t lines_end = now_ns();
 
     long timeouts = total - finished;
     uint64_t *lat = malloc((size_t)total * sizeof *lat);
@@ -245,11 +335,28 @@ int main(int argc, char **argv) {
     // Achieved rate: answered requests over the span from the first schedule to the last answer.
     uint64_t last = start_ns;
     for (long i = 0; i < total; i++) if (done_ns[i] > last) last = done_ns[i];
+    double p50 = PCT(0.50), p90 = PCT(0.90), p99 = PCT(0.99), p999 = PCT(0.999), pmax = lat[total - 1] / 1e6;
+    // End to end over acknowledged requests: scheduled send -> its line seen in LINES_FILE.
+    char e2e[256] = "";
+    if (lines_fd >= 0) {
+        long m = 0, missing = 0;
+        for (long i = 0; i < total; i++) {
+            if (status_of[i] < 200 || status_of[i] >= 300) continue;
+            if (!line_ns[i] && missing++ == 0) fprintf(stderr, "paced: no line seen for %s\n", reqs[i].uid);
+            lat[m++] = (line_ns[i] ? line_ns[i] : lines_end) - sched_ns(i);
+        }
+        if (m > 0) {
+            qsort(lat, (size_t)m, sizeof *lat, cmp_u64);
+#define EPCT(p) (lat[(long)((double)(m - 1) * (p))] / 1e6)
+            snprintf(e2e, sizeof e2e, ",\"e2e_p50_ms\":%.3f,\"e2e_p99_ms\":%.3f,\"e2e_max_ms\":%.3f,\"e2e_missing\":%ld",
+                     EPCT(0.50), EPCT(0.99), lat[m - 1] / 1e6, missing);
+        }
+    }
     printf("{\"tool\":\"paced\",\"target_rps\":%.0f,\"scheduled\":%ld,\"answered\":%ld,\"achieved_rps\":%.1f,"
            "\"ok_2xx\":%ld,\"non_2xx\":%ld,\"errors\":%ld,\"timeouts\":%ld,\"reconnects\":%ld,\"connections\":%d,"
-           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
+           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f%s}\n",
            rate, total, finished - errors, (double)(finished - errors) / ((double)(last - start_ns) / 1e9),
            ok2xx, non2xx, errors, timeouts, reconnects, nconn,
-           PCT(0.50), PCT(0.90), PCT(0.99), PCT(0.999), lat[total - 1] / 1e6);
+           p50, p90, p99, p999, pmax, e2e);
     return 0;
 }

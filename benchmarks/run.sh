@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Herald's benchmark suite (issue 6): Herald vs a minimal aiohttp receiver vs adnanh/webhook,
-# side by side on 127.0.0.1, plus microbenchmarks. Run on demand, never as a test:
+# Herald's benchmark suite (issues 6, 13): Herald (durable and in-memory journal) vs its floor
+# (a bare Hummingbird receiver doing only the verification, benchmarks/Floor), a minimal aiohttp
+# receiver and, on request, adnanh/webhook, side by side on 127.0.0.1, plus microbenchmarks.
+# Run on demand, never as a test:
 #
-#   benchmarks/run.sh                 # install what is missing, build, run everything (~5 min)
-#   benchmarks/run.sh --no-build      # reuse .build/release/herald and herald-bench
+#   benchmarks/run.sh                 # install what is missing, build, run everything (~6 min)
+#   benchmarks/run.sh --no-build      # reuse .build/release/{herald,herald-bench}, .build-floor
 #   RECEIVERS="herald aiohttp" benchmarks/run.sh
 #
 # Writes docs/benchmarks/results.md, docs/benchmarks/throughput.png and the run's raw JSON in
 # docs/benchmarks/raw/. BENCH_KEEP=1 keeps the work dir (configs, logs, output files).
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
-# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000), RECEIVERS, HERALD_LOG (info),
+# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000; WRK_BODIES_FLOOR 1000000 for the
+# floor, which answers far more), HERALD_LOG (info),
+# RECEIVERS (floor floor-append aiohttp herald-memory herald; also webhook-sync webhook-async),
 # HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
 # MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
 # `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md).
@@ -25,7 +29,8 @@ RATE=${RATE:-1000}
 PACED_SECONDS=${PACED_SECONDS:-10}
 PACED_CONNS=${PACED_CONNS:-50}
 WRK_BODIES=${WRK_BODIES:-250000}
-RECEIVERS=${RECEIVERS:-"herald aiohttp webhook-sync webhook-async"}
+WRK_BODIES_FLOOR=${WRK_BODIES_FLOOR:-1000000}  # the floor answers 50-70,000 req/s, unevenly per wrk thread
+RECEIVERS=${RECEIVERS:-"floor floor-append aiohttp herald-memory herald"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
 HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-}
@@ -36,7 +41,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
         --no-install) INSTALL=0 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +69,7 @@ trap cleanup EXIT INT TERM
 if [[ $INSTALL == 1 ]]; then
     need=()
     command -v wrk >/dev/null || need+=(wrk)
-    command -v webhook >/dev/null || need+=(webhook)
+    [[ " $RECEIVERS " != *" webhook-"* ]] || command -v webhook >/dev/null || need+=(webhook)
     command -v cc >/dev/null || need+=(gcc)
     command -v curl >/dev/null || need+=(curl)
     if ((${#need[@]})); then
@@ -76,7 +81,8 @@ if [[ $INSTALL == 1 ]]; then
         python3 -m pip install -q aiohttp matplotlib
     fi
 fi
-for tool in wrk webhook cc python3 openssl; do
+[[ " $RECEIVERS " != *" webhook-"* ]] || command -v webhook >/dev/null || { echo "missing webhook (run without --no-install)" >&2; exit 1; }
+for tool in wrk cc python3 openssl; do
     command -v "$tool" >/dev/null || { echo "missing $tool (run without --no-install)" >&2; exit 1; }
 done
 
@@ -85,9 +91,17 @@ if [[ $BUILD == 1 ]]; then
     log "swift build -c release (herald, herald-bench)"
     swift build -c release --product herald
     swift build -c release --product herald-bench
+    if [[ " $RECEIVERS " == *" floor"* ]]; then
+        log "swift build -c release (benchmarks/Floor, scratch path .build-floor)"
+        swift build -c release --package-path benchmarks/Floor --scratch-path .build-floor
+    fi
 fi
 BIN=${HERALD_BIN_DIR:-$ROOT/.build/release}
-if [[ " $RECEIVERS " == *" herald "* && ! -x $BIN/herald ]] || [[ $MICRO == 1 && ! -x $BIN/herald-bench ]]; then
+FLOOR_BIN=${FLOOR_BIN:-$ROOT/.build-floor/release/herald-floor}
+if [[ " $RECEIVERS " == *" floor"* && ! -x $FLOOR_BIN ]]; then
+    echo "no floor build at $FLOOR_BIN (run without --no-build)" >&2; exit 1
+fi
+if [[ " $RECEIVERS " == *" herald"* && ! -x $BIN/herald ]] || [[ $MICRO == 1 && ! -x $BIN/herald-bench ]]; then
     echo "no release build in $BIN (run without --no-build)" >&2; exit 1
 fi
 cc -O2 -Wall -o "$WORK/paced" "$HERE/paced.c"
@@ -117,14 +131,16 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Receivers. Each writes one line per accepted event to $WORK/<name>/out.jsonl.
-start_herald() { # dir port
+start_herald() { # dir port storage(durable|memory)
     mkdir -p "$1"
+    local storage="  path: ./herald-data"
+    [[ $3 == memory ]] && storage="  memory: true"
     cat > "$1/herald.yaml" <<EOF
 server:
   listen: "127.0.0.1:$2"
   maxBodyBytes: 1048576
 storage:
-  path: ./herald-data
+$storage
   dedupeTTL: 7d
   groupCommit: ${HERALD_GROUP_COMMIT:-true}
 log:
@@ -147,6 +163,13 @@ routes:
     notify: [audit]
 EOF
     "$BIN/herald" serve --config "$1/herald.yaml" --listen "127.0.0.1:$2" >"$1/herald.log" 2>&1 &
+    PID=$!
+}
+start_floor() { # dir port append(true|false)
+    mkdir -p "$1"
+    local out=()
+    [[ $3 == true ]] && out=("$1/out.jsonl")
+    "$FLOOR_BIN" "$2" "$SECRET" "${out[@]}" >"$1/floor.log" 2>&1 &
     PID=$!
 }
 start_aiohttp() {
@@ -186,8 +209,14 @@ EOF
 }
 
 declare -A LABEL DESC URLPATH
-LABEL[herald]="Herald (release)"
+LABEL[herald]="Herald, durable (release)"
 DESC[herald]="\`herald serve\`, release build; journal: $JOURNAL (storage.path, group commit); file notifier (one JSON line per event, fsync off: the journal is the durable copy); log level $HERALD_LOG to a file; 202 after the journal append. Verifies Jicoo's t=/v1= signature (300 s tolerance) and decodes the event before answering."
+LABEL[herald-memory]="Herald, memory journal (release)"
+DESC[herald-memory]="The same with \`storage: { memory: true }\`: no SQLite, no fsync; everything else (verify, decode, route, render, file line) as the durable run. The difference to the durable row is the journal's cost."
+LABEL[floor]="floor: Hummingbird, verify only"
+DESC[floor]="\`benchmarks/Floor\` (\`herald-floor\`), release build: Hummingbird 2 on SwiftNIO as Herald uses it, reads the body, verifies the Jicoo signature (OpenSSL HMAC-SHA256, constant-time compare, 300 s tolerance), answers 202. What the HTTP stack and the verification cost on this machine: Herald cannot go below it."
+LABEL[floor-append]="floor: verify + append"
+DESC[floor-append]="The floor that also appends the body as one line (one write(2), O_APPEND, no fsync), as aiohttp does."
 LABEL[aiohttp]="aiohttp (Python)"
 DESC[aiohttp]="\`benchmarks/aiohttp_receiver.py\`, one process, asyncio: verifies the Jicoo signature with Herald's rules (hmac + compare_digest, 300 s tolerance), checks the body is a JSON object, appends it as one line (one write(2), no fsync), then 202."
 LABEL[webhook-sync]="adnanh/webhook (sync)"
@@ -195,9 +224,15 @@ DESC[webhook-sync]="Debian's \`webhook\` $(webhook -version 2>/dev/null | awk '{
 LABEL[webhook-async]="adnanh/webhook (default, async)"
 DESC[webhook-async]="Same hook with webhook's default \`include-command-output-in-response: false\`: it answers 202 as soon as the rule matches and runs the command in a goroutine afterwards, so an acknowledged request may not have been written yet (or ever)."
 URLPATH[herald]=/hooks/jicoo
+URLPATH[herald-memory]=/hooks/jicoo
+URLPATH[floor]=/hooks/jicoo
+URLPATH[floor-append]=/hooks/jicoo
 URLPATH[aiohttp]=/hooks/jicoo
 URLPATH[webhook-sync]=/hooks/jicoo
 URLPATH[webhook-async]=/hooks/jicoo
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 run_receiver() { # name
     local name=$1 dir="$WORK/$1" port short
@@ -205,7 +240,10 @@ run_receiver() { # name
     short=$(echo "$name" | tr -dc 'a-z' | cut -c1-3)
     log "$name on 127.0.0.1:$port"
     case $name in
-        herald) start_herald "$dir" "$port" ;;
+        herald) start_herald "$dir" "$port" durable ;;
+        herald-memory) start_herald "$dir" "$port" memory ;;
+        floor) start_floor "$dir" "$port" false ;;
+        floor-append) start_floor "$dir" "$port" true ;;
         aiohttp) start_aiohttp "$dir" "$port" ;;
         webhook-sync) start_webhook "$dir" "$port" true ;;
         webhook-async) start_webhook "$dir" "$port" false ;;
@@ -222,26 +260,39 @@ run_receiver() { # name
     code=$(curl -s -o "$dir/smoke.out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
         -H "Jicoo-Webhook-Signature: $jsig" -H "X-Signature: $xsig" --data-binary "$body" "$url")
     [[ $code == 2* ]] || { echo "$name: smoke request answered $code: $(cat "$dir/smoke.out")" >&2; exit 1; }
+    # Receivers that write lines: the file must exist before paced follows it.
+    # (settle: wait until the lines stop growing; the floor without append writes none.)
+    local lines=()
+    settle() { if [[ $name == floor ]]; then echo '{}'; else python3 "$HERE/bench.py" settle "$dir/out.jsonl" "$@"; fi; }
+    if [[ $name != floor ]]; then lines=("$dir/out.jsonl"); settle "bk_${short}s_" > /dev/null; fi
 
     # 1. Throughput: wrk with rotating distinct bodies, signed just now.
-    python3 "$HERE/gen_bodies.py" --count "$WRK_BODIES" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
+    local bodies=$WRK_BODIES
+    [[ $name == floor* ]] && bodies=$WRK_BODIES_FLOOR
+    python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
+    local cpu0 cpu1 cpu2
+    cpu0=$(cpu_ticks "$pid")
     BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk.json" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > "$dir/wrk.txt"
     cat "$dir/wrk.json" >&2
     local ok
     ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_2xx"])' "$dir/wrk.json")
-    python3 "$HERE/bench.py" settle "$dir/out.jsonl" "bk_${short}w_" --ok "$ok" > "$dir/wrk-settle.json"
+    settle "bk_${short}w_" --ok "$ok" > "$dir/wrk-settle.json"
     cat "$dir/wrk-settle.json" >&2
+    cpu1=$(cpu_ticks "$pid")
     rm -f "$dir/wrk.tsv"
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
     python3 "$HERE/gen_bodies.py" --count $((RATE * PACED_SECONDS)) --tag "bk_${short}p_" --secret "$SECRET" --out "$dir/paced.tsv"
     log "$name: paced $RATE req/s for ${PACED_SECONDS}s"
-    "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" > "$dir/paced.json"
+    "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" "${lines[@]}" > "$dir/paced.json"
     cat "$dir/paced.json" >&2
-    python3 "$HERE/bench.py" settle "$dir/out.jsonl" "bk_${short}p_" --acked "$dir/paced-acked.txt" > "$dir/paced-settle.json"
+    settle "bk_${short}p_" --acked "$dir/paced-acked.txt" > "$dir/paced-settle.json"
     cat "$dir/paced-settle.json" >&2
+    cpu2=$(cpu_ticks "$pid")
+    python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" > "$dir/cpu.json"
+    cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
     python3 "$HERE/bench.py" proc "$pid" > "$dir/proc.json"
@@ -256,7 +307,7 @@ import json, sys
 out, d, name, label, desc = sys.argv[1:]
 j = lambda f: json.load(open(f"{d}/{f}"))
 r = {"name": name, "label": label, "description": desc, "wrk": j("wrk.json"), "wrk_settle": j("wrk-settle.json"),
-     "paced": j("paced.json"), "paced_settle": j("paced-settle.json")}
+     "paced": j("paced.json"), "paced_settle": j("paced-settle.json"), "cpu": j("cpu.json")}
 r.update(j("proc.json"))
 json.dump(r, open(out, "w"), indent=1)
 EOF

@@ -32,6 +32,9 @@ public final class Pipeline: Sendable {
     let unknownZones = SeenOnce(capacity: 64)
     /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
     let reloadInProgress = Atomic<Bool>(false)
+    /// `herald_requests_total` per endpoint and result, made once each: making a metric
+    /// looks it up in the metrics system's registry under a lock, every request.
+    let requestCounters = MetricHandles()
 
     /// The configuration in use now.
     public var config: HeraldConfig { live.snapshot.config }
@@ -104,7 +107,9 @@ public final class Pipeline: Sendable {
         case .unavailable: result = "unavailable"
         case .unknownEndpoint: result = "unknown"
         }
-        Counter(label: "herald_requests_total", dimensions: [("endpoint", path), ("result", result)]).increment()
+        requestCounters.counter(path, result) {
+            Counter(label: "herald_requests_total", dimensions: [("endpoint", path), ("result", result)])
+        }.increment()
         return outcome
     }
 
@@ -172,9 +177,30 @@ public final class Pipeline: Sendable {
             if targets.isEmpty {
                 logger.notice("no route matches this event; stored but sent nowhere", metadata: ["event": .string(event.id), "name": .string(event.name)])
             } else {
-                logger.info("accepted", metadata: ["event": .string(event.id), "name": .string(event.name), "deliveries": .stringConvertible(deliveries.count)])
+                // One line per accepted webhook only at debug: at info it cost more CPU than
+                // verifying the request (`herald_requests_total` counts them; failures log).
+                logger.debug("accepted", metadata: ["event": .string(event.id), "name": .string(event.name), "deliveries": .stringConvertible(deliveries.count)])
             }
             return .accepted(eventID: event.id, deliveries: deliveries.count)
+        }
+    }
+}
+
+/// Metric handles made once per key and reused. Keys come from the configuration (endpoint
+/// paths) and fixed sets (results), so the table stays small.
+final class MetricHandles: Sendable {
+    private struct Key: Hashable { let a: String; let b: String }
+    private let counters = Mutex<[Key: Counter]>([:])
+
+    /// The counter for `(a, b)`, made with `make` the first time.
+    func counter(_ a: String, _ b: String, make: () -> Counter) -> Counter {
+        let key = Key(a: a, b: b)
+        if let known = counters.withLock({ $0[key] }) { return known }
+        let made = make()
+        return counters.withLock { table in
+            if let known = table[key] { return known }
+            table[key] = made
+            return made
         }
     }
 }

@@ -17,10 +17,90 @@ import Synchronization
 /// `title` (in text and html), and `raw.*`: the whole body as received.
 public struct Renderer: Sendable {
     struct Compiled: Sendable {
-        let title: MustacheTemplate
-        let text: MustacheTemplate
-        let html: MustacheTemplate?
-        let lead: MustacheTemplate?
+        let title: Template
+        let text: Template
+        let html: Template?
+        let lead: Template?
+    }
+
+    /// One compiled template part. Mustache renders it in general; two shapes that every
+    /// built-in notification uses are rendered directly, with the same result, because Mustache
+    /// looks each variable up through dynamic casts and that was most of a render's CPU:
+    /// - ``Plain``: text and `{{name}}` / `{{a.b}}` variables only (titles, leads, most user
+    ///   titles), in a text part;
+    /// - the built-in text body (the lead, a blank line, then `name: value` per field).
+    /// Anything else (sections, partials, HTML escaping, a value it cannot read) goes to Mustache.
+    struct Template: Sendable {
+        let mustache: MustacheTemplate
+        let plain: Plain?
+        let isBuiltInBody: Bool
+
+        func render(_ context: Context) -> String {
+            if isBuiltInBody {
+                var out = context.lead ?? ""
+                out += "\n\n"
+                for field in context.fields { out += field.name; out += ": "; out += field.value; out += "\n" }
+                return out
+            }
+            if let plain, let text = plain.render(context) { return text }
+            return mustache.render(context)
+        }
+    }
+
+    /// A template made only of text and variables, as a list of pieces.
+    struct Plain: Sendable {
+        enum Piece: Sendable { case text(String), variable([String]) }
+        let pieces: [Piece]
+
+        /// The pieces of `source`, or nil when it has anything but text and `{{name}}` or
+        /// `{{a.b.c}}` tags (names of letters, digits and `_`), or a lone `{{`.
+        init?(_ source: String) {
+            var pieces: [Piece] = []
+            var rest = Substring(source)
+            while let open = rest.range(of: "{{") {
+                if open.lowerBound > rest.startIndex { pieces.append(.text(String(rest[..<open.lowerBound]))) }
+                let afterOpen = rest[open.upperBound...]
+                guard let close = afterOpen.range(of: "}}") else { return nil }
+                let name = afterOpen[..<close.lowerBound]
+                let path = name.split(separator: ".", omittingEmptySubsequences: false)
+                guard !path.isEmpty, path.allSatisfy({ part in
+                    !part.isEmpty && part.utf8.allSatisfy { c in
+                        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F
+                    }
+                }) else { return nil }
+                pieces.append(.variable(path.map(String.init)))
+                rest = afterOpen[close.upperBound...]
+            }
+            if !rest.isEmpty { pieces.append(.text(String(rest))) }
+            self.pieces = pieces
+        }
+
+        /// The text, or nil when a variable holds something only Mustache knows how to read
+        /// (then Mustache renders the whole template).
+        func render(_ context: Context) -> String? {
+            var out = ""
+            for piece in pieces {
+                switch piece {
+                case .text(let text): out += text
+                case .variable(let path):
+                    var value: Any? = context.child(named: path[0])
+                    for name in path.dropFirst() {
+                        guard let current = value else { break }
+                        switch current {
+                        case let d as [String: String]: value = d[name]
+                        case let d as [String: Any]: value = d[name]
+                        default: return nil
+                        }
+                    }
+                    switch value {
+                    case nil: break
+                    case let text as String: out += text
+                    default: return nil
+                    }
+                }
+            }
+            return out
+        }
     }
 
     let defaultLocale: HeraldLocale
@@ -44,15 +124,16 @@ public struct Renderer: Sendable {
 
     public init(templates: [String: HeraldConfig.TemplateSource] = [:], defaultLocale: HeraldLocale = .en) throws(TemplateError) {
         self.defaultLocale = defaultLocale
-        func compile(_ source: String, text: Bool, name: String, part: String) throws(TemplateError) -> MustacheTemplate {
+        func compile(_ source: String, text: Bool, name: String, part: String, builtInBody: Bool = false) throws(TemplateError) -> Template {
             do {
-                return try MustacheTemplate(string: text ? "{{%CONTENT_TYPE:TEXT}}" + source : source)
+                let mustache = try MustacheTemplate(string: text ? "{{%CONTENT_TYPE:TEXT}}" + source : source)
+                return Template(mustache: mustache, plain: text ? Plain(source) : nil, isBuiltInBody: builtInBody)
             } catch {
                 throw TemplateError(template: name, part: part, message: Self.describe(error))
             }
         }
         let html = try compile(DefaultTemplates.html, text: false, name: "built-in", part: "html")
-        let body = try compile(DefaultTemplates.body, text: true, name: "built-in", part: "text")
+        let body = try compile(DefaultTemplates.body, text: true, name: "built-in", part: "text", builtInBody: true)
         var builtIn: [HeraldLocale: [String: Compiled]] = [:]
         for (locale, table) in [(HeraldLocale.en, DefaultTemplates.en), (.ja, DefaultTemplates.ja)] {
             for (event, t) in table {
@@ -76,8 +157,8 @@ public struct Renderer: Sendable {
         }
         var agenda: [HeraldLocale: (title: MustacheTemplate, text: MustacheTemplate)] = [:]
         for (locale, t) in DefaultTemplates.agenda {
-            agenda[locale] = (try compile(t.title, text: true, name: "agenda", part: "title"),
-                              try compile(t.text, text: true, name: "agenda", part: "text"))
+            agenda[locale] = (try compile(t.title, text: true, name: "agenda", part: "title").mustache,
+                              try compile(t.text, text: true, name: "agenda", part: "text").mustache)
         }
         self.builtIn = builtIn
         self.unknown = unknown
@@ -112,21 +193,19 @@ public struct Renderer: Sendable {
         let locale = locale ?? defaultLocale
         let builtInName = reminder == nil ? event.name : "reminder"
         let compiled = template.flatMap { user[$0] } ?? builtIn[locale]?[builtInName] ?? unknown[locale]!
-        let fields = Self.fields(for: event, locale: locale)
-        var context = Self.context(for: event, locale: locale)
+        let context = Context(event: event, locale: locale)
         if let reminder {
-            context["reminder"] = ["offset": TimeText.shortDuration(reminder.offset)]
+            context.extra["reminder"] = ["offset": TimeText.shortDuration(reminder.offset)]
             if let start = event.booking?.startedAt {
-                context["startsIn"] = TimeText.startsIn(start.timeIntervalSince(reminder.now), locale: locale)
+                context.extra["startsIn"] = TimeText.startsIn(start.timeIntervalSince(reminder.now), locale: locale)
             }
         }
-        context["fields"] = fields.map { ["name": $0.name, "value": $0.value] }
-        if let lead = compiled.lead { context["lead"] = lead.render(context) }
+        if let lead = compiled.lead { context.lead = lead.render(context) }
         let title = Self.trimmed(compiled.title.render(context), joiningLines: true)
-        context["title"] = title
+        context.title = title
         let text = Self.trimmed(compiled.text.render(context))
         let html = renderHTML ? compiled.html?.render(context) : nil
-        return HeraldNotification(event: event, title: title, text: text, html: html, fields: fields,
+        return HeraldNotification(event: event, title: title, text: text, html: html, fields: context.fields,
                                   kind: reminder == nil ? HeraldNotification.Kind(eventName: event.name) : .other,
                                   locale: locale, routeOptions: options)
     }
@@ -167,15 +246,13 @@ public struct Renderer: Sendable {
     }
 
     /// The labelled facts shown under a notification.
-    static func fields(for event: Event, locale: HeraldLocale) -> [HeraldNotification.Field] {
+    static func fields(for event: Event, locale: HeraldLocale, when: String?) -> [HeraldNotification.Field] {
         guard let b = event.booking else {
             return [HeraldNotification.Field(DefaultTemplates.label("event", locale), event.name)]
                 + PayloadSummary.fields(for: event, locale: locale)
         }
         var out: [HeraldNotification.Field] = []
-        if let when = TimeText.range(b.startedAt, b.endedAt, zone: b.timeZone, locale: locale) {
-            out.append(.init(DefaultTemplates.label("when", locale), when))
-        }
+        if let when { out.append(.init(DefaultTemplates.label("when", locale), when)) }
         if let name = b.contact?.name, !name.isEmpty {
             out.append(.init(DefaultTemplates.label("guest", locale), locale == .ja ? "\(name) 様" : name, short: true))
         }
@@ -192,40 +269,91 @@ public struct Renderer: Sendable {
         return out
     }
 
-    /// Variables for templates.
-    static func context(for event: Event, locale: HeraldLocale) -> [String: Any] {
-        var c: [String: Any] = [
-            "event": event.name, "id": event.id, "source": event.source, "endpoint": event.endpoint,
-            "sourceLabel": ["jicoo": "Jicoo", "github": "GitHub"][event.source] ?? "Webhook",
-            "receivedAt": ISO8601.format(event.receivedAt), "raw": event.payload.templateValue,
-        ]
-        guard let b = event.booking else { return c }
-        let guest: [String: Any] = ["name": b.contact?.name ?? "", "email": b.contact?.email ?? ""]
-        c["guest"] = guest
-        c["contact"] = guest
-        c["uid"] = b.uid ?? ""
-        c["eventTypeUid"] = b.eventTypeUid ?? ""
-        c["status"] = b.status ?? ""
-        c["timeZone"] = b.timeZone.flatMap { TimeText.knownZone($0) == nil ? nil : $0 } ?? "UTC"
-        c["cancelReason"] = b.cancelReason ?? ""
-        c["cancelledBy"] = b.cancelledBy ?? ""
-        c["tracking"] = b.tracking
-        c["answers"] = b.answers.map { ["question": $0.question, "answer": $0.content.joined(separator: ", ")] as [String: Any] }
-        if let when = TimeText.range(b.startedAt, b.endedAt, zone: b.timeZone, locale: locale) { c["when"] = when }
-        if let start = b.startedAt {
-            let parts = TimeText.parts(start, zone: b.timeZone, locale: locale)
-            c["date"] = parts.date
-            c["startTime"] = parts.time
-            c["zone"] = parts.zone
-            c["start"] = ISO8601.format(start)
+    /// The template variables of one render. Each is computed when a template first reads it
+    /// (Mustache asks ``child(named:)``), so a render pays only for what its templates use:
+    /// the built-in title and text read `guest`, `when`, `lead` and `fields`, never `raw` (the
+    /// whole body as nested dictionaries) or the ISO 8601 times. The booking's times in its
+    /// zone are worked out once and shared by `when`, `date`, `startTime`, … and the fields.
+    final class Context: MustacheParent {
+        let event: Event
+        let locale: HeraldLocale
+        let start: TimeText.Parts?
+        let end: TimeText.Parts?
+        let when: String?
+        let fields: [HeraldNotification.Field]
+        /// Set by ``Renderer/render(_:template:locale:options:html:)`` once rendered: a
+        /// template sees the lead and the title only after them, as before.
+        var lead: String?
+        var title: String?
+        /// Variables beyond the event's, e.g. a reminder's `reminder` and `startsIn`.
+        var extra: [String: Any] = [:]
+        private var raw: Any?
+        private var fieldRecords: [[String: String]]?
+
+        private static let sourceLabels = ["jicoo": "Jicoo", "github": "GitHub"]
+
+        init(event: Event, locale: HeraldLocale) {
+            self.event = event
+            self.locale = locale
+            if let b = event.booking {
+                let zone = TimeText.zone(b.timeZone)
+                start = b.startedAt.map { TimeText.parts($0, in: zone, locale: locale) }
+                end = b.endedAt.map { TimeText.parts($0, in: zone, locale: locale) }
+                if let start, let startedAt = b.startedAt {
+                    // An end before the start is not shown, as in TimeText.range.
+                    when = TimeText.range(start, b.endedAt.map { $0 >= startedAt } == true ? end : nil)
+                } else {
+                    when = nil
+                }
+            } else {
+                start = nil
+                end = nil
+                when = nil
+            }
+            fields = Renderer.fields(for: event, locale: locale, when: when)
         }
-        if let end = b.endedAt {
-            let parts = TimeText.parts(end, zone: b.timeZone, locale: locale)
-            c["endTime"] = parts.time
-            c["endZone"] = parts.zone
-            c["end"] = ISO8601.format(end)
+
+        func child(named name: String) -> Any? {
+            if !extra.isEmpty, let value = extra[name] { return value }
+            switch name {
+            case "event": return event.name
+            case "id": return event.id
+            case "source": return event.source
+            case "endpoint": return event.endpoint
+            case "sourceLabel": return Self.sourceLabels[event.source] ?? "Webhook"
+            case "receivedAt": return ISO8601.format(event.receivedAt)
+            case "raw":
+                if raw == nil { raw = event.payload.templateValue }
+                return raw
+            case "fields":
+                if fieldRecords == nil { fieldRecords = fields.map { ["name": $0.name, "value": $0.value] } }
+                return fieldRecords
+            case "lead": return lead
+            case "title": return title
+            default: break
+            }
+            guard let b = event.booking else { return nil }
+            switch name {
+            case "guest", "contact": return ["name": b.contact?.name ?? "", "email": b.contact?.email ?? ""]
+            case "uid": return b.uid ?? ""
+            case "eventTypeUid": return b.eventTypeUid ?? ""
+            case "status": return b.status ?? ""
+            case "timeZone": return b.timeZone.flatMap { TimeText.knownZone($0) == nil ? nil : $0 } ?? "UTC"
+            case "cancelReason": return b.cancelReason ?? ""
+            case "cancelledBy": return b.cancelledBy ?? ""
+            case "tracking": return b.tracking
+            case "answers": return b.answers.map { ["question": $0.question, "answer": $0.content.joined(separator: ", ")] }
+            case "when": return when
+            case "date": return start?.date
+            case "startTime": return start?.time
+            case "zone": return start?.zone
+            case "start": return b.startedAt.map(ISO8601.format)
+            case "endTime": return end?.time
+            case "endZone": return end?.zone
+            case "end": return b.endedAt.map(ISO8601.format)
+            default: return nil
+            }
         }
-        return c
     }
 }
 
@@ -261,14 +389,37 @@ public enum TimeText {
         .ja: ["日", "月", "火", "水", "木", "金", "土"],
     ]
     private static let abbreviations = Mutex<[String: String]>([:])
+    /// Zones looked up so far (nil: no such zone): `TimeZone(identifier:)` costs more than
+    /// the rest of a time's formatting, and every request and render looks the booking's zone
+    /// up. Bounded, since a sender can name any zone: past `zoneCacheCapacity` names, lookups
+    /// are made but not kept.
+    private static let zones = Mutex<[String: TimeZone?]>([:])
+    static let zoneCacheCapacity = 256
+    private static let utc = TimeZone(identifier: "UTC")!
+
+    /// A date, a time and a zone label, as shown.
+    typealias Parts = (date: String, time: String, zone: String)
 
     /// The IANA zone named `identifier` (`Asia/Tokyo`), or nil when there is none by that
     /// name (`Mars/Base`, an empty string); times in such a zone are shown in UTC, labelled so.
-    public static func knownZone(_ identifier: String) -> TimeZone? { TimeZone(identifier: identifier) }
+    public static func knownZone(_ identifier: String) -> TimeZone? {
+        if let cached = zones.withLock({ $0[identifier] }) { return cached }
+        let zone = TimeZone(identifier: identifier)
+        zones.withLock { cache in
+            if cache.count < zoneCacheCapacity { cache[identifier] = zone }
+        }
+        return zone
+    }
+
+    /// The zone times are shown in: `identifier`'s when known, else UTC.
+    static func zone(_ identifier: String?) -> TimeZone { identifier.flatMap(knownZone) ?? utc }
 
     /// `2026-11-27 (金)`, `14:00`, `JST` for an instant in a zone (UTC if the zone is unknown).
     public static func parts(_ date: Date, zone: String?, locale: HeraldLocale) -> (date: String, time: String, zone: String) {
-        let tz = zone.flatMap(knownZone) ?? TimeZone(identifier: "UTC")!
+        parts(date, in: self.zone(zone), locale: locale)
+    }
+
+    static func parts(_ date: Date, in tz: TimeZone, locale: HeraldLocale) -> Parts {
         let local = Int(date.timeIntervalSince1970.rounded(.down)) + tz.secondsFromGMT(for: date)
         var days = local / 86400
         var rem = local % 86400
@@ -284,9 +435,15 @@ public enum TimeText {
     /// (`2026-03-08 (Sun) 01:30 EST–03:30 EDT`).
     public static func range(_ start: Date?, _ end: Date?, zone: String?, locale: HeraldLocale) -> String? {
         guard let start else { return nil }
-        let a = parts(start, zone: zone, locale: locale)
-        guard let end, end >= start else { return "\(a.date) \(a.time) \(a.zone)" }
-        let b = parts(end, zone: zone, locale: locale)
+        let tz = self.zone(zone)
+        let a = parts(start, in: tz, locale: locale)
+        guard let end, end >= start else { return range(a, nil) }
+        return range(a, parts(end, in: tz, locale: locale))
+    }
+
+    /// The same from parts already worked out; `b` nil shows the start alone.
+    static func range(_ a: Parts, _ b: Parts?) -> String {
+        guard let b else { return "\(a.date) \(a.time) \(a.zone)" }
         let startZone = a.zone == b.zone ? "" : " " + a.zone
         if a.date == b.date { return "\(a.date) \(a.time)\(startZone)–\(b.time) \(b.zone)" }
         return "\(a.date) \(a.time)\(startZone) – \(b.date) \(b.time) \(b.zone)"

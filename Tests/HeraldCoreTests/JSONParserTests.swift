@@ -106,5 +106,9 @@ struct JSONParserTests {
         #expect(try JSONValue.parse(Array(tricky.jsonText.utf8)) == tricky)
         #expect(JSONValue.string("a/b").jsonText == #""a/b""#)
         #expect(JSONValue.number(3).jsonText == "3")
+        // Escapes at the start, between runs of plain bytes and at the end, byte for byte.
+        #expect(JSONValue.string("\"ab\"cd\\e\nf\u{01}g山\t").jsonText == #""\"ab\"cd\\e\nf\u0001g山\t""#)
+        #expect(JSONValue.string("").jsonText == #""""#)
+        #expect(JSONValue.string("山田 太郎").jsonText == "\"山田 太郎\"")
     }
 }

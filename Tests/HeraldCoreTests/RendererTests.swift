@@ -113,4 +113,84 @@ struct RendererTests {
             #expect(custom.render(event, template: "t").text == "05:00 UTC UTC", "\(zone)")
         }
     }
+
+    /// Every documented template variable reaches a user template, those computed only when a
+    /// template reads them (`raw`, `start`, `receivedAt`, …) included.
+    @Test func everyDocumentedVariableReachesAUserTemplate() throws {
+        let text = """
+            {{event}}|{{id}}|{{source}}|{{endpoint}}|{{sourceLabel}}|{{uid}}|{{eventTypeUid}}|{{status}}|{{timeZone}}
+            {{guest.name}}|{{guest.email}}|{{contact.name}}|{{contact.email}}|{{cancelReason}}|{{cancelledBy}}
+            {{when}}|{{date}}|{{startTime}}|{{endTime}}|{{zone}}|{{endZone}}|{{start}}|{{end}}|{{receivedAt}}
+            {{#answers}}{{question}}={{answer}};{{/answers}}|{{tracking.utm_source}}|{{#fields}}{{name}}={{value}};{{/fields}}
+            {{lead}}|{{title}}|{{raw.object.status}}|{{raw.createdAt}}
+            """
+        let custom = try Renderer(templates: ["t": .init(title: "T {{guest.name}} {{title}}", text: text)])
+        let event = try Fixtures.event("guest_cancelled")
+        let lines = custom.render(event, template: "t", locale: .en).text.split(separator: "\n", omittingEmptySubsequences: false)
+        try #require(lines.count == 5)
+        #expect(lines[0] == "guest_cancelled|\(event.id)|jicoo|/hooks/jicoo|Jicoo|bk_7Qx2mZp9|et_consult60|cancel|Asia/Tokyo")
+        #expect(lines[1] == "山田 太郎|taro.yamada@example.jp|山田 太郎|taro.yamada@example.jp|別の予定が入ったため|guest")
+        #expect(lines[2] == "2026-11-27 (Fri) 14:00–15:00 JST|2026-11-27 (Fri)|14:00|15:00|JST|JST"
+                    + "|2026-11-27T05:00:00Z|2026-11-27T06:00:00Z|\(ISO8601.format(event.receivedAt))")
+        #expect(lines[3] == "ご相談内容=料金プランについて;How did you find out?=SNS, Friend;|twitter|"
+                    + "When=2026-11-27 (Fri) 14:00–15:00 JST;Guest=山田 太郎;Email=taro.yamada@example.jp;"
+                    + "Cancel reason=別の予定が入ったため;Cancelled by=guest;ご相談内容=料金プランについて;"
+                    + "How did you find out?=SNS, Friend;Booking ID=bk_7Qx2mZp9;")
+        // A user template has no lead; the title is there once rendered (and not inside itself).
+        #expect(lines[4] == "|T 山田 太郎|cancel|2026-11-22T03:04:05.000Z")
+    }
+
+    /// Zone lookups are cached, and a sender naming more zones than the cache holds still gets
+    /// each one right (made-up names stay unknown, real ones are found).
+    @Test func zoneLookupsStayRightPastTheCache() {
+        for n in 0..<(TimeText.zoneCacheCapacity + 10) { #expect(TimeText.knownZone("Mars/Base\(n)") == nil) }
+        #expect(TimeText.knownZone("America/New_York")?.identifier == "America/New_York")
+        #expect(TimeText.knownZone("Asia/Tokyo")?.identifier == "Asia/Tokyo")
+        #expect(TimeText.knownZone("Asia/Tokyo")?.identifier == "Asia/Tokyo")
+        #expect(TimeText.knownZone("Mars/Base0") == nil)
+    }
+
+    /// The parts rendered without Mustache (plain titles and leads, the built-in body) give
+    /// exactly what Mustache gives, for every sample event, locale and built-in template.
+    @Test func directRenderingMatchesMustacheForEveryBuiltInTemplate() throws {
+        for name in Fixtures.eventNames {
+            let event = try Fixtures.event(name)
+            for locale in HeraldLocale.allCases {
+                let compiled = renderer.builtIn[locale]?[event.name] ?? renderer.unknown[locale]!
+                let context = Renderer.Context(event: event, locale: locale)
+                let lead = try #require(compiled.lead)
+                #expect(lead.render(context) == lead.mustache.render(context), "\(name) \(locale) lead")
+                context.lead = lead.render(context)
+                #expect(compiled.title.render(context) == compiled.title.mustache.render(context), "\(name) \(locale) title")
+                #expect(compiled.text.render(context) == compiled.text.mustache.render(context), "\(name) \(locale) text")
+            }
+        }
+        // The built-in parts that take the direct path do take it.
+        let ja = try #require(renderer.builtIn[.ja]?["guest_booked"])
+        #expect(ja.title.plain != nil && ja.lead?.plain != nil && ja.text.isBuiltInBody)
+    }
+
+    /// User templates: plain ones render directly with Mustache's result; anything else
+    /// (sections, spaces in a tag, a list or a flag as a value, comments, unescaped tags)
+    /// is left to Mustache.
+    @Test func userTemplatesTakeTheDirectPathOnlyWhenPlain() throws {
+        let sources: [(String, plain: Bool)] = [
+            ("{{guest.name}} <{{guest.email}}> & co", true),
+            ("{{raw.object.tracking.utm_source}} {{missing}} {{missing.deep.name}} {{guest.nothing}}", true),
+            ("a }} {{when}} { b", true),
+            ("{{raw.object.answers}}", true),            // plain, but a list: Mustache renders it
+            ("{{ guest.name }}", false),
+            ("{{#cancelReason}}Reason: {{cancelReason}}{{/cancelReason}}", false),
+            ("{{{guest.name}}} {{&guest.name}} {{! note }}", false),
+            ("{{guest..name}}", false),
+        ]
+        let event = try Fixtures.event("guest_cancelled")
+        for (source, plain) in sources {
+            let custom = try Renderer(templates: ["t": .init(title: "t", text: source)])
+            let text = try #require(custom.user["t"]?.text)
+            #expect((text.plain != nil) == plain, "\(source)")
+            let context = Renderer.Context(event: event, locale: .en)
+            #expect(text.render(context) == text.mustache.render(context), "\(source)")
+        }
+    }
 }

@@ -96,6 +96,18 @@ measure("render_ja_text", iterations: 20_000 / scale) {
     consume(renderer.render(event, locale: .ja, html: false).text.utf8.count)
 }
 
+// The JSON the file notifier writes for a delivery: the rendered text as a JSON string and
+// the whole body re-serialised as `raw` (FileNotifier.line's two big parts).
+let rendered = renderer.render(event, locale: .ja, html: false)
+var lineBuffer: [UInt8] = []
+lineBuffer.reserveCapacity(4096)
+measure("json_line_1k", iterations: 100_000 / scale) {
+    lineBuffer.removeAll(keepingCapacity: true)
+    JSONValue.writeString(rendered.text, to: &lineBuffer)
+    event.payload.write(to: &lineBuffer)
+    consume(lineBuffer.count)
+}
+
 // The dedupe key of a Jicoo event (event|uid|updatedAt).
 measure("dedupe_key", iterations: 200_000 / scale) {
     consume(EventSource.jicoo.dedupeKey(for: event).utf8.count)

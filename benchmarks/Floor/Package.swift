@@ -1,0 +1,29 @@
+// swift-tools-version:6.2
+// The floor receiver for benchmarks/run.sh: a bare Hummingbird 2 server doing only what the
+// Python aiohttp receiver does (read the body, verify Jicoo's signature with OpenSSL, optionally
+// append the body as one line, answer 202). It measures what Herald's HTTP stack costs on this
+// machine for that work, in every run. Built on its own (run.sh: --scratch-path .build-floor),
+// never part of Herald's package or its tests.
+import PackageDescription
+
+let package = Package(
+    name: "herald-floor",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibCrypto", path: "Sources/CLibCrypto", pkgConfig: "openssl"),
+        .executableTarget(
+            name: "herald-floor",
+            dependencies: [
+                "CLibCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Sources/herald-floor"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
