@@ -197,7 +197,11 @@ public final class Dispatcher: Service {
             let held = queue.heldIDs
             guard !held.isEmpty else { continue }
             do {
-                let gone = try await journal.renew(held, owner: owner, until: Date() + leaseTime.seconds)
+                let renewed = try await journal.renew(held, owner: owner, until: Date() + leaseTime.seconds)
+                // Deliveries that finished meanwhile are reported too: only those still held
+                // here were taken over.
+                let stillHeld = Set(queue.heldIDs)
+                let gone = renewed.filter { stillHeld.contains($0) }
                 if !gone.isEmpty {
                     lost.withLock { $0.formUnion(gone) }
                     logger.warning("\(gone.count) deliveries held here were taken over by another instance; they are not attempted here")
@@ -213,7 +217,10 @@ public final class Dispatcher: Service {
     /// soon as the attempt ends, before its outcome is written), and its outcome written to
     /// the journal.
     func process(_ job: DeliveryJob) async {
-        defer { queue.complete(job.id) }
+        defer {
+            queue.complete(job.id)
+            lost.withLock { _ = $0.remove(job.id) }
+        }
         var holdsSlot = true
         defer { if holdsSlot { slots.release() } }
         var log = logger
