@@ -18,17 +18,27 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         case readOnly
         /// An event with the same id is already stored.
         case duplicateEventID
+        /// The database server cannot be reached or is not accepting work (PostgreSQL):
+        /// nothing is accepted until it is back.
+        case unavailable
+        /// The database's journal schema is newer than this Herald knows (PostgreSQL).
+        case newerSchema
         /// Any other failure, e.g. an I/O error.
         case other
     }
 
     public var kind: Kind
-    /// The journal file.
+    /// The journal file, or the PostgreSQL URL with its password redacted.
     public var path: String
     /// What happened and what to do, for logs and CLI output.
     public var message: String
 
     public var description: String { message }
+
+    /// For journals outside this module (PostgreSQL): `message` must not hold a secret.
+    public init(_ kind: Kind, path: String, message: String) {
+        self.init(kind, path: path, message)
+    }
 
     init(_ kind: Kind, path: String, _ message: String) {
         self.kind = kind

@@ -1,0 +1,508 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+/// A ``Journal`` in PostgreSQL, shared by every Herald instance that names the same database.
+///
+/// Appends and outcomes go through one group commit (``PostgresGroupCommit``): everything
+/// queued while a transaction runs shares the next one, and a caller hears back only after
+/// its `COMMIT` returned. Work is taken with `FOR UPDATE SKIP LOCKED` under a lease (owner and
+/// expiry), so no delivery is handed to two instances at once, and any instance takes over a
+/// lease its owner stopped renewing. Dedupe keys are a primary key, so the same webhook posted
+/// to two instances at once is accepted by one and answered as a duplicate by the other.
+/// Pruning runs under a transaction-level advisory lock, so one instance does it at a time.
+///
+/// The pool runs inside ``run()``: call it in a task (or as a service) for as long as the
+/// journal is used; ``withJournal(_:body:)`` does that around a closure. The schema is created
+/// and upgraded by ``migrate()`` (versioned; a newer schema than this binary knows is refused).
+public final class PostgresJournal: Journal, Sendable {
+    /// What a connection needs; built from ``PostgresURL`` and checked (e.g. `sslrootcert`)
+    /// when the journal is made.
+    public let url: PostgresURL
+    let client: PostgresClient
+    let dedupeTTL: TimeInterval
+    let clock: @Sendable () -> Date
+    let logger: Logger
+    /// How long one operation may wait for the database (a connection, a commit) before it
+    /// fails as ``JournalError/Kind/unavailable``, so a request gets 503 instead of hanging
+    /// while the server is unreachable.
+    let operationTimeout: Duration
+    let commits: PostgresGroupCommit
+    /// For connections outside the pool.
+    let direct: PostgresConnection.Configuration
+
+    /// - Parameters:
+    ///   - poolSize: the most connections this instance opens.
+    ///   - logger: for connection problems; never given a password.
+    public init(url: PostgresURL, poolSize: Int = 8, dedupeTTL: Duration = .seconds(7 * 86400),
+                operationTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "herald.postgres"),
+                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.url = url
+        self.dedupeTTL = dedupeTTL.seconds
+        self.clock = clock
+        self.operationTimeout = operationTimeout
+        var quiet = logger
+        // postgres-nio logs queries and their bindings (event bodies) at debug and trace.
+        quiet.logLevel = max(logger.logLevel, .notice)
+        self.logger = quiet
+        client = PostgresClient(configuration: try Self.configuration(url, poolSize: poolSize), backgroundLogger: quiet)
+        direct = try Self.directConfiguration(url)
+        commits = PostgresGroupCommit()
+    }
+
+    /// Runs the connection pool until the task is cancelled. Nothing reaches the database
+    /// while it is not running.
+    public func run() async {
+        await client.run()
+    }
+
+    /// Runs `body` with the pool running and the schema migrated, then stops the pool.
+    public static func withJournal<R: Sendable>(_ journal: PostgresJournal,
+                                                body: (PostgresJournal) async throws -> R) async throws -> R {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await journal.run() }
+            defer { group.cancelAll() }
+            // The pool retries a connection that fails; one direct attempt says at once why
+            // (a wrong password, TLS, no such database) instead of a timeout later.
+            if let reason = await journal.connectionProblem() { throw reason }
+            try await journal.migrate()
+            return try await body(journal)
+        }
+    }
+
+    // MARK: Appends and outcomes (group commit)
+
+    public func append(_ entry: JournalEntry) async throws -> AppendResult {
+        guard case .appended(let result) = try await commit(.append(entry)) else { preconditionFailure("append answered as record") }
+        return result
+    }
+
+    public func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        guard !outcomes.isEmpty else { return [] }
+        guard case .recorded(let lost) = try await commit(.record(outcomes, owner: owner)) else { preconditionFailure("record answered as append") }
+        return lost
+    }
+
+    private func commit(_ work: PostgresGroupCommit.Work) async throws -> PostgresGroupCommit.Outcome {
+        try await commits.submit(work) { batch in
+            try await self.storeBatch(batch)
+        }.get()
+    }
+
+    /// Stores a batch in one transaction: one outcome per item, in order. An item that cannot
+    /// be stored on its own (a duplicate event id) gets its error; a database error fails all.
+    private func storeBatch(_ batch: [PostgresGroupCommit.Work]) async throws -> [Result<PostgresGroupCommit.Outcome, JournalError>] {
+        let now = clock()
+        return try await transaction { connection in
+            var outcomes: [Result<PostgresGroupCommit.Outcome, JournalError>] = []
+            outcomes.reserveCapacity(batch.count)
+            for work in batch {
+                switch work {
+                case .append(let entry):
+                    outcomes.append(try await self.store(entry, now: now, on: connection).map { .appended($0) })
+                case .record(let list, let owner):
+                    outcomes.append(.success(.recorded(try await self.store(list, owner: owner, now: now, on: connection))))
+                }
+            }
+            return outcomes
+        }
+    }
+
+    /// One append in one statement: the dedupe key (claimed unless a live one exists), the
+    /// event, and its deliveries.
+    private func store(_ entry: JournalEntry, now: Date, on connection: PostgresConnection) async throws -> Result<AppendResult, JournalError> {
+        var binds = PostgresBindings(capacity: 13)
+        binds.append(entry.eventID)                                   // $1
+        binds.append(entry.endpoint)                                  // $2
+        binds.append(entry.eventName)                                 // $3
+        binds.append(entry.receivedAt)                                // $4
+        try binds.append(entry.body)                                     // $5
+        binds.append(entry.dedupeKey)                                 // $6
+        binds.append(now)                                             // $7
+        binds.append(now.addingTimeInterval(-dedupeTTL))              // $8
+        binds.append(entry.lease?.owner)                              // $9
+        binds.append(entry.lease?.until)                              // $10
+        var names: [String] = [], leased: [Bool] = []
+        for name in entry.notifiers where !names.contains(name) {
+            names.append(name)
+            leased.append(entry.lease != nil && entry.leased.contains(name))
+        }
+        binds.append(names)                                           // $11
+        binds.append(leased)                                          // $12
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.appendSQL, binds: binds), logger: logger)
+        var fresh = true, stored = false, seen: String?
+        var ids: [String: Int64] = [:]
+        for try await row in rows {
+            let (isFresh, wasStored, firstID, id, notifier) = try row.decode((Bool, Bool, String?, Int64?, String?).self)
+            fresh = isFresh
+            stored = wasStored
+            seen = firstID
+            if let id, let notifier { ids[notifier] = id }
+        }
+        if stored { return .success(.accepted(deliveries: ids)) }
+        guard fresh, let key = entry.dedupeKey else {
+            return .failure(JournalError(.duplicateEventID, path: url.description,
+                                         message: "an event with the id \(entry.eventID) is already in the journal"))
+        }
+        if let seen { return .success(.duplicate(of: seen)) }
+        // The key was claimed by a transaction that committed after this statement began: a
+        // new statement sees it.
+        let again = try await connection.query(
+            "SELECT event_id FROM herald_dedupe WHERE endpoint = \(entry.endpoint) AND key = \(key)", logger: logger)
+        for try await row in again { return .success(.duplicate(of: try row.decode(String.self))) }
+        return .failure(JournalError(.duplicateEventID, path: url.description,
+                                     message: "an event with the id \(entry.eventID) is already in the journal"))
+    }
+
+    static let appendSQL = """
+        WITH fresh AS (
+            SELECT NOT EXISTS (SELECT 1 FROM herald_events WHERE id = $1) AS ok
+        ), claimed AS (
+            INSERT INTO herald_dedupe (endpoint, key, event_id, seen_at)
+            SELECT $2, $6::text, $1, $7 FROM fresh WHERE fresh.ok AND $6::text IS NOT NULL
+            ON CONFLICT (endpoint, key) DO UPDATE SET event_id = EXCLUDED.event_id, seen_at = EXCLUDED.seen_at
+                WHERE herald_dedupe.seen_at <= $8
+            RETURNING event_id
+        ), event AS (
+            INSERT INTO herald_events (id, endpoint, name, received_at, body)
+            SELECT $1, $2, $3, $4, $5 FROM fresh
+            WHERE fresh.ok AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM claimed))
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        ), inserted AS (
+            INSERT INTO herald_deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
+            SELECT event.id, n.notifier,
+                   CASE WHEN n.leased THEN 'leased' ELSE 'pending' END,
+                   CASE WHEN n.leased THEN 1 ELSE 0 END,
+                   $4,
+                   CASE WHEN n.leased THEN $9::text END,
+                   CASE WHEN n.leased THEN $10::timestamptz END,
+                   $7
+            FROM event, unnest($11::text[], $12::bool[]) WITH ORDINALITY AS n(notifier, leased, position)
+            ORDER BY n.position
+            RETURNING id, notifier
+        )
+        SELECT (SELECT ok FROM fresh), EXISTS (SELECT 1 FROM event),
+               (SELECT event_id FROM herald_dedupe WHERE endpoint = $2 AND key = $6::text),
+               inserted.id, inserted.notifier
+        FROM (SELECT 1) AS one LEFT JOIN inserted ON true
+        """
+
+    /// Outcomes, each only while `owner` still holds the lease; returns the ids not written.
+    private func store(_ outcomes: [DeliveryOutcome], owner: String, now: Date, on connection: PostgresConnection) async throws -> [Int64] {
+        var lost: [Int64] = []
+        for outcome in outcomes {
+            let id: Int64, state: DeliveryState, due: Date?, error: String?, attempts: Int
+            switch outcome {
+            case .delivered(let d): (id, state, due, error, attempts) = (d, .delivered, nil, nil, 0)
+            case .retry(let d, let at, let text): (id, state, due, error, attempts) = (d, .pending, at, text, 0)
+            case .dead(let d, let text): (id, state, due, error, attempts) = (d, .dead, nil, text, 0)
+            case .skipped(let d, let reason): (id, state, due, error, attempts) = (d, .skipped, nil, reason, 0)
+            case .released(let d): (id, state, due, error, attempts) = (d, .pending, now, nil, -1)
+            }
+            let rows = try await connection.query("""
+                UPDATE herald_deliveries SET state = \(state.rawValue), due_at = \(due),
+                    last_error = COALESCE(\(error)::text, last_error), attempts = attempts + \(attempts),
+                    owner = NULL, lease_until = NULL, updated_at = \(now)
+                WHERE id = \(id) AND state = 'leased' AND owner = \(owner)
+                RETURNING id
+                """, logger: logger)
+            var written = false
+            for try await _ in rows { written = true }
+            if !written { lost.append(id) }
+        }
+        return lost
+    }
+
+    // MARK: Taking work
+
+    public func lease(_ request: LeaseRequest) async throws -> LeaseResult {
+        guard request.limit > 0 else { return LeaseResult(deliveries: [], takenOver: 0, setAside: []) }
+        return try await transaction { connection in
+            let rows = try await connection.query("""
+                WITH due AS (
+                    SELECT id, state AS previous FROM herald_deliveries
+                    WHERE notifier = \(request.notifier)
+                      AND ((state = 'pending' AND due_at <= \(request.now)) OR (state = 'leased' AND lease_until <= \(request.now)))
+                    ORDER BY CASE WHEN state = 'pending' THEN due_at ELSE lease_until END, id
+                    LIMIT \(request.limit)
+                    FOR UPDATE SKIP LOCKED
+                ), changed AS (
+                    SELECT due.id, due.previous,
+                           due.previous = 'leased' AND d.interruptions + 1 >= \(request.deadAfter) AS dies
+                    FROM due JOIN herald_deliveries d ON d.id = due.id
+                )
+                UPDATE herald_deliveries d SET
+                    state = CASE WHEN c.dies THEN 'dead' ELSE 'leased' END,
+                    interruptions = d.interruptions + CASE WHEN c.previous = 'leased' THEN 1 ELSE 0 END,
+                    attempts = d.attempts + CASE WHEN c.dies THEN 0 ELSE 1 END,
+                    owner = CASE WHEN c.dies THEN NULL ELSE \(request.owner) END,
+                    lease_until = CASE WHEN c.dies THEN NULL ELSE \(request.until)::timestamptz END,
+                    due_at = CASE WHEN c.dies THEN NULL ELSE d.due_at END,
+                    updated_at = \(request.now)
+                FROM changed c, herald_events e
+                WHERE d.id = c.id AND e.id = d.event_id
+                RETURNING \(unescaped: Self.recordColumns), c.previous, e.endpoint, e.body
+                """, logger: self.logger)
+            var result = LeaseResult(deliveries: [], takenOver: 0, setAside: [])
+            for try await row in rows {
+                var record = try Self.record(row)
+                let cells = row.makeRandomAccess()
+                let previous = try cells[13].decode(String.self)
+                let endpoint = try cells[14].decode(String.self)
+                let body = try cells[15].decode(Data.self)
+                if record.state == .dead {
+                    record.lastError = Recovery.reason(interruptions: record.interruptions)
+                    result.setAside.append(record)
+                    continue
+                }
+                if previous == DeliveryState.leased.rawValue { result.takenOver += 1 }
+                let event = StoredEvent(id: record.eventID, endpoint: endpoint, name: record.eventName,
+                                        receivedAt: record.receivedAt, body: body)
+                result.deliveries.append(DueDelivery(record: record, event: event))
+            }
+            for record in result.setAside {
+                try await connection.query(
+                    "UPDATE herald_deliveries SET last_error = \(record.lastError) WHERE id = \(record.id)", logger: self.logger)
+            }
+            result.deliveries.sort { ($0.record.dueAt ?? .distantPast, $0.record.id) < ($1.record.dueAt ?? .distantPast, $1.record.id) }
+            result.setAside.sort { $0.id < $1.id }
+            return result
+        }
+    }
+
+    public func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        let now = clock()
+        let held = try await run { connection in
+            var held = Set<Int64>()
+            let rows = try await connection.query("""
+                UPDATE herald_deliveries SET lease_until = \(until), updated_at = \(now)
+                WHERE id = ANY(\(ids)) AND state = 'leased' AND owner = \(owner)
+                RETURNING id
+                """, logger: self.logger)
+            for try await row in rows { held.insert(try row.decode(Int64.self)) }
+            return held
+        }
+        return ids.filter { !held.contains($0) }
+    }
+
+    /// A shared journal changes nothing when an instance starts: other instances may hold
+    /// live leases, and a dead instance's leases expire on their own.
+    public func instanceStarted(owner: String) async throws -> Int { 0 }
+
+    // MARK: Reading
+
+    public func event(id: String) async throws -> StoredEvent? {
+        try await run { connection in
+            let rows = try await connection.query(
+                "SELECT id, endpoint, name, received_at, body FROM herald_events WHERE id = \(id)", logger: self.logger)
+            for try await row in rows {
+                let (id, endpoint, name, receivedAt, body) = try row.decode((String, String, String, Date, Data).self)
+                return StoredEvent(id: id, endpoint: endpoint, name: name, receivedAt: receivedAt, body: body)
+            }
+            return nil
+        }
+    }
+
+    public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
+        try await run { connection in
+            let rows = try await connection.query("""
+                SELECT \(unescaped: Self.recordColumns)
+                FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id
+                WHERE (\(query.id)::int8 IS NULL OR d.id = \(query.id)::int8)
+                  AND (\(query.state?.rawValue)::text IS NULL OR d.state = \(query.state?.rawValue)::text)
+                  AND (\(query.notifier)::text IS NULL OR d.notifier = \(query.notifier)::text)
+                ORDER BY d.id DESC
+                LIMIT \(max(0, query.limit))
+                """, logger: self.logger)
+            var out: [DeliveryRecord] = []
+            for try await row in rows { out.append(try Self.record(row)) }
+            return out
+        }
+    }
+
+    public func counts() async throws -> [DeliveryCount] {
+        let counts = try await run { connection in
+            let rows = try await connection.query(
+                "SELECT notifier, state, count(*) FROM herald_deliveries GROUP BY notifier, state", logger: self.logger)
+            var out: [DeliveryCount] = []
+            for try await row in rows {
+                let (notifier, state, count) = try row.decode((String, String, Int64).self)
+                guard let state = DeliveryState(rawValue: state) else { throw Self.unknownState(state) }
+                out.append(DeliveryCount(notifier: notifier, state: state, count: Int(count)))
+            }
+            return out
+        }
+        let order = Dictionary(uniqueKeysWithValues: DeliveryState.allCases.enumerated().map { ($1, $0) })
+        return counts.sorted { ($0.notifier, order[$0.state] ?? 0) < ($1.notifier, order[$1.state] ?? 0) }
+    }
+
+    // MARK: Maintenance
+
+    public func retry(_ selection: RetrySelection) async throws -> Int {
+        let now = clock()
+        return try await transaction { connection in
+            let reset = "state = 'pending', due_at = $1, owner = NULL, lease_until = NULL, updated_at = $1"
+            switch selection {
+            case .allDead:
+                var binds = PostgresBindings()
+                binds.append(now)
+                let rows = try await connection.query(
+                    PostgresQuery(unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE state = 'dead' RETURNING id", binds: binds),
+                    logger: self.logger)
+                var changed = 0
+                for try await _ in rows { changed += 1 }
+                return changed
+            case .ids(let ids):
+                var changed = 0
+                for id in ids {
+                    var binds = PostgresBindings()
+                    binds.append(now)
+                    binds.append(id)
+                    let rows = try await connection.query(PostgresQuery(
+                        unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'pending') RETURNING id",
+                        binds: binds), logger: self.logger)
+                    for try await _ in rows { changed += 1 }
+                }
+                return changed
+            }
+        }
+    }
+
+    /// Runs under `pg_try_advisory_xact_lock`: when another instance is pruning, this one
+    /// returns 0 at once instead of doing the same work twice.
+    public func prune(before cutoff: Date) async throws -> Int {
+        let now = clock()
+        let expired = now.addingTimeInterval(-dedupeTTL)
+        return try await transaction { connection in
+            var locked = false
+            for try await row in try await connection.query(
+                "SELECT pg_try_advisory_xact_lock(\(PostgresSchema.pruneLock))", logger: self.logger) {
+                locked = try row.decode(Bool.self)
+            }
+            guard locked else { return 0 }
+            try await connection.query("DELETE FROM herald_dedupe WHERE seen_at <= \(expired)", logger: self.logger)
+            let rows = try await connection.query("""
+                DELETE FROM herald_events e
+                WHERE e.received_at < \(cutoff)
+                  AND NOT EXISTS (SELECT 1 FROM herald_deliveries d
+                                  WHERE d.event_id = e.id AND d.state IN ('pending', 'leased'))
+                RETURNING e.id
+                """, logger: self.logger)
+            var removed = 0
+            for try await _ in rows { removed += 1 }
+            return removed
+        }
+    }
+
+    /// Creates or upgrades the schema; see ``PostgresSchema``.
+    @discardableResult
+    public func migrate() async throws -> PostgresSchema.Migration {
+        try await transaction { connection in
+            try await PostgresSchema.migrate(connection, logger: self.logger)
+        }
+    }
+
+    // MARK: For tests and tools
+
+    /// Runs one SQL statement.
+    package func execute(_ sql: String) async throws {
+        try await run { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+            return ()
+        }
+    }
+
+    /// The first column of every row of `sql`, as text.
+    package func queryStrings(_ sql: String) async throws -> [String] {
+        try await run { connection in
+            var out: [String] = []
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger) {
+                out.append(try row.decode(String.self))
+            }
+            return out
+        }
+    }
+
+    /// Runs `body` while a connection of this pool holds the prune lock, as another instance
+    /// pruning would.
+    package func whileHoldingPruneLock<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        try await client.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(PostgresSchema.pruneLock))", logger: self.logger)
+            let result: Result<R, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            try await connection.query("SELECT pg_advisory_unlock(\(PostgresSchema.pruneLock))", logger: self.logger)
+            return try result.get()
+        }
+    }
+
+    // MARK: Plumbing
+
+    static let recordColumns = """
+        d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, \
+        d.lease_until, d.interruptions, e.received_at, d.updated_at
+        """
+
+    static func record(_ row: PostgresRow) throws -> DeliveryRecord {
+        let (id, eventID, eventName, notifier, state, attempts, dueAt, lastError, owner, leaseUntil, interruptions,
+             receivedAt, updatedAt) = try row.decode(
+                (Int64, String, String, String, String, Int32, Date?, String?, String?, Date?, Int32, Date, Date).self)
+        guard let state = DeliveryState(rawValue: state) else { throw unknownState(state) }
+        return DeliveryRecord(id: id, eventID: eventID, eventName: eventName, notifier: notifier, state: state,
+                              attempts: Int(attempts), dueAt: dueAt, lastError: lastError, owner: owner,
+                              leaseUntil: leaseUntil, interruptions: Int(interruptions),
+                              receivedAt: receivedAt, updatedAt: updatedAt)
+    }
+
+    static func unknownState(_ state: String) -> JournalError {
+        JournalError(.corrupted, path: "", message: "a delivery has the unknown state \"\(state.prefix(20))\"")
+    }
+
+    /// Why a new connection to the server fails, as a ``JournalError``; nil if one succeeds.
+    func connectionProblem() async -> (any Error)? {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: logger)
+            try? await connection.close()
+            return nil
+        } catch {
+            return PostgresErrors.journalError(error, url: url)
+        }
+    }
+
+    /// `body` on a pooled connection, within ``operationTimeout``; errors become ``JournalError``.
+    func run<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        try await guarded { try await self.client.withConnection { try await body($0) } }
+    }
+
+    /// `body` in one transaction (committed when it returns, rolled back when it throws).
+    func transaction<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        try await guarded {
+            try await self.client.withConnection { connection in
+                try await connection.withTransaction(logger: self.logger) { try await body($0) }
+            }
+        }
+    }
+
+    private func guarded<R: Sendable>(_ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+        do {
+            return try await withThrowingTaskGroup(of: R?.self) { group in
+                group.addTask { try await operation() }
+                group.addTask {
+                    try await Task.sleep(for: self.operationTimeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let result = first else {
+                    if let reason = await connectionProblem() { throw reason }
+                    throw JournalError(.unavailable, path: url.description,
+                                       message: "PostgreSQL at \(url.server) did not answer within \(operationTimeout)")
+                }
+                return result
+            }
+        } catch {
+            throw PostgresErrors.journalError(error, url: url)
+        }
+    }
+}
