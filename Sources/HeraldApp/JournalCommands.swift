@@ -12,23 +12,25 @@ struct DeliveriesCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List deliveries, newest first.")
         @OptionGroup var options: ConfigOption
-        @Option(help: "pending, delivering, delivered or dead.") var state: String?
+        @Option(help: "pending, leased, delivered, dead or skipped.") var state: String?
         @Option(help: "Only this notifier.") var notifier: String?
         @Option(help: "At most this many rows.") var limit: Int = 50
 
         func run() async throws {
             let filter = try state.map { s -> DeliveryState in
-                guard let st = DeliveryState(rawValue: s) else { throw ValidationError("unknown state \(s); use pending, delivering, delivered or dead") }
+                guard let st = DeliveryState(rawValue: s) else {
+                    throw ValidationError("unknown state \(s); use \(DeliveryState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
                 return st
             }
             let journal = try await openJournalForCLI(options)
-            let rows = try await journal.deliveries(state: filter, notifier: notifier, limit: limit)
+            let rows = try await journal.deliveries(DeliveryQuery(state: filter, notifier: notifier, limit: limit))
             guard !rows.isEmpty else { print("no deliveries"); return }
             printTable(
-                ["ID", "STATE", "NOTIFIER", "EVENT", "NAME", "ATTEMPTS", "NEXT ATTEMPT", "RECEIVED", "LAST ERROR"],
+                ["ID", "STATE", "NOTIFIER", "EVENT", "NAME", "ATTEMPTS", "DUE", "RECEIVED", "LAST ERROR"],
                 rows.map { r in [
                     String(r.id), r.state.rawValue, r.notifier, r.eventID, r.eventName, String(r.attempts),
-                    r.nextAttemptAt.map(ISO8601.format) ?? "-", ISO8601.format(r.receivedAt), String((r.lastError ?? "").prefix(60)),
+                    r.dueAt.map(ISO8601.format) ?? "-", ISO8601.format(r.receivedAt), String((r.lastError ?? "").prefix(60)),
                 ] })
         }
     }
@@ -44,7 +46,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
             let rows: [(String, String)] = [
                 ("delivery", String(r.id)), ("state", r.state.rawValue), ("notifier", r.notifier),
                 ("event", "\(r.eventID) (\(r.eventName))"), ("attempts", String(r.attempts)),
-                ("next attempt", r.nextAttemptAt.map(ISO8601.format) ?? "-"), ("received", ISO8601.format(r.receivedAt)),
+                ("due", r.dueAt.map(ISO8601.format) ?? "-"),
+                ("leased by", r.owner.map { "\($0) until \(r.leaseUntil.map(ISO8601.format) ?? "-")" } ?? "-"),
+                ("interrupted", String(r.interruptions)), ("received", ISO8601.format(r.receivedAt)),
                 ("updated", ISO8601.format(r.updatedAt)), ("last error", r.lastError ?? "-"),
             ]
             for (k, v) in rows { print(k.padding(toLength: 14, withPad: " ", startingAt: 0) + v) }
@@ -61,7 +65,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
     }
 
     struct Retry: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Send dead (or waiting) deliveries again now.")
+        static let configuration = CommandConfiguration(abstract: "Send dead, skipped (or waiting) deliveries again now.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Delivery ids.") var ids: [Int64] = []
         @Flag(help: "Retry every dead delivery.") var allDead = false
@@ -72,7 +76,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let journal = try await openJournalForCLI(options)
-            let changed = try await journal.retry(ids: allDead ? nil : ids, allDead: allDead)
+            let changed = try await journal.retry(allDead ? .allDead : .ids(ids))
             print("\(changed) deliver\(changed == 1 ? "y" : "ies") queued for a new attempt; the running server sends \(changed == 1 ? "it" : "them") within a second")
         }
     }

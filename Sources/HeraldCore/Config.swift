@@ -55,6 +55,10 @@ public struct HeraldConfig: Sendable {
         /// A delivery in flight during this many crashes (kill -9, power loss, a trap) is set
         /// aside as dead on the next start, so one delivery can never keep Herald down.
         public var deadAfterCrashes: Int = 3
+        /// How long an instance holds a delivery it took without renewing it. Held deliveries
+        /// are renewed every third of it; when an instance dies, another (or its own next
+        /// start, on SQLite at once) takes its deliveries over after this.
+        public var leaseTime: Duration = .seconds(60)
         public init() {}
 
         /// `storage.postgres`: where the shared journal is and how many connections to use.
@@ -164,6 +168,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public var concurrency: Int = 4
     public var timeout: Duration = .seconds(30)
     public var retry: RetryPolicy = RetryPolicy()
+    /// When deliveries wait (or are dropped) instead of being sent.
+    public var quietHours: QuietHours?
     public init(concurrency: Int = 4, timeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
         self.concurrency = concurrency
         self.timeout = timeout

@@ -119,7 +119,7 @@ extension Reader {
     func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
         var s = defaultStorage
         let keys: Set<String> = ["path", "memory", "postgres", "dedupeTTL", "retention", "groupCommit", "maxPending",
-                                 "deadAfterCrashes"]
+                                 "deadAfterCrashes", "leaseTime"]
         let entries = try mapping(node, "storage", allowed: keys)
         let places = entries.filter { ["path", "memory", "postgres"].contains($0.key) }
         if places.count > 1 {
@@ -138,6 +138,11 @@ extension Reader {
             case "retention": s.retention = try duration(v, path)
             case "groupCommit": s.groupCommit = try bool(v, path)
             case "deadAfterCrashes": s.deadAfterCrashes = try int(v, path, range: 1...1000)
+            case "leaseTime":
+                s.leaseTime = try duration(v, path)
+                if s.leaseTime < .seconds(1) {
+                    throw fail(v, path, "must be at least 1s (leases are renewed every third of it)")
+                }
             default: s.maxPending = try int(v, path, range: 1...100_000_000)
             }
         }
@@ -306,6 +311,7 @@ extension Reader {
             case "concurrency": policy.concurrency = try int(v, p, range: 1...1024)
             case "timeout": policy.timeout = try duration(v, p)
             case "retry": policy.retry = try readRetry(v, p)
+            case "quietHours": policy.quietHours = try readQuietHours(v, p)
             default: settingsPairs.append((k, v))
             }
         }
@@ -320,6 +326,50 @@ extension Reader {
         let secrets = type.secretKeys.compactMap { settings.mapping?[$0]?.scalar?.string }
         return HeraldConfig.Notifier(name: name, kind: kind, plugin: plugin, policy: policy,
                                      settingsDigest: Self.digest(settings), redact: SecretRedactor(secrets: secrets))
+    }
+
+    func readQuietHours(_ node: Node, _ base: String) throws(ConfigError) -> QuietHours {
+        var from: QuietHours.TimeOfDay?, to: QuietHours.TimeOfDay?, zone: TimeZone?
+        var days = Set(1...7)
+        var action = QuietHours.Action.hold
+        for (key, _, v) in try mapping(node, base, allowed: ["from", "to", "zone", "days", "action"]) {
+            let p = "\(base).\(key)"
+            switch key {
+            case "from", "to":
+                let text = try string(v, p)
+                guard let time = QuietHours.TimeOfDay(text) else {
+                    throw fail(v, p, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
+                }
+                if key == "from" { from = time } else { to = time }
+            case "zone":
+                let text = try string(v, p)
+                guard let z = TimeText.knownZone(text) else {
+                    throw fail(v, p, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
+                }
+                zone = z
+            case "days":
+                var set = Set<Int>()
+                for name in try stringList(v, p) {
+                    guard let i = QuietHours.dayNames.firstIndex(of: name.lowercased()) else {
+                        throw fail(v, p, "unknown day \(name.debugDescription); use \(QuietHours.dayNames.joined(separator: ", "))")
+                    }
+                    set.insert(i + 1)
+                }
+                guard !set.isEmpty else { throw fail(v, p, "give at least one day, or leave days out for every day") }
+                days = set
+            default:
+                let text = try string(v, p)
+                guard let a = QuietHours.Action(rawValue: text) else {
+                    throw fail(v, p, "expected hold or drop, found \(text.debugDescription)")
+                }
+                action = a
+            }
+        }
+        guard let from else { throw fail(node, "\(base).from", "missing required key \"from\" (e.g. \"22:00\")") }
+        guard let to else { throw fail(node, "\(base).to", "missing required key \"to\" (e.g. \"08:00\")") }
+        guard from != to else { throw fail(node, "\(base).to", "from and to are the same time: the window would be empty") }
+        guard let zone else { throw fail(node, "\(base).zone", "missing required key \"zone\" (e.g. Asia/Tokyo)") }
+        return QuietHours(from: from, to: to, zone: zone, days: days, action: action)
     }
 
     /// The SHA-256 of the resolved settings as YAML, to tell whether they changed on reload.

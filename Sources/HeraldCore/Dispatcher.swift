@@ -6,17 +6,20 @@ import Synchronization
 
 /// Runs one notifier's deliveries: from its queue, through its plugin, into the journal.
 ///
-/// Up to `policy.concurrency` deliveries run at once, each cut off after `policy.timeout`.
-/// A job is claimed in the journal as soon as it leaves the queue, and its outcome is
-/// written after its slot is free again, so claims and outcomes of many deliveries share
-/// a transaction instead of costing one commit each.
-/// A retryable failure is written back to the journal as pending with its next attempt
-/// time (full-jitter backoff, or the target's `Retry-After`); a permanent one, or one past
-/// `giveUpAfter`, becomes dead. A sweep picks due retries and anything the queue could not
-/// hold out of the journal, so the queue is a fast path, never the only copy.
+/// Every delivery in its queue is leased to this instance: fresh ones were stored leased by
+/// the request that accepted them, the rest were taken from the journal by the sweep
+/// (retries come due, deliveries the queue had no room for, leases whose owner died). A
+/// renewal loop keeps the leases of everything queued or running alive, so only a dead or
+/// stalled instance's work is ever taken over. Up to `policy.concurrency` deliveries run at
+/// once, each cut off after `policy.timeout`; each attempt costs one journal write, its
+/// outcome, and concurrent outcomes share a commit.
+/// A retryable failure is written back as pending with its next attempt time (full-jitter
+/// backoff, or the target's `Retry-After`); a permanent one, or one past `giveUpAfter`,
+/// becomes dead. The queue is a fast path, never the only copy.
 ///
 /// On graceful shutdown it stops taking work, gives running deliveries `shutdownGrace` to
-/// finish, then cancels them; whatever did not finish stays pending for the next start.
+/// finish, then cancels them; queued ones are released (pending again, their attempt
+/// uncounted), so whatever did not finish is due for the next start.
 ///
 /// The notifier's plugin, policy, routes and templates come from the live configuration,
 /// leased once per delivery: a reload applies to the next delivery, and a delivery that is
@@ -27,7 +30,11 @@ public final class Dispatcher: Service {
     let live: LiveConfigCell
     let queue: DeliveryQueue
     let journal: any Journal
+    /// This instance's name in the journal's leases.
+    let owner: String
     let logger: Logger
+    let leaseTime: Duration
+    let deadAfter: Int
     let shutdownGrace: Duration
     let sweepInterval: Duration
     let onFinal: @Sendable () -> Void
@@ -36,14 +43,21 @@ public final class Dispatcher: Service {
     private let running = Atomic<Int>(0)
     private let slots: DeliverySlots
     private let deadlines = AttemptDeadlines()
+    /// Queued deliveries whose lease a renewal found taken over: not to be attempted here.
+    private let lost = Mutex<Set<Int64>>([])
 
-    public init(name: String, live: LiveConfigCell, queue: DeliveryQueue, journal: any Journal, logger: Logger,
-                shutdownGrace: Duration = .seconds(10), sweepInterval: Duration = .milliseconds(500),
-                onFinal: @escaping @Sendable () -> Void = {}) {
+    /// - Parameters:
+    ///   - storage: the lease time and how many interruptions set a delivery aside.
+    public init(name: String, live: LiveConfigCell, queue: DeliveryQueue, journal: any Journal, owner: String,
+                logger: Logger, storage: HeraldConfig.Storage = .init(), shutdownGrace: Duration = .seconds(10),
+                sweepInterval: Duration = .milliseconds(500), onFinal: @escaping @Sendable () -> Void = {}) {
         self.name = name
         self.live = live
         self.queue = queue
         self.journal = journal
+        self.owner = owner
+        leaseTime = storage.leaseTime
+        deadAfter = storage.deadAfterCrashes
         var logger = logger
         logger[metadataKey: "notifier"] = .string(name)
         self.logger = logger
@@ -65,6 +79,7 @@ public final class Dispatcher: Service {
             await withTaskCancellationHandler {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { await self.sweep() }
+                    group.addTask { await self.renewLeases() }
                     group.addTask { await self.deadlines.run() }
                     await consumer.value
                     group.cancelAll()
@@ -90,28 +105,35 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Takes jobs off the queue, each in a task of its own that claims it and waits for a
-    /// slot. At most ``claimAhead`` are taken at once; the rest wait in the queue, or in the
-    /// journal when the queue is full, so memory stays bounded under any backlog.
+    /// Takes jobs off the queue in order, each once one of the notifier's `concurrency` slots
+    /// is free, and runs it in a task of its own that gives the slot back after its attempt.
+    /// Attempts therefore start in queue order (one at a time with `concurrency: 1`), and
+    /// what waits stays in the bounded queue, or in the journal when the queue is full.
     private func consume() async {
-        await withTaskGroup(of: Void.self) { group in
-            var taken = 0
+        var unstarted: [Int64] = []
+        await withDiscardingTaskGroup { group in
             for await job in queue.jobs {
-                if stopping.load(ordering: .relaxed) { queue.complete(job.id); continue }
-                // Read per job: a reload may raise `concurrency` past what 64 would feed.
-                let claimAhead = max(64, 4 * notifier.policy.concurrency)
-                while taken >= claimAhead {
-                    await group.next()
-                    taken -= 1
+                // Read per job: a reload may change `concurrency`.
+                slots.resize(to: notifier.policy.concurrency)
+                guard !stopping.load(ordering: .relaxed), await slots.acquire() else {
+                    unstarted.append(job.id)
+                    queue.complete(job.id)
+                    continue
                 }
                 group.addTask { await self.process(job) }
-                taken += 1
             }
-            await group.waitForAll()
+        }
+        // Shutting down with deliveries still queued: give them back as they were, in one write.
+        guard !unstarted.isEmpty else { return }
+        do {
+            _ = try await journal.record(unstarted.map { .released($0) }, owner: owner)
+        } catch {
+            logger.warning("cannot give \(unstarted.count) queued deliveries back; they are due again once their lease expires: \(error)")
         }
     }
 
-    /// Feeds due deliveries from the journal: retries, recovered work, queue overflow.
+    /// Feeds due deliveries from the journal: retries, deliveries the queue had no room for
+    /// when they were accepted, and expired leases (an instance died or stalled).
     ///
     /// While the journal has more due than the queue could take (a backlog after a burst),
     /// it comes back as soon as the queue has drained to half, instead of every
@@ -122,53 +144,86 @@ public final class Dispatcher: Service {
             var backlog = false
             if room > 0 {
                 do {
-                    let due = try await journal.dueWithEvents(notifier: notifier.name, now: Date(), limit: room)
-                    for item in due {
-                        _ = queue.offer(DeliveryJob(id: item.record.id, eventID: item.record.eventID, event: nil,
-                                                    attempt: item.record.attempts + 1, stored: item.event))
+                    let now = Date()
+                    let taken = try await journal.lease(LeaseRequest(
+                        notifier: name, owner: owner, now: now, until: now + leaseTime.seconds, limit: room,
+                        deadAfter: deadAfter))
+                    report(taken)
+                    for item in taken.deliveries {
+                        let job = DeliveryJob(id: item.record.id, eventID: item.record.eventID, event: nil,
+                                              attempt: item.record.attempts, stored: item.event)
+                        if queue.offer(job) == .full {
+                            // Filled meanwhile by new requests: give it back untouched.
+                            _ = try await journal.record([.released(job.id)], owner: owner)
+                        }
                     }
-                    backlog = due.count == room
+                    backlog = taken.deliveries.count + taken.setAside.count >= room
                 } catch {
                     // Stopping (the server could not listen, or a shutdown): not a journal fault.
                     if Task.isCancelled || stopping.load(ordering: .relaxed) { return }
                     logger.error("cannot read due deliveries from the journal: \(error)")
                 }
             }
-            if backlog {
-                let deadline = ContinuousClock.now + sweepInterval
-                while queue.depth > queue.capacity / 2, ContinuousClock.now < deadline, !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(10))
-                }
-            } else {
-                try? await Task.sleep(for: sweepInterval)
+            await withTaskGroup(of: Void.self) { group in
+                if backlog { group.addTask { await self.queue.waitForRoom() } }
+                group.addTask { [sweepInterval] in try? await Task.sleep(for: sweepInterval) }
+                await group.next()
+                group.cancelAll()
             }
         }
     }
 
-    /// One attempt at one delivery, and its outcome written to the journal.
+    /// Logs what a lease found besides due work: deliveries taken over, and deliveries set aside.
+    private func report(_ taken: LeaseResult) {
+        if taken.takenOver > 0 {
+            logger.notice("took over \(taken.takenOver) deliveries whose lease had expired (their instance stopped or stalled during them)")
+        }
+        for record in taken.setAside {
+            // Most likely this delivery itself made Herald stop: keep it out of the way.
+            logger.error("delivery set aside as dead: \(record.lastError ?? "interrupted too often"); `herald deliveries retry \(record.id)` sends it again",
+                         metadata: ["delivery": .stringConvertible(record.id), "event": .string(record.eventID)])
+            finalResult("dead")
+        }
+    }
+
+    /// Keeps the leases of every delivery queued or running here alive, every third of the
+    /// lease time; one whose lease was taken over meanwhile is not attempted here.
+    private func renewLeases() async {
+        let interval = leaseTime / 3
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let held = queue.heldIDs
+            guard !held.isEmpty else { continue }
+            do {
+                let gone = try await journal.renew(held, owner: owner, until: Date() + leaseTime.seconds)
+                if !gone.isEmpty {
+                    lost.withLock { $0.formUnion(gone) }
+                    logger.warning("\(gone.count) deliveries held here were taken over by another instance; they are not attempted here")
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.error("cannot renew delivery leases in the journal: \(error)")
+            }
+        }
+    }
+
+    /// One attempt at one leased delivery, holding one of the notifier's slots (given back as
+    /// soon as the attempt ends, before its outcome is written), and its outcome written to
+    /// the journal.
     func process(_ job: DeliveryJob) async {
         defer { queue.complete(job.id) }
+        var holdsSlot = true
+        defer { if holdsSlot { slots.release() } }
         var log = logger
         log[metadataKey: "event"] = .string(job.eventID)
         log[metadataKey: "delivery"] = .stringConvertible(job.id)
         log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
+        if lost.withLock({ $0.remove(job.id) }) != nil { return }
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
-        do {
-            // A stale copy (the sweep read it as pending just before another attempt finished)
-            // finds the delivery no longer pending and stops here: no second delivery.
-            guard try await journal.claim(job.id) else { return }
-        } catch {
-            log.error("cannot record the attempt in the journal, leaving it for the sweep: \(error)")
-            return
-        }
-        slots.resize(to: current.notifier(named: name).policy.concurrency)
-        guard await slots.acquire() else {
-            // Shutting down before this attempt started: leave the delivery as it was.
-            do { try await journal.release(job.id) } catch {
-                log.warning("cannot release the delivery; it will be retried on the next start: \(error)")
-            }
+        if let quiet = current.notifier(named: name).policy.quietHours, let window = quiet.window(containing: Date()) {
+            await keepQuiet(job, quiet.action, until: window.end, log)
             return
         }
         // One configuration for the attempt, taken once it can start; its plugin stays up
@@ -189,7 +244,37 @@ public final class Dispatcher: Service {
         running.subtract(1, ordering: .relaxed)
         live.release()
         slots.release()
+        holdsSlot = false
         await record(outcome, job: job, event: event, notifier: notifier, log: log)
+    }
+
+    /// Inside the notifier's quiet hours: the delivery waits for the window's end, or is skipped.
+    private func keepQuiet(_ job: DeliveryJob, _ action: QuietHours.Action, until end: Date, _ log: Logger) async {
+        switch action {
+        case .hold:
+            let reason = "held for quiet hours until \(ISO8601.format(end))"
+            if await write(.postponed(job.id, until: end, reason: reason), log) { log.info("\(reason)") }
+        case .drop:
+            guard await write(.skipped(job.id, reason: "dropped: sent during quiet hours"), log) else { return }
+            log.info("dropped: inside the notifier's quiet hours")
+            finalResult("skipped")
+        }
+    }
+
+    /// Writes one outcome; false if it was not written (lease lost, or the journal failed:
+    /// the delivery is then attempted again once its lease expires).
+    @discardableResult
+    private func write(_ outcome: DeliveryOutcome, _ log: Logger) async -> Bool {
+        do {
+            guard try await journal.record([outcome], owner: owner).isEmpty else {
+                log.warning("another instance took this delivery over; its outcome here is not recorded")
+                return false
+            }
+            return true
+        } catch {
+            log.error("cannot record the outcome in the journal (the delivery will be attempted again): \(error)")
+            return false
+        }
     }
 
     private func loadEvent(_ job: DeliveryJob, _ log: Logger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
@@ -198,8 +283,7 @@ public final class Dispatcher: Service {
             var stored = job.stored
             if stored == nil { stored = try await journal.event(id: job.eventID) }
             guard let stored else {
-                try await journal.markDead(job.id, error: "the event is no longer in the journal")
-                finalResult("dead")
+                if await write(.dead(job.id, error: "the event is no longer in the journal"), log) { finalResult("dead") }
                 return nil
             }
             let source = endpoints[stored.endpoint]?.source ?? .generic
@@ -209,8 +293,9 @@ public final class Dispatcher: Service {
                 return try source.decode(body: stored.body, endpoint: stored.endpoint, eventField: field,
                                          eventName: stored.name, id: stored.id, receivedAt: stored.receivedAt)
             } catch {
-                try await journal.markDead(job.id, error: "the stored body no longer decodes: \(error.reason)")
-                finalResult("dead")
+                if await write(.dead(job.id, error: "the stored body no longer decodes: \(error.reason)"), log) {
+                    finalResult("dead")
+                }
                 return nil
             }
         } catch {
@@ -251,30 +336,26 @@ public final class Dispatcher: Service {
 
     private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
                         log: Logger) async {
-        do {
-            switch outcome {
-            case .delivered:
-                try await journal.markDelivered(job.id)
-                log.debug("delivered")
-                finalResult("delivered")
-            case .cancelled:
-                try await journal.markRetry(job.id, next: Date(), error: "interrupted by shutdown")
-                log.info("interrupted by shutdown; will be retried on the next start")
-            case .failed(let error):
-                try await handle(error, job: job, event: event, notifier: notifier, log: log)
-            }
-        } catch {
-            log.error("cannot record the outcome in the journal (the delivery will be retried): \(error)")
+        switch outcome {
+        case .delivered:
+            guard await write(.delivered(job.id), log) else { return }
+            log.debug("delivered")
+            finalResult("delivered")
+        case .cancelled:
+            guard await write(.retry(job.id, at: Date(), error: "interrupted by shutdown"), log) else { return }
+            log.info("interrupted by shutdown; will be retried on the next start")
+        case .failed(let error):
+            await handle(error, job: job, event: event, notifier: notifier, log: log)
         }
     }
 
     private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
-                        log: Logger) async throws {
+                        log: Logger) async {
         // The target's answer may echo a secret (the URL it was called with, a token):
         // nothing below stores or logs the error without this.
         let message = notifier.redact(error.description)
         guard case .retryable(let hint) = error.disposition else {
-            try await journal.markDead(job.id, error: message)
+            guard await write(.dead(job.id, error: message), log) else { return }
             log.error("delivery failed for good: \(message)")
             finalResult("dead")
             return
@@ -282,12 +363,12 @@ public final class Dispatcher: Service {
         let now = Date()
         guard let next = notifier.policy.retry.nextAttempt(afterFailure: job.attempt, hint: hint, now: now,
                                                           receivedAt: event.receivedAt) else {
-            try await journal.markDead(job.id, error: "gave up after \(job.attempt) attempts: \(message)")
+            guard await write(.dead(job.id, error: "gave up after \(job.attempt) attempts: \(message)"), log) else { return }
             log.error("delivery gave up after \(job.attempt) attempts: \(message)")
             finalResult("dead")
             return
         }
-        try await journal.markRetry(job.id, next: next, error: message)
+        guard await write(.retry(job.id, at: next, error: message), log) else { return }
         Counter(label: "herald_delivery_retries_total", dimensions: [("notifier", notifier.name)]).increment()
         log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
     }

@@ -25,9 +25,10 @@ public struct DeliveryJob: Sendable {
 
 /// Fans accepted events out to notifiers, each through its own bounded queue.
 ///
-/// Publishing never waits: a notifier whose queue is full is reported back to the caller
-/// instead of slowing everyone else down. Nothing is lost that way, because every delivery
-/// is already in the journal and the notifier's dispatcher picks it up from there.
+/// Publishing never waits: a place is reserved in each queue before the event is stored, and
+/// a notifier whose queue is full is simply not reserved, instead of slowing everyone else
+/// down. Nothing is lost that way: that delivery is stored pending in the journal, and the
+/// notifier's dispatcher leases it from there once its queue has room.
 public final class EventBus: Sendable {
     private let queues = Mutex<[String: DeliveryQueue]>([:])
 
@@ -43,19 +44,37 @@ public final class EventBus: Sendable {
         }
     }
 
-    /// Offers each delivery to its notifier's queue. Returns the notifiers whose queue was
-    /// full (or missing); those deliveries stay pending in the journal.
-    @discardableResult
-    public func publish(_ event: Event, deliveries: [String: Int64]) -> [String] {
-        let targets = queues.withLock { q in deliveries.map { ($0.key, $0.value, q[$0.key]) } }
-        var overflowed: [String] = []
-        for (name, id, queue) in targets {
-            guard let queue, queue.offer(DeliveryJob(id: id, eventID: event.id, event: event, attempt: 1)) != .full else {
-                overflowed.append(name)
+    /// Reserves a place in each named notifier's queue for an event about to be stored.
+    /// Returns the notifiers that got one: their deliveries are stored leased to this
+    /// instance and handed over with ``publish(_:deliveries:reserved:)``; the others are
+    /// stored pending and reach their dispatcher through the journal.
+    public func reserve(_ notifiers: [String]) -> Set<String> {
+        let targets = queues.withLock { q in notifiers.map { ($0, q[$0]) } }
+        var reserved = Set<String>()
+        for (name, queue) in targets where !reserved.contains(name) {
+            if queue?.reserve() == true { reserved.insert(name) }
+        }
+        return reserved
+    }
+
+    /// Gives back reservations that will not be used (the append failed or was a duplicate).
+    public func cancel(_ reserved: Set<String>) {
+        let targets = queues.withLock { q in reserved.compactMap { q[$0] } }
+        for queue in targets { queue.cancelReservation() }
+    }
+
+    /// Hands each reserved notifier its delivery of a stored event. A reservation whose
+    /// notifier got no delivery id is given back.
+    public func publish(_ event: Event, deliveries: [String: Int64], reserved: Set<String>) {
+        let targets = queues.withLock { q in reserved.map { ($0, q[$0]) } }
+        for (name, queue) in targets {
+            guard let queue else { continue }
+            guard let id = deliveries[name] else {
+                queue.cancelReservation()
                 continue
             }
+            queue.fulfil(DeliveryJob(id: id, eventID: event.id, event: event, attempt: 1))
         }
-        return overflowed
     }
 
     /// Ends every queue: consumers drain what is buffered and stop.
@@ -64,7 +83,8 @@ public final class EventBus: Sendable {
     }
 }
 
-/// A bounded queue of deliveries for one notifier that never holds the same delivery twice.
+/// A bounded queue of leased deliveries for one notifier that never holds the same delivery
+/// twice. Its ids (queued, reserved or running) are the leases its dispatcher keeps renewed.
 public final class DeliveryQueue: Sendable {
     public enum OfferResult: Sendable, Equatable { case queued, alreadyQueued, full }
 
@@ -73,38 +93,150 @@ public final class DeliveryQueue: Sendable {
     /// The deliveries, in order. One consumer.
     public let jobs: AsyncStream<DeliveryJob>
     private let continuation: AsyncStream<DeliveryJob>.Continuation
-    /// Ids queued or being delivered; released by ``complete(_:)``.
-    private let claimed = Mutex<Set<Int64>>([])
+
+    private struct State {
+        /// Ids queued or being delivered; released by ``complete(_:)``.
+        var held: Set<Int64> = []
+        /// Places promised to events being stored.
+        var reserved = 0
+        /// Waiting for the depth to fall to half the capacity (the sweep waits for room), by ticket.
+        var roomWaiters: [UInt64: RoomWaiter] = [:]
+        var nextTicket: UInt64 = 0
+    }
+
+    private enum RoomWaiter {
+        /// The ticket is out; its continuation is not registered yet.
+        case registering
+        /// Cancelled before its continuation was registered.
+        case cancelled
+        case waiting(CheckedContinuation<Void, Never>)
+    }
+
+    private let state = Mutex(State())
 
     init(name: String, capacity: Int) {
         self.name = name
         self.capacity = capacity
-        (jobs, continuation) = AsyncStream.makeStream(of: DeliveryJob.self, bufferingPolicy: .bufferingOldest(capacity))
+        (jobs, continuation) = AsyncStream.makeStream(of: DeliveryJob.self, bufferingPolicy: .unbounded)
     }
 
     /// Queues a delivery unless it is already queued or running, or the queue is full.
     public func offer(_ job: DeliveryJob) -> OfferResult {
-        guard claimed.withLock({ $0.insert(job.id).inserted }) else { return .alreadyQueued }
-        switch continuation.yield(job) {
-        case .enqueued: return .queued
-        case .dropped, .terminated:
-            _ = claimed.withLock { $0.remove(job.id) }
-            return .full
-        @unknown default:
-            _ = claimed.withLock { $0.remove(job.id) }
-            return .full
+        let result = state.withLock { s -> OfferResult in
+            if s.held.contains(job.id) { return .alreadyQueued }
+            guard s.held.count + s.reserved < capacity else { return .full }
+            s.held.insert(job.id)
+            return .queued
         }
+        if result == .queued { yield(job) }
+        return result
+    }
+
+    /// Promises a place for a delivery about to be stored; false when the queue is full.
+    func reserve() -> Bool {
+        state.withLock { s in
+            guard s.held.count + s.reserved < capacity else { return false }
+            s.reserved += 1
+            return true
+        }
+    }
+
+    /// Gives a reserved place back.
+    func cancelReservation() {
+        let waiters = state.withLock { s in
+            s.reserved = max(0, s.reserved - 1)
+            return takeRoomWaiters(&s)
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Queues a delivery in a reserved place (the reservation guarantees room).
+    func fulfil(_ job: DeliveryJob) {
+        let fresh = state.withLock { s in
+            s.reserved = max(0, s.reserved - 1)
+            return s.held.insert(job.id).inserted
+        }
+        if fresh { yield(job) }
+    }
+
+    private func yield(_ job: DeliveryJob) {
+        if case .terminated = continuation.yield(job) { complete(job.id) }
     }
 
     /// The delivery left the queue and finished (whatever its outcome).
     public func complete(_ id: Int64) {
-        _ = claimed.withLock { $0.remove(id) }
+        let waiters = state.withLock { s in
+            s.held.remove(id)
+            return takeRoomWaiters(&s)
+        }
+        for w in waiters { w.resume() }
     }
 
-    /// Deliveries queued or running.
-    public var depth: Int { claimed.withLock { $0.count } }
+    private func hasRoom(_ s: State) -> Bool { s.held.count + s.reserved <= capacity / 2 }
 
-    func finish() { continuation.finish() }
+    private func takeRoomWaiters(_ s: inout State, all: Bool = false) -> [CheckedContinuation<Void, Never>] {
+        guard !s.roomWaiters.isEmpty, all || hasRoom(s) else { return [] }
+        var woken: [CheckedContinuation<Void, Never>] = []
+        for (ticket, waiter) in s.roomWaiters {
+            if case .waiting(let c) = waiter {
+                woken.append(c)
+                s.roomWaiters[ticket] = nil
+            }
+        }
+        return woken
+    }
+
+    /// Returns once the queue has drained to half its capacity, at once if it has, or as soon
+    /// as the task is cancelled or the queue finished.
+    func waitForRoom() async {
+        let ticket = state.withLock { s in
+            defer { s.nextTicket += 1 }
+            s.roomWaiters[s.nextTicket] = .registering
+            return s.nextTicket
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { s in
+                    if case .cancelled = s.roomWaiters[ticket] { s.roomWaiters[ticket] = nil; return true }
+                    if hasRoom(s) { s.roomWaiters[ticket] = nil; return true }
+                    s.roomWaiters[ticket] = .waiting(continuation)
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                switch s.roomWaiters[ticket] {
+                case .waiting(let c):
+                    s.roomWaiters[ticket] = nil
+                    return c
+                case .registering:
+                    s.roomWaiters[ticket] = .cancelled
+                    return nil
+                case .cancelled, nil:
+                    return nil
+                }
+            }
+            waiter?.resume()
+        }
+    }
+
+    /// Wakes whoever waits for room (shutdown).
+    func wakeRoomWaiters() {
+        let waiters = state.withLock { s in takeRoomWaiters(&s, all: true) }
+        for w in waiters { w.resume() }
+    }
+
+    /// Deliveries queued, reserved or running.
+    public var depth: Int { state.withLock { $0.held.count + $0.reserved } }
+
+    /// The deliveries this queue holds (queued or running): the leases to keep renewed.
+    var heldIDs: [Int64] { state.withLock { Array($0.held) } }
+
+    func finish() {
+        continuation.finish()
+        wakeRoomWaiters()
+    }
 }
 
 /// Which notifiers get an event, with which template: the `routes:` of the configuration.

@@ -3,58 +3,100 @@ import Foundation
 /// Where accepted events and their deliveries are kept until every delivery is done.
 ///
 /// Herald answers 2xx only after ``append(_:)`` returns, so whatever the journal has
-/// committed survives a crash; on start, every delivery that is neither delivered nor dead
-/// is dispatched again. The default implementation is ``SQLiteJournal``; ``MemoryJournal``
-/// keeps nothing across restarts and exists for tests and dry runs.
+/// committed survives a crash. Deliveries are handed out under leases: the instance that
+/// accepts an event stores its deliveries already leased to itself (a first attempt then
+/// costs one write, its outcome), and everything else — retries, deliveries the in-memory
+/// queue could not hold, work whose owner died or stalled — is taken with ``lease(_:)`` once
+/// due. The same rules serve one process on SQLite and several on a shared database.
+///
+/// Implementations: ``SQLiteJournal`` (the default), ``MemoryJournal`` (tests and dry runs;
+/// nothing survives the process), and a PostgreSQL journal for several instances. Each
+/// passes the same conformance suite.
 public protocol Journal: Sendable {
-    /// Durably records an event and one pending delivery per notifier, unless the endpoint
-    /// has seen the same dedupe key within the dedupe TTL.
-    /// Event ids must be unique: a second append with a stored id fails.
+    /// Durably stores the event, its deliveries (one per distinct notifier) and its dedupe key
+    /// in one commit, unless the endpoint has seen the same dedupe key within the dedupe TTL.
+    ///
+    /// A delivery whose notifier is in ``JournalEntry/leased`` is stored leased to
+    /// ``JournalEntry/lease`` with its first attempt counted, for the caller to attempt at once;
+    /// the others are pending, due at ``JournalEntry/receivedAt``. Event ids must be unique: a
+    /// second append with a stored id fails.
     func append(_ entry: JournalEntry) async throws -> AppendResult
 
-    /// Pending deliveries for `notifier` whose next attempt is due at `now`, oldest first.
-    func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord]
+    /// Takes due work for one notifier: up to ``LeaseRequest/limit`` deliveries that are
+    /// pending and due, or leased with an expired lease, oldest due first. Each becomes leased
+    /// to the caller, with one more attempt counted, and comes with its stored event.
+    ///
+    /// Taking over an expired lease counts an interruption (its owner died or stalled during
+    /// the attempt). A delivery whose interruptions reach ``LeaseRequest/deadAfter`` is set
+    /// aside as dead with ``Interruptions/reason(_:)`` instead, so a delivery that crashes
+    /// Herald cannot keep it down. No delivery is handed to two callers at once.
+    func lease(_ request: LeaseRequest) async throws -> LeaseResult
 
-    /// ``due(notifier:now:limit:)`` with each delivery's stored event, read together: the
-    /// dispatcher's sweep feeds its queue from this (retries, recovery, overflow).
-    func dueWithEvents(notifier: String, now: Date, limit: Int) async throws -> [DueDelivery]
+    /// Extends the leases `owner` holds on `ids` until `until` (a long attempt, or work that
+    /// waits in memory). Returns the ids it no longer holds: taken over by another owner after
+    /// their lease expired, or final.
+    func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64]
+
+    /// Writes attempts' outcomes, in one commit. An outcome is written only while `owner`
+    /// still holds the delivery's lease; returns the ids whose outcome was not written
+    /// because the lease was lost.
+    func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64]
+
+    /// Called once when an instance starts. A journal that one process uses alone (memory,
+    /// SQLite) expires every lease that earlier processes left, so work in flight at a crash
+    /// is due at once, and returns how many; a shared journal changes nothing and returns 0
+    /// (other instances may hold live leases; a dead instance's leases expire by themselves).
+    func instanceStarted(owner: String) async throws -> Int
 
     /// The stored event with its raw body, to render it again after a restart.
     func event(id: String) async throws -> StoredEvent?
 
-    /// Starts an attempt: a `pending` delivery becomes `delivering` with attempts + 1.
-    /// Returns false, changing nothing, if the delivery is not pending (another attempt
-    /// already took it, or it is done): the caller must then not deliver it.
-    func claim(_ delivery: Int64) async throws -> Bool
-    /// Undoes a claim whose attempt never started (Herald stopped first): `delivering`
-    /// becomes `pending` again, attempts − 1, so the delivery looks untouched.
-    func release(_ delivery: Int64) async throws
-    func markDelivered(_ delivery: Int64) async throws
-    /// Back to `pending`, to be tried again at `next`.
-    func markRetry(_ delivery: Int64, next: Date, error: String) async throws
-    func markDead(_ delivery: Int64, error: String) async throws
+    /// Deliveries matching `query`, newest first.
+    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord]
 
-    /// After a crash: deliveries left `delivering` were in flight when the process stopped.
-    ///
-    /// Each one's count of interruptions goes up by one. Those that reach `deadAfter` become
-    /// dead with the reason "the process stopped during this delivery N times", so a delivery
-    /// that crashes Herald (whatever the cause) cannot keep it down; the rest become
-    /// `pending` and due now.
-    func recoverInFlight(deadAfter: Int) async throws -> Recovery
-
-    /// Deliveries not yet delivered or dead (for backpressure and `/metrics`).
-    func undeliveredCount() async throws -> Int
-
-    /// Deliveries in a state, newest first.
-    func deliveries(state: DeliveryState?, notifier: String?, limit: Int) async throws -> [DeliveryRecord]
-    func delivery(id: Int64) async throws -> DeliveryRecord?
-    /// Dead (or pending) deliveries become pending and due now. Returns how many changed.
-    func retry(ids: [Int64]?, allDead: Bool) async throws -> Int
-    /// Removes events whose deliveries are all delivered or dead and that arrived before
-    /// `cutoff`, and dedupe keys older than the dedupe TTL. Returns events removed.
-    func prune(before cutoff: Date) async throws -> Int
-    /// Number of deliveries per notifier and state.
+    /// Number of deliveries per notifier and state, by notifier name, then in
+    /// ``DeliveryState`` order.
     func counts() async throws -> [DeliveryCount]
+
+    /// Dead, skipped or pending deliveries become pending and due now. Returns how many
+    /// changed (an id listed twice counts twice); leased and delivered ones are left alone.
+    func retry(_ selection: RetrySelection) async throws -> Int
+
+    /// Removes events that arrived before `cutoff` and whose deliveries are all final, with
+    /// their deliveries, and dedupe keys older than the dedupe TTL. Returns events removed.
+    func prune(before cutoff: Date) async throws -> Int
+}
+
+extension Journal {
+    /// One delivery by id.
+    public func delivery(id: Int64) async throws -> DeliveryRecord? {
+        try await deliveries(DeliveryQuery(id: id)).first
+    }
+
+    /// Deliveries not yet final (pending or leased): for backpressure and `/metrics`.
+    public func undeliveredCount() async throws -> Int {
+        try await counts().filter { !$0.state.isFinal }.reduce(0) { $0 + $1.count }
+    }
+}
+
+/// An owner's hold on deliveries until a time: who attempts them, and until when nobody else may.
+public struct Lease: Sendable, Equatable {
+    /// The instance holding the lease (see ``Lease/instanceOwner()``).
+    public var owner: String
+    public var until: Date
+
+    public init(owner: String, until: Date) {
+        self.owner = owner
+        self.until = until
+    }
+
+    /// A name for this process among the instances sharing a journal: host, process id and a
+    /// random part, so a restarted process on the same host never passes for its predecessor.
+    public static func instanceOwner() -> String {
+        let host = ProcessInfo.processInfo.hostName.prefix(64)
+        let random = UInt32.random(in: .min ... .max)
+        return "\(host)/\(ProcessInfo.processInfo.processIdentifier)/\(String(random, radix: 16))"
+    }
 }
 
 /// What ``Journal/append(_:)`` stores for one accepted webhook.
@@ -66,10 +108,15 @@ public struct JournalEntry: Sendable {
     public var body: Data
     /// nil: never treated as a duplicate.
     public var dedupeKey: String?
-    /// One delivery per notifier name.
+    /// One delivery per distinct notifier name.
     public var notifiers: [String]
+    /// Who attempts the deliveries in ``leased``, and until when.
+    public var lease: Lease?
+    /// Notifiers whose delivery is stored leased to ``lease`` (the caller will attempt it at
+    /// once); the others are stored pending. Ignored without a lease.
+    public var leased: Set<String>
 
-    public init(event: Event, dedupeKey: String?, notifiers: [String]) {
+    public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: Set<String> = []) {
         eventID = event.id
         endpoint = event.endpoint
         eventName = event.name
@@ -77,25 +124,12 @@ public struct JournalEntry: Sendable {
         body = event.body
         self.dedupeKey = dedupeKey
         self.notifiers = notifiers
-    }
-}
-
-/// What ``Journal/recoverInFlight(deadAfter:)`` did.
-public struct Recovery: Sendable, Equatable {
-    /// Deliveries made pending again.
-    public var requeued: Int
-    /// Deliveries set aside as dead because the process stopped during them too often.
-    public var setAside: [Int64]
-
-    public init(requeued: Int, setAside: [Int64]) {
-        self.requeued = requeued
-        self.setAside = setAside
+        self.lease = lease
+        self.leased = leased
     }
 
-    /// The reason stored on a delivery set aside after `count` interruptions.
-    public static func reason(interruptions count: Int) -> String {
-        "the process stopped during this delivery \(count) times"
-    }
+    /// Whether `notifier`'s delivery is stored leased.
+    public func isLeased(_ notifier: String) -> Bool { lease != nil && leased.contains(notifier) }
 }
 
 public enum AppendResult: Sendable, Equatable {
@@ -105,8 +139,109 @@ public enum AppendResult: Sendable, Equatable {
     case duplicate(of: String)
 }
 
+/// What ``Journal/lease(_:)`` asks for.
+public struct LeaseRequest: Sendable {
+    public var notifier: String
+    public var owner: String
+    /// Due means due at or before this time; leases that end at or before it have expired.
+    public var now: Date
+    /// The end of the leases taken.
+    public var until: Date
+    public var limit: Int
+    /// Interruptions after which a delivery is set aside as dead instead of taken.
+    public var deadAfter: Int
+
+    public init(notifier: String, owner: String, now: Date, until: Date, limit: Int, deadAfter: Int) {
+        self.notifier = notifier
+        self.owner = owner
+        self.now = now
+        self.until = until
+        self.limit = limit
+        self.deadAfter = deadAfter
+    }
+}
+
+/// What ``Journal/lease(_:)`` took.
+public struct LeaseResult: Sendable {
+    /// Now leased to the caller, oldest due first, each with its stored event (nil if the
+    /// event is gone).
+    public var deliveries: [DueDelivery]
+    /// How many of them were taken over from an expired lease.
+    public var takenOver: Int
+    /// Deliveries set aside as dead because they were interrupted too often.
+    public var setAside: [DeliveryRecord]
+
+    public init(deliveries: [DueDelivery] = [], takenOver: Int = 0, setAside: [DeliveryRecord] = []) {
+        self.deliveries = deliveries
+        self.takenOver = takenOver
+        self.setAside = setAside
+    }
+}
+
+/// The outcome of an attempt, as ``Journal/record(_:owner:)`` writes it.
+public enum DeliveryOutcome: Sendable, Equatable {
+    case delivered(Int64)
+    /// Pending again, due at `at`.
+    case retry(Int64, at: Date, error: String)
+    case dead(Int64, error: String)
+    /// Final without being sent, by rule (not an error).
+    case skipped(Int64, reason: String)
+    /// The attempt never started (shutdown): pending and due now, its attempt uncounted.
+    case released(Int64)
+    /// Not attempted now by rule (quiet hours): pending and due at `until`, its attempt
+    /// uncounted, `reason` shown as its last error.
+    case postponed(Int64, until: Date, reason: String)
+
+    public var id: Int64 {
+        switch self {
+        case .delivered(let id), .retry(let id, _, _), .dead(let id, _), .skipped(let id, _), .released(let id),
+             .postponed(let id, _, _): id
+        }
+    }
+}
+
+/// The interruption rule shared by every journal.
+public enum Interruptions {
+    /// The reason stored on a delivery set aside after `count` interruptions.
+    public static func reason(_ count: Int) -> String {
+        "the process stopped during this delivery \(count) times"
+    }
+}
+
+/// Which deliveries ``Journal/deliveries(_:)`` lists.
+public struct DeliveryQuery: Sendable, Equatable {
+    public var id: Int64?
+    public var state: DeliveryState?
+    public var notifier: String?
+    public var limit: Int
+
+    public init(id: Int64? = nil, state: DeliveryState? = nil, notifier: String? = nil, limit: Int = 100) {
+        self.id = id
+        self.state = state
+        self.notifier = notifier
+        self.limit = limit
+    }
+}
+
+/// Which deliveries ``Journal/retry(_:)`` revives.
+public enum RetrySelection: Sendable, Equatable {
+    case ids([Int64])
+    case allDead
+}
+
 public enum DeliveryState: String, Sendable, CaseIterable, Codable {
-    case pending, delivering, delivered, dead
+    /// Waiting until its due time.
+    case pending
+    /// Held by an instance that is attempting it (or about to).
+    case leased
+    case delivered
+    /// Failed for good; `herald deliveries retry` sends it again.
+    case dead
+    /// Final without being sent, by rule.
+    case skipped
+
+    /// Delivered, dead or skipped: nothing more will happen unless someone retries it.
+    public var isFinal: Bool { self == .delivered || self == .dead || self == .skipped }
 }
 
 public struct DeliveryRecord: Sendable, Equatable {
@@ -115,28 +250,39 @@ public struct DeliveryRecord: Sendable, Equatable {
     public var eventName: String
     public var notifier: String
     public var state: DeliveryState
+    /// Attempts started, the one in progress included.
     public var attempts: Int
-    public var nextAttemptAt: Date?
+    /// When a pending delivery is due; nil once final.
+    public var dueAt: Date?
     public var lastError: String?
+    /// Who holds a leased delivery, and until when.
+    public var owner: String?
+    public var leaseUntil: Date?
+    /// Times its lease was taken over after the owner stopped during an attempt.
+    public var interruptions: Int
     public var receivedAt: Date
     public var updatedAt: Date
 
     public init(id: Int64, eventID: String, eventName: String, notifier: String, state: DeliveryState,
-                attempts: Int, nextAttemptAt: Date?, lastError: String?, receivedAt: Date, updatedAt: Date) {
+                attempts: Int, dueAt: Date?, lastError: String?, owner: String? = nil, leaseUntil: Date? = nil,
+                interruptions: Int = 0, receivedAt: Date, updatedAt: Date) {
         self.id = id
         self.eventID = eventID
         self.eventName = eventName
         self.notifier = notifier
         self.state = state
         self.attempts = attempts
-        self.nextAttemptAt = nextAttemptAt
+        self.dueAt = dueAt
         self.lastError = lastError
+        self.owner = owner
+        self.leaseUntil = leaseUntil
+        self.interruptions = interruptions
         self.receivedAt = receivedAt
         self.updatedAt = updatedAt
     }
 }
 
-/// A due delivery and the event it delivers (nil if the event is gone).
+/// A delivery and the event it delivers (nil if the event is gone).
 public struct DueDelivery: Sendable {
     public var record: DeliveryRecord
     public var event: StoredEvent?
@@ -146,7 +292,7 @@ public struct DueDelivery: Sendable {
     }
 }
 
-public struct StoredEvent: Sendable {
+public struct StoredEvent: Sendable, Equatable {
     public var id: String
     public var endpoint: String
     public var name: String
@@ -172,143 +318,11 @@ public struct DeliveryCount: Sendable, Equatable {
     }
 }
 
-/// A journal in memory: same behaviour as ``SQLiteJournal`` but nothing survives the process.
-public actor MemoryJournal: Journal {
-    private var events: [String: StoredEvent] = [:]
-    private var records: [Int64: DeliveryRecord] = [:]
-    private var dedupe: [String: (eventID: String, at: Date)] = [:]
-    /// Times the process stopped while a delivery was in flight, by delivery id.
-    private var interruptions: [Int64: Int] = [:]
-    private var nextID: Int64 = 1
-    private let dedupeTTL: TimeInterval
-    private let clock: @Sendable () -> Date
-
-    public init(dedupeTTL: Duration = .seconds(7 * 86400), clock: @escaping @Sendable () -> Date = { Date() }) {
-        self.dedupeTTL = dedupeTTL.seconds
-        self.clock = clock
-    }
-
-    public func append(_ entry: JournalEntry) -> AppendResult {
-        let now = clock()
-        if let key = entry.dedupeKey.map({ entry.endpoint + "\u{0}" + $0 }) {
-            if let seen = dedupe[key], now.timeIntervalSince(seen.at) < dedupeTTL { return .duplicate(of: seen.eventID) }
-            dedupe[key] = (entry.eventID, now)
-        }
-        events[entry.eventID] = StoredEvent(id: entry.eventID, endpoint: entry.endpoint, name: entry.eventName,
-                                            receivedAt: entry.receivedAt, body: entry.body)
-        var ids: [String: Int64] = [:]
-        for notifier in entry.notifiers where ids[notifier] == nil {
-            let id = nextID
-            nextID += 1
-            records[id] = DeliveryRecord(id: id, eventID: entry.eventID, eventName: entry.eventName, notifier: notifier,
-                                         state: .pending, attempts: 0, nextAttemptAt: entry.receivedAt, lastError: nil,
-                                         receivedAt: entry.receivedAt, updatedAt: now)
-            ids[notifier] = id
-        }
-        return .accepted(deliveries: ids)
-    }
-
-    public func due(notifier: String, now: Date, limit: Int) -> [DeliveryRecord] {
-        let due = records.values.filter {
-            $0.notifier == notifier && $0.state == .pending && ($0.nextAttemptAt ?? .distantPast) <= now
-        }
-        return Array(due.sorted { $0.id < $1.id }.prefix(limit))
-    }
-
-    public func dueWithEvents(notifier: String, now: Date, limit: Int) -> [DueDelivery] {
-        due(notifier: notifier, now: now, limit: limit).map { DueDelivery(record: $0, event: events[$0.eventID]) }
-    }
-
-    public func event(id: String) -> StoredEvent? { events[id] }
-
-    private func update(_ id: Int64, _ change: (inout DeliveryRecord) -> Void) {
-        guard var record = records[id] else { return }
-        change(&record)
-        record.updatedAt = clock()
-        records[id] = record
-    }
-
-    public func claim(_ delivery: Int64) -> Bool {
-        guard records[delivery]?.state == .pending else { return false }
-        update(delivery) { $0.state = .delivering; $0.attempts += 1 }
-        return true
-    }
-
-    public func release(_ delivery: Int64) {
-        guard records[delivery]?.state == .delivering else { return }
-        update(delivery) { $0.state = .pending; $0.attempts -= 1 }
-    }
-
-    public func markDelivered(_ delivery: Int64) {
-        update(delivery) { $0.state = .delivered; $0.nextAttemptAt = nil }
-    }
-
-    public func markRetry(_ delivery: Int64, next: Date, error: String) {
-        update(delivery) { $0.state = .pending; $0.nextAttemptAt = next; $0.lastError = error }
-    }
-
-    public func markDead(_ delivery: Int64, error: String) {
-        update(delivery) { $0.state = .dead; $0.nextAttemptAt = nil; $0.lastError = error }
-    }
-
-    public func recoverInFlight(deadAfter: Int) -> Recovery {
-        let now = clock()
-        var recovery = Recovery(requeued: 0, setAside: [])
-        for id in records.values.filter({ $0.state == .delivering }).map(\.id).sorted() {
-            let count = interruptions[id, default: 0] + 1
-            interruptions[id] = count
-            if count >= deadAfter {
-                update(id) { $0.state = .dead; $0.nextAttemptAt = nil; $0.lastError = Recovery.reason(interruptions: count) }
-                recovery.setAside.append(id)
-            } else {
-                update(id) { $0.state = .pending; $0.nextAttemptAt = now }
-                recovery.requeued += 1
-            }
-        }
-        return recovery
-    }
-
-    public func undeliveredCount() -> Int {
-        records.values.count { $0.state == .pending || $0.state == .delivering }
-    }
-
-    public func deliveries(state: DeliveryState?, notifier: String?, limit: Int) -> [DeliveryRecord] {
-        let list = records.values.filter { (state == nil || $0.state == state) && (notifier == nil || $0.notifier == notifier) }
-        return Array(list.sorted { $0.id > $1.id }.prefix(limit))
-    }
-
-    public func delivery(id: Int64) -> DeliveryRecord? { records[id] }
-
-    public func retry(ids: [Int64]?, allDead: Bool) -> Int {
-        let now = clock()
-        let targets = allDead ? records.values.filter { $0.state == .dead }.map(\.id) : (ids ?? [])
-        var changed = 0
-        for id in targets where records[id].map({ $0.state == .dead || $0.state == .pending }) == true {
-            update(id) { $0.state = .pending; $0.nextAttemptAt = now }
-            changed += 1
-        }
-        return changed
-    }
-
-    public func prune(before cutoff: Date) -> Int {
-        let now = clock()
-        dedupe = dedupe.filter { now.timeIntervalSince($0.value.at) < dedupeTTL }
-        var removed = 0
-        for (id, event) in events where event.receivedAt < cutoff {
-            let mine = records.values.filter { $0.eventID == id }
-            guard mine.allSatisfy({ $0.state == .delivered || $0.state == .dead }) else { continue }
-            for r in mine { records[r.id] = nil; interruptions[r.id] = nil }
-            events[id] = nil
-            removed += 1
-        }
-        return removed
-    }
-
-    public func counts() -> [DeliveryCount] {
-        var table: [String: [DeliveryState: Int]] = [:]
-        for r in records.values { table[r.notifier, default: [:]][r.state, default: 0] += 1 }
-        return table.keys.sorted().flatMap { n in
-            DeliveryState.allCases.compactMap { s in table[n]?[s].map { DeliveryCount(notifier: n, state: s, count: $0) } }
-        }
+extension [DeliveryCount] {
+    /// By notifier name, then in ``DeliveryState`` order: the order every journal answers in.
+    public func inJournalOrder() -> [DeliveryCount] {
+        let rank = { (state: DeliveryState) in DeliveryState.allCases.firstIndex(of: state) ?? 0 }
+        return sorted { ($0.notifier, rank($0.state)) < ($1.notifier, rank($1.state)) }
     }
 }
+

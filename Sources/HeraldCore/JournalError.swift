@@ -18,29 +18,24 @@ public struct JournalError: Error, Sendable, CustomStringConvertible {
         case readOnly
         /// An event with the same id is already stored.
         case duplicateEventID
-        /// The database server cannot be reached or is not accepting work (PostgreSQL):
-        /// nothing is accepted until it is back.
+        /// The database server cannot be reached (a shared journal): retry later.
         case unavailable
-        /// The database's journal schema is newer than this Herald knows (PostgreSQL).
+        /// The journal was written by a newer Herald whose schema this one does not know.
         case newerSchema
         /// Any other failure, e.g. an I/O error.
         case other
     }
 
     public var kind: Kind
-    /// The journal file, or the PostgreSQL URL with its password redacted.
+    /// The journal file, or the database with its password left out.
     public var path: String
     /// What happened and what to do, for logs and CLI output.
     public var message: String
 
     public var description: String { message }
 
-    /// For journals outside this module (PostgreSQL): `message` must not hold a secret.
-    public init(_ kind: Kind, path: String, message: String) {
-        self.init(kind, path: path, message)
-    }
-
-    init(_ kind: Kind, path: String, _ message: String) {
+    /// An error of `kind`; `message` must say what to do and must not contain a secret.
+    public init(_ kind: Kind, path: String, _ message: String) {
         self.kind = kind
         self.path = path
         self.message = message

@@ -16,6 +16,8 @@ public final class Pipeline: Sendable {
     /// (``reload(to:services:)``) replaces it as a whole.
     public let live: LiveConfigCell
     public let journal: any Journal
+    /// This instance's name in the journal's leases.
+    public let owner: String
     public let bus: EventBus
     /// One per configured notifier; run them in the service group.
     public let dispatchers: [Dispatcher]
@@ -50,24 +52,19 @@ public final class Pipeline: Sendable {
     /// - Parameter queueCapacity: deliveries each notifier holds in memory, decoded and ready;
     ///   more wait in the journal and are read back in batches. 256 kept a loaded server
     ///   under 64 MB and drained a backlog faster than 1,024.
+    ///   - owner: this instance's name in the journal's leases (see ``Lease/instanceOwner()``).
     public init(config: HeraldConfig, journal: any Journal, logger: Logger = Logger(label: "herald"),
-                shutdownGrace: Duration = .seconds(10), queueCapacity: Int = 256) async throws {
+                shutdownGrace: Duration = .seconds(10), queueCapacity: Int = 256,
+                owner: String = Lease.instanceOwner()) async throws {
         let live = LiveConfigCell(try LiveConfig(config: config))
         self.live = live
         self.journal = journal
         self.logger = logger
+        self.owner = owner
         bus = EventBus()
-        let recovery = try await journal.recoverInFlight(deadAfter: config.storage.deadAfterCrashes)
-        if recovery.requeued > 0 {
-            logger.notice("recovered \(recovery.requeued) deliveries that were in flight when Herald last stopped")
-        }
-        for id in recovery.setAside {
-            // Most likely this delivery itself made Herald stop: keep it out of the way.
-            let record = try? await journal.delivery(id: id)
-            let notifier = record?.notifier ?? "?"
-            logger.error("delivery set aside as dead: \(record?.lastError ?? "interrupted too often"); `herald deliveries retry \(id)` sends it again",
-                         metadata: ["delivery": .stringConvertible(id), "notifier": .string(notifier)])
-            Counter(label: "herald_deliveries_total", dimensions: [("notifier", notifier), ("result", "dead")]).increment()
+        let recovered = try await journal.instanceStarted(owner: owner)
+        if recovered > 0 {
+            logger.notice("recovered \(recovered) deliveries that were in flight when Herald last stopped")
         }
         let counter = PendingCounter(try await journal.undeliveredCount())
         undelivered = counter
@@ -75,8 +72,9 @@ public final class Pipeline: Sendable {
         for notifier in config.notifiers {
             let queue = bus.subscribe(notifier.name, capacity: queueCapacity)
             dispatchers.append(Dispatcher(
-                name: notifier.name, live: live, queue: queue, journal: journal, logger: logger,
-                shutdownGrace: shutdownGrace, onFinal: { counter.value.subtract(1, ordering: .relaxed) }))
+                name: notifier.name, live: live, queue: queue, journal: journal, owner: owner, logger: logger,
+                storage: config.storage, shutdownGrace: shutdownGrace,
+                onFinal: { counter.value.subtract(1, ordering: .relaxed) }))
         }
         self.dispatchers = dispatchers
     }
@@ -138,24 +136,34 @@ public final class Pipeline: Sendable {
             return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
         }
         let dedupeKey = endpoint.dedupe ? endpoint.dedupeKey(for: event, header: header) : nil
+        // Deliveries whose notifier has room in memory are stored leased to this instance and
+        // attempted at once; the others wait in the journal until their dispatcher has room.
+        let reserved = bus.reserve(targets)
+        let lease = Lease(owner: owner, until: Date() + live.config.storage.leaseTime.seconds)
         let result: AppendResult
         do {
-            result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets))
+            result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets,
+                                                           lease: lease, leased: reserved))
         } catch {
+            bus.cancel(reserved)
             journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")
             return .unavailable(retryAfter: 5, reason: "the journal cannot store events right now")
         }
         switch result {
         case .duplicate(let original):
+            bus.cancel(reserved)
             logger.info("duplicate webhook ignored", metadata: ["event": .string(original)])
             return .duplicate(eventID: original)
         case .accepted(let deliveries):
             undelivered.value.add(deliveries.count, ordering: .relaxed)
-            let overflowed = bus.publish(event, deliveries: deliveries)
-            for name in overflowed {
+            bus.publish(event, deliveries: deliveries, reserved: reserved)
+            let overflowed = deliveries.count - reserved.count
+            if overflowed > 0 {
                 // Under load this happens per request: count it, log it only at debug.
-                Counter(label: "herald_queue_overflows_total", dimensions: [("notifier", name)]).increment()
-                logger.debug("queue full, the delivery waits in the journal", metadata: ["notifier": .string(name)])
+                for name in deliveries.keys where !reserved.contains(name) {
+                    Counter(label: "herald_queue_overflows_total", dimensions: [("notifier", name)]).increment()
+                }
+                logger.debug("queue full, deliveries wait in the journal", metadata: ["event": .string(event.id)])
             }
             if targets.isEmpty {
                 logger.notice("no route matches this event; stored but sent nowhere", metadata: ["event": .string(event.id), "name": .string(event.name)])

@@ -5,7 +5,7 @@ import GRDB
 ///
 /// Appends (and the CLI's changes) are transactions committed with `synchronous = FULL` in WAL
 /// mode, so when ``append(_:)`` returns the event is on disk, not only in the page cache.
-/// Delivery state changes (claim, delivered, retry, dead) need no fsync of their own: they
+/// Lease and outcome writes (lease, renew, delivered, retry, dead) need no fsync of their own: they
 /// reach the OS at once, so a killed process keeps them, and the next FULL commit fsyncs
 /// them; a power cut may lose the last few, which only means those deliveries are sent again
 /// (at-least-once). With group commit (the default), concurrent appends and state changes
@@ -61,6 +61,12 @@ public final class SQLiteJournal: Journal {
             // After the pool is open: GRDB's WAL setup sets `synchronous = NORMAL`, which
             // survives a killed process but not a power cut. FULL fsyncs the WAL on commit.
             try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            try pool.read { [path] db in
+                if try Self.migrator.hasBeenSuperseded(db) {
+                    throw JournalError(.newerSchema, path: path, "\(path) was written by a newer Herald "
+                        + "(its schema has migrations this version does not know): run that version, or restore a backup")
+                }
+            }
             try Self.migrator.migrate(pool)
             try Self.checkIntegrity(pool, path: path)
         } catch {
@@ -70,7 +76,9 @@ public final class SQLiteJournal: Journal {
             try writes.map { write in
                 switch write {
                 case .append(let item): .appended(try Self.store(item, ttl: ttl, db))
-                case .change(let change): .changed(try change.apply(db))
+                case .lease(let request, let now): .leased(try Self.lease(request, now: now, db))
+                case .renew(let ids, let owner, let until): .lost(try Self.renew(ids, owner: owner, until: until, db))
+                case .record(let outcomes, let owner, let now): .lost(try Self.record(outcomes, owner: owner, now: now, db))
                 }
             }
         }
@@ -122,13 +130,17 @@ public final class SQLiteJournal: Journal {
     /// One write through the group commit, and what it gave.
     enum Write: Sendable {
         case append(AppendItem)
-        case change(StateChange)
+        case lease(LeaseRequest, now: Double)
+        case renew([Int64], owner: String, until: Double)
+        case record([DeliveryOutcome], owner: String, now: Double)
         var isAppend: Bool { if case .append = self { true } else { false } }
     }
 
     enum Written: Sendable {
         case appended(Result<AppendResult, any Error>)
-        case changed(Bool)
+        case leased(LeaseResult)
+        /// Ids whose lease this owner no longer holds.
+        case lost([Int64])
     }
 
     private static let migrator: DatabaseMigrator = {
@@ -167,6 +179,42 @@ public final class SQLiteJournal: Journal {
             // How often the process stopped while the delivery was in flight (crash-loop guard).
             try db.execute(sql: "ALTER TABLE deliveries ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
         }
+        migrator.registerMigration("v3: leases") { db in
+            // Deliveries are handed out under leases (owner, lease_until) instead of a bare
+            // 'delivering' state, may be skipped by rule, and are due at `due_at`. SQLite cannot
+            // change a CHECK constraint in place, so the table is rebuilt with the same ids.
+            try db.execute(sql: """
+                CREATE TABLE deliveries_v3 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+                    notifier TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'delivered', 'dead', 'skipped')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    due_at REAL,
+                    last_error TEXT,
+                    owner TEXT,
+                    lease_until REAL,
+                    interruptions INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL);
+                INSERT INTO deliveries_v3 (id, event_id, notifier, state, attempts, due_at, last_error, owner,
+                                           lease_until, interruptions, updated_at)
+                    SELECT id, event_id, notifier, CASE state WHEN 'delivering' THEN 'leased' ELSE state END,
+                           attempts, next_attempt_at, last_error, CASE state WHEN 'delivering' THEN '' END,
+                           CASE state WHEN 'delivering' THEN 0 END, interruptions, updated_at
+                    FROM deliveries;
+                -- Ids are never reused after a prune: carry the counter over.
+                UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'))
+                    WHERE name = 'deliveries_v3';
+                INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries_v3', seq FROM sqlite_sequence
+                    WHERE name = 'deliveries' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries_v3');
+                DROP TABLE deliveries;
+                ALTER TABLE deliveries_v3 RENAME TO deliveries;
+                CREATE INDEX deliveries_due ON deliveries(notifier, state, due_at);
+                CREATE INDEX deliveries_lease ON deliveries(notifier, state, lease_until);
+                CREATE INDEX deliveries_state ON deliveries(state);
+                CREATE INDEX deliveries_event ON deliveries(event_id);
+                """)
+        }
         return migrator
     }()
 
@@ -176,14 +224,10 @@ public final class SQLiteJournal: Journal {
     /// commit, the append is committed even if the calling task is cancelled meanwhile.
     public func append(_ entry: JournalEntry) async throws -> AppendResult {
         let item = AppendItem(entry: entry, now: clock().timeIntervalSince1970)
-        do {
-            guard case .appended(let result) = try await writer.submit(.append(item)) else {
-                preconditionFailure("an append answered as a state change")
-            }
-            return try result.get()
-        } catch {
-            throw JournalError(error, path: path)
+        guard case .appended(let result) = try await submit(.append(item)) else {
+            preconditionFailure("an append answered as another write")
         }
+        do { return try result.get() } catch { throw JournalError(error, path: path) }
     }
 
     /// One append. An entry that breaks a constraint (an event id stored twice) fails alone;
@@ -230,31 +274,170 @@ public final class SQLiteJournal: Journal {
             """).execute(arguments: [entry.eventID, entry.endpoint, entry.eventName, receivedAt, entry.body,
                                      entry.dedupeKey])
         let insertDelivery = try db.cachedStatement(sql: """
-            INSERT INTO deliveries (event_id, notifier, state, attempts, next_attempt_at, updated_at)
-            VALUES (?, ?, 'pending', 0, ?, ?)
+            INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """)
         var ids: [String: Int64] = [:]
         for notifier in entry.notifiers where ids[notifier] == nil {
-            try insertDelivery.execute(arguments: [entry.eventID, notifier, receivedAt, item.now])
+            if entry.isLeased(notifier), let lease = entry.lease {
+                try insertDelivery.execute(arguments: [entry.eventID, notifier, "leased", 1, receivedAt, lease.owner,
+                                                       lease.until.timeIntervalSince1970, item.now])
+            } else {
+                try insertDelivery.execute(arguments: [entry.eventID, notifier, "pending", 0, receivedAt, nil, nil, item.now])
+            }
             ids[notifier] = db.lastInsertedRowID
         }
         return .accepted(deliveries: ids)
+    }
+
+    // MARK: - Leases and outcomes
+
+    public func lease(_ request: LeaseRequest) async throws -> LeaseResult {
+        guard case .leased(let result) = try await submit(.lease(request, now: clock().timeIntervalSince1970)) else {
+            preconditionFailure("a lease answered as another write")
+        }
+        return result
+    }
+
+    public func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        guard case .lost(let lost) = try await submit(.renew(ids, owner: owner, until: until.timeIntervalSince1970)) else {
+            preconditionFailure("a renewal answered as another write")
+        }
+        return lost
+    }
+
+    public func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        guard !outcomes.isEmpty else { return [] }
+        guard case .lost(let lost) = try await submit(.record(outcomes, owner: owner, now: clock().timeIntervalSince1970)) else {
+            preconditionFailure("an outcome answered as another write")
+        }
+        return lost
+    }
+
+    /// ``lease(_:)`` inside the writer's transaction: the single writer is what keeps two
+    /// callers from taking the same delivery.
+    private static func lease(_ request: LeaseRequest, now: Double, _ db: Database) throws -> LeaseResult {
+        let at = request.now.timeIntervalSince1970
+        let candidates = try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT id, state, interruptions FROM deliveries
+            WHERE notifier = ?1 AND ((state = 'pending' AND due_at <= ?2) OR (state = 'leased' AND lease_until <= ?2))
+            ORDER BY due_at, id LIMIT ?3
+            """), arguments: [request.notifier, at, max(0, request.limit)])
+        var result = LeaseResult()
+        var taken: [Int64] = []
+        var setAside: [Int64] = []
+        let take = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'leased', attempts = attempts + 1, owner = ?, lease_until = ?,
+                interruptions = interruptions + ?, updated_at = ? WHERE id = ?
+            """)
+        let kill = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'dead', due_at = NULL, owner = NULL, lease_until = NULL,
+                interruptions = ?, last_error = ?, updated_at = ? WHERE id = ?
+            """)
+        for row in candidates {
+            let id: Int64 = row[0]
+            let expired = (row[1] as String) == "leased"
+            let interruptions = (row[2] as Int) + (expired ? 1 : 0)
+            if expired, interruptions >= request.deadAfter {
+                try kill.execute(arguments: [interruptions, Interruptions.reason(interruptions), now, id])
+                setAside.append(id)
+                continue
+            }
+            try take.execute(arguments: [request.owner, request.until.timeIntervalSince1970, expired ? 1 : 0, now, id])
+            if expired { result.takenOver += 1 }
+            taken.append(id)
+        }
+        if !taken.isEmpty {
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT \(recordColumns), e.endpoint, e.body \(recordFrom) WHERE d.id IN (\(placeholders(taken.count)))
+                ORDER BY d.due_at, d.id
+                """, arguments: StatementArguments(taken))
+            result.deliveries = try rows.map { row in
+                let record = try Self.record(row)
+                return DueDelivery(record: record, event: StoredEvent(
+                    id: record.eventID, endpoint: row[recordColumnCount], name: record.eventName,
+                    receivedAt: record.receivedAt, body: row[recordColumnCount + 1] ?? Data()))
+            }
+        }
+        if !setAside.isEmpty {
+            result.setAside = try Row.fetchAll(db, sql: """
+                \(recordSelect) WHERE d.id IN (\(placeholders(setAside.count))) ORDER BY d.id
+                """, arguments: StatementArguments(setAside)).map(Self.record)
+        }
+        return result
+    }
+
+    private static func renew(_ ids: [Int64], owner: String, until: Double, _ db: Database) throws -> [Int64] {
+        let statement = try db.cachedStatement(sql: """
+            UPDATE deliveries SET lease_until = ? WHERE id = ? AND state = 'leased' AND owner = ?
+            """)
+        var lost: [Int64] = []
+        for id in ids {
+            try statement.execute(arguments: [until, id, owner])
+            if db.changesCount == 0 { lost.append(id) }
+        }
+        return lost
+    }
+
+    private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database) throws -> [Int64] {
+        let held = "WHERE id = ? AND state = 'leased' AND owner = ?"
+        let final = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = ?, due_at = NULL, last_error = coalesce(?, last_error), owner = NULL,
+                lease_until = NULL, updated_at = ? \(held)
+            """)
+        let retry = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'pending', due_at = ?, last_error = ?, owner = NULL, lease_until = NULL,
+                updated_at = ? \(held)
+            """)
+        let release = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'pending', due_at = ?1, attempts = attempts - 1, owner = NULL,
+                lease_until = NULL, updated_at = ?1 \(held)
+            """)
+        let postpone = try db.cachedStatement(sql: """
+            UPDATE deliveries SET state = 'pending', due_at = ?, attempts = attempts - 1, last_error = ?, owner = NULL,
+                lease_until = NULL, updated_at = ? \(held)
+            """)
+        var lost: [Int64] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .delivered(let id): try final.execute(arguments: ["delivered", nil, now, id, owner])
+            case .dead(let id, let error): try final.execute(arguments: ["dead", error, now, id, owner])
+            case .skipped(let id, let reason): try final.execute(arguments: ["skipped", reason, now, id, owner])
+            case .retry(let id, let at, let error):
+                try retry.execute(arguments: [at.timeIntervalSince1970, error, now, id, owner])
+            case .released(let id): try release.execute(arguments: [now, id, owner])
+            case .postponed(let id, let until, let reason):
+                try postpone.execute(arguments: [until.timeIntervalSince1970, reason, now, id, owner])
+            }
+            if db.changesCount == 0 { lost.append(outcome.id) }
+        }
+        return lost
+    }
+
+    public func instanceStarted(owner: String) async throws -> Int {
+        try await write { db in
+            try db.execute(sql: """
+                UPDATE deliveries SET lease_until = 0 WHERE state = 'leased' AND (owner IS NULL OR owner <> ?)
+                """, arguments: [owner])
+            return db.changesCount
+        }
     }
 
     // MARK: - Reading
 
     /// The columns ``record(_:)`` reads, in its order; more may follow them.
     private static let recordColumns = """
-        d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.next_attempt_at, d.last_error,
-        e.received_at, d.updated_at
+        d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, d.lease_until,
+        d.interruptions, e.received_at, d.updated_at
         """
+    private static let recordColumnCount = 13
     private static let recordFrom = "FROM deliveries d JOIN events e ON e.id = d.event_id"
     private static let recordSelect = "SELECT \(recordColumns) \(recordFrom)"
-    /// ``due(notifier:now:limit:)``'s condition: notifier, now, limit.
-    private static let dueCondition = """
-        WHERE d.notifier = ? AND d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-        ORDER BY d.id LIMIT ?
-        """
+
+    private static func placeholders(_ count: Int) -> String {
+        Array(repeating: "?", count: count).joined(separator: ", ")
+    }
 
     private static func state(_ raw: String) throws -> DeliveryState {
         guard let state = DeliveryState(rawValue: raw) else {
@@ -264,33 +447,12 @@ public final class SQLiteJournal: Journal {
     }
 
     private static func record(_ row: Row) throws -> DeliveryRecord {
-        DeliveryRecord(
-            id: row[0], eventID: row[1], eventName: row[2], notifier: row[3], state: try state(row[4]), attempts: row[5],
-            nextAttemptAt: (row[6] as Double?).map(Date.init(timeIntervalSince1970:)), lastError: row[7],
-            receivedAt: Date(timeIntervalSince1970: row[8]), updatedAt: Date(timeIntervalSince1970: row[9]))
-    }
-
-    private func records(_ sql: String, _ arguments: StatementArguments) async throws -> [DeliveryRecord] {
-        try await read { db in
-            try Row.fetchAll(db.cachedStatement(sql: Self.recordSelect + " " + sql), arguments: arguments).map(Self.record)
-        }
-    }
-
-    public func due(notifier: String, now: Date, limit: Int) async throws -> [DeliveryRecord] {
-        try await records(Self.dueCondition, [notifier, now.timeIntervalSince1970, limit])
-    }
-
-    public func dueWithEvents(notifier: String, now: Date, limit: Int) async throws -> [DueDelivery] {
-        try await read { db in
-            try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT \(Self.recordColumns), e.endpoint, e.body \(Self.recordFrom) \(Self.dueCondition)
-                """), arguments: [notifier, now.timeIntervalSince1970, limit]).map { row in
-                let record = try Self.record(row)
-                return DueDelivery(record: record, event: StoredEvent(
-                    id: record.eventID, endpoint: row[10], name: record.eventName, receivedAt: record.receivedAt,
-                    body: row[11] ?? Data()))
-            }
-        }
+        let date = { (value: Double?) in value.map(Date.init(timeIntervalSince1970:)) }
+        return DeliveryRecord(
+            id: row[0], eventID: row[1], eventName: row[2], notifier: row[3], state: try state(row[4]),
+            attempts: row[5], dueAt: date(row[6]), lastError: row[7], owner: row[8], leaseUntil: date(row[9]),
+            interruptions: row[10], receivedAt: Date(timeIntervalSince1970: row[11]),
+            updatedAt: Date(timeIntervalSince1970: row[12]))
     }
 
     public func event(id: String) async throws -> StoredEvent? {
@@ -303,146 +465,40 @@ public final class SQLiteJournal: Journal {
         }
     }
 
-    public func undeliveredCount() async throws -> Int {
+    public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
         try await read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'delivering')") ?? 0
+            try Row.fetchAll(db.cachedStatement(sql: """
+                \(Self.recordSelect)
+                WHERE (?1 IS NULL OR d.id = ?1) AND (?2 IS NULL OR d.state = ?2) AND (?3 IS NULL OR d.notifier = ?3)
+                ORDER BY d.id DESC LIMIT ?4
+                """), arguments: [query.id, query.state?.rawValue, query.notifier, max(0, query.limit)]).map(Self.record)
         }
-    }
-
-    public func deliveries(state: DeliveryState?, notifier: String?, limit: Int) async throws -> [DeliveryRecord] {
-        try await records("""
-            WHERE (?1 IS NULL OR d.state = ?1) AND (?2 IS NULL OR d.notifier = ?2) ORDER BY d.id DESC LIMIT ?3
-            """, [state?.rawValue, notifier, limit])
-    }
-
-    public func delivery(id: Int64) async throws -> DeliveryRecord? {
-        try await records("WHERE d.id = ?", [id]).first
     }
 
     public func counts() async throws -> [DeliveryCount] {
-        let counts = try await read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: "SELECT notifier, state, COUNT(*) FROM deliveries GROUP BY notifier, state")
                 .map { DeliveryCount(notifier: $0[0], state: try Self.state($0[1]), count: $0[2]) }
-        }
-        // Sorted here, as MemoryJournal does: Swift's String order is not SQLite's.
-        let rank = { (state: DeliveryState) in DeliveryState.allCases.firstIndex(of: state) ?? 0 }
-        return counts.sorted { ($0.notifier, rank($0.state)) < ($1.notifier, rank($1.state)) }
+        }.inJournalOrder()  // sorted here, as every journal does: Swift's String order is not SQLite's
     }
 
-    // MARK: - Changing deliveries
+    // MARK: - Operator changes
 
-    public func claim(_ delivery: Int64) async throws -> Bool {
-        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .claim))
-    }
-
-    public func release(_ delivery: Int64) async throws {
-        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .release))
-    }
-
-    public func markDelivered(_ delivery: Int64) async throws {
-        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .delivered))
-    }
-
-    public func markRetry(_ delivery: Int64, next: Date, error: String) async throws {
-        try await change(.init(id: delivery, now: clock().timeIntervalSince1970,
-                               kind: .retry(next: next.timeIntervalSince1970, error: error)))
-    }
-
-    public func markDead(_ delivery: Int64, error: String) async throws {
-        try await change(.init(id: delivery, now: clock().timeIntervalSince1970, kind: .dead(error: error)))
-    }
-
-    /// A delivery state change. Concurrent ones share a transaction, committed without its
-    /// own fsync (see the type's comment).
-    struct StateChange: Sendable {
-        enum Kind: Sendable {
-            /// pending → delivering, only if still pending.
-            case claim
-            /// delivering → pending, attempts − 1: a claim whose attempt never started.
-            case release
-            case delivered
-            case retry(next: Double, error: String)
-            case dead(error: String)
-        }
-
-        var id: Int64
-        var now: Double
-        var kind: Kind
-
-        /// Runs the UPDATE; true if it changed the delivery.
-        func apply(_ db: Database) throws -> Bool {
-            switch kind {
-            case .claim:
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, updated_at = ?
-                    WHERE id = ? AND state = 'pending'
-                    """).execute(arguments: [now, id])
-            case .release:
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 'pending', attempts = attempts - 1, updated_at = ?
-                    WHERE id = ? AND state = 'delivering'
-                    """).execute(arguments: [now, id])
-            case .delivered:
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL, updated_at = ? WHERE id = ?
-                    """).execute(arguments: [now, id])
-            case .retry(let next, let error):
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?
-                    """).execute(arguments: [next, error, now, id])
-            case .dead(let error):
-                try db.cachedStatement(sql: """
-                    UPDATE deliveries SET state = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ? WHERE id = ?
-                    """).execute(arguments: [error, now, id])
-            }
-            return db.changesCount == 1
-        }
-    }
-
-    @discardableResult
-    private func change(_ change: StateChange) async throws -> Bool {
-        let written: Written
-        do { written = try await writer.submit(.change(change)) } catch { throw JournalError(error, path: path) }
-        guard case .changed(let changed) = written else { preconditionFailure("a state change answered as an append") }
-        return changed
-    }
-
-    public func recoverInFlight(deadAfter: Int) async throws -> Recovery {
+    public func retry(_ selection: RetrySelection) async throws -> Int {
         let now = clock().timeIntervalSince1970
         return try await write { db in
-            try db.execute(sql: """
-                UPDATE deliveries SET interruptions = interruptions + 1 WHERE state = 'delivering'
-                """)
-            let setAside = try Row.fetchAll(db, sql: """
-                SELECT id, interruptions FROM deliveries WHERE state = 'delivering' AND interruptions >= ? ORDER BY id
-                """, arguments: [deadAfter])
-            let dead = try db.makeStatement(sql: """
-                UPDATE deliveries SET state = 'dead', next_attempt_at = NULL, last_error = ?, updated_at = ?
-                WHERE id = ?
-                """)
-            for row in setAside {
-                try dead.execute(arguments: [Recovery.reason(interruptions: row[1]), now, row[0] as Int64])
-            }
-            try db.execute(sql: """
-                UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'delivering'
-                """, arguments: [now])
-            return Recovery(requeued: db.changesCount, setAside: setAside.map { $0[0] })
-        }
-    }
-
-    public func retry(ids: [Int64]?, allDead: Bool) async throws -> Int {
-        let now = clock().timeIntervalSince1970
-        return try await write { db in
-            let set = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, updated_at = ?1"
-            if allDead {
+            let set = "UPDATE deliveries SET state = 'pending', due_at = ?1, owner = NULL, lease_until = NULL, updated_at = ?1"
+            switch selection {
+            case .allDead:
                 try db.execute(sql: set + " WHERE state = 'dead'", arguments: [now])
                 return db.changesCount
-            }
-            // One by one, as MemoryJournal does: an id listed twice counts twice.
-            let statement = try db.makeStatement(sql: set + " WHERE id = ?2 AND state IN ('dead', 'pending')")
-            return try (ids ?? []).reduce(0) { changed, id in
-                try statement.execute(arguments: [now, id])
-                return changed + db.changesCount
+            case .ids(let ids):
+                // One by one, as MemoryJournal does: an id listed twice counts twice.
+                let statement = try db.makeStatement(sql: set + " WHERE id = ?2 AND state IN ('dead', 'skipped', 'pending')")
+                return try ids.reduce(0) { changed, id in
+                    try statement.execute(arguments: [now, id])
+                    return changed + db.changesCount
+                }
             }
         }
     }
@@ -453,13 +509,17 @@ public final class SQLiteJournal: Journal {
             try db.execute(sql: "DELETE FROM dedupe WHERE seen_at <= ?", arguments: [now - dedupeTTL])
             try db.execute(sql: """
                 DELETE FROM events WHERE received_at < ? AND NOT EXISTS (
-                    SELECT 1 FROM deliveries WHERE event_id = events.id AND state IN ('pending', 'delivering'))
+                    SELECT 1 FROM deliveries WHERE event_id = events.id AND state IN ('pending', 'leased'))
                 """, arguments: [cutoff.timeIntervalSince1970])
             return db.changesCount  // deliveries go by ON DELETE CASCADE, not counted here
         }
     }
 
     // MARK: - Access
+
+    private func submit(_ write: Write) async throws -> Written {
+        do { return try await writer.submit(write) } catch { throw JournalError(error, path: path) }
+    }
 
     private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do { return try await pool.read(body) } catch { throw JournalError(error, path: path) }

@@ -15,8 +15,7 @@ extension PostgresJournal {
             do {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file))
             } catch {
-                throw JournalError(.cannotOpen, path: url.description,
-                                   message: "cannot read the certificate authorities in sslrootcert \(file): \(error)")
+                throw JournalError(.cannotOpen, path: url.description, "cannot read the certificate authorities in sslrootcert \(file): \(error)")
             }
         }
         switch url.sslMode {
@@ -65,7 +64,7 @@ extension PostgresJournal {
         case .prefer, .require:
             let context: NIOSSLContext
             do { context = try NIOSSLContext(configuration: tls) } catch {
-                throw JournalError(.cannotOpen, path: url.description, message: "cannot set up TLS for PostgreSQL: \(error)")
+                throw JournalError(.cannotOpen, path: url.description, "cannot set up TLS for PostgreSQL: \(error)")
             }
             mode = use == .prefer ? .prefer(context) : .require(context)
         }
@@ -83,7 +82,7 @@ enum PostgresErrors {
     static func journalError(_ error: any Error, url: PostgresURL) -> any Error {
         let server = "PostgreSQL at \(url.server)"
         func make(_ kind: JournalError.Kind, _ message: String) -> JournalError {
-            JournalError(kind, path: url.description, message: message)
+            JournalError(kind, path: url.description, message)
         }
         switch error {
         case is CancellationError:

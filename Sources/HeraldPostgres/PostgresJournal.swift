@@ -142,8 +142,7 @@ public final class PostgresJournal: Journal, Sendable {
         }
         if stored { return .success(.accepted(deliveries: ids)) }
         guard fresh, let key = entry.dedupeKey else {
-            return .failure(JournalError(.duplicateEventID, path: url.description,
-                                         message: "an event with the id \(entry.eventID) is already in the journal"))
+            return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
         }
         if let seen { return .success(.duplicate(of: seen)) }
         // The key was claimed by a transaction that committed after this statement began: a
@@ -151,8 +150,7 @@ public final class PostgresJournal: Journal, Sendable {
         let again = try await connection.query(
             "SELECT event_id FROM herald_dedupe WHERE endpoint = \(entry.endpoint) AND key = \(key)", logger: logger)
         for try await row in again { return .success(.duplicate(of: try row.decode(String.self))) }
-        return .failure(JournalError(.duplicateEventID, path: url.description,
-                                     message: "an event with the id \(entry.eventID) is already in the journal"))
+        return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
     }
 
     static let appendSQL = """
@@ -200,6 +198,7 @@ public final class PostgresJournal: Journal, Sendable {
             case .dead(let d, let text): (id, state, due, error, attempts) = (d, .dead, nil, text, 0)
             case .skipped(let d, let reason): (id, state, due, error, attempts) = (d, .skipped, nil, reason, 0)
             case .released(let d): (id, state, due, error, attempts) = (d, .pending, now, nil, -1)
+            case .postponed(let d, let until, let reason): (id, state, due, error, attempts) = (d, .pending, until, reason, -1)
             }
             let rows = try await connection.query("""
                 UPDATE herald_deliveries SET state = \(state.rawValue), due_at = \(due),
@@ -218,14 +217,15 @@ public final class PostgresJournal: Journal, Sendable {
     // MARK: Taking work
 
     public func lease(_ request: LeaseRequest) async throws -> LeaseResult {
-        guard request.limit > 0 else { return LeaseResult(deliveries: [], takenOver: 0, setAside: []) }
+        guard request.limit > 0 else { return LeaseResult() }
+        let now = clock()
         return try await transaction { connection in
             let rows = try await connection.query("""
                 WITH due AS (
                     SELECT id, state AS previous FROM herald_deliveries
                     WHERE notifier = \(request.notifier)
                       AND ((state = 'pending' AND due_at <= \(request.now)) OR (state = 'leased' AND lease_until <= \(request.now)))
-                    ORDER BY CASE WHEN state = 'pending' THEN due_at ELSE lease_until END, id
+                    ORDER BY due_at, id
                     LIMIT \(request.limit)
                     FOR UPDATE SKIP LOCKED
                 ), changed AS (
@@ -240,12 +240,12 @@ public final class PostgresJournal: Journal, Sendable {
                     owner = CASE WHEN c.dies THEN NULL ELSE \(request.owner) END,
                     lease_until = CASE WHEN c.dies THEN NULL ELSE \(request.until)::timestamptz END,
                     due_at = CASE WHEN c.dies THEN NULL ELSE d.due_at END,
-                    updated_at = \(request.now)
+                    updated_at = \(now)
                 FROM changed c, herald_events e
                 WHERE d.id = c.id AND e.id = d.event_id
                 RETURNING \(unescaped: Self.recordColumns), c.previous, e.endpoint, e.body
                 """, logger: self.logger)
-            var result = LeaseResult(deliveries: [], takenOver: 0, setAside: [])
+            var result = LeaseResult()
             for try await row in rows {
                 var record = try Self.record(row)
                 let cells = row.makeRandomAccess()
@@ -253,7 +253,7 @@ public final class PostgresJournal: Journal, Sendable {
                 let endpoint = try cells[14].decode(String.self)
                 let body = try cells[15].decode(Data.self)
                 if record.state == .dead {
-                    record.lastError = Recovery.reason(interruptions: record.interruptions)
+                    record.lastError = Interruptions.reason(record.interruptions)
                     result.setAside.append(record)
                     continue
                 }
@@ -335,8 +335,7 @@ public final class PostgresJournal: Journal, Sendable {
             }
             return out
         }
-        let order = Dictionary(uniqueKeysWithValues: DeliveryState.allCases.enumerated().map { ($1, $0) })
-        return counts.sorted { ($0.notifier, order[$0.state] ?? 0) < ($1.notifier, order[$1.state] ?? 0) }
+        return counts.inJournalOrder()
     }
 
     // MARK: Maintenance
@@ -362,7 +361,7 @@ public final class PostgresJournal: Journal, Sendable {
                     binds.append(now)
                     binds.append(id)
                     let rows = try await connection.query(PostgresQuery(
-                        unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'pending') RETURNING id",
+                        unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'skipped', 'pending') RETURNING id",
                         binds: binds), logger: self.logger)
                     for try await _ in rows { changed += 1 }
                 }
@@ -457,7 +456,7 @@ public final class PostgresJournal: Journal, Sendable {
     }
 
     static func unknownState(_ state: String) -> JournalError {
-        JournalError(.corrupted, path: "", message: "a delivery has the unknown state \"\(state.prefix(20))\"")
+        JournalError(.corrupted, path: "", "a delivery has the unknown state \"\(state.prefix(20))\"")
     }
 
     /// Why a new connection to the server fails, as a ``JournalError``; nil if one succeeds.
@@ -496,8 +495,7 @@ public final class PostgresJournal: Journal, Sendable {
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
                     if let reason = await connectionProblem() { throw reason }
-                    throw JournalError(.unavailable, path: url.description,
-                                       message: "PostgreSQL at \(url.server) did not answer within \(operationTimeout)")
+                    throw JournalError(.unavailable, path: url.description, "PostgreSQL at \(url.server) did not answer within \(operationTimeout)")
                 }
                 return result
             }

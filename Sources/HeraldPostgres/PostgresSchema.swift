@@ -89,7 +89,7 @@ public enum PostgresSchema {
             found = Int(try row.decode(Int32.self))
         }
         guard found <= current else {
-            throw JournalError(.newerSchema, path: "", message: """
+            throw JournalError(.newerSchema, path: "", """
                 the database's journal schema is version \(found), newer than this Herald knows (\(current)): \
                 run a newer Herald, or restore the database from before the upgrade
                 """)

@@ -176,9 +176,9 @@ struct IntegrationTests {
             #expect(try await waitUntil {
                 let table = try cli(["status", "--config", path]).1
                 salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
-                return salesRow == ["sales", "0", "0", "1", "0"]
+                return salesRow == ["sales", "0", "0", "1", "0", "0"]
             })
-            #expect(salesRow == ["sales", "0", "0", "1", "0"])
+            #expect(salesRow == ["sales", "0", "0", "1", "0", "0"])
             #expect(try await herald.stop() == 0)
         }
     }

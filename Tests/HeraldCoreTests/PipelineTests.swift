@@ -143,9 +143,29 @@ struct PipelineTests {
         #expect(ContinuousClock.now - began < .seconds(25), "shutdown must not wait for the 30 s delivery")
         // The one in the plugin was interrupted (one attempt); the four claimed but waiting for
         // its slot were released untouched. All five are pending for the next start.
-        let slow = try await h.pipeline.journal.deliveries(state: nil, notifier: "slow", limit: 10)
+        let slow = try await h.pipeline.journal.deliveries(DeliveryQuery(state: nil, notifier: "slow", limit: 10))
         #expect(slow.count == 5 && slow.allSatisfy { $0.state == .pending })
         #expect(slow.map(\.attempts).sorted() == [0, 0, 0, 0, 1])
+    }
+
+    /// A fresh delivery is stored leased to the accepting instance, its first attempt counted,
+    /// so the attempt costs one more write (its outcome) and no claim.
+    @Test func acceptedDeliveriesAreLeasedToThisInstanceAndCostOneOutcomeWrite() async throws {
+        let journal: any Journal = MemoryJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        let (body, hdr) = try h.signed("guest_booked")
+        guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+            Issue.record("not accepted"); return
+        }
+        let stored = try #require(try await journal.deliveries(DeliveryQuery(notifier: "fast")).first)
+        #expect(stored.state == .leased && stored.owner == h.pipeline.owner && stored.attempts == 1)
+        #expect(try await journal.lease(LeaseRequest(notifier: "fast", owner: "another", now: Date(), until: Date() + 60,
+                                                     limit: 10, deadAfter: 3)).deliveries.isEmpty)
+        try await h.running { () async throws in
+            #expect(try await waitUntil { try await journal.delivery(id: stored.id)?.state == .delivered })
+        }
+        #expect(try await journal.delivery(id: stored.id)?.attempts == 1)
+        #expect(h.log.count("fast") == 1)
     }
 
     @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
@@ -155,35 +175,22 @@ struct PipelineTests {
         // journal, several times the queue's size, so the sweep has to come back for more.
         let event = try Fixtures.event("guest_booked")
         for i in 0..<1030 {
-            let r = try await journal.append(JournalEntry(event: event, dedupeKey: "k\(i)", notifiers: ["fast"]))
+            let event = Event(id: "evt_\(i)", endpoint: event.endpoint, source: event.source, name: event.name,
+                              receivedAt: event.receivedAt, occurredAt: event.occurredAt, booking: event.booking,
+                              payload: event.payload, body: event.body)
+            // As the pipeline does: a place in the queue first, then the append, leased if placed.
+            let reserved = h.pipeline.bus.reserve(["fast"])
+            #expect(reserved == (i < 256 ? ["fast"] : []))
+            let r = try await journal.append(JournalEntry(event: event, dedupeKey: "k\(i)", notifiers: ["fast"],
+                                                          lease: Lease(owner: h.pipeline.owner, until: Date() + 60),
+                                                          leased: reserved))
             guard case .accepted(let ids) = r else { continue }
-            let overflowed = h.pipeline.bus.publish(event, deliveries: ids)
-            #expect(overflowed == (i < 256 ? [] : ["fast"]))
+            h.pipeline.bus.publish(event, deliveries: ids, reserved: reserved)
         }
         try await h.running { () async throws in
             #expect(try await waitUntil { h.log.count("fast") == 1030 })
         }
         #expect(try await journal.undeliveredCount() == 0)
-    }
-
-    /// The sweep may read a delivery as pending just before the queue's copy finishes; the
-    /// stale copy it offers afterwards must not deliver again.
-    @Test func staleCopyOfAFinishedDeliveryIsNotDeliveredAgain() async throws {
-        let journal: any Journal = MemoryJournal()
-        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
-        try await h.running { () async throws in
-            let (body, hdr) = try h.signed("guest_booked")
-            guard case .accepted(let eventID, _) = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
-                Issue.record("not accepted"); return
-            }
-            #expect(try await waitUntil { try await journal.deliveries(state: .delivered, notifier: "fast", limit: 1).count == 1 })
-            let id = try #require(try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first?.id)
-            let queue = h.pipeline.bus.subscribe("fast", capacity: 1)
-            #expect(queue.offer(DeliveryJob(id: id, eventID: eventID, event: nil, attempt: 2)) == .queued)
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(h.log.count("fast") == 1)
-            #expect(try await journal.delivery(id: id)?.attempts == 1)
-        }
     }
 
     @Test func retryableFailuresAreRetriedAndRetryAfterWins() async throws {
@@ -196,10 +203,10 @@ struct PipelineTests {
             let (body, hdr) = try h.signed("guest_booked")
             let started = ContinuousClock.now
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
-            #expect(try await waitUntil { try await journal.deliveries(state: .delivered, notifier: "fast", limit: 1).count == 1 })
+            #expect(try await waitUntil { try await journal.deliveries(DeliveryQuery(state: .delivered, notifier: "fast", limit: 1)).count == 1 })
             #expect(h.log.count("fast") == 1)
             #expect(ContinuousClock.now - started >= .seconds(1))
-            let record = try #require(try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first)
+            let record = try #require(try await journal.deliveries(DeliveryQuery(state: nil, notifier: "fast", limit: 1)).first)
             #expect(record.state == .delivered)
             #expect(record.attempts == 3)
             #expect(h.log.entries.withLock { $0.first?.notification.attempt } == 3)
@@ -213,11 +220,11 @@ struct PipelineTests {
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
-            #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 5).count == 1 })
-            let dead = try await journal.deliveries(state: .dead, notifier: nil, limit: 5)[0]
+            #expect(try await waitUntil { try await journal.deliveries(DeliveryQuery(state: .dead, notifier: nil, limit: 5)).count == 1 })
+            let dead = try await journal.deliveries(DeliveryQuery(state: .dead, notifier: nil, limit: 5))[0]
             #expect(dead.lastError == "permanent: 400 bad request")
             #expect(h.log.count("fast") == 0)
-            #expect(try await journal.retry(ids: nil, allDead: true) == 1)
+            #expect(try await journal.retry(.allDead) == 1)
             #expect(try await waitUntil { h.log.count("fast") == 1 })
         }
     }
@@ -231,7 +238,7 @@ struct PipelineTests {
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
             #expect(try await waitUntil {
-                (try await journal.deliveries(state: nil, notifier: "fast", limit: 1).first?.lastError ?? "").contains("timed out")
+                (try await journal.deliveries(DeliveryQuery(state: nil, notifier: "fast", limit: 1)).first?.lastError ?? "").contains("timed out")
             })
             h.log.delays.withLock { $0["fast"] = nil }
             #expect(try await waitUntil { h.log.count("fast") == 1 })
@@ -247,8 +254,8 @@ struct PipelineTests {
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
-            #expect(try await waitUntil { try await journal.deliveries(state: .dead, notifier: nil, limit: 1).count == 1 })
-            #expect(try await journal.deliveries(state: .dead, notifier: nil, limit: 1)[0].lastError?.hasPrefix("gave up after") == true)
+            #expect(try await waitUntil { try await journal.deliveries(DeliveryQuery(state: .dead, notifier: nil, limit: 1)).count == 1 })
+            #expect(try await journal.deliveries(DeliveryQuery(state: .dead, notifier: nil, limit: 1))[0].lastError?.hasPrefix("gave up after") == true)
         }
     }
 
@@ -278,8 +285,8 @@ struct PipelineTests {
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
-            #expect(try await waitUntil { try await journal.deliveries(state: .pending, notifier: nil, limit: 1).first?.lastError != nil })
-            let next = try #require(try await journal.deliveries(state: .pending, notifier: nil, limit: 1).first?.nextAttemptAt)
+            #expect(try await waitUntil { try await journal.deliveries(DeliveryQuery(state: .pending, notifier: nil, limit: 1)).first?.lastError != nil })
+            let next = try #require(try await journal.deliveries(DeliveryQuery(state: .pending, notifier: nil, limit: 1)).first?.dueAt)
             #expect(next.timeIntervalSinceNow > 9 * 60 && next.timeIntervalSinceNow <= 10 * 60)
         }
         #expect(RetryPolicy().delay(forRetry: 1, hint: .longest) == .seconds(3600))
@@ -291,7 +298,9 @@ struct PipelineTests {
         guard case .accepted(let ids) = try await journal.append(JournalEntry(event: event, dedupeKey: nil, notifiers: ["fast"])) else {
             Issue.record("not accepted"); return
         }
-        _ = try await journal.claim(ids["fast"]!)   // the process died here
+        // An earlier process took it and died during the attempt.
+        _ = try await journal.lease(LeaseRequest(notifier: "fast", owner: "dead-process", now: Date(), until: Date() + 60,
+                                                 limit: 1, deadAfter: 3))
         let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
         #expect(h.pipeline.undeliveredCount == 1)
         try await h.running { () async throws in

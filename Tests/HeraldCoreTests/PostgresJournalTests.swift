@@ -12,12 +12,11 @@ import Testing
 struct PostgresJournalTests {
     static let start = Date(timeIntervalSince1970: 1_750_000_000)
 
-    fileprivate static func entry(_ id: String, key: String? = nil, notifiers: [String] = ["audit"], at: Date = start) -> JournalEntry {
-        JournalEntry(eventID: id, endpoint: "/hooks/jicoo", eventName: "guest_booked", receivedAt: at,
-                     body: Data("{\"id\":\"\(id)\"}".utf8), dedupeKey: key, notifiers: notifiers)
+    static func entry(_ id: String, key: String? = nil, notifiers: [String] = ["audit"], at: Date = start) -> JournalEntry {
+        makeEntry(id, endpoint: "/hooks/jicoo", key: key, notifiers: notifiers, body: Data("{\"id\":\"\(id)\"}".utf8), receivedAt: at)
     }
 
-    fileprivate static func request(_ owner: String, now: Date = start, leaseSeconds: TimeInterval = 30, limit: Int = 10,
+    static func request(_ owner: String, now: Date = start, leaseSeconds: TimeInterval = 30, limit: Int = 10,
                         deadAfter: Int = 3) -> LeaseRequest {
         LeaseRequest(notifier: "audit", owner: owner, now: now, until: now.addingTimeInterval(leaseSeconds),
                      limit: limit, deadAfter: deadAfter)
@@ -217,8 +216,3 @@ struct PostgresJournalTests {
         #expect(error.map { !"\($0)".contains(password) && !$0.path.contains(password) } == true)
     }
 }
-// TEMPORARY until main's lease-model Journal arrives: the contract types live in HeraldPostgres.
-fileprivate typealias JournalEntry = HeraldPostgres.JournalEntry
-fileprivate typealias LeaseRequest = HeraldPostgres.LeaseRequest
-fileprivate typealias DeliveryQuery = HeraldPostgres.DeliveryQuery
-fileprivate typealias AppendResult = HeraldPostgres.AppendResult

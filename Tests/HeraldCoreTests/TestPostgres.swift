@@ -31,10 +31,38 @@ enum TestPostgres {
 
     struct Missing: Error, CustomStringConvertible { var description: String { TestPostgres.missing } }
 
+    /// A journal on a new database of the test server, for a fixture that lives as long as a
+    /// test: the pool runs in a task of its own, cancelled when the fixture goes away (the
+    /// conformance suite's fixtures are values made before the test body, so there is no
+    /// scope to run the pool in a task group). The database stays until the server is removed.
+    final class Database: Sendable {
+        let journal: PostgresJournal
+        private let pool: Task<Void, Never>
+
+        init(clock: @escaping @Sendable () -> Date, ttl: Duration) async throws {
+            var url = try TestPostgres.url()
+            url.database = TestPostgres.newDatabaseName()
+            try await TestPostgres.admin(try TestPostgres.url(), "CREATE DATABASE \(url.database)")
+            let journal = try PostgresJournal(url: url, poolSize: 4, dedupeTTL: ttl, clock: clock)
+            self.journal = journal
+            pool = Task { await journal.run() }
+            do { try await journal.migrate() } catch {
+                pool.cancel()
+                throw error
+            }
+        }
+
+        deinit { pool.cancel() }
+    }
+
+    static func newDatabaseName() -> String {
+        "herald_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20))"
+    }
+
     /// A new, empty database on the test server, dropped after `body`.
     static func withDatabase<R: Sendable>(_ body: (PostgresURL) async throws -> R) async throws -> R {
         let server = try url()
-        let name = "herald_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20))"
+        let name = newDatabaseName()
         try await admin(server, "CREATE DATABASE \(name)")
         var url = server
         url.database = name
