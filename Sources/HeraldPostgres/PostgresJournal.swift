@@ -57,8 +57,12 @@ public final class PostgresJournal: Journal, Sendable {
         await client.run()
     }
 
-    /// Runs `body` with the pool running and the schema migrated, then stops the pool.
-    public static func withJournal<R: Sendable>(_ journal: PostgresJournal,
+    /// Runs `body` with the pool running, then stops the pool.
+    ///
+    /// - Parameter migrate: true (a server starting) creates or upgrades the schema first;
+    ///   false (a tool that only reads or changes deliveries) requires the schema this binary
+    ///   writes, and says what to run when it is missing or older.
+    public static func withJournal<R: Sendable>(_ journal: PostgresJournal, migrate: Bool = true,
                                                 body: (PostgresJournal) async throws -> R) async throws -> R {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await journal.run() }
@@ -66,9 +70,62 @@ public final class PostgresJournal: Journal, Sendable {
             // The pool retries a connection that fails; one direct attempt says at once why
             // (a wrong password, TLS, no such database) instead of a timeout later.
             if let reason = await journal.connectionProblem() { throw reason }
-            try await journal.migrate()
+            if migrate {
+                try await journal.migrate()
+            } else {
+                try await journal.requireCurrentSchema()
+            }
             return try await body(journal)
         }
+    }
+
+    /// The schema version in the database (0: no Herald journal there yet).
+    public func schemaVersion() async throws -> Int {
+        try await run { connection in
+            var exists = false
+            for try await row in try await connection.query(
+                "SELECT to_regclass('herald_schema_version') IS NOT NULL", logger: self.logger) {
+                exists = try row.decode(Bool.self)
+            }
+            guard exists else { return 0 }
+            var version = 0
+            for try await row in try await connection.query(
+                "SELECT COALESCE(max(version), 0) FROM herald_schema_version", logger: self.logger) {
+                version = Int(try row.decode(Int32.self))
+            }
+            return version
+        }
+    }
+
+    private func requireCurrentSchema() async throws {
+        let version = try await schemaVersion()
+        let database = "database \(url.database) at \(url.server)"
+        if version == 0 {
+            throw JournalError(.notFound, path: url.description,
+                               "there is no Herald journal in \(database) yet: run herald journal migrate, or start herald serve")
+        }
+        if version > PostgresSchema.current {
+            throw JournalError(.newerSchema, path: url.description, """
+                the journal in \(database) has schema version \(version), newer than this Herald knows \
+                (\(PostgresSchema.current)): use a newer Herald
+                """)
+        }
+        if version < PostgresSchema.current {
+            throw JournalError(.other, path: url.description, """
+                the journal in \(database) has schema version \(version), older than this Herald's \
+                (\(PostgresSchema.current)): run herald journal migrate first
+                """)
+        }
+    }
+
+    /// Whether the server answers a query within `timeout` (`/readyz`).
+    public func isReachable(within timeout: Duration) async -> Bool {
+        (try? await guarded(timeout: timeout, diagnose: false) {
+            try await self.client.withConnection { connection in
+                try await connection.query("SELECT 1", logger: self.logger)
+                return true
+            }
+        }) ?? false
     }
 
     // MARK: Appends and outcomes (group commit)
@@ -460,7 +517,7 @@ public final class PostgresJournal: Journal, Sendable {
     }
 
     /// Why a new connection to the server fails, as a ``JournalError``; nil if one succeeds.
-    func connectionProblem() async -> (any Error)? {
+    public func connectionProblem() async -> (any Error)? {
         do {
             let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: logger)
             try? await connection.close()
@@ -484,18 +541,21 @@ public final class PostgresJournal: Journal, Sendable {
         }
     }
 
-    private func guarded<R: Sendable>(_ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+    private func guarded<R: Sendable>(timeout: Duration? = nil, diagnose: Bool = true,
+                                      _ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+        let timeout = timeout ?? operationTimeout
         do {
             return try await withThrowingTaskGroup(of: R?.self) { group in
                 group.addTask { try await operation() }
                 group.addTask {
-                    try await Task.sleep(for: self.operationTimeout)
+                    try await Task.sleep(for: timeout)
                     return nil
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    if let reason = await connectionProblem() { throw reason }
-                    throw JournalError(.unavailable, path: url.description, "PostgreSQL at \(url.server) did not answer within \(operationTimeout)")
+                    if diagnose, let reason = await connectionProblem() { throw reason }
+                    throw JournalError(.unavailable, path: url.description,
+                                       "PostgreSQL at \(url.server) did not answer within \(timeout)")
                 }
                 return result
             }
