@@ -533,10 +533,24 @@ public final class PostgresJournal: Journal, Sendable {
     }
 
     /// `body` in one transaction (committed when it returns, rolled back when it throws).
+    ///
+    /// Not postgres-nio's `withTransaction`: after a failed query it sends `ROLLBACK` even when
+    /// the connection has just closed, and a query written to a closed channel never completes,
+    /// so one lost connection would hang the group commit. A closed connection needs no
+    /// rollback: the server discards the transaction.
     func transaction<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         try await guarded {
             try await self.client.withConnection { connection in
-                try await connection.withTransaction(logger: self.logger) { try await body($0) }
+                try await connection.query("BEGIN", logger: self.logger)
+                let result: R
+                do {
+                    result = try await body(connection)
+                } catch {
+                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
+                    throw error
+                }
+                try await connection.query("COMMIT", logger: self.logger)
+                return result
             }
         }
     }
