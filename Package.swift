@@ -158,6 +158,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Sources/HeraldApp",
             swiftSettings: strict
@@ -260,7 +261,7 @@ let package = Package(
         .testTarget(
             name: "HeraldAppTests",
             dependencies: [
-                "HeraldApp", "HeraldCore", "HeraldTesting", "herald", "custom-herald", "HeraldFuzzTargets",
+                "HeraldApp", "HeraldCore", "HeraldTesting", "HeraldPostgres", "herald", "custom-herald", "HeraldFuzzTargets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -90,7 +90,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
 /// `herald journal prune`: remove finished events older than an age.
 struct JournalCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "journal", abstract: "Maintain the journal.", subcommands: [Prune.self, Migrate.self])
+    static let configuration = CommandConfiguration(commandName: "journal", abstract: "Maintain the journal.", subcommands: [Prune.self, Migrate.self, Copy.self])
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete events whose deliveries are all delivered or dead, older than an age.")

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import HeraldCore
+import HeraldPostgres
 import HeraldTesting
 import NIOCore
 import Synchronization
@@ -190,6 +191,62 @@ struct PostgresEndToEndTests {
         let missing = accepted.subtracting(eventIDs(["\(dir)/out.jsonl"]))
         #expect(delivered, "\(missing.count) acknowledged events were never delivered, e.g. \(missing.prefix(3))")
         #expect(try await herald.stop() == 0)
+    }
+}
+
+/// `herald journal copy` moves an SQLite journal into PostgreSQL: nothing waiting is lost,
+/// dedupe still holds, delivery ids stay, and a database that holds data is refused.
+@Suite("journal copy", .enabled(if: AppPostgres.enabled, Comment(rawValue: AppPostgres.missing)))
+struct JournalCopyTests {
+    @Test func anSQLiteJournalMovesToAnEmptyDatabaseOnce() async throws {
+        let dir = tempDir()
+        let sqlite = try SQLiteJournal(directory: dir, dedupeTTL: .seconds(7 * 86400))
+        func entry(_ id: String, key: String?, notifiers: [String], leased: Set<String> = []) -> JournalEntry {
+            let event = Event(id: id, endpoint: "/hooks/jicoo", source: "jicoo", name: "guest_booked", receivedAt: Date(),
+                              occurredAt: nil, booking: nil, payload: .null, body: Data("{\"n\":\"\(id)\"}".utf8))
+            return JournalEntry(event: event, dedupeKey: key, notifiers: notifiers,
+                                lease: Lease(owner: "old", until: Date() + 60), leased: leased)
+        }
+        _ = try await sqlite.append(entry("evt_done", key: "booking-1", notifiers: ["audit"], leased: ["audit"]))
+        _ = try await sqlite.append(entry("evt_waiting", key: "booking-2", notifiers: ["audit", "mail"]))
+        _ = try await sqlite.append(entry("evt_in_flight", key: nil, notifiers: ["audit"], leased: ["audit"]))
+        let done = try #require(try await sqlite.deliveries(DeliveryQuery(notifier: "audit")).first { $0.eventID == "evt_done" })
+        #expect(try await sqlite.record([.delivered(done.id)], owner: "old") == [])
+        let before = try await sqlite.deliveries(DeliveryQuery(limit: 100))
+        try sqlite.close()
+
+        let database = try AppPostgres.newDatabase()
+        let copy = try runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
+        #expect(copy.status == 0, "\(copy.output)")
+        #expect(copy.output.contains("copied 3 events, 4 deliveries (3 not yet done) and 2 dedupe keys"))
+        let password = try #require(try PostgresURL(parsing: database).password.map { String(decoding: $0.bytes, as: UTF8.self) })
+        #expect(!copy.output.contains(password))
+
+        let journal = try PostgresJournal(url: try PostgresURL(parsing: database), poolSize: 2)
+        try await PostgresJournal.withJournal(journal, migrate: false) { journal in
+            let after = try await journal.deliveries(DeliveryQuery(limit: 100))
+            #expect(after.map(\.id) == before.map(\.id))
+            let states = Dictionary(uniqueKeysWithValues: after.map { ("\($0.eventID)/\($0.notifier)", $0.state) })
+            #expect(states == ["evt_done/audit": .delivered, "evt_waiting/audit": .pending, "evt_waiting/mail": .pending,
+                               "evt_in_flight/audit": .pending])
+            #expect(try await journal.event(id: "evt_waiting")?.body == Data("{\"n\":\"evt_waiting\"}".utf8))
+            // Dedupe keys came along: the same booking posted again is a duplicate.
+            #expect(try await journal.append(entry("evt_again", key: "booking-2", notifiers: ["audit"])) == .duplicate(of: "evt_waiting"))
+            // New deliveries get ids after the copied ones.
+            guard case .accepted(let ids) = try await journal.append(entry("evt_new", key: nil, notifiers: ["audit"])) else {
+                Issue.record("evt_new was not accepted")
+                return
+            }
+            #expect(ids["audit"].map { $0 > before.map(\.id).max()! } == true)
+            // The delivery the old process held is due now, for any instance.
+            let taken = try await journal.lease(LeaseRequest(notifier: "audit", owner: "new", now: Date(), until: Date() + 60,
+                                                             limit: 10, deadAfter: 3))
+            #expect(Set(taken.deliveries.map(\.record.eventID)) == ["evt_waiting", "evt_in_flight", "evt_new"])
+        }
+
+        let again = try runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
+        #expect(again.status == 1)
+        #expect(again.output.contains("is not empty"), "\(again.output)")
     }
 }
 
