@@ -14,7 +14,8 @@
 #                                 TLS, with sslmode=verify-full and sslrootcert=<the certificate>
 #   HERALD_TEST_POSTGRES_CA       the self-signed certificate (CN and SAN localhost, 127.0.0.1)
 #   HERALD_TEST_POSTGRES_BIN      the server's bin directory (pg_ctl, initdb, psql)
-# fsync is off: the data is thrown away, and the tests must not wait on this disk.
+# fsync is off (the data is thrown away, and the tests must not wait on this disk) unless
+# HERALD_TEST_POSTGRES_FSYNC=on, as benchmarks/postgres/run.sh sets for a fair comparison.
 set -euo pipefail
 
 bin=""
@@ -26,7 +27,9 @@ if [ -z "$bin" ]; then
   exit 1
 fi
 
-dir=$(mktemp -d /tmp/herald-pg.XXXXXX)
+# A real disk when fsync is on (tmpfs would prove nothing).
+[ "${HERALD_TEST_POSTGRES_FSYNC:-off}" = on ] && tmp_root=/var/tmp || tmp_root=/tmp
+dir=$(mktemp -d "$tmp_root/herald-pg.XXXXXX")
 chmod 0755 "$dir"
 as_owner=()
 if [ "$(id -u)" -eq 0 ]; then
@@ -64,8 +67,8 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 200
-fsync = off
-full_page_writes = off
+fsync = ${HERALD_TEST_POSTGRES_FSYNC:-off}
+full_page_writes = ${HERALD_TEST_POSTGRES_FSYNC:-off}
 ssl = on
 ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
