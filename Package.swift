@@ -145,7 +145,7 @@ let package = Package(
         .target(
             name: "HeraldApp",
             dependencies: [
-                "HeraldCore", "HeraldPostgres", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
+                "HeraldCore", "HeraldPostgres", "HeraldTesting", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -62,8 +62,17 @@ public struct ChatworkNotifier: NotifierPlugin {
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
+        try await endpoint.send(request(for: notification))
+    }
+
+    /// The request ``deliver(_:)`` makes, shown without sending (the token as `<redacted>`).
+    public func preview(_ notification: HeraldNotification) -> DeliveryPreview? {
+        endpoint.preview(request(for: notification))
+    }
+
+    func request(for notification: HeraldNotification) -> ServiceRequest {
         let body = HTTPSender.Body.form(["body": Self.message(for: notification), "self_unread": settings.selfUnread ? "1" : "0"])
-        try await endpoint.send(body, headers: [("X-ChatWorkToken", settings.token), ("Accept", "application/json")])
+        return ServiceRequest(body: body, headers: [("X-ChatWorkToken", settings.token), ("Accept", "application/json")])
     }
 
     /// Chatwork documents no limit for a message

@@ -33,7 +33,16 @@ public struct GoogleChatNotifier: NotifierPlugin {
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
-        try await endpoint.send(Self.payload(for: notification))
+        try await endpoint.send(request(for: notification))
+    }
+
+    /// The request ``deliver(_:)`` makes, shown without sending.
+    public func preview(_ notification: HeraldNotification) -> DeliveryPreview? {
+        endpoint.preview(request(for: notification))
+    }
+
+    func request(for notification: HeraldNotification) -> ServiceRequest {
+        ServiceRequest(body: .json(Self.payload(for: notification)))
     }
 
     /// The webhook body for a notification.

@@ -97,6 +97,25 @@ struct ServiceEndpoint: Sendable {
     func send(_ json: JSON) async throws {
         try await send(.json(json))
     }
+
+    @discardableResult
+    func send(_ request: ServiceRequest) async throws -> HTTPReply {
+        try await send(request.body, headers: request.headers, accepting: request.accepting)
+    }
+
+    /// What ``send(_:)`` would post, without posting it.
+    func preview(_ request: ServiceRequest) -> DeliveryPreview {
+        sender.preview(request.body, to: url, headers: request.headers)
+    }
+}
+
+/// One request of a notifier, built once: `send` posts it, `preview` shows it (`herald render`),
+/// so what is shown is what is sent.
+struct ServiceRequest: Sendable {
+    var body: HTTPSender.Body
+    var headers: [(String, String)] = []
+    /// Statuses besides 2xx that count as success.
+    var accepting: Set<Int> = []
 }
 
 extension KeyedDecodingContainer {
@@ -215,6 +234,24 @@ package struct HTTPSender: Sendable {
         logger.debug("answered", metadata: ["host": "\(host)", "status": "\(reply.status)"])
         if (200..<300).contains(reply.status) || accepting.contains(reply.status) { return reply }
         throw classify(reply, host: host)
+    }
+
+    /// The request ``send(_:to:headers:accepting:)`` would make, without making it: the URL
+    /// and header values with this sender's secrets removed, the body as text.
+    func preview(_ body: Body, to url: URL, headers: [(String, String)] = []) -> DeliveryPreview {
+        var shown: [(String, String)] = [("User-Agent", "Herald")]
+        for (name, value) in headers + [("Content-Type", body.contentType)] {
+            shown.removeAll { $0.0.lowercased() == name.lowercased() }
+            shown.append((name, value))
+        }
+        // The origin is what logs show too; the rest may be the secret (a webhook URL's path).
+        let origin = "\(url.scheme ?? "https")://\(ServiceURL.loggableHost(url))"
+        let rest = url.absoluteString.hasPrefix(origin) ? String(url.absoluteString.dropFirst(origin.count)) : url.absoluteString
+        return DeliveryPreview(
+            destination: "POST \(origin)\(redact(rest))",
+            headers: shown.map { DeliveryPreview.Header($0.0, redact($0.1)) },
+            parts: [DeliveryPreview.Part(name: "request body", contentType: body.contentType,
+                                         content: redact(String(decoding: body.data, as: UTF8.self)))])
     }
 
     /// The ``DeliveryError`` for a status that is not success.

@@ -87,12 +87,21 @@ public struct LINENotifier: NotifierPlugin {
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
-        let headers = [("Authorization", "Bearer \(settings.token)"), ("X-Line-Retry-Key", Self.retryKey(notification.deliveryKey))]
-        let reply = try await endpoint.send(.json(Self.payload(for: notification, settings: settings)), headers: headers,
-                                            accepting: [409])
+        let reply = try await endpoint.send(request(for: notification))
         if reply.status == 409 {
             endpoint.sender.logger.debug("LINE had already accepted this message (409 for a reused retry key)")
         }
+    }
+
+    /// The request ``deliver(_:)`` makes, shown without sending (the token as `<redacted>`).
+    public func preview(_ notification: HeraldNotification) -> DeliveryPreview? {
+        endpoint.preview(request(for: notification))
+    }
+
+    /// The push request; 409 means LINE already accepted a message with this retry key.
+    func request(for notification: HeraldNotification) -> ServiceRequest {
+        let headers = [("Authorization", "Bearer \(settings.token)"), ("X-Line-Retry-Key", Self.retryKey(notification.deliveryKey))]
+        return ServiceRequest(body: .json(Self.payload(for: notification, settings: settings)), headers: headers, accepting: [409])
     }
 
     /// The push request body.

@@ -105,6 +105,19 @@ public struct WebhookNotifier: NotifierPlugin {
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
+        let request = try request(for: notification)
+        try await sender.send(request.body, to: url, headers: request.headers)
+    }
+
+    /// The request ``deliver(_:)`` makes now, shown without sending; extra headers that hold
+    /// secrets are shown as `<redacted>`.
+    public func preview(_ notification: HeraldNotification) throws -> DeliveryPreview? {
+        let request = try request(for: notification)
+        return sender.preview(request.body, to: url, headers: request.headers)
+    }
+
+    /// The body and headers, signed at the current time.
+    func request(for notification: HeraldNotification) throws(DeliveryError) -> ServiceRequest {
         let body = try render(notification)
         var headers = settings.headers.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 }
         let timestamp = Int64(Date().timeIntervalSince1970)
@@ -113,7 +126,7 @@ public struct WebhookNotifier: NotifierPlugin {
         if let signingKey {
             headers.append(("webhook-signature", Self.signature(body: body, timestamp: timestamp, id: id, key: signingKey)))
         }
-        try await sender.send(HTTPSender.Body(data: body, contentType: settings.contentType), to: url, headers: headers)
+        return ServiceRequest(body: HTTPSender.Body(data: body, contentType: settings.contentType), headers: headers)
     }
 
     /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.

@@ -108,6 +108,8 @@ public struct EmailNotifier: NotifierPlugin, Service {
     private let idleTimeout: Duration
     private let logger: Logger
     private let pool: SMTPConnectionPool
+    /// `smtp.example.com:587 (starttls)`, for previews.
+    private let server: String
 
     public init(settings: Settings, context: PluginContext) throws {
         guard let host = settings.host?.trimmingCharacters(in: .whitespaces), !host.isEmpty else {
@@ -170,6 +172,7 @@ public struct EmailNotifier: NotifierPlugin, Service {
             commandTimeout: try Self.duration(settings.commandTimeout, key: "commandTimeout", default: .seconds(30)),
             messageTimeout: try Self.duration(settings.messageTimeout, key: "messageTimeout", default: .seconds(120)))
         pool = SMTPConnectionPool(config: config, maxConnections: maxConnections, idleTimeout: idleTimeout, logger: context.logger)
+        server = "\(host):\(port) (\(security.rawValue))"
     }
 
     public func deliver(_ notification: HeraldNotification) async throws {
@@ -190,6 +193,23 @@ public struct EmailNotifier: NotifierPlugin, Service {
         }
         logger.debug("sent \(messageID) to \(report.accepted.count) recipient(s)")
         return report
+    }
+
+    /// The message ``deliver(_:)`` sends, shown without connecting: the envelope, the
+    /// message as it goes to a server that takes 8-bit text (most do; to one that does not,
+    /// its text parts go base64 or quoted-printable), and the calendar invitation on its own.
+    public func preview(_ notification: HeraldNotification) throws -> DeliveryPreview? {
+        let (transaction, _) = try makeTransaction(for: notification)
+        let message = transaction.message
+        var parts = [DeliveryPreview.Part(name: "message", contentType: "message/rfc822",
+                                          content: String(decoding: message.render(eightBit: true), as: UTF8.self))]
+        if let calendar = message.calendar {
+            parts.append(DeliveryPreview.Part(name: "invite.ics", contentType: "text/calendar; method=\(calendar.method.rawValue)",
+                                              content: calendar.render()))
+        }
+        let envelope = [DeliveryPreview.Header("MAIL FROM", "<\(transaction.mailFrom)>")]
+            + transaction.recipients.map { DeliveryPreview.Header("RCPT TO", "<\($0)>") }
+        return DeliveryPreview(destination: "SMTP \(server)", headers: envelope, parts: parts)
     }
 
     /// Closes idle connections while running, and every connection (with QUIT) at graceful

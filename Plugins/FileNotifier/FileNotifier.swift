@@ -78,6 +78,13 @@ public struct FileNotifier: NotifierPlugin {
         try await writer.append(line(for: notification))
     }
 
+    /// The line ``deliver(_:)`` appends, shown without writing it.
+    public func preview(_ notification: HeraldNotification) -> DeliveryPreview? {
+        DeliveryPreview(destination: "append to \(writer.path)",
+                        parts: [DeliveryPreview.Part(name: "line", contentType: "application/json",
+                                                     content: String(decoding: line(for: notification), as: UTF8.self))])
+    }
+
     /// The JSON line for a notification, newline included. Written by hand rather than with
     /// `JSONEncoder`: this runs for every delivery and the shape is fixed.
     func line(for notification: HeraldNotification) -> [UInt8] {

@@ -51,7 +51,7 @@ struct HeraldCommand: AsyncParsableCommand {
         abstract: "Turns signed webhooks (Jicoo bookings first) into email, chat and file notifications.",
         discussion: "Start with: herald serve --config examples/herald.yaml",
         version: Herald.versionText,
-        subcommands: [ServeCommand.self, CheckCommand.self, SignCommand.self, SendTestCommand.self,
+        subcommands: [ServeCommand.self, CheckCommand.self, RenderCommand.self, RoutesCommand.self, SignCommand.self, SendTestCommand.self,
                       DeliveriesCommand.self, JournalCommand.self, StatusCommand.self],
         defaultSubcommand: nil
     )

@@ -68,7 +68,8 @@ extension JournalCommand {
                     let names = Dictionary(events.map { ($0.id, ($0.name, $0.receivedAt)) }, uniquingKeysWith: { a, _ in a })
                     let deliveries = try Row.fetchAll(db, sql: """
                         SELECT id, event_id, notifier, state, attempts, due_at, last_error, owner, lease_until,
-                               interruptions, updated_at FROM deliveries ORDER BY id
+                               interruptions, updated_at, booking_key, reminder_offset, remind_at
+                        FROM deliveries ORDER BY id
                         """).map { row -> DeliveryRecord in
                             let eventID: String = row[1]
                             let text: String = row[3]
@@ -78,14 +79,23 @@ extension JournalCommand {
                             return DeliveryRecord(
                                 id: row[0], eventID: eventID, eventName: names[eventID]?.0 ?? "", notifier: row[2], state: state,
                                 attempts: row[4], dueAt: date(row[5]), lastError: row[6], owner: row[7], leaseUntil: date(row[8]),
-                                interruptions: row[9], receivedAt: names[eventID]?.1 ?? Date(timeIntervalSince1970: 0),
+                                interruptions: row[9], bookingKey: row[11], reminderOffset: row[12], remindAt: date(row[13]),
+                                receivedAt: names[eventID]?.1 ?? Date(timeIntervalSince1970: 0),
                                 updatedAt: Date(timeIntervalSince1970: row[10]))
                         }
                     let dedupe = try Row.fetchAll(db, sql: "SELECT endpoint, key, event_id, seen_at FROM dedupe").map { row in
                         JournalSnapshot.DedupeKey(endpoint: row[0], key: row[1], eventID: row[2],
                                                   seenAt: Date(timeIntervalSince1970: row[3]))
                     }
-                    return JournalSnapshot(events: events, deliveries: deliveries, dedupe: dedupe)
+                    let bookings = try Row.fetchAll(db, sql: """
+                        SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
+                               event_id, event_name FROM bookings
+                        """).map { row in
+                        BookingSnapshot(uid: row[0], status: row[1], eventTypeUid: row[2], startedAt: Date(timeIntervalSince1970: row[3]),
+                                        endedAt: date(row[4]), timeZone: row[5], guestName: row[6], guestEmail: row[7],
+                                        eventID: row[8], eventName: row[9])
+                    }
+                    return JournalSnapshot(events: events, deliveries: deliveries, dedupe: dedupe, bookings: bookings)
                 }
             } catch let error as JournalError {
                 throw error

@@ -95,6 +95,7 @@ struct ServeCommand: AsyncParsableCommand {
             services.append(reloader.plugins)
             services += pipeline.dispatchers
             services.append(JournalMaintenance(pipeline: pipeline))
+            services.append(AgendaScheduler(pipeline: pipeline))
             services.append(app)
             services.append(reloader)
             services.append(ReadinessService(readiness: readiness))

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import HeraldCore
+import HeraldTesting
 import NIOCore
 import NIOHTTP1
 
@@ -30,10 +31,11 @@ struct CheckCommand: AsyncParsableCommand {
         for n in config.notifiers {
             print("  notifier   \(n.name) (\(n.kind)), concurrency \(n.policy.concurrency), timeout \(n.policy.timeout)")
         }
+        // The sample events (HeraldTesting's, as `herald routes test` uses them), conditions applied.
         let router = RouteTable(routes: config.routes)
-        for name in SampleEvents.names {
-            let targets = router.targets(for: name).map(\.notifier)
-            print("  route      \(name) → \(targets.isEmpty ? "(nothing)" : targets.joined(separator: ", "))")
+        for event in try HeraldTesting.SampleEvents.all() {
+            let targets = router.targets(for: event).map(\.notifier)
+            print("  route      \(event.name) → \(targets.isEmpty ? "(nothing)" : targets.joined(separator: ", "))")
         }
     }
 }

@@ -124,23 +124,44 @@ public struct HeraldConfig: Sendable {
         public var redact: SecretRedactor = SecretRedactor(secrets: [])
     }
 
-    /// Which notifiers receive which events, and how they are rendered.
+    /// Which notifiers receive which events, and how they are rendered (see ``RouteTable``
+    /// for the order routes are tried in).
     public struct Route: Sendable, Equatable {
         /// Event name patterns: exact names, `"*"`, or globs like `guest_*`.
         public var events: [String]
+        /// Conditions besides the name (`eventType`, `status`, `guestEmail`, `answers`,
+        /// `tracking`, `where`), all of which must hold.
+        public var filter: RouteFilter
+        /// `continue: true`: later routes are tried after this one matched; otherwise
+        /// routing stops at this route.
+        public var continues: Bool
         public var notify: [String]
         /// A name under `templates:`; nil uses the built-in template for the event.
         public var template: String?
         public var locale: HeraldLocale?
         public var options: [String: String]
+        /// Reminders before a booking's start (`remind: [24h, 1h]`), for each notifier listed.
+        public var remind: [Duration]
+        /// The template reminders use: a name under `templates:`; nil is the built-in `reminder`.
+        public var reminderTemplate: String?
+        /// A reminder whose time passed longer ago than this (when the booking arrives, or
+        /// after downtime) is recorded as skipped instead of sent late.
+        public var remindGrace: Duration
 
         public init(events: [String], notify: [String], template: String? = nil,
-                    locale: HeraldLocale? = nil, options: [String: String] = [:]) {
+                    locale: HeraldLocale? = nil, options: [String: String] = [:],
+                    filter: RouteFilter = RouteFilter(), continues: Bool = false, remind: [Duration] = [],
+                    reminderTemplate: String? = nil, remindGrace: Duration = .seconds(600)) {
             self.events = events
+            self.filter = filter
+            self.continues = continues
             self.notify = notify
             self.template = template
             self.locale = locale
             self.options = options
+            self.remind = remind
+            self.reminderTemplate = reminderTemplate
+            self.remindGrace = remindGrace
         }
 
         /// Whether `name` matches one of the patterns.
@@ -170,6 +191,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public var retry: RetryPolicy = RetryPolicy()
     /// When deliveries wait (or are dropped) instead of being sent.
     public var quietHours: QuietHours?
+    /// A daily agenda of the day's bookings, sent to this notifier.
+    public var agenda: AgendaSchedule?
     public init(concurrency: Int = 4, timeout: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
         self.concurrency = concurrency
         self.timeout = timeout

@@ -16,9 +16,8 @@ extension Reader {
         var locale = HeraldLocale.en
         var endpoints: [HeraldConfig.Endpoint] = []
         var notifiers: [HeraldConfig.Notifier] = []
-        var routes: [HeraldConfig.Route] = []
+        var routes: [(index: Int, route: HeraldConfig.Route, node: Node)] = []
         var templates: [String: HeraldConfig.TemplateSource] = [:]
-        var routeNodes: [Node] = []
         var sawEndpoints = false
 
         let sections = collecting { () throws(ConfigError) in try mapping(root, "") } ?? []
@@ -34,7 +33,7 @@ extension Reader {
                     endpoints = try readEndpoints(value)
                     if endpoints.isEmpty { throw fail(value, "endpoints", Self.endpointRequired) }
                 case "notifiers": notifiers = try readNotifiers(value, loader: loader)
-                case "routes": (routes, routeNodes) = try readRoutes(value)
+                case "routes": routes = try readRoutes(value)
                 case "templates": templates = try readTemplates(value)
                 default: throw fail(keyNode, key, ConfigError.unknownKey(key, known: Self.topKeys).message)
                 }
@@ -45,19 +44,20 @@ extension Reader {
         }
         // Names of notifiers that failed count as defined: their own error says what is wrong.
         let names = Set(root.mapping?["notifiers"]?.mapping?.keys.compactMap { $0.scalar?.string } ?? [])
-        for (i, route) in routes.enumerated() {
+        for (i, route, routeNode) in routes {
             for (j, name) in route.notify.enumerated() where !names.contains(name) {
-                let node = self.node(at: ["notify", String(j)], in: routeNodes[i])
-                problems.add(fail(node ?? routeNodes[i], "routes[\(i)].notify[\(j)]",
+                let node = self.node(at: ["notify", String(j)], in: routeNode)
+                problems.add(fail(node ?? routeNode, "routes[\(i)].notify[\(j)]",
                                   "no notifier named \"\(name)\"; defined: \(names.sorted().joined(separator: ", "))"))
             }
-            if let t = route.template, templates[t] == nil {
-                problems.add(fail(self.node(at: ["template"], in: routeNodes[i]), "routes[\(i)].template",
-                                  "no template named \"\(t)\" under templates:"))
+            for (key, name) in [("template", route.template), ("reminderTemplate", route.reminderTemplate)] {
+                guard let name, templates[name] == nil else { continue }
+                problems.add(fail(self.node(at: [key], in: routeNode), "routes[\(i)].\(key)",
+                                  "no template named \"\(name)\" under templates:"))
             }
         }
         let config = HeraldConfig(file: file, server: server, storage: storage, log: log, locale: locale,
-                                  endpoints: endpoints, notifiers: notifiers, routes: routes, templates: templates)
+                                  endpoints: endpoints, notifiers: notifiers, routes: routes.map(\.route), templates: templates)
         do { _ = try Renderer(config: config) } catch {
             let path = "templates.\(error.template).\(error.part)"
             problems.add(fail(node(at: ["templates", error.template, error.part], in: root), path,
@@ -312,6 +312,7 @@ extension Reader {
             case "timeout": policy.timeout = try duration(v, p)
             case "retry": policy.retry = try readRetry(v, p)
             case "quietHours": policy.quietHours = try readQuietHours(v, p)
+            case "agenda": policy.agenda = try readAgenda(v, p)
             default: settingsPairs.append((k, v))
             }
         }
@@ -328,6 +329,56 @@ extension Reader {
                                      settingsDigest: Self.digest(settings), redact: SecretRedactor(secrets: secrets))
     }
 
+    /// A local time of day, `HH:MM` or `HH:MM:SS`.
+    func timeOfDay(_ node: Node, _ path: String) throws(ConfigError) -> QuietHours.TimeOfDay {
+        let text = try string(node, path)
+        guard let time = QuietHours.TimeOfDay(text) else {
+            throw fail(node, path, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
+        }
+        return time
+    }
+
+    /// An IANA time zone by name.
+    func timeZone(_ node: Node, _ path: String) throws(ConfigError) -> TimeZone {
+        let text = try string(node, path)
+        guard let zone = TimeText.knownZone(text) else {
+            throw fail(node, path, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
+        }
+        return zone
+    }
+
+    func readAgenda(_ node: Node, _ base: String) throws(ConfigError) -> AgendaSchedule {
+        var at: QuietHours.TimeOfDay?, zone: TimeZone?
+        var rest: [(String, Node)] = []
+        let keys: Set<String> = ["at", "zone", "day", "eventTypes", "skipEmpty", "grace"]
+        for (key, _, v) in try mapping(node, base, allowed: keys) {
+            let p = "\(base).\(key)"
+            switch key {
+            case "at": at = try timeOfDay(v, p)
+            case "zone": zone = try timeZone(v, p)
+            default: rest.append((key, v))
+            }
+        }
+        guard let at else { throw fail(node, "\(base).at", "missing required key \"at\" (e.g. \"08:00\")") }
+        guard let zone else { throw fail(node, "\(base).zone", "missing required key \"zone\" (e.g. Asia/Tokyo)") }
+        var agenda = AgendaSchedule(at: at, zone: zone)
+        for (key, v) in rest {
+            let p = "\(base).\(key)"
+            switch key {
+            case "day":
+                let text = try string(v, p)
+                guard let day = AgendaSchedule.Day(rawValue: text) else { throw fail(v, p, "expected today or tomorrow, found \(text.debugDescription)") }
+                agenda.day = day
+            case "eventTypes": agenda.eventTypes = try stringList(v, p)
+            case "skipEmpty": agenda.skipEmpty = try bool(v, p)
+            default:
+                agenda.grace = try duration(v, p)
+                guard agenda.grace <= .seconds(12 * 3600) else { throw fail(v, p, "at most 12h: a later agenda is not news") }
+            }
+        }
+        return agenda
+    }
+
     func readQuietHours(_ node: Node, _ base: String) throws(ConfigError) -> QuietHours {
         var from: QuietHours.TimeOfDay?, to: QuietHours.TimeOfDay?, zone: TimeZone?
         var days = Set(1...7)
@@ -335,18 +386,9 @@ extension Reader {
         for (key, _, v) in try mapping(node, base, allowed: ["from", "to", "zone", "days", "action"]) {
             let p = "\(base).\(key)"
             switch key {
-            case "from", "to":
-                let text = try string(v, p)
-                guard let time = QuietHours.TimeOfDay(text) else {
-                    throw fail(v, p, "expected a local time as HH:MM or HH:MM:SS (24-hour), found \(text.debugDescription)")
-                }
-                if key == "from" { from = time } else { to = time }
-            case "zone":
-                let text = try string(v, p)
-                guard let z = TimeText.knownZone(text) else {
-                    throw fail(v, p, "unknown time zone \(text.debugDescription); use an IANA name such as Asia/Tokyo or UTC")
-                }
-                zone = z
+            case "from": from = try timeOfDay(v, p)
+            case "to": to = try timeOfDay(v, p)
+            case "zone": zone = try timeZone(v, p)
             case "days":
                 var set = Set<Int>()
                 for name in try stringList(v, p) {
@@ -408,28 +450,91 @@ extension Reader {
         return r
     }
 
-    func readRoutes(_ node: Node) throws(ConfigError) -> ([HeraldConfig.Route], [Node]) {
+    static let routeKeys = Set(["events", "notify", "template", "locale", "options", "continue", "remind",
+                                "reminderTemplate", "remindGrace"]).union(filterKeys)
+
+    /// Every route that could be read, with its index in the file and its node; each one that
+    /// could not adds its errors to ``problems``, so every bad route and condition is reported.
+    func readRoutes(_ node: Node) throws(ConfigError) -> [(index: Int, route: HeraldConfig.Route, node: Node)] {
         guard let seq = node.sequence else { throw fail(node, "routes", "expected a list of routes, found \(describe(node))") }
-        var out: [HeraldConfig.Route] = []
+        var out: [(index: Int, route: HeraldConfig.Route, node: Node)] = []
         for (i, item) in seq.enumerated() {
-            let base = "routes[\(i)]"
-            var route = HeraldConfig.Route(events: [], notify: [])
-            for (key, _, v) in try mapping(item, base, allowed: ["events", "notify", "template", "locale", "options"]) {
-                let p = "\(base).\(key)"
-                switch key {
-                case "events": route.events = try stringList(v, p)
-                case "notify": route.notify = try stringList(v, p)
-                case "template": route.template = try string(v, p)
-                case "locale": route.locale = try readLocale(v, p)
-                default:
-                    for (k, _, ov) in try mapping(v, p) { route.options[k] = try string(ov, "\(p).\(k)") }
+            if let read = collecting({ () throws(ConfigError) in try readRoute(item, i) }), let route = read {
+                out.append((i, route, item))
+            }
+        }
+        checkReachable(out)
+        return out
+    }
+
+    /// One route; nil when a condition was wrong (its error is in ``problems``).
+    func readRoute(_ item: Node, _ i: Int) throws(ConfigError) -> HeraldConfig.Route? {
+        let base = "routes[\(i)]"
+        var route = HeraldConfig.Route(events: [], notify: [])
+        var conditions: [RouteFilter.Condition] = []
+        var conditionsRead = true
+        for (key, _, v) in try mapping(item, base, allowed: Self.routeKeys) {
+            let p = "\(base).\(key)"
+            switch key {
+            case "events": route.events = try stringList(v, p)
+            case "notify": route.notify = try stringList(v, p)
+            case "template": route.template = try string(v, p)
+            case "locale": route.locale = try readLocale(v, p)
+            case "continue": route.continues = try bool(v, p)
+            case "remind": route.remind = try readReminderOffsets(v, p)
+            case "reminderTemplate": route.reminderTemplate = try string(v, p)
+            case "remindGrace": route.remindGrace = try duration(v, p)
+            case "options":
+                for (k, _, ov) in try mapping(v, p) { route.options[k] = try string(ov, "\(p).\(k)") }
+            default:
+                if let read = collecting({ () throws(ConfigError) in try readConditions(key, v, p) }) {
+                    conditions += read
+                } else {
+                    conditionsRead = false
                 }
             }
-            guard !route.events.isEmpty else { throw fail(item, "\(base).events", "a route needs events: (names, globs like guest_*, or \"*\")") }
-            guard !route.notify.isEmpty else { throw fail(item, "\(base).notify", "a route needs notify: (notifier names)") }
-            out.append(route)
         }
-        return (out, seq.map { $0 })
+        guard !route.events.isEmpty else { throw fail(item, "\(base).events", "a route needs events: (names, globs like guest_*, or \"*\")") }
+        guard !route.notify.isEmpty else { throw fail(item, "\(base).notify", "a route needs notify: (notifier names)") }
+        route.filter = RouteFilter(conditions: conditions)
+        return conditionsRead ? route : nil
+    }
+
+    /// A route that an earlier one always takes first is an error: the earlier route has no
+    /// conditions and no `continue: true`, and its `events` cover every name the later one
+    /// lists (`"*"`, the same pattern, or a glob that matches a plain name).
+    func checkReachable(_ routes: [(index: Int, route: HeraldConfig.Route, node: Node)]) {
+        for (j, later) in routes.enumerated() {
+            let shadow = routes[..<j].first { earlier in
+                !earlier.route.continues && earlier.route.filter.isEmpty
+                    && later.route.events.allSatisfy { name in earlier.route.events.contains { Self.covers($0, name) } }
+            }
+            guard let shadow else { continue }
+            problems.add(fail(later.node, "routes[\(later.index)]",
+                              "is never tried: routes[\(shadow.index)] comes first, matches every event this route names and has no continue: true "
+                                  + "(add continue: true to routes[\(shadow.index)], or move this route above it)"))
+        }
+    }
+
+    /// Whether every name `other` matches is matched by `pattern`.
+    static func covers(_ pattern: String, _ other: String) -> Bool {
+        pattern == "*" || pattern == other || (!other.contains("*") && !other.contains("?") && Glob.matches(pattern, other))
+    }
+
+    /// `remind: [24h, 1h]`: distinct positive offsets, whole seconds, at most a year.
+    func readReminderOffsets(_ node: Node, _ path: String) throws(ConfigError) -> [Duration] {
+        guard let items = node.sequence else { throw fail(node, path, "expected a list of durations such as [24h, 1h]") }
+        var out: [Duration] = []
+        for (i, item) in items.enumerated() {
+            let p = "\(path)[\(i)]"
+            let offset = try duration(item, p)
+            guard offset >= .seconds(1), offset <= .seconds(366 * 86400) else {
+                throw fail(item, p, "a reminder offset must be between 1s and 366d before the start")
+            }
+            guard !out.contains(offset) else { throw fail(item, p, "this offset is listed twice") }
+            out.append(offset)
+        }
+        return out
     }
 
     func readTemplates(_ node: Node) throws(ConfigError) -> [String: HeraldConfig.TemplateSource] {

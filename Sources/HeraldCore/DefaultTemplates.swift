@@ -12,6 +12,8 @@ enum DefaultTemplates {
         "guest_booking_request_created": Text(title: "Booking request: {{guest.name}} — {{when}}", lead: "{{guest.name}} requested a booking. It needs your approval."),
         "host_booking_request_accepted": Text(title: "Request accepted: {{guest.name}} — {{when}}", lead: "The booking request from {{guest.name}} was accepted."),
         "host_booking_request_declined": Text(title: "Request declined: {{guest.name}} — {{when}}", lead: "The booking request from {{guest.name}} was declined."),
+        // Not an event: what a route's `remind:` sends before the start.
+        "reminder": Text(title: "Reminder: {{guest.name}} {{startsIn}} — {{when}}", lead: "Your meeting with {{guest.name}} starts {{startsIn}}."),
     ]
 
     static let ja: [String: Text] = [
@@ -23,12 +25,35 @@ enum DefaultTemplates {
         "guest_booking_request_created": Text(title: "予約リクエスト: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様から予約リクエストが届きました。承認をお願いします。"),
         "host_booking_request_accepted": Text(title: "リクエスト承認: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様の予約リクエストを承認しました。"),
         "host_booking_request_declined": Text(title: "リクエスト却下: {{guest.name}} 様 — {{when}}", lead: "{{guest.name}} 様の予約リクエストを却下しました。"),
+        "reminder": Text(title: "リマインダー: {{guest.name}} 様 {{startsIn}} — {{when}}", lead: "{{guest.name}} 様との予定が{{startsIn}}に始まります。"),
     ]
 
     /// For event names Herald does not know (kept and routable, never rejected).
     static let unknown: [HeraldLocale: Text] = [
         .en: Text(title: "{{sourceLabel}} event {{event}}{{#guest.name}}: {{guest.name}}{{/guest.name}}", lead: "Herald received a {{event}} event."),
         .ja: Text(title: "{{sourceLabel}} イベント {{event}}{{#guest.name}}: {{guest.name}} 様{{/guest.name}}", lead: "{{event}} イベントを受け取りました。"),
+    ]
+
+    /// The daily agenda (a notifier's `agenda:`): the day's bookings, one line each.
+    static let agenda: [HeraldLocale: (title: String, text: String)] = [
+        .en: (title: "Bookings for {{date}} ({{count}})",
+              text: """
+                {{#bookings}}
+                {{time}}  {{guest}}{{#email}} <{{email}}>{{/email}}{{#eventType}}  [{{eventType}}]{{/eventType}}
+                {{/bookings}}
+                {{^bookings}}
+                No bookings.
+                {{/bookings}}
+                """),
+        .ja: (title: "{{date}} の予定 ({{count}}件)",
+              text: """
+                {{#bookings}}
+                {{time}}  {{guest}} 様{{#email}} <{{email}}>{{/email}}{{#eventType}}  [{{eventType}}]{{/eventType}}
+                {{/bookings}}
+                {{^bookings}}
+                予定はありません。
+                {{/bookings}}
+                """),
     ]
 
     /// The plain-text body after the lead: one line per field.

@@ -150,8 +150,10 @@ public final class Dispatcher: Service {
                         deadAfter: deadAfter))
                     report(taken)
                     for item in taken.deliveries {
-                        let job = DeliveryJob(id: item.record.id, eventID: item.record.eventID, event: nil,
-                                              attempt: item.record.attempts, stored: item.event)
+                        let r = item.record
+                        let job = DeliveryJob(id: r.id, eventID: r.eventID, event: nil, attempt: r.attempts,
+                                              stored: item.event,
+                                              reminder: r.reminderOffset.map { ($0, r.remindAt ?? r.dueAt ?? now) })
                         if queue.offer(job) == .full {
                             // Filled meanwhile by new requests: give it back untouched.
                             _ = try await journal.record([.released(job.id)], owner: owner)
@@ -222,19 +224,38 @@ public final class Dispatcher: Service {
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
+        let route = current.router.target(for: event, notifier: name)
+        if let reminder = job.reminder,
+           Reminders.tooLate(remindAt: reminder.remindAt, now: Date(), grace: route?.remindGrace ?? .seconds(600)) {
+            let reason = "its time (\(ISO8601.format(reminder.remindAt))) passed by more than "
+                + "\(TimeText.shortDuration(route?.remindGrace ?? .seconds(600))) before it could be sent"
+            if await write(.skipped(job.id, reason: reason), log) {
+                log.notice("reminder skipped: \(reason)")
+                finalResult("skipped")
+            }
+            return
+        }
         if let quiet = current.notifier(named: name).policy.quietHours, let window = quiet.window(containing: Date()) {
             await keepQuiet(job, quiet.action, until: window.end, log)
             return
+        }
+        var agenda: HeraldNotification?
+        if event.endpoint == Agenda.endpoint {
+            guard let made = await agendaNotification(job, event, current, log) else { return }
+            agenda = made
         }
         // One configuration for the attempt, taken once it can start; its plugin stays up
         // until the lease ends.
         let live = self.live.lease()
         let notifier = live.notifier(named: name)
-        let target = live.router.target(for: event.name, notifier: name)
-        var notification = live.renderer.render(event, template: target?.template, locale: target?.locale,
-                                                options: target?.options ?? [:],
-                                                html: type(of: notifier.plugin).usesHTML)
-        notification.deliveryKey = HeraldNotification.deliveryKey(eventID: event.id, notifier: name)
+        let target = live.router.target(for: event, notifier: name)
+        var notification = agenda ?? live.renderer.render(
+            event, template: job.reminder == nil ? target?.template : target?.reminderTemplate, locale: target?.locale,
+            options: target?.options ?? [:], html: type(of: notifier.plugin).usesHTML,
+            reminder: job.reminder.map { Renderer.Reminder(offset: .seconds($0.offset)) })
+        // A reminder is a message of its own: its key must not collide with the event's.
+        let keyID = job.reminder.map { "\(event.id).reminder-\($0.offset)-\(Int($0.remindAt.timeIntervalSince1970))" } ?? event.id
+        notification.deliveryKey = HeraldNotification.deliveryKey(eventID: keyID, notifier: name)
         notification.attempt = job.attempt
         running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
@@ -246,6 +267,36 @@ public final class Dispatcher: Service {
         slots.release()
         holdsSlot = false
         await record(outcome, job: job, event: event, notifier: notifier, log: log)
+    }
+
+    /// The agenda an agenda event stands for, listing the day's bookings from the journal; nil
+    /// when there is nothing to send (settings changed, an empty day with `skipEmpty`, or the
+    /// journal failed), with the outcome already written.
+    private func agendaNotification(_ job: DeliveryJob, _ event: Event, _ current: LiveConfig, _ log: Logger) async
+        -> HeraldNotification? {
+        let schedule = current.notifier(named: name).policy.agenda
+        guard let schedule, let at = Agenda.occurrence(of: event, schedule: schedule, notifier: name),
+              let day = schedule.listedDay(for: at) else {
+            if await write(.skipped(job.id, reason: "the notifier's agenda settings changed since this agenda was due"), log) {
+                finalResult("skipped")
+            }
+            return nil
+        }
+        let bookings: [BookingSnapshot]
+        do {
+            bookings = try await journal.bookings(startingFrom: day.start, before: day.end).filter {
+                !$0.isCancelled && (schedule.eventTypes.isEmpty || schedule.eventTypes.contains($0.eventTypeUid ?? ""))
+            }
+        } catch {
+            await write(.retry(job.id, at: Date() + 5, error: "cannot read the day's bookings: \(error)"), log)
+            log.error("cannot read the day's bookings from the journal; the agenda is retried: \(error)")
+            return nil
+        }
+        if bookings.isEmpty, schedule.skipEmpty {
+            if await write(.skipped(job.id, reason: "no bookings on \(day.date)"), log) { finalResult("skipped") }
+            return nil
+        }
+        return current.renderer.renderAgenda(event, bookings: bookings, date: day.date, zone: schedule.zone)
     }
 
     /// Inside the notifier's quiet hours: the delivery waits for the window's end, or is skipped.

@@ -13,13 +13,17 @@ public struct DeliveryJob: Sendable {
     public var attempt: Int
     /// The stored event, when the sweep read it along with the delivery.
     public var stored: StoredEvent?
+    /// For a reminder: seconds before the start, and when it was meant to go out.
+    public var reminder: (offset: Int, remindAt: Date)?
 
-    public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil) {
+    public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil,
+                reminder: (offset: Int, remindAt: Date)? = nil) {
         self.id = id
         self.eventID = eventID
         self.event = event
         self.attempt = attempt
         self.stored = stored
+        self.reminder = reminder
     }
 }
 
@@ -241,32 +245,94 @@ public final class DeliveryQueue: Sendable {
 
 /// Which notifiers get an event, with which template: the `routes:` of the configuration.
 ///
-/// Routes are tried in order; a notifier named by several matching routes gets the event
-/// once, rendered as the first of them says.
+/// Routes are tried in order. A route matches an event when one of its `events` patterns
+/// matches the event's name and every condition of its filter holds. A matching route sends
+/// the event to each notifier it lists that no earlier matching route has named, rendered as
+/// that route says: a notifier gets an event once. Routing stops at the first matching route
+/// unless that route has `continue: true`, in which case later routes are tried too.
 public struct RouteTable: Sendable {
+    /// One notifier that gets the event, and how it is rendered.
     public struct Target: Sendable, Equatable {
         public var notifier: String
         public var template: String?
         public var locale: HeraldLocale?
         public var options: [String: String]
+        /// The index of the route that chose this notifier.
+        public var route: Int
+        /// The route's reminders before a booking's start, their template and grace.
+        public var remind: [Duration] = []
+        public var reminderTemplate: String?
+        public var remindGrace: Duration = .seconds(600)
+    }
+
+    /// What one route did with an event (``explain(_:)``, for `herald routes test`).
+    public enum Step: Sendable, Equatable {
+        /// It matched; `added` are the notifiers it listed that no earlier route had named.
+        case matched(added: [String], continues: Bool)
+        /// None of its `events` patterns matches the event's name.
+        case nameDiffers
+        /// Its name matched but this condition (as written) does not hold.
+        case conditionFailed(String)
+        /// An earlier route (this index) matched without `continue: true`.
+        case notTried(after: Int)
     }
 
     public let routes: [HeraldConfig.Route]
 
     public init(routes: [HeraldConfig.Route]) { self.routes = routes }
 
-    public func targets(for eventName: String) -> [Target] {
+    /// The notifiers that get `event`, in route order.
+    public func targets(for event: Event) -> [Target] { walk(event, record: nil) }
+
+    /// How `notifier` renders `event`, or nil if no route sends it there.
+    public func target(for event: Event, notifier: String) -> Target? {
+        targets(for: event).first { $0.notifier == notifier }
+    }
+
+    /// The target route `index` would make for `notifier` if it matched; nil if the route
+    /// does not list it.
+    public func target(route index: Int, notifier: String) -> Target? {
+        guard routes.indices.contains(index), routes[index].notify.contains(notifier) else { return nil }
+        return Target(route: routes[index], index: index, notifier: notifier)
+    }
+
+    /// What every route did with `event`, and the resulting targets.
+    public func explain(_ event: Event) -> (steps: [Step], targets: [Target]) {
+        var steps: [Step] = []
+        let targets = walk(event) { steps.append($0) }
+        return (steps, targets)
+    }
+
+    /// The one routing loop; `record` hears each route's step in order.
+    private func walk(_ event: Event, record: ((Step) -> Void)?) -> [Target] {
         var seen = Set<String>()
         var out: [Target] = []
-        for route in routes where route.matches(eventName) {
+        for (index, route) in routes.enumerated() {
+            guard route.matches(event.name) else {
+                record?(.nameDiffers)
+                continue
+            }
+            if !route.filter.isEmpty, let failed = route.filter.firstFailure(for: event) {
+                record?(.conditionFailed(failed.description))
+                continue
+            }
+            let before = out.count
             for name in route.notify where seen.insert(name).inserted {
-                out.append(Target(notifier: name, template: route.template, locale: route.locale, options: route.options))
+                out.append(Target(route: route, index: index, notifier: name))
+            }
+            record?(.matched(added: out[before...].map(\.notifier), continues: route.continues))
+            if !route.continues {
+                if let record { for _ in (index + 1)..<routes.count { record(.notTried(after: index)) } }
+                break
             }
         }
         return out
     }
+}
 
-    public func target(for eventName: String, notifier: String) -> Target? {
-        targets(for: eventName).first { $0.notifier == notifier }
+extension RouteTable.Target {
+    init(route: HeraldConfig.Route, index: Int, notifier: String) {
+        self.init(notifier: notifier, template: route.template, locale: route.locale, options: route.options, route: index,
+                  remind: route.remind, reminderTemplate: route.reminderTemplate, remindGrace: route.remindGrace)
     }
 }

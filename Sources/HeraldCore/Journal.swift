@@ -15,6 +15,8 @@ import Foundation
 public protocol Journal: Sendable {
     /// Durably stores the event, its deliveries (one per distinct notifier) and its dedupe key
     /// in one commit, unless the endpoint has seen the same dedupe key within the dedupe TTL.
+    /// In the same commit it schedules the entry's reminders (see ``ScheduledReminder``) and,
+    /// for a cancellation, skips the booking's pending reminders.
     ///
     /// A delivery whose notifier is in ``JournalEntry/leased`` is stored leased to
     /// ``JournalEntry/lease`` with its first attempt counted, for the caller to attempt at once;
@@ -65,6 +67,11 @@ public protocol Journal: Sendable {
     /// Removes events that arrived before `cutoff` and whose deliveries are all final, with
     /// their deliveries, and dedupe keys older than the dedupe TTL. Returns events removed.
     func prune(before cutoff: Date) async throws -> Int
+
+    /// The latest known state of bookings starting in `[from, before)`, by start then uid:
+    /// the bookings projection that appends keep (see ``JournalEntry/booking``), cancelled
+    /// ones included.
+    func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot]
 }
 
 extension Journal {
@@ -115,8 +122,19 @@ public struct JournalEntry: Sendable {
     /// Notifiers whose delivery is stored leased to ``lease`` (the caller will attempt it at
     /// once); the others are stored pending. Ignored without a lease.
     public var leased: Set<String>
+    /// The booking the event is about (its uid): what its reminders are kept by.
+    public var bookingKey: String?
+    /// Reminders for the booking, scheduled in the same commit (see ``ScheduledReminder``).
+    public var reminders: [ScheduledReminder]
+    /// The booking was cancelled or declined: its pending reminders become skipped.
+    public var cancelsReminders: Bool
+    /// The booking's state as of this event: replaces what the bookings projection holds
+    /// for its uid, in the same commit.
+    public var booking: BookingSnapshot?
 
-    public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: Set<String> = []) {
+    public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: Set<String> = [],
+                bookingKey: String? = nil, reminders: [ScheduledReminder] = [], cancelsReminders: Bool = false,
+                booking: BookingSnapshot? = nil) {
         eventID = event.id
         endpoint = event.endpoint
         eventName = event.name
@@ -126,10 +144,84 @@ public struct JournalEntry: Sendable {
         self.notifiers = notifiers
         self.lease = lease
         self.leased = leased
+        self.bookingKey = bookingKey
+        self.reminders = reminders
+        self.cancelsReminders = cancelsReminders
+        self.booking = booking
     }
 
     /// Whether `notifier`'s delivery is stored leased.
     public func isLeased(_ notifier: String) -> Bool { lease != nil && leased.contains(notifier) }
+}
+
+/// A reminder before a booking: a delivery to `notifier` due at `remindAt` (the booking's
+/// start minus `offset`), kept by the entry's booking key.
+///
+/// Appending it keeps one reminder per booking, notifier and offset: a pending one is moved
+/// to the new time and event (a reschedule), one already stored for the same time is left as
+/// it is (the same booking announced again), and otherwise a new one is stored, pending, or
+/// skipped with `skipReason` when its time had passed too long ago.
+public struct ScheduledReminder: Sendable, Equatable {
+    public var notifier: String
+    /// Seconds before the start.
+    public var offset: Int
+    public var remindAt: Date
+    /// Non-nil: stored as skipped, with this reason.
+    public var skipReason: String?
+
+    public init(notifier: String, offset: Int, remindAt: Date, skipReason: String? = nil) {
+        self.notifier = notifier
+        self.offset = offset
+        self.remindAt = remindAt
+        self.skipReason = skipReason
+    }
+
+    /// The reason stored on pending reminders when their booking is cancelled.
+    public static let cancelledReason = "the booking was cancelled"
+}
+
+/// One booking as the bookings projection keeps it: its latest known state.
+public struct BookingSnapshot: Sendable, Equatable {
+    public var uid: String
+    public var status: String?
+    public var eventTypeUid: String?
+    public var startedAt: Date
+    public var endedAt: Date?
+    public var timeZone: String?
+    public var guestName: String?
+    public var guestEmail: String?
+    /// The event that last changed it.
+    public var eventID: String
+    public var eventName: String
+
+    public init(uid: String, status: String?, eventTypeUid: String?, startedAt: Date, endedAt: Date?, timeZone: String?,
+                guestName: String?, guestEmail: String?, eventID: String, eventName: String) {
+        self.uid = uid
+        self.status = status
+        self.eventTypeUid = eventTypeUid
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.timeZone = timeZone
+        self.guestName = guestName
+        self.guestEmail = guestEmail
+        self.eventID = eventID
+        self.eventName = eventName
+    }
+
+    /// The snapshot an event gives, if it is about a booking with a uid and a start.
+    public init?(_ event: Event) {
+        guard let b = event.booking, let uid = b.uid, !uid.isEmpty, let start = b.startedAt else { return nil }
+        self.init(uid: uid, status: b.status, eventTypeUid: b.eventTypeUid, startedAt: start, endedAt: b.endedAt,
+                  timeZone: b.timeZone, guestName: b.contact?.name, guestEmail: b.contact?.email, eventID: event.id,
+                  eventName: event.name)
+    }
+
+    /// Cancelled or declined: left out of agendas.
+    public var isCancelled: Bool {
+        let s = status?.lowercased()
+        return s == "cancel" || s == "cancelled" || s == "declined"
+            || ["guest_cancelled", "host_cancelled", "host_booking_request_declined"].contains(eventName)
+    }
 }
 
 public enum AppendResult: Sendable, Equatable {
@@ -260,12 +352,18 @@ public struct DeliveryRecord: Sendable, Equatable {
     public var leaseUntil: Date?
     /// Times its lease was taken over after the owner stopped during an attempt.
     public var interruptions: Int
+    /// For a reminder: its booking, how many seconds before the start, and when it is meant
+    /// to go out (kept once it is final).
+    public var bookingKey: String?
+    public var reminderOffset: Int?
+    public var remindAt: Date?
     public var receivedAt: Date
     public var updatedAt: Date
 
     public init(id: Int64, eventID: String, eventName: String, notifier: String, state: DeliveryState,
                 attempts: Int, dueAt: Date?, lastError: String?, owner: String? = nil, leaseUntil: Date? = nil,
-                interruptions: Int = 0, receivedAt: Date, updatedAt: Date) {
+                interruptions: Int = 0, bookingKey: String? = nil, reminderOffset: Int? = nil, remindAt: Date? = nil,
+                receivedAt: Date, updatedAt: Date) {
         self.id = id
         self.eventID = eventID
         self.eventName = eventName
@@ -277,6 +375,9 @@ public struct DeliveryRecord: Sendable, Equatable {
         self.owner = owner
         self.leaseUntil = leaseUntil
         self.interruptions = interruptions
+        self.bookingKey = bookingKey
+        self.reminderOffset = reminderOffset
+        self.remindAt = remindAt
         self.receivedAt = receivedAt
         self.updatedAt = updatedAt
     }

@@ -7,6 +7,7 @@ public actor MemoryJournal: Journal {
     private var records: [Int64: DeliveryRecord] = [:]
     private var dedupe: [String: (eventID: String, at: Date)] = [:]
     private var nextID: Int64 = 1
+    private var bookingStates: [String: BookingSnapshot] = [:]
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
 
@@ -42,7 +43,48 @@ public actor MemoryJournal: Journal {
             records[id] = record
             ids[notifier] = id
         }
+        if let snapshot = entry.booking { bookingStates[snapshot.uid] = snapshot }
+        if let booking = entry.bookingKey {
+            if entry.cancelsReminders {
+                for (id, r) in records where r.bookingKey == booking && r.reminderOffset != nil && r.state == .pending {
+                    records[id]?.state = .skipped
+                    records[id]?.dueAt = nil
+                    records[id]?.lastError = ScheduledReminder.cancelledReason
+                    records[id]?.updatedAt = now
+                }
+            }
+            for reminder in entry.reminders { schedule(reminder, booking: booking, entry: entry, now: now) }
+        }
         return .accepted(deliveries: ids)
+    }
+
+    /// One reminder kept per booking, notifier and offset (see ``ScheduledReminder``).
+    private func schedule(_ reminder: ScheduledReminder, booking: String, entry: JournalEntry, now: Date) {
+        let same = records.values.filter {
+            $0.bookingKey == booking && $0.notifier == reminder.notifier && $0.reminderOffset == reminder.offset
+        }
+        if same.contains(where: { $0.remindAt == reminder.remindAt }) { return }
+        if let pending = same.first(where: { $0.state == .pending }) {
+            var r = pending
+            r.eventID = entry.eventID
+            r.eventName = entry.eventName
+            r.receivedAt = entry.receivedAt
+            r.remindAt = reminder.remindAt
+            r.dueAt = reminder.skipReason == nil ? reminder.remindAt : nil
+            r.state = reminder.skipReason == nil ? .pending : .skipped
+            r.lastError = reminder.skipReason
+            r.updatedAt = now
+            records[r.id] = r
+            return
+        }
+        let id = nextID
+        nextID += 1
+        records[id] = DeliveryRecord(
+            id: id, eventID: entry.eventID, eventName: entry.eventName, notifier: reminder.notifier,
+            state: reminder.skipReason == nil ? .pending : .skipped, attempts: 0,
+            dueAt: reminder.skipReason == nil ? reminder.remindAt : nil, lastError: reminder.skipReason,
+            bookingKey: booking, reminderOffset: reminder.offset, remindAt: reminder.remindAt,
+            receivedAt: entry.receivedAt, updatedAt: now)
     }
 
     public func lease(_ request: LeaseRequest) -> LeaseResult {
@@ -181,6 +223,11 @@ public actor MemoryJournal: Journal {
             changed += 1
         }
         return changed
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) -> [BookingSnapshot] {
+        bookingStates.values.filter { $0.startedAt >= from && $0.startedAt < before }
+            .sorted { ($0.startedAt, $0.uid) < ($1.startedAt, $1.uid) }
     }
 
     public func prune(before cutoff: Date) -> Int {

@@ -130,7 +130,9 @@ public final class Pipeline: Sendable {
             logger.warning("booking time zone \(name) is not a known IANA time zone; its times are shown in UTC",
                            metadata: ["event": .string(event.id)])
         }
-        let targets = live.router.targets(for: event.name).map(\.notifier)
+        let routed = live.router.targets(for: event)
+        let targets = routed.map(\.notifier)
+        let reminders = Reminders.plan(for: event, targets: routed, now: now)
         let maxPending = live.config.storage.maxPending
         if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
             return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
@@ -142,8 +144,10 @@ public final class Pipeline: Sendable {
         let lease = Lease(owner: owner, until: Date() + live.config.storage.leaseTime.seconds)
         let result: AppendResult
         do {
-            result = try await journal.append(JournalEntry(event: event, dedupeKey: dedupeKey, notifiers: targets,
-                                                           lease: lease, leased: reserved))
+            result = try await journal.append(JournalEntry(
+                event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved,
+                bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels,
+                booking: BookingSnapshot(event)))
         } catch {
             bus.cancel(reserved)
             journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")

@@ -27,6 +27,8 @@ public struct Renderer: Sendable {
     let builtIn: [HeraldLocale: [String: Compiled]]
     let unknown: [HeraldLocale: Compiled]
     let user: [String: Compiled]
+    /// The agenda's title and text per locale.
+    let agenda: [HeraldLocale: (title: MustacheTemplate, text: MustacheTemplate)]
 
     /// A template that did not compile: which one, which part, and the parser's message.
     public struct TemplateError: Error, Sendable, CustomStringConvertible {
@@ -72,9 +74,15 @@ public struct Renderer: Sendable {
                 html: try source.html.map { s throws(TemplateError) in try compile(s, text: false, name: name, part: "html") },
                 lead: nil)
         }
+        var agenda: [HeraldLocale: (title: MustacheTemplate, text: MustacheTemplate)] = [:]
+        for (locale, t) in DefaultTemplates.agenda {
+            agenda[locale] = (try compile(t.title, text: true, name: "agenda", part: "title"),
+                              try compile(t.text, text: true, name: "agenda", part: "text"))
+        }
         self.builtIn = builtIn
         self.unknown = unknown
         self.user = user
+        self.agenda = agenda
     }
 
     static func describe(_ error: any Error) -> String {
@@ -84,14 +92,34 @@ public struct Renderer: Sendable {
         return "\(error)"
     }
 
-    /// Renders `event`. `template` names a user template; nil picks the built-in one.
-    /// `html: false` skips the HTML body (`html` is nil) for notifiers that never show it.
+    /// A reminder being rendered: how long before the start it was meant to go out, and now.
+    public struct Reminder: Sendable {
+        public var offset: Duration
+        public var now: Date
+        public init(offset: Duration, now: Date = Date()) {
+            self.offset = offset
+            self.now = now
+        }
+    }
+
+    /// Renders `event`. `template` names a user template; nil picks the built-in one (the
+    /// built-in `reminder` one for a `reminder`, which also sets `reminder.offset` and
+    /// `startsIn`). `html: false` skips the HTML body (`html` is nil) for notifiers that
+    /// never show it.
     public func render(_ event: Event, template: String? = nil, locale: HeraldLocale? = nil,
-                       options: [String: String] = [:], html renderHTML: Bool = true) -> HeraldNotification {
+                       options: [String: String] = [:], html renderHTML: Bool = true,
+                       reminder: Reminder? = nil) -> HeraldNotification {
         let locale = locale ?? defaultLocale
-        let compiled = template.flatMap { user[$0] } ?? builtIn[locale]?[event.name] ?? unknown[locale]!
+        let builtInName = reminder == nil ? event.name : "reminder"
+        let compiled = template.flatMap { user[$0] } ?? builtIn[locale]?[builtInName] ?? unknown[locale]!
         let fields = Self.fields(for: event, locale: locale)
         var context = Self.context(for: event, locale: locale)
+        if let reminder {
+            context["reminder"] = ["offset": TimeText.shortDuration(reminder.offset)]
+            if let start = event.booking?.startedAt {
+                context["startsIn"] = TimeText.startsIn(start.timeIntervalSince(reminder.now), locale: locale)
+            }
+        }
         context["fields"] = fields.map { ["name": $0.name, "value": $0.value] }
         if let lead = compiled.lead { context["lead"] = lead.render(context) }
         let title = Self.trimmed(compiled.title.render(context), joiningLines: true)
@@ -99,7 +127,32 @@ public struct Renderer: Sendable {
         let text = Self.trimmed(compiled.text.render(context))
         let html = renderHTML ? compiled.html?.render(context) : nil
         return HeraldNotification(event: event, title: title, text: text, html: html, fields: fields,
-                            kind: HeraldNotification.Kind(eventName: event.name), locale: locale, routeOptions: options)
+                                  kind: reminder == nil ? HeraldNotification.Kind(eventName: event.name) : .other,
+                                  locale: locale, routeOptions: options)
+    }
+
+    /// The daily agenda for `date` (`2026-12-01`): each booking's local time range in `zone`,
+    /// guest and event type, by start. Variables: `date`, `count`, `bookings` (`time`,
+    /// `guest`, `email`, `eventType`, `uid`).
+    public func renderAgenda(_ event: Event, bookings: [BookingSnapshot], date: String, zone: TimeZone,
+                             locale: HeraldLocale? = nil) -> HeraldNotification {
+        let locale = locale ?? defaultLocale
+        let templates = agenda[locale] ?? agenda[.en]!
+        let list: [[String: Any]] = bookings.map { b in
+            let start = TimeText.parts(b.startedAt, zone: zone.identifier, locale: locale).time
+            let end = b.endedAt.map { "–" + TimeText.parts($0, zone: zone.identifier, locale: locale).time } ?? ""
+            return ["time": start + end, "guest": b.guestName ?? "", "email": b.guestEmail ?? "",
+                    "eventType": b.eventTypeUid ?? "", "uid": b.uid]
+        }
+        let context: [String: Any] = ["date": date, "count": bookings.count, "bookings": list]
+        let title = Self.trimmed(templates.title.render(context), joiningLines: true)
+        let text = Self.trimmed(templates.text.render(context))
+        let fields = bookings.map { b in
+            HeraldNotification.Field(TimeText.parts(b.startedAt, zone: zone.identifier, locale: locale).time,
+                                     [b.guestName, b.eventTypeUid].compactMap { $0 }.joined(separator: " · "))
+        }
+        return HeraldNotification(event: event, title: title, text: text, html: nil, fields: fields, kind: .other,
+                                  locale: locale, routeOptions: [:])
     }
 
     /// `text` without leading and trailing white space; with `joiningLines`, newlines inside
@@ -178,6 +231,31 @@ public struct Renderer: Sendable {
 
 /// Dates and times in a booking's time zone, without a `DateFormatter` per call.
 public enum TimeText {
+    /// `24h`, `1h`, `90m`, `45s`, `2d`: a reminder offset as configured.
+    public static func shortDuration(_ d: Duration) -> String {
+        let s = d.components.seconds
+        if s >= 86400, s % 86400 == 0 { return "\(s / 86400)d" }
+        if s >= 3600, s % 3600 == 0 { return "\(s / 3600)h" }
+        if s >= 60, s % 60 == 0 { return "\(s / 60)m" }
+        return "\(s)s"
+    }
+
+    /// How far ahead a start is, rounded: `in 1 hour`, `in 30 minutes`, `in 2 days` /
+    /// `1時間後`, `30分後`, `2日後`; `now` / `まもなく` under a minute (or past).
+    public static func startsIn(_ seconds: TimeInterval, locale: HeraldLocale) -> String {
+        let minutes = Int((min(max(0, seconds), 1e9) / 60).rounded())
+        let (value, en, ja): (Int, String, String)
+        if minutes < 1 { return locale == .ja ? "まもなく" : "now" }
+        if minutes < 60 || (minutes < 120 && minutes % 60 != 0) {
+            (value, en, ja) = (minutes, "minute", "分")
+        } else if minutes < 2 * 1440 {
+            (value, en, ja) = ((minutes + 30) / 60, "hour", "時間")
+        } else {
+            (value, en, ja) = ((minutes + 720) / 1440, "day", "日")
+        }
+        return locale == .ja ? "\(value)\(ja)後" : "in \(value) \(en)\(value == 1 ? "" : "s")"
+    }
+
     static let weekdays: [HeraldLocale: [String]] = [
         .en: ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"],
         .ja: ["日", "月", "火", "水", "木", "金", "土"],

@@ -215,6 +215,35 @@ public final class SQLiteJournal: Journal {
                 CREATE INDEX deliveries_event ON deliveries(event_id);
                 """)
         }
+        migrator.registerMigration("v4: reminders") { db in
+            // A reminder is a delivery kept by its booking (booking_key), how long before the
+            // start it goes out (reminder_offset, seconds) and when (remind_at, kept once final).
+            try db.execute(sql: """
+                ALTER TABLE deliveries ADD COLUMN booking_key TEXT;
+                ALTER TABLE deliveries ADD COLUMN reminder_offset INTEGER;
+                ALTER TABLE deliveries ADD COLUMN remind_at REAL;
+                CREATE INDEX deliveries_reminders ON deliveries(booking_key, notifier, reminder_offset)
+                    WHERE booking_key IS NOT NULL;
+                """)
+        }
+        migrator.registerMigration("v5: bookings") { db in
+            // The latest known state per booking uid, replaced in the commit of each event
+            // about it: what agendas list.
+            try db.execute(sql: """
+                CREATE TABLE bookings (
+                    uid TEXT PRIMARY KEY NOT NULL,
+                    status TEXT,
+                    event_type_uid TEXT,
+                    started_at REAL NOT NULL,
+                    ended_at REAL,
+                    time_zone TEXT,
+                    guest_name TEXT,
+                    guest_email TEXT,
+                    event_id TEXT NOT NULL,
+                    event_name TEXT NOT NULL);
+                CREATE INDEX bookings_start ON bookings(started_at);
+                """)
+        }
         return migrator
     }()
 
@@ -287,7 +316,53 @@ public final class SQLiteJournal: Journal {
             }
             ids[notifier] = db.lastInsertedRowID
         }
+        if let b = entry.booking {
+            try db.cachedStatement(sql: """
+                INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
+                                      event_id, event_name)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
+                    started_at = excluded.started_at, ended_at = excluded.ended_at, time_zone = excluded.time_zone,
+                    guest_name = excluded.guest_name, guest_email = excluded.guest_email, event_id = excluded.event_id,
+                    event_name = excluded.event_name
+                """).execute(arguments: [b.uid, b.status, b.eventTypeUid, b.startedAt.timeIntervalSince1970,
+                                         b.endedAt?.timeIntervalSince1970, b.timeZone, b.guestName, b.guestEmail,
+                                         entry.eventID, entry.eventName])
+        }
+        if let booking = entry.bookingKey {
+            if entry.cancelsReminders {
+                try db.cachedStatement(sql: """
+                    UPDATE deliveries SET state = 'skipped', due_at = NULL, last_error = ?, updated_at = ?
+                    WHERE booking_key = ? AND reminder_offset IS NOT NULL AND state = 'pending'
+                    """).execute(arguments: [ScheduledReminder.cancelledReason, item.now, booking])
+            }
+            for reminder in entry.reminders { try schedule(reminder, booking: booking, item: item, db) }
+        }
         return .accepted(deliveries: ids)
+    }
+
+    /// One reminder kept per booking, notifier and offset (see ``ScheduledReminder``).
+    private static func schedule(_ reminder: ScheduledReminder, booking: String, item: AppendItem, _ db: Database) throws {
+        let at = reminder.remindAt.timeIntervalSince1970
+        let skipped = reminder.skipReason != nil
+        let same = try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT id, state, remind_at FROM deliveries WHERE booking_key = ? AND notifier = ? AND reminder_offset = ?
+            """), arguments: [booking, reminder.notifier, reminder.offset])
+        if same.contains(where: { ($0[2] as Double?) == at }) { return }
+        if let pending = same.first(where: { ($0[1] as String) == "pending" }) {
+            try db.cachedStatement(sql: """
+                UPDATE deliveries SET event_id = ?, remind_at = ?, due_at = ?, state = ?, last_error = ?, updated_at = ?
+                WHERE id = ?
+                """).execute(arguments: [item.entry.eventID, at, skipped ? nil : at, skipped ? "skipped" : "pending",
+                                         reminder.skipReason, item.now, pending[0] as Int64])
+            return
+        }
+        try db.cachedStatement(sql: """
+            INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, last_error, booking_key, reminder_offset,
+                                    remind_at, updated_at)
+            VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [item.entry.eventID, reminder.notifier, skipped ? "skipped" : "pending",
+                                     skipped ? nil : at, reminder.skipReason, booking, reminder.offset, at, item.now])
     }
 
     // MARK: - Leases and outcomes
@@ -429,9 +504,9 @@ public final class SQLiteJournal: Journal {
     /// The columns ``record(_:)`` reads, in its order; more may follow them.
     private static let recordColumns = """
         d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, d.lease_until,
-        d.interruptions, e.received_at, d.updated_at
+        d.interruptions, d.booking_key, d.reminder_offset, d.remind_at, e.received_at, d.updated_at
         """
-    private static let recordColumnCount = 13
+    private static let recordColumnCount = 16
     private static let recordFrom = "FROM deliveries d JOIN events e ON e.id = d.event_id"
     private static let recordSelect = "SELECT \(recordColumns) \(recordFrom)"
 
@@ -451,8 +526,8 @@ public final class SQLiteJournal: Journal {
         return DeliveryRecord(
             id: row[0], eventID: row[1], eventName: row[2], notifier: row[3], state: try state(row[4]),
             attempts: row[5], dueAt: date(row[6]), lastError: row[7], owner: row[8], leaseUntil: date(row[9]),
-            interruptions: row[10], receivedAt: Date(timeIntervalSince1970: row[11]),
-            updatedAt: Date(timeIntervalSince1970: row[12]))
+            interruptions: row[10], bookingKey: row[11], reminderOffset: row[12], remindAt: date(row[13]),
+            receivedAt: Date(timeIntervalSince1970: row[14]), updatedAt: Date(timeIntervalSince1970: row[15]))
     }
 
     public func event(id: String) async throws -> StoredEvent? {
@@ -480,6 +555,20 @@ public final class SQLiteJournal: Journal {
             try Row.fetchAll(db, sql: "SELECT notifier, state, COUNT(*) FROM deliveries GROUP BY notifier, state")
                 .map { DeliveryCount(notifier: $0[0], state: try Self.state($0[1]), count: $0[2]) }
         }.inJournalOrder()  // sorted here, as every journal does: Swift's String order is not SQLite's
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email, event_id,
+                       event_name
+                FROM bookings WHERE started_at >= ? AND started_at < ? ORDER BY started_at, uid
+                """), arguments: [from.timeIntervalSince1970, before.timeIntervalSince1970]).map { row in
+                BookingSnapshot(uid: row[0], status: row[1], eventTypeUid: row[2], startedAt: Date(timeIntervalSince1970: row[3]),
+                                endedAt: (row[4] as Double?).map(Date.init(timeIntervalSince1970:)), timeZone: row[5],
+                                guestName: row[6], guestEmail: row[7], eventID: row[8], eventName: row[9])
+            }
+        }
     }
 
     // MARK: - Operator changes

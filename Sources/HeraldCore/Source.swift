@@ -89,11 +89,11 @@ extension HeraldConfig.Endpoint {
     }
 
     /// Decodes a verified request's body, taking the event name from its header if the
-    /// endpoint names one and the request carries it.
-    func decode(body: Data, header: (String) -> String?, receivedAt: Date) throws(DecodeError) -> Event {
+    /// endpoint names one and the request carries it. `id` nil makes a new event id.
+    public func decode(body: Data, header: (String) -> String?, receivedAt: Date, id: String? = nil) throws(DecodeError) -> Event {
         let name = eventNameHeader.flatMap(header).map { $0.trimmingCharacters(in: .whitespaces) }
         return try source.decode(body: body, endpoint: path, eventField: eventField,
-                                 eventName: name?.isEmpty == false ? name : nil, receivedAt: receivedAt)
+                                 eventName: name?.isEmpty == false ? name : nil, id: id, receivedAt: receivedAt)
     }
 
     /// The key that tells a redelivery of this webhook: the sender's delivery id when it

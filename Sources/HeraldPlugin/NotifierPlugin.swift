@@ -42,6 +42,16 @@ public protocol NotifierPlugin: Sendable {
     /// Throw ``DeliveryError`` to tell the dispatcher whether to retry; any other error
     /// counts as retryable.
     func deliver(_ notification: HeraldNotification) async throws
+
+    /// What ``deliver(_:)`` would send for `notification`, built the same way but sent
+    /// nowhere: `herald render` prints it so a configuration can be checked before it goes
+    /// live. Make no connection and write nothing here.
+    ///
+    /// The default returns nil ("this plugin does not show its payload"); `herald render`
+    /// then shows only the title, text and HTML. Herald removes the notifier's secret
+    /// settings from what is printed, but leave secrets out of ``DeliveryPreview/destination``
+    /// yourself (show a host, not a secret URL).
+    func preview(_ notification: HeraldNotification) throws -> DeliveryPreview?
 }
 
 extension NotifierPlugin {
@@ -49,6 +59,48 @@ extension NotifierPlugin {
     public static var secretKeys: [String] { [] }
     /// Render HTML for this plugin.
     public static var usesHTML: Bool { true }
+    /// No preview: `herald render` shows the title, text and HTML only.
+    public func preview(_ notification: HeraldNotification) throws -> DeliveryPreview? { nil }
+}
+
+/// What a notifier would send for one notification, for `herald render`: where it would go,
+/// the request headers or mail envelope, and each payload exactly as the target would
+/// receive it (a chat service's JSON body, an email message and its calendar file, a line).
+public struct DeliveryPreview: Sendable, Equatable {
+    /// A header of the request, or an envelope entry (`MAIL FROM`, `RCPT TO`).
+    public struct Header: Sendable, Equatable {
+        public var name: String
+        public var value: String
+        public init(_ name: String, _ value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    /// One payload: its name (`request body`, `message`, `invite.ics`, `line`), media type
+    /// and content as text.
+    public struct Part: Sendable, Equatable {
+        public var name: String
+        public var contentType: String
+        public var content: String
+        public init(name: String, contentType: String, content: String) {
+            self.name = name
+            self.contentType = contentType
+            self.content = content
+        }
+    }
+
+    /// Where it would go, without secrets: `POST https://api.line.me/v2/bot/message/push`,
+    /// `SMTP smtp.example.com:587 (starttls)`, `append to /var/lib/herald/bookings.jsonl`.
+    public var destination: String
+    public var headers: [Header]
+    public var parts: [Part]
+
+    public init(destination: String, headers: [Header] = [], parts: [Part]) {
+        self.destination = destination
+        self.headers = headers
+        self.parts = parts
+    }
 }
 
 /// What a plugin gets from Herald when it is created.

@@ -21,11 +21,14 @@ public struct JournalSnapshot: Sendable {
     public var events: [StoredEvent]
     public var deliveries: [DeliveryRecord]
     public var dedupe: [DedupeKey]
+    /// The bookings projection (what agendas list).
+    public var bookings: [BookingSnapshot]
 
-    public init(events: [StoredEvent], deliveries: [DeliveryRecord], dedupe: [DedupeKey]) {
+    public init(events: [StoredEvent], deliveries: [DeliveryRecord], dedupe: [DedupeKey], bookings: [BookingSnapshot] = []) {
         self.events = events
         self.deliveries = deliveries
         self.dedupe = dedupe
+        self.bookings = bookings
     }
 }
 
@@ -63,10 +66,11 @@ extension PostgresJournal {
                 let due = leased ? now : d.dueAt
                 try await connection.query("""
                     INSERT INTO herald_deliveries (id, event_id, notifier, state, attempts, due_at, last_error,
-                                                   interruptions, updated_at)
+                                                   interruptions, booking_key, reminder_offset, remind_at, updated_at)
                     OVERRIDING SYSTEM VALUE
                     VALUES (\(d.id), \(d.eventID), \(d.notifier), \(state.rawValue), \(Int32(clamping: d.attempts)),
-                            \(due), \(d.lastError), \(Int32(clamping: d.interruptions)), \(d.updatedAt))
+                            \(due), \(d.lastError), \(Int32(clamping: d.interruptions)), \(d.bookingKey),
+                            \(d.reminderOffset.map { Int32(clamping: $0) }), \(d.remindAt), \(d.updatedAt))
                     """, logger: self.logger)
             }
             // New deliveries continue after the highest id copied.
@@ -79,6 +83,14 @@ extension PostgresJournal {
                 try await connection.query("""
                     INSERT INTO herald_dedupe (endpoint, key, event_id, seen_at)
                     VALUES (\(key.endpoint), \(key.key), \(key.eventID), \(key.seenAt))
+                    """, logger: self.logger)
+            }
+            for b in snapshot.bookings {
+                try await connection.query("""
+                    INSERT INTO herald_bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                                 guest_email, event_id, event_name)
+                    VALUES (\(b.uid), \(b.status), \(b.eventTypeUid), \(b.startedAt), \(b.endedAt), \(b.timeZone),
+                            \(b.guestName), \(b.guestEmail), \(b.eventID), \(b.eventName))
                     """, logger: self.logger)
             }
             return ()

@@ -197,7 +197,10 @@ public final class PostgresJournal: Journal, Sendable {
             seen = firstID
             if let id, let notifier { ids[notifier] = id }
         }
-        if stored { return .success(.accepted(deliveries: ids)) }
+        if stored {
+            try await storeBooking(entry, now: now, on: connection)
+            return .success(.accepted(deliveries: ids))
+        }
         guard fresh, let key = entry.dedupeKey else {
             return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
         }
@@ -208,6 +211,64 @@ public final class PostgresJournal: Journal, Sendable {
             "SELECT event_id FROM herald_dedupe WHERE endpoint = \(entry.endpoint) AND key = \(key)", logger: logger)
         for try await row in again { return .success(.duplicate(of: try row.decode(String.self))) }
         return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
+    }
+
+    /// The bookings projection and reminders of an accepted entry, in its transaction (as
+    /// ``SQLiteJournal`` does: see ``ScheduledReminder``).
+    private func storeBooking(_ entry: JournalEntry, now: Date, on connection: PostgresConnection) async throws {
+        if let b = entry.booking {
+            try await connection.query("""
+                INSERT INTO herald_bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                             guest_email, event_id, event_name)
+                VALUES (\(b.uid), \(b.status), \(b.eventTypeUid), \(b.startedAt), \(b.endedAt), \(b.timeZone), \(b.guestName),
+                        \(b.guestEmail), \(entry.eventID), \(entry.eventName))
+                ON CONFLICT (uid) DO UPDATE SET status = EXCLUDED.status, event_type_uid = EXCLUDED.event_type_uid,
+                    started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, time_zone = EXCLUDED.time_zone,
+                    guest_name = EXCLUDED.guest_name, guest_email = EXCLUDED.guest_email, event_id = EXCLUDED.event_id,
+                    event_name = EXCLUDED.event_name
+                """, logger: logger)
+        }
+        guard let booking = entry.bookingKey else { return }
+        if entry.cancelsReminders {
+            try await connection.query("""
+                UPDATE herald_deliveries SET state = 'skipped', due_at = NULL, last_error = \(ScheduledReminder.cancelledReason),
+                    updated_at = \(now)
+                WHERE booking_key = \(booking) AND reminder_offset IS NOT NULL AND state = 'pending'
+                """, logger: logger)
+        }
+        for reminder in entry.reminders {
+            let skipped = reminder.skipReason != nil
+            let state = skipped ? DeliveryState.skipped.rawValue : DeliveryState.pending.rawValue
+            let due: Date? = skipped ? nil : reminder.remindAt
+            var same: [(id: Int64, state: String, remindAt: Date?)] = []
+            for try await row in try await connection.query("""
+                SELECT id, state, remind_at FROM herald_deliveries
+                WHERE booking_key = \(booking) AND notifier = \(reminder.notifier) AND reminder_offset = \(Int32(clamping: reminder.offset))
+                FOR UPDATE
+                """, logger: logger) {
+                let (id, state, at) = try row.decode((Int64, String, Date?).self)
+                same.append((id, state, at))
+            }
+            // Stored microseconds: compare at that precision.
+            let at = (reminder.remindAt.timeIntervalSince1970 * 1_000_000).rounded()
+            if same.contains(where: { $0.remindAt.map { ($0.timeIntervalSince1970 * 1_000_000).rounded() == at } ?? false }) {
+                continue
+            }
+            if let pending = same.first(where: { $0.state == DeliveryState.pending.rawValue }) {
+                try await connection.query("""
+                    UPDATE herald_deliveries SET event_id = \(entry.eventID), remind_at = \(reminder.remindAt), due_at = \(due),
+                        state = \(state), last_error = \(reminder.skipReason), updated_at = \(now)
+                    WHERE id = \(pending.id)
+                    """, logger: logger)
+                continue
+            }
+            try await connection.query("""
+                INSERT INTO herald_deliveries (event_id, notifier, state, attempts, due_at, last_error, booking_key,
+                                               reminder_offset, remind_at, updated_at)
+                VALUES (\(entry.eventID), \(reminder.notifier), \(state), 0, \(due), \(reminder.skipReason), \(booking),
+                        \(Int32(clamping: reminder.offset)), \(reminder.remindAt), \(now))
+                """, logger: logger)
+        }
     }
 
     static let appendSQL = """
@@ -306,9 +367,9 @@ public final class PostgresJournal: Journal, Sendable {
             for try await row in rows {
                 var record = try Self.record(row)
                 let cells = row.makeRandomAccess()
-                let previous = try cells[13].decode(String.self)
-                let endpoint = try cells[14].decode(String.self)
-                let body = try cells[15].decode(Data.self)
+                let previous = try cells[16].decode(String.self)
+                let endpoint = try cells[17].decode(String.self)
+                let body = try cells[18].decode(Data.self)
                 if record.state == .dead {
                     record.lastError = Interruptions.reason(record.interruptions)
                     result.setAside.append(record)
@@ -393,6 +454,24 @@ public final class PostgresJournal: Journal, Sendable {
             return out
         }
         return counts.inJournalOrder()
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await run { connection in
+            var out: [BookingSnapshot] = []
+            for try await row in try await connection.query("""
+                SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email, event_id,
+                       event_name
+                FROM herald_bookings WHERE started_at >= \(from) AND started_at < \(before) ORDER BY started_at, uid COLLATE "C"
+                """, logger: self.logger) {
+                let (uid, status, type, start, end, zone, name, email, eventID, eventName) =
+                    try row.decode((String, String?, String?, Date, Date?, String?, String?, String?, String, String).self)
+                out.append(BookingSnapshot(uid: uid, status: status, eventTypeUid: type, startedAt: start, endedAt: end,
+                                           timeZone: zone, guestName: name, guestEmail: email, eventID: eventID,
+                                           eventName: eventName))
+            }
+            return out
+        }
     }
 
     // MARK: Maintenance
@@ -498,17 +577,19 @@ public final class PostgresJournal: Journal, Sendable {
 
     static let recordColumns = """
         d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, \
-        d.lease_until, d.interruptions, e.received_at, d.updated_at
+        d.lease_until, d.interruptions, d.booking_key, d.reminder_offset, d.remind_at, e.received_at, d.updated_at
         """
 
     static func record(_ row: PostgresRow) throws -> DeliveryRecord {
         let (id, eventID, eventName, notifier, state, attempts, dueAt, lastError, owner, leaseUntil, interruptions,
-             receivedAt, updatedAt) = try row.decode(
-                (Int64, String, String, String, String, Int32, Date?, String?, String?, Date?, Int32, Date, Date).self)
+             bookingKey, reminderOffset, remindAt, receivedAt, updatedAt) = try row.decode(
+                (Int64, String, String, String, String, Int32, Date?, String?, String?, Date?, Int32,
+                 String?, Int32?, Date?, Date, Date).self)
         guard let state = DeliveryState(rawValue: state) else { throw unknownState(state) }
         return DeliveryRecord(id: id, eventID: eventID, eventName: eventName, notifier: notifier, state: state,
                               attempts: Int(attempts), dueAt: dueAt, lastError: lastError, owner: owner,
-                              leaseUntil: leaseUntil, interruptions: Int(interruptions),
+                              leaseUntil: leaseUntil, interruptions: Int(interruptions), bookingKey: bookingKey,
+                              reminderOffset: reminderOffset.map(Int.init), remindAt: remindAt,
                               receivedAt: receivedAt, updatedAt: updatedAt)
     }
 

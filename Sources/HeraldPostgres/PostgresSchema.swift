@@ -57,6 +57,36 @@ public enum PostgresSchema {
             """,
             "CREATE INDEX herald_dedupe_seen ON herald_dedupe (seen_at)",
         ],
+        // 2: reminders (a delivery kept by its booking, offset and time) and the bookings
+        // projection agendas read.
+        [
+            """
+            ALTER TABLE herald_deliveries ADD COLUMN booking_key text, ADD COLUMN reminder_offset integer,
+                ADD COLUMN remind_at timestamptz
+            """,
+            """
+            CREATE INDEX herald_deliveries_reminders ON herald_deliveries (booking_key, notifier, reminder_offset)
+                WHERE booking_key IS NOT NULL
+            """,
+            """
+            CREATE TABLE herald_bookings (
+                uid text PRIMARY KEY,
+                status text,
+                event_type_uid text,
+                started_at timestamptz NOT NULL,
+                ended_at timestamptz,
+                time_zone text,
+                guest_name text,
+                guest_email text,
+                event_id text NOT NULL,
+                event_name text NOT NULL
+            )
+            """,
+            "CREATE INDEX herald_bookings_start ON herald_bookings (started_at)",
+            // A booking's reminders are deliveries to the same notifier as the event's own.
+            "ALTER TABLE herald_deliveries DROP CONSTRAINT herald_deliveries_event_id_notifier_key",
+            "CREATE INDEX herald_deliveries_event ON herald_deliveries (event_id)",
+        ],
     ]
 
     /// The schema version this binary writes.

@@ -37,6 +37,18 @@ public enum SampleEvents {
         jicooBodies[name].map { Data($0.utf8) }
     }
 
+    /// A sample Jicoo body (one of ``jicooNames``) about another booking, at another time:
+    /// `uid` replaces the booking's uid, and the meeting runs `minutes` from `start`. For
+    /// reminders, reschedules and anything else that depends on when a booking starts.
+    public static func jicooBody(_ name: String, booking uid: String, startingAt start: Date, minutes: Int = 60) -> Data? {
+        guard var text = jicooBodies[name] else { return nil }
+        for (field, value) in [("startedAt", start), ("endedAt", start + TimeInterval(minutes * 60))] {
+            text = text.replacingOccurrences(of: #""\#(field)"\s*:\s*"[^"]*""#,
+                                             with: "\"\(field)\": \"\(ISO8601.format(value))\"", options: .regularExpression)
+        }
+        return Data(text.replacingOccurrences(of: "bk_7Qx2mZp9", with: uid).utf8)
+    }
+
     /// The event Herald makes of a sample Jicoo body, as if it arrived on `/hooks/jicoo`.
     ///
     /// - Parameters:

@@ -110,6 +110,32 @@ struct SMTPDeliveryTests {
         }
     }
 
+    /// `herald render` shows the envelope, headers and invitation that are then sent; the
+    /// preview itself connects to nothing (the server has no message before deliver).
+    @Test func previewIsTheMessageSent() async throws {
+        try await withSMTPServer { server in
+            let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.calendar = true },
+                                             context: Fixtures.context())
+            let notification = try Fixtures.notification("guest_cancelled", kind: .cancelled)
+            let preview = try #require(try notifier.preview(notification))
+            #expect(try server.messages().isEmpty)
+            try await notifier.deliver(notification)
+            await notifier.shutdown()
+            let message = try #require(try server.messages().first)
+            #expect(preview.headers.first == DeliveryPreview.Header("MAIL FROM", "<\(message.mailFrom)>"))
+            #expect(preview.headers.dropFirst().map(\.value) == message.rcptTos.map { "<\($0)>" })
+            let shown = try #require(preview.parts.first { $0.name == "message" }).content
+            for name in ["Subject", "From", "To", "Message-ID"] {
+                let line = try #require(shown.components(separatedBy: "\r\n").first { $0.hasPrefix("\(name): ") })
+                #expect(message.rawText.contains(line), "\(line)")
+            }
+            let ics = try #require(preview.parts.first { $0.name == "invite.ics" })
+            #expect(ics.contentType == "text/calendar; method=CANCEL")
+            let sent = try #require(message.part("text/calendar")?.content)
+            #expect(ics.content.replacingOccurrences(of: "\r", with: "") == sent.replacingOccurrences(of: "\r", with: ""))
+        }
+    }
+
     @Test func routeOptionAddsTheGuest() async throws {
         try await withSMTPServer { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.cc = nil; $0.bcc = nil },

@@ -26,6 +26,21 @@ struct FileNotifierTests {
         }
     }
 
+    /// `herald render` shows the line `deliver` appends, and previewing writes nothing.
+    @Test func previewIsTheLineWritten() async throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plugin = try notifier(dir, .init(path: "out.jsonl"))
+        let n = try notification("guest_cancelled")
+        let preview = try #require(plugin.preview(n))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/out.jsonl"))
+        #expect(preview.destination == "append to \(dir)/out.jsonl")
+        try await plugin.deliver(n)
+        let part = try #require(preview.parts.first)
+        #expect(part.name == "line")
+        #expect(part.content == (try String(contentsOfFile: "\(dir)/out.jsonl", encoding: .utf8)))
+    }
+
     /// A path that can never be written is refused when the configuration loads (check,
     /// start, reload), instead of passing and then retrying every delivery for 24 hours.
     @Test func pathThatCannotBeWrittenIsRefusedAtLoad() throws {

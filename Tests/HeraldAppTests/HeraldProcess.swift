@@ -97,11 +97,12 @@ func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = In
 }
 
 /// Runs a `herald` command to its end: exit status and what it printed (stdout and stderr).
-func runHerald(_ arguments: [String], in directory: String? = nil,
+func runHerald(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
                binary: String = HeraldProcess.binary) throws -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = arguments
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b } }
     if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe()
     p.standardOutput = out

@@ -222,7 +222,7 @@ struct JournalCopyTests {
         let password = try #require(try PostgresURL(parsing: database).password.map { String(decoding: $0.bytes, as: UTF8.self) })
         #expect(!copy.output.contains(password))
 
-        let journal = try PostgresJournal(url: try PostgresURL(parsing: database), poolSize: 2)
+        let journal = try PostgresJournal(url: try PostgresURL(parsing: database), poolSize: 2, operationTimeout: .seconds(30))
         try await PostgresJournal.withJournal(journal, migrate: false) { journal in
             let after = try await journal.deliveries(DeliveryQuery(limit: 100))
             #expect(after.map(\.id) == before.map(\.id))

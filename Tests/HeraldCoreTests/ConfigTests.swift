@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import HeraldCore
+import HeraldTesting
 
 @Suite("Configuration")
 struct ConfigTests {
@@ -308,11 +309,12 @@ struct ConfigTests {
     @Test func routesDeliverOncePerNotifierFirstMatchWins() throws {
         let config = try ConfigLoader.testing(env: ["JICOO_SECRET": "s"]).load(yaml: Self.valid)
         let table = RouteTable(routes: config.routes)
-        #expect(table.targets(for: "guest_booked").map(\.notifier) == ["chat", "audit"])
-        #expect(table.target(for: "guest_booked", notifier: "audit")?.template == "short")
-        #expect(table.targets(for: "guest_cancelled").map(\.notifier) == ["audit"])
-        #expect(table.target(for: "guest_cancelled", notifier: "audit")?.locale == .en)
-        #expect(table.targets(for: "guest_no_show").map(\.notifier) == ["audit"])
+        let booked = try SampleEvents.event("guest_booked"), cancelled = try SampleEvents.event("guest_cancelled")
+        #expect(table.targets(for: booked).map(\.notifier) == ["chat", "audit"])
+        #expect(table.target(for: booked, notifier: "audit")?.template == "short")
+        #expect(table.targets(for: cancelled).map(\.notifier) == ["audit"])
+        #expect(table.target(for: cancelled, notifier: "audit")?.locale == .en)
+        #expect(try table.targets(for: SampleEvents.genericEvent()).map(\.notifier) == ["audit"])
     }
 
     /// `herald check -c herald.yaml` printed `././herald-data`.

@@ -448,4 +448,113 @@ struct JournalConformanceTests {
             DeliveryCount(notifier: "slack", state: .leased, count: 1),
         ])
     }
+
+    // MARK: Reminders
+
+    /// Appends an event about booking `bk_1` with reminders at the given times.
+    func remind(_ f: Fixture, _ id: String, at times: [(notifier: String, offset: Int, at: Date)] = [],
+                skip: String? = nil, cancels: Bool = false) async throws {
+        var entry = makeEntry(id, notifiers: [], receivedAt: f.clock.now)
+        entry.bookingKey = "bk_1"
+        entry.reminders = times.map { ScheduledReminder(notifier: $0.notifier, offset: $0.offset, remindAt: $0.at, skipReason: skip) }
+        entry.cancelsReminders = cancels
+        _ = try await f.journal.append(entry)
+    }
+
+    func reminders(_ f: Fixture) async throws -> [DeliveryRecord] {
+        try await f.journal.deliveries(DeliveryQuery(limit: 100)).filter { $0.reminderOffset != nil }.sorted { $0.id < $1.id }
+    }
+
+    @Test(arguments: JournalKind.allCases)
+    func remindersAreScheduledPerBookingNotifierAndOffset(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        let start = f.clock.now + 86400 * 2
+        try await remind(f, "evt_booked", at: [("chat", 3600, start - 3600), ("chat", 86400, start - 86400)])
+        var list = try await reminders(f)
+        #expect(list.count == 2)
+        #expect(list.map(\.state) == [.pending, .pending] && list.map(\.bookingKey) == ["bk_1", "bk_1"])
+        #expect(list.map(\.dueAt) == [start - 3600, start - 86400] && list.map(\.remindAt) == [start - 3600, start - 86400])
+        #expect(list.allSatisfy { $0.eventID == "evt_booked" && $0.attempts == 0 })
+        #expect(try await f.lease("chat").deliveries.isEmpty)  // not due yet
+        #expect(try await f.journal.undeliveredCount() == 2)
+
+        // The same booking announced again (another event, same start): nothing new.
+        try await remind(f, "evt_again", at: [("chat", 3600, start - 3600)])
+        #expect(try await reminders(f).count == 2)
+
+        // Rescheduled: the pending reminder moves, with the new event.
+        let later = start + 7200
+        try await remind(f, "evt_moved", at: [("chat", 3600, later - 3600)])
+        list = try await reminders(f)
+        #expect(list.count == 2)
+        #expect(list[0].dueAt == later - 3600 && list[0].remindAt == later - 3600 && list[0].eventID == "evt_moved")
+        #expect(list[0].eventName == "guest_booked")
+
+        // Due: leased like any delivery.
+        f.clock.advance(86400 * 2 - 86400)
+        #expect(try await f.lease("chat").deliveries.map(\.record.id) == [list[1].id])
+        #expect(try await f.record(.delivered(list[1].id)))
+    }
+
+    @Test(arguments: JournalKind.allCases)
+    func aCancellationSkipsPendingRemindersOnly(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        let start = f.clock.now + 7200
+        try await remind(f, "evt_booked", at: [("chat", 3600, start - 3600), ("mail", 7200, start - 7200)])
+        let mail = try #require(try await reminders(f).first { $0.notifier == "mail" })
+        _ = try await f.lease("mail")
+        #expect(try await f.record(.delivered(mail.id)))
+        f.clock.advance(60)
+        try await remind(f, "evt_cancelled", cancels: true)
+        let list = try await reminders(f)
+        let chat = try #require(list.first { $0.notifier == "chat" })
+        #expect(chat.state == .skipped && chat.lastError == ScheduledReminder.cancelledReason && chat.dueAt == nil)
+        #expect(chat.remindAt == start - 3600)
+        #expect(list.first { $0.notifier == "mail" }?.state == .delivered)
+        f.clock.advance(7200)
+        #expect(try await f.lease("chat").deliveries.isEmpty)
+
+        // Booked again after the cancellation, for the same time: a new reminder, since the
+        // cancelled one is final.
+        // (Same time as a final reminder counts as already scheduled: nothing is sent twice.)
+        try await remind(f, "evt_rebooked", at: [("chat", 3600, start - 3600)])
+        #expect(try await reminders(f).count == 2)
+        try await remind(f, "evt_rebooked_later", at: [("chat", 3600, start + 600)])
+        #expect(try await reminders(f).count == 3)
+    }
+
+    @Test(arguments: JournalKind.allCases)
+    func aReminderWhoseTimeHadPassedIsStoredSkipped(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        try await remind(f, "evt_late", at: [("chat", 3600, f.clock.now - 3600)], skip: "its time had passed")
+        let list = try await reminders(f)
+        #expect(list.count == 1)
+        #expect(list[0].state == .skipped && list[0].lastError == "its time had passed" && list[0].dueAt == nil)
+        #expect(try await f.journal.undeliveredCount() == 0)
+    }
+
+    // MARK: Bookings projection
+
+    @Test(arguments: JournalKind.allCases)
+    func theBookingsProjectionKeepsTheLatestStatePerUid(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        let day = f.clock.now
+        func snapshot(_ uid: String, _ hour: Double, status: String = "open", event: String) -> BookingSnapshot {
+            BookingSnapshot(uid: uid, status: status, eventTypeUid: "et_1", startedAt: day + hour * 3600,
+                            endedAt: day + hour * 3600 + 1800, timeZone: "Asia/Tokyo", guestName: "山田 \(uid)",
+                            guestEmail: "\(uid)@example.jp", eventID: event, eventName: "guest_booked")
+        }
+        for s in [snapshot("b", 5, event: "e1"), snapshot("a", 2, event: "e2"), snapshot("c", 30, event: "e3"),
+                  snapshot("b", 1, status: "cancel", event: "e4")] {
+            var entry = makeEntry(s.eventID, notifiers: [], receivedAt: f.clock.now)
+            entry.booking = s
+            _ = try await f.journal.append(entry)
+        }
+        let today = try await f.journal.bookings(startingFrom: day, before: day + 86400)
+        #expect(today.map(\.uid) == ["b", "a"])
+        #expect(today.first == snapshot("b", 1, status: "cancel", event: "e4"))
+        #expect(today.first?.isCancelled == true && today.last?.isCancelled == false)
+        #expect(try await f.journal.bookings(startingFrom: day + 86400, before: day + 2 * 86400).map(\.uid) == ["c"])
+        #expect(try await f.journal.bookings(startingFrom: day + 2 * 3600, before: day + 2 * 3600).isEmpty)
+    }
 }

@@ -24,14 +24,14 @@ struct PostgresJournalTests {
 
     @Test func migrationsCreateTheSchemaOnceAndRefuseANewerOne() async throws {
         try await TestPostgres.withDatabase { url in
-            let journal = try PostgresJournal(url: url, poolSize: 2)
+            let journal = try PostgresJournal(url: url, poolSize: 2, operationTimeout: TestPostgres.timeout)
             try await PostgresJournal.withJournal(journal) { journal in
                 let again = try await journal.migrate()
                 #expect(again == PostgresSchema.Migration(from: PostgresSchema.current, to: PostgresSchema.current))
                 try await journal.execute("INSERT INTO herald_schema_version (version) VALUES (\(PostgresSchema.current + 1))")
             }
             let error = await #expect(throws: JournalError.self) {
-                try await PostgresJournal.withJournal(try PostgresJournal(url: url, poolSize: 1)) { _ in }
+                try await PostgresJournal.withJournal(try PostgresJournal(url: url, poolSize: 1, operationTimeout: TestPostgres.timeout)) { _ in }
             }
             #expect(error?.kind == .newerSchema)
             #expect(error?.message.contains("version \(PostgresSchema.current + 1)") == true)
@@ -40,7 +40,7 @@ struct PostgresJournalTests {
 
     @Test func aFreshDatabaseMigratesFromZero() async throws {
         try await TestPostgres.withDatabase { url in
-            let journal = try PostgresJournal(url: url, poolSize: 1)
+            let journal = try PostgresJournal(url: url, poolSize: 1, operationTimeout: TestPostgres.timeout)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await journal.run() }
                 defer { group.cancelAll() }

@@ -15,6 +15,9 @@ enum TestPostgres {
     static let urlText = environment["HERALD_TEST_POSTGRES_URL"]
     static let tlsURLText = environment["HERALD_TEST_POSTGRES_TLS_URL"]
     static let isCI = environment["CI"] == "true"
+    /// How long a test journal waits for the server: new connections (TLS, SCRAM) in a debug
+    /// build on a loaded machine take seconds, and no test here is about that timeout.
+    static let timeout: Duration = .seconds(30)
     static let missing = "needs PostgreSQL: HERALD_TEST_POSTGRES_URL is not set (run the tests through scripts/test-postgres.sh)"
 
     /// Enables a test when the server is there, or under CI (where ``url()`` then fails it).
@@ -43,7 +46,7 @@ enum TestPostgres {
             var url = try TestPostgres.url()
             url.database = TestPostgres.newDatabaseName()
             try await TestPostgres.admin(try TestPostgres.url(), "CREATE DATABASE \(url.database)")
-            let journal = try PostgresJournal(url: url, poolSize: 4, dedupeTTL: ttl, clock: clock)
+            let journal = try PostgresJournal(url: url, poolSize: 4, dedupeTTL: ttl, operationTimeout: TestPostgres.timeout, clock: clock)
             self.journal = journal
             pool = Task { await journal.run() }
             do { try await journal.migrate() } catch {
@@ -78,7 +81,7 @@ enum TestPostgres {
 
     /// Runs statements on the test server's own database, outside any journal.
     static func admin(_ url: PostgresURL, _ sql: String...) async throws {
-        let journal = try PostgresJournal(url: url, poolSize: 1)
+        let journal = try PostgresJournal(url: url, poolSize: 1, operationTimeout: TestPostgres.timeout)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await journal.run() }
             defer { group.cancelAll() }
@@ -90,7 +93,7 @@ enum TestPostgres {
     static func withJournal<R: Sendable>(_ url: PostgresURL, clock: @escaping @Sendable () -> Date = { Date() },
                                          ttl: Duration = .seconds(60),
                                          _ body: (PostgresJournal) async throws -> R) async throws -> R {
-        let journal = try PostgresJournal(url: url, poolSize: 4, dedupeTTL: ttl, clock: clock)
+        let journal = try PostgresJournal(url: url, poolSize: 4, dedupeTTL: ttl, operationTimeout: TestPostgres.timeout, clock: clock)
         return try await PostgresJournal.withJournal(journal, body: body)
     }
 }

@@ -4,6 +4,7 @@
 //   swift run -c release herald-bench [--quick] [NAME...]   (names: run only those, e.g. for a profiler)
 //   swift run -c release herald-bench smtp PORT [N]         (SMTP throughput, see SMTPThroughput.swift)
 import Foundation
+import EmailNotifier
 import HeraldCore
 
 /// Values the optimizer must keep.
@@ -98,5 +99,34 @@ measure("render_ja_text", iterations: 20_000 / scale) {
 // The dedupe key of a Jicoo event (event|uid|updatedAt).
 measure("dedupe_key", iterations: 200_000 / scale) {
     consume(EventSource.jicoo.dedupeKey(for: event).utf8.count)
+}
+
+// Routing one event through three routes: by name only (as before routes had conditions),
+// and with conditions (a glob on the guest's email, an answer that contains a word, a regex
+// on a body path), compiled when the configuration is loaded, as Herald does.
+func routeTable(conditions: Bool) -> RouteTable {
+    let extra = conditions ? ["guestEmail: \"*@example.jp\"", "answers: [{ question: ご相談内容, contains: 料金 }]",
+                              "where: [{ path: object.uid, regex: \"^bk_\" }]"] : ["", "", ""]
+    let yaml = """
+        endpoints: [{ path: /hooks/jicoo, secrets: [x] }]
+        notifiers:
+          a: { kind: smtp, host: localhost, from: a@example.com, to: [b@example.com] }
+          b: { kind: smtp, host: localhost, from: a@example.com, to: [b@example.com] }
+        routes:
+          - { events: [guest_cancelled, host_cancelled], notify: [a], continue: true \(extra[0].isEmpty ? "" : ", " + extra[0]) }
+          - { events: ["guest_*"], notify: [a, b], continue: true \(extra[1].isEmpty ? "" : ", " + extra[1]) }
+          - { events: ["*"], notify: [b] \(extra[2].isEmpty ? "" : ", " + extra[2]) }
+        """
+    do {
+        return RouteTable(routes: try ConfigLoader(registry: PluginRegistry([EmailNotifier.self]), environment: [:]).load(yaml: yaml).routes)
+    } catch { fatalError("\(error)") }
+}
+let namesOnly = routeTable(conditions: false), withConditions = routeTable(conditions: true)
+precondition(namesOnly.targets(for: event).count == 2 && withConditions.targets(for: event).count == 2)
+measure("route_3_names", iterations: 1_000_000 / scale) {
+    consume(namesOnly.targets(for: event).count)
+}
+measure("route_3_conditions", iterations: 1_000_000 / scale) {
+    consume(withConditions.targets(for: event).count)
 }
 if sink == 42 { print("") }

@@ -64,14 +64,29 @@ public enum FuzzTargets {
 
     static let renderer = try? Renderer()
 
-    /// Decodes a body as each source would, builds its dedupe key, and renders it in both
-    /// locales with HTML: hostile field values must not break a template.
+    /// Routes with every kind of condition, for events made of hostile bodies.
+    static let routes = try? RouteTable(routes: loader.load(yaml: """
+        endpoints: [{ path: /fuzz, secrets: [x] }]
+        notifiers: { a: { kind: smtp, host: localhost, from: a@example.com, to: [b@example.com] } }
+        routes:
+          - { events: ["*"], notify: [a], continue: true, eventType: [et_1], status: open, guestEmail: "*@example.jp" }
+          - { events: ["guest_*"], notify: [a], continue: true, tracking: { utm_source: "tw*" },
+              answers: [{ question: "*", regex: "^(a|b)+$" }, { question: q, contains: x }] }
+          - { events: ["*"], notify: [a], where: [{ path: "object.answers[0].content", in: [a, b] },
+              { path: a.b.c, glob: "x*y" }, { path: object.uid, regex: "^bk_" }, { path: x, exists: true }] }
+        """).routes)
+
+    /// Decodes a body as each source would, builds its dedupe key, routes it through every
+    /// kind of condition, and renders it in both locales with HTML: hostile field values must
+    /// not break a template.
     static func jicoo(_ bytes: UnsafeRawBufferPointer) {
         let body = Data(bytes)
         for source in EventSource.allCases {
             guard let event = try? source.decode(body: body, endpoint: "/fuzz", receivedAt: Date(timeIntervalSince1970: 1_767_225_600))
             else { continue }
             _ = source.dedupeKey(for: event)
+            precondition(routes != nil, "the fuzz routes do not load")
+            _ = routes?.explain(event)
             for locale in HeraldLocale.allCases {
                 let n = renderer?.render(event, locale: locale, html: true)
                 precondition(n.map { !$0.title.contains("\n") } ?? true, "a title holds a line break")
