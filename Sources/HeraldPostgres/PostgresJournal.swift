@@ -29,6 +29,7 @@ public final class PostgresJournal: Journal, Sendable {
     /// while the server is unreachable.
     let operationTimeout: Duration
     let commits: PostgresGroupCommit
+    let wakeUps = PostgresWakeUps()
     /// For connections outside the pool.
     let direct: PostgresConnection.Configuration
 
@@ -54,7 +55,17 @@ public final class PostgresJournal: Journal, Sendable {
     /// Runs the connection pool until the task is cancelled. Nothing reaches the database
     /// while it is not running.
     public func run() async {
-        await client.run()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            group.addTask { await self.wakeUps.listen(self.direct, logger: self.logger) }
+            await group.waitForAll()
+        }
+    }
+
+    /// Returns when another instance (or this one) committed work `notifier`'s dispatcher could
+    /// take: LISTEN/NOTIFY on `herald_work`.
+    public func waitForWork(notifier: String) async {
+        await wakeUps.wait(notifier: notifier)
     }
 
     /// Runs `body` with the pool running, then stops the pool.
@@ -199,6 +210,8 @@ public final class PostgresJournal: Journal, Sendable {
         }
         if stored {
             try await storeBooking(entry, now: now, on: connection)
+            let waiting = names.enumerated().filter { !leased[$0.offset] }.map(\.element)
+            if !waiting.isEmpty { try await Self.notify(waiting, on: connection, logger: logger) }
             return .success(.accepted(deliveries: ids))
         }
         guard fresh, let key = entry.dedupeKey else {
@@ -211,6 +224,12 @@ public final class PostgresJournal: Journal, Sendable {
             "SELECT event_id FROM herald_dedupe WHERE endpoint = \(entry.endpoint) AND key = \(key)", logger: logger)
         for try await row in again { return .success(.duplicate(of: try row.decode(String.self))) }
         return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
+    }
+
+    /// Wakes the instances' dispatchers of `notifiers` once the transaction commits.
+    static func notify(_ notifiers: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "SELECT pg_notify(\(PostgresWakeUps.channel), n) FROM unnest(\(notifiers)::text[]) AS n", logger: logger)
     }
 
     /// The bookings projection and reminders of an accepted entry, in its transaction (as
@@ -480,29 +499,28 @@ public final class PostgresJournal: Journal, Sendable {
         let now = clock()
         return try await transaction { connection in
             let reset = "state = 'pending', due_at = $1, owner = NULL, lease_until = NULL, updated_at = $1"
+            let statements: [(sql: String, id: Int64?)]
             switch selection {
             case .allDead:
+                statements = [("UPDATE herald_deliveries SET \(reset) WHERE state = 'dead' RETURNING notifier", nil)]
+            case .ids(let ids):
+                let sql = "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'skipped', 'pending') RETURNING notifier"
+                statements = ids.map { (sql, $0) }
+            }
+            var changed = 0
+            var notifiers = Set<String>()
+            for statement in statements {
                 var binds = PostgresBindings()
                 binds.append(now)
-                let rows = try await connection.query(
-                    PostgresQuery(unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE state = 'dead' RETURNING id", binds: binds),
-                    logger: self.logger)
-                var changed = 0
-                for try await _ in rows { changed += 1 }
-                return changed
-            case .ids(let ids):
-                var changed = 0
-                for id in ids {
-                    var binds = PostgresBindings()
-                    binds.append(now)
-                    binds.append(id)
-                    let rows = try await connection.query(PostgresQuery(
-                        unsafeSQL: "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'skipped', 'pending') RETURNING id",
-                        binds: binds), logger: self.logger)
-                    for try await _ in rows { changed += 1 }
+                if let id = statement.id { binds.append(id) }
+                for try await row in try await connection.query(PostgresQuery(unsafeSQL: statement.sql, binds: binds),
+                                                                logger: self.logger) {
+                    notifiers.insert(try row.decode(String.self))
+                    changed += 1
                 }
-                return changed
             }
+            if !notifiers.isEmpty { try await Self.notify(notifiers.sorted(), on: connection, logger: self.logger) }
+            return changed
         }
     }
 

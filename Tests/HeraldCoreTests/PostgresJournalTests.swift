@@ -127,6 +127,42 @@ struct PostgresJournalTests {
         }
     }
 
+    /// Work stored by one instance wakes the other's dispatcher for that notifier at once
+    /// (LISTEN/NOTIFY), instead of at its next sweep; a leased append (attempted by the
+    /// instance that took it) wakes nobody.
+    @Test func pendingWorkWakesTheOtherInstances() async throws {
+        try await TestPostgres.withDatabase { url in
+            try await TestPostgres.withJournal(url) { first in
+                try await TestPostgres.withJournal(url) { second in
+                    let woke = try await withThrowingTaskGroup(of: String?.self) { group in
+                        group.addTask { await second.waitForWork(notifier: "audit"); return "audit" }
+                        group.addTask { await second.waitForWork(notifier: "mail"); return "mail" }
+                        group.addTask {
+                            try await Task.sleep(for: .seconds(30))
+                            return nil
+                        }
+                        // The listener may still be connecting: append until a wake-up arrives.
+                        var leasedOnly = Self.entry("evt_leased", notifiers: ["mail"])
+                        leasedOnly.lease = Lease(owner: "a", until: Self.start + 60)
+                        leasedOnly.leased = ["mail"]
+                        _ = try await first.append(leasedOnly)
+                        group.addTask {
+                            for i in 0..<300 {
+                                _ = try await first.append(Self.entry("evt_\(i)", notifiers: ["audit"]))
+                                try await Task.sleep(for: .milliseconds(100))
+                            }
+                            return nil
+                        }
+                        let first = try await group.next() ?? nil
+                        group.cancelAll()
+                        return first
+                    }
+                    #expect(woke == "audit")
+                }
+            }
+        }
+    }
+
     /// Pruning is once per cluster: while another instance holds the lock, it does nothing.
     @Test func pruneRunsUnderAnAdvisoryLock() async throws {
         try await TestPostgres.withDatabase { url in
