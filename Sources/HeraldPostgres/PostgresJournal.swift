@@ -286,6 +286,8 @@ public final class PostgresJournal: Journal, Sendable {
                                                reminder_offset, remind_at, updated_at)
                 VALUES (\(entry.eventID), \(reminder.notifier), \(state), 0, \(due), \(reminder.skipReason), \(booking),
                         \(Int32(clamping: reminder.offset)), \(reminder.remindAt), \(now))
+                ON CONFLICT (booking_key, notifier, reminder_offset) WHERE booking_key IS NOT NULL AND state = 'pending'
+                DO NOTHING
                 """, logger: logger)
         }
     }

@@ -86,6 +86,12 @@ public enum PostgresSchema {
             // A booking's reminders are deliveries to the same notifier as the event's own.
             "ALTER TABLE herald_deliveries DROP CONSTRAINT herald_deliveries_event_id_notifier_key",
             "CREATE INDEX herald_deliveries_event ON herald_deliveries (event_id)",
+            // One pending reminder per booking, notifier and offset, even when two instances
+            // schedule it at once.
+            """
+            CREATE UNIQUE INDEX herald_deliveries_pending_reminder ON herald_deliveries (booking_key, notifier, reminder_offset)
+                WHERE booking_key IS NOT NULL AND state = 'pending'
+            """,
         ],
     ]
 
