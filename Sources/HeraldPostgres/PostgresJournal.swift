@@ -163,17 +163,21 @@ public final class PostgresJournal: Journal, Sendable {
     private func storeBatch(_ batch: [PostgresGroupCommit.Work]) async throws -> [Result<PostgresGroupCommit.Outcome, JournalError>] {
         let now = clock()
         return try await transaction { connection in
-            var outcomes: [Result<PostgresGroupCommit.Outcome, JournalError>] = []
-            outcomes.reserveCapacity(batch.count)
-            for work in batch {
+            var outcomes = [Result<PostgresGroupCommit.Outcome, JournalError>?](repeating: nil, count: batch.count)
+            var records: [(index: Int, outcomes: [DeliveryOutcome], owner: String)] = []
+            for (index, work) in batch.enumerated() {
                 switch work {
                 case .append(let entry):
-                    outcomes.append(try await self.store(entry, now: now, on: connection).map { .appended($0) })
+                    outcomes[index] = try await self.store(entry, now: now, on: connection).map { .appended($0) }
                 case .record(let list, let owner):
-                    outcomes.append(.success(.recorded(try await self.store(list, owner: owner, now: now, on: connection))))
+                    // After the appends: an outcome never concerns a delivery appended in the
+                    // same batch (its id is known only once that commit returned).
+                    records.append((index, list, owner))
                 }
             }
-            return outcomes
+            let lost = try await self.store(records.map { ($0.outcomes, $0.owner) }, now: now, on: connection)
+            for (record, lost) in zip(records, lost) { outcomes[record.index] = .success(.recorded(lost)) }
+            return outcomes.map { $0! }
         }
     }
 
@@ -326,31 +330,59 @@ public final class PostgresJournal: Journal, Sendable {
         FROM (SELECT 1) AS one LEFT JOIN inserted ON true
         """
 
-    /// Outcomes, each only while `owner` still holds the lease; returns the ids not written.
-    private func store(_ outcomes: [DeliveryOutcome], owner: String, now: Date, on connection: PostgresConnection) async throws -> [Int64] {
-        var lost: [Int64] = []
-        for outcome in outcomes {
-            let id: Int64, state: DeliveryState, due: Date?, error: String?, attempts: Int
-            switch outcome {
-            case .delivered(let d): (id, state, due, error, attempts) = (d, .delivered, nil, nil, 0)
-            case .retry(let d, let at, let text): (id, state, due, error, attempts) = (d, .pending, at, text, 0)
-            case .dead(let d, let text): (id, state, due, error, attempts) = (d, .dead, nil, text, 0)
-            case .skipped(let d, let reason): (id, state, due, error, attempts) = (d, .skipped, nil, reason, 0)
-            case .released(let d): (id, state, due, error, attempts) = (d, .pending, now, nil, -1)
-            case .postponed(let d, let until, let reason): (id, state, due, error, attempts) = (d, .pending, until, reason, -1)
+    /// Outcomes of several `record` calls, each only while its owner still holds the lease, in
+    /// one statement; returns, per call, the ids not written. A batch naming one delivery twice
+    /// is written one outcome at a time, in order, as separate calls would be.
+    private func store(_ calls: [(outcomes: [DeliveryOutcome], owner: String)], now: Date,
+                       on connection: PostgresConnection) async throws -> [[Int64]] {
+        let all = calls.flatMap { call in call.outcomes.map { (outcome: $0, owner: call.owner) } }
+        guard !all.isEmpty else { return calls.map { _ in [] } }
+        if Set(all.map(\.outcome.id)).count < all.count, all.count > 1 {
+            var lost: [[Int64]] = []
+            for call in calls {
+                var mine: [Int64] = []
+                for outcome in call.outcomes {
+                    mine += try await store([([outcome], call.owner)], now: now, on: connection)[0]
+                }
+                lost.append(mine)
             }
-            let rows = try await connection.query("""
-                UPDATE herald_deliveries SET state = \(state.rawValue), due_at = \(due),
-                    last_error = COALESCE(\(error)::text, last_error), attempts = attempts + \(attempts),
-                    owner = NULL, lease_until = NULL, updated_at = \(now)
-                WHERE id = \(id) AND state = 'leased' AND owner = \(owner)
-                RETURNING id
-                """, logger: logger)
-            var written = false
-            for try await _ in rows { written = true }
-            if !written { lost.append(id) }
+            return lost
         }
-        return lost
+        var ids: [Int64] = [], states: [String] = [], dues: [Date] = [], hasDue: [Bool] = [], errors: [String] = []
+        var hasError: [Bool] = [], deltas: [Int32] = [], owners: [String] = []
+        for (outcome, owner) in all {
+            let state: DeliveryState, due: Date?, error: String?, delta: Int32
+            switch outcome {
+            case .delivered: (state, due, error, delta) = (.delivered, nil, nil, 0)
+            case .retry(_, let at, let text): (state, due, error, delta) = (.pending, at, text, 0)
+            case .dead(_, let text): (state, due, error, delta) = (.dead, nil, text, 0)
+            case .skipped(_, let reason): (state, due, error, delta) = (.skipped, nil, reason, 0)
+            case .released: (state, due, error, delta) = (.pending, now, nil, -1)
+            case .postponed(_, let until, let reason): (state, due, error, delta) = (.pending, until, reason, -1)
+            }
+            ids.append(outcome.id)
+            states.append(state.rawValue)
+            dues.append(due ?? now)
+            hasDue.append(due != nil)
+            errors.append(error ?? "")
+            hasError.append(error != nil)
+            deltas.append(delta)
+            owners.append(owner)
+        }
+        var written = Set<Int64>()
+        for try await row in try await connection.query("""
+            UPDATE herald_deliveries d SET state = u.state, due_at = CASE WHEN u.has_due THEN u.due END,
+                last_error = CASE WHEN u.has_error THEN u.error ELSE d.last_error END, attempts = d.attempts + u.delta,
+                owner = NULL, lease_until = NULL, updated_at = \(now)
+            FROM unnest(\(ids)::int8[], \(states)::text[], \(dues)::timestamptz[], \(hasDue)::bool[], \(errors)::text[],
+                        \(hasError)::bool[], \(deltas)::int4[], \(owners)::text[])
+                AS u(id, state, due, has_due, error, has_error, delta, owner)
+            WHERE d.id = u.id AND d.state = 'leased' AND d.owner = u.owner
+            RETURNING d.id
+            """, logger: logger) {
+            written.insert(try row.decode(Int64.self))
+        }
+        return calls.map { call in call.outcomes.map(\.id).filter { !written.contains($0) } }
     }
 
     // MARK: Taking work

@@ -163,6 +163,25 @@ struct PostgresJournalTests {
         }
     }
 
+    /// Outcomes of a batch go in one statement; one naming a delivery twice is still written
+    /// in order, as two calls would be: the first applies, the second finds the lease gone.
+    @Test func outcomesNamingADeliveryTwiceApplyInOrder() async throws {
+        try await TestPostgres.withDatabase { url in
+            try await TestPostgres.withJournal(url) { journal in
+                _ = try await journal.append(Self.entry("evt_1"))
+                _ = try await journal.append(Self.entry("evt_2"))
+                let ids = try await journal.lease(Self.request("a")).deliveries.map(\.record.id)
+                #expect(ids.count == 2)
+                let lost = try await journal.record([.retry(ids[0], at: Self.start + 5, error: "busy"), .delivered(ids[0]),
+                                                     .dead(ids[1], error: "gone")], owner: "a")
+                #expect(lost == [ids[0]])
+                let first = try await journal.delivery(id: ids[0])
+                #expect(first?.state == .pending && first?.lastError == "busy" && first?.dueAt == Self.start + 5)
+                #expect(try await journal.delivery(id: ids[1])?.state == .dead)
+            }
+        }
+    }
+
     /// Pruning is once per cluster: while another instance holds the lock, it does nothing.
     @Test func pruneRunsUnderAnAdvisoryLock() async throws {
         try await TestPostgres.withDatabase { url in
