@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "HeraldTesting", targets: ["HeraldTesting"]),
         .library(name: "HeraldCore", targets: ["HeraldCore"]),
         .library(name: "HeraldApp", targets: ["HeraldApp"]),
+        .library(name: "HeraldPostgres", targets: ["HeraldPostgres"]),
         .library(name: "FileNotifier", targets: ["FileNotifier"]),
         .library(name: "EmailNotifier", targets: ["EmailNotifier"]),
         .library(name: "ChatNotifiers", targets: ["ChatNotifiers"]),
@@ -40,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // HMAC and SHA-256 for plugins, which must not link OpenSSL (already built for NIO's TLS stack).
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         // `swift package generate-documentation` for HeraldPlugin's DocC catalog.
@@ -75,6 +77,22 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Sources/HeraldCore",
+            swiftSettings: strict
+        ),
+        // The PostgreSQL journal, so several Herald instances can share one database.
+        .target(
+            name: "HeraldPostgres",
+            dependencies: [
+                "HeraldCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/HeraldPostgres",
             swiftSettings: strict
         ),
         // Notifier plugins: one library target per integration (not SwiftPM package plugins).
@@ -127,7 +145,7 @@ let package = Package(
         .target(
             name: "HeraldApp",
             dependencies: [
-                "HeraldCore", "HeraldTesting", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
+                "HeraldCore", "HeraldPostgres", "HeraldTesting", "FileNotifier", "EmailNotifier", "ChatNotifiers", "HeraldBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -140,6 +158,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Sources/HeraldApp",
             swiftSettings: strict
@@ -209,9 +228,10 @@ let package = Package(
         .testTarget(
             name: "HeraldCoreTests",
             dependencies: [
-                "HeraldCore", "HeraldPlugin", "HeraldTesting",
+                "HeraldCore", "HeraldPlugin", "HeraldTesting", "HeraldPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/HeraldCoreTests",
             swiftSettings: strict
@@ -241,7 +261,7 @@ let package = Package(
         .testTarget(
             name: "HeraldAppTests",
             dependencies: [
-                "HeraldApp", "HeraldCore", "HeraldTesting", "herald", "custom-herald", "HeraldFuzzTargets",
+                "HeraldApp", "HeraldCore", "HeraldTesting", "HeraldPostgres", "herald", "custom-herald", "HeraldFuzzTargets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

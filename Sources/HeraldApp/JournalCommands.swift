@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import HeraldCore
+import HeraldPostgres
+import Logging
 
 /// `herald deliveries …`: inspect and retry deliveries in the journal. Safe while the server
 /// runs: the journal is SQLite in WAL mode, and the server picks retried deliveries up.
@@ -23,8 +25,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 }
                 return st
             }
-            let journal = try await openJournalForCLI(options)
-            let rows = try await journal.deliveries(DeliveryQuery(state: filter, notifier: notifier, limit: limit))
+            let query = DeliveryQuery(state: filter, notifier: notifier, limit: limit)
+            let rows = try await JournalStore.withJournalForCLI(options) { try await $0.deliveries(query) }
             guard !rows.isEmpty else { print("no deliveries"); return }
             printTable(
                 ["ID", "STATE", "NOTIFIER", "EVENT", "NAME", "ATTEMPTS", "DUE", "RECEIVED", "LAST ERROR"],
@@ -41,8 +43,12 @@ struct DeliveriesCommand: AsyncParsableCommand {
         @Argument(help: "The delivery id (from `deliveries list`).") var id: Int64
 
         func run() async throws {
-            let journal = try await openJournalForCLI(options)
-            guard let r = try await journal.delivery(id: id) else { throw ValidationError("no delivery \(id)") }
+            let id = id
+            let (found, event) = try await JournalStore.withJournalForCLI(options) { journal in
+                let record = try await journal.delivery(id: id)
+                return (record, try await record.asyncMap { try await journal.event(id: $0.eventID) } ?? nil)
+            }
+            guard let r = found else { throw ValidationError("no delivery \(id)") }
             let rows: [(String, String)] = [
                 ("delivery", String(r.id)), ("state", r.state.rawValue), ("notifier", r.notifier),
                 ("event", "\(r.eventID) (\(r.eventName))"), ("attempts", String(r.attempts)),
@@ -52,7 +58,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 ("updated", ISO8601.format(r.updatedAt)), ("last error", r.lastError ?? "-"),
             ]
             for (k, v) in rows { print(k.padding(toLength: 14, withPad: " ", startingAt: 0) + v) }
-            if let event = try await journal.event(id: r.eventID) {
+            if let event {
                 print("endpoint      \(event.endpoint)\nbody")
                 if let object = try? JSONSerialization.jsonObject(with: event.body),
                    let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
@@ -75,8 +81,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let journal = try await openJournalForCLI(options)
-            let changed = try await journal.retry(allDead ? .allDead : .ids(ids))
+            let selection: RetrySelection = allDead ? .allDead : .ids(ids)
+            let changed = try await JournalStore.withJournalForCLI(options) { try await $0.retry(selection) }
             print("\(changed) deliver\(changed == 1 ? "y" : "ies") queued for a new attempt; the running server sends \(changed == 1 ? "it" : "them") within a second")
         }
     }
@@ -84,7 +90,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
 /// `herald journal prune`: remove finished events older than an age.
 struct JournalCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "journal", abstract: "Maintain the journal.", subcommands: [Prune.self])
+    static let configuration = CommandConfiguration(commandName: "journal", abstract: "Maintain the journal.", subcommands: [Prune.self, Migrate.self, Copy.self])
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete events whose deliveries are all delivered or dead, older than an age.")
@@ -93,9 +99,47 @@ struct JournalCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let age = Duration.parse(olderThan) else { throw ValidationError("--older-than expects an age like 30d or 12h") }
-            let journal = try await openJournalForCLI(options)
-            let removed = try await journal.prune(before: Date().addingTimeInterval(-age.seconds))
+            let cutoff = Date().addingTimeInterval(-age.seconds)
+            let removed = try await JournalStore.withJournalForCLI(options) { try await $0.prune(before: cutoff) }
             print("pruned \(removed) event\(removed == 1 ? "" : "s")")
+        }
+    }
+}
+
+extension JournalCommand {
+    /// `herald journal migrate`: creates or upgrades the journal's schema and nothing else, so
+    /// an upgrade can run once, before the instances of a new version start.
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create or upgrade the journal's schema (PostgreSQL), then exit.",
+            discussion: "herald serve does the same at start; SQLite journals are upgraded when opened.")
+        @OptionGroup var options: ConfigOption
+
+        func run() async throws {
+            let storage = try JournalStore.storage(options)
+            guard let postgres = storage.postgres else {
+                guard let path = storage.path else {
+                    throw ValidationError("\(options.path) keeps its journal in memory (storage.memory); there is nothing to migrate")
+                }
+                _ = try SQLiteJournal(directory: path, dedupeTTL: storage.dedupeTTL)
+                print("the SQLite journal in \(path) is up to date")
+                return
+            }
+            let journal = try PostgresJournal(url: postgres.url, poolSize: 1, logger: Logger(label: "herald.journal"))
+            do {
+                let migration = try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await journal.run() }
+                    defer { group.cancelAll() }
+                    if let reason = await journal.connectionProblem() { throw reason }
+                    return try await journal.migrate()
+                }
+                print(migration.from == migration.to
+                      ? "the journal in \(postgres.url) is at schema version \(migration.to): nothing to do"
+                      : "migrated the journal in \(postgres.url) from schema version \(migration.from) to \(migration.to)")
+            } catch let error as JournalError {
+                FileHandle.standardError.write(Data("herald: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
         }
     }
 }
@@ -106,8 +150,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
-        let journal = try await openJournalForCLI(options)
-        let counts = try await journal.counts()
+        let counts = try await JournalStore.withJournalForCLI(options) { try await $0.counts() }
         let notifiers = Array(Set(counts.map(\.notifier))).sorted()
         guard !notifiers.isEmpty else { print("the journal is empty"); return }
         let states = DeliveryState.allCases
@@ -129,4 +172,12 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
     print(line(header))
     for row in rows { print(line(row)) }
+}
+
+extension Optional {
+    /// `transform` of the wrapped value, awaited; nil stays nil.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
 }

@@ -54,65 +54,69 @@ struct ServeCommand: AsyncParsableCommand {
         let reloadMetrics = ReloadMetrics()
         reloadMetrics.started()
 
-        let journal = try await openJournal(config.storage, logger: logger)
-        let pipeline = try await Pipeline(config: config, journal: journal, logger: logger,
-                                          shutdownGrace: .seconds(shutdownGrace))
-        let readiness = WebhookServer.Readiness()
-        let router = WebhookServer.router(pipeline: pipeline, readiness: readiness, metrics: {
-            Gauge(label: "herald_undelivered_deliveries").record(pipeline.undeliveredCount)
-            for d in pipeline.dispatchers {
-                Gauge(label: "herald_queue_depth", dimensions: [("notifier", d.name)]).record(d.queueDepth)
-            }
-            return registry.emitToString()
-        })
-        let host = config.server.host
-        let app = WebhookServer.application(router: router, server: config.server, logger: Logger(label: "herald.http")) { channel in
-            readiness.set(true)
-            let port = channel.localAddress?.port ?? 0
-            logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])
-        }
-
-        // Trapped before anything listens, so an early SIGHUP cannot end the process.
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
-        let file = options.path
-        let reloader = ConfigReloader(
-            signals: hangups, file: file,
-            load: { () throws(ConfigError) -> HeraldConfig in
-                var reloaded = try ConfigOption.loadChecked(file: file, shared: shared)
-                if let (host, port) = listenOverride {
-                    reloaded.server.host = host
-                    reloaded.server.port = port
+        // The journal stays open (for PostgreSQL: its pool runs) until every service has stopped.
+        let startConfig = config
+        try await JournalStore.withJournal(config.storage, logger: logger) { journal, journalReachable in
+            let config = startConfig
+            let pipeline = try await Pipeline(config: config, journal: journal, logger: logger,
+                                              shutdownGrace: .seconds(shutdownGrace))
+            let readiness = WebhookServer.Readiness()
+            let router = WebhookServer.router(pipeline: pipeline, readiness: readiness, metrics: {
+                Gauge(label: "herald_undelivered_deliveries").record(pipeline.undeliveredCount)
+                for d in pipeline.dispatchers {
+                    Gauge(label: "herald_queue_depth", dimensions: [("notifier", d.name)]).record(d.queueDepth)
                 }
-                return reloaded
-            },
-            pipeline: pipeline, plugins: PluginServices(pluginServices(config), logger: Logger(label: "herald.plugins")),
-            shared: shared, metrics: reloadMetrics, logger: Logger(label: "herald.config"))
+                return registry.emitToString()
+            }, journalReachable: journalReachable)
+            let host = config.server.host
+            let app = WebhookServer.application(router: router, server: config.server, logger: Logger(label: "herald.http")) { channel in
+                readiness.set(true)
+                let port = channel.localAddress?.port ?? 0
+                logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])
+            }
 
-        var services: [any Service] = shared.all.compactMap { $0 as? any Service }
-        services.append(reloader.plugins)
-        services += pipeline.dispatchers
-        services.append(JournalMaintenance(pipeline: pipeline))
-        services.append(AgendaScheduler(pipeline: pipeline))
-        services.append(app)
-        services.append(reloader)
-        services.append(ReadinessService(readiness: readiness))
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        logger.info("starting", metadata: [
-            "config": .string(config.file), "endpoints": .stringConvertible(config.endpoints.count),
-            "notifiers": .stringConvertible(config.notifiers.count),
-        ])
-        do {
-            try await group.run()
-        } catch let error as IOError where !readiness.hasListened {
-            // The server never listened: say so in one line, not as a journal or service error.
-            let reason = SystemErrorText.reason(error.errnoCode)
-            FileHandle.standardError.write(Data("herald: cannot listen on \(host):\(config.server.port): \(reason)\n".utf8))
-            throw ExitCode(1)
+            // Trapped before anything listens, so an early SIGHUP cannot end the process.
+            let hangups = await UnixSignalsSequence(trapping: .sighup)
+            let file = options.path
+            let reloader = ConfigReloader(
+                signals: hangups, file: file,
+                load: { () throws(ConfigError) -> HeraldConfig in
+                    var reloaded = try ConfigOption.loadChecked(file: file, shared: shared)
+                    if let (host, port) = listenOverride {
+                        reloaded.server.host = host
+                        reloaded.server.port = port
+                    }
+                    return reloaded
+                },
+                pipeline: pipeline, plugins: PluginServices(pluginServices(config), logger: Logger(label: "herald.plugins")),
+                shared: shared, metrics: reloadMetrics, logger: Logger(label: "herald.config"))
+
+            var services: [any Service] = shared.all.compactMap { $0 as? any Service }
+            services.append(reloader.plugins)
+            services += pipeline.dispatchers
+            services.append(JournalMaintenance(pipeline: pipeline))
+            services.append(AgendaScheduler(pipeline: pipeline))
+            services.append(app)
+            services.append(reloader)
+            services.append(ReadinessService(readiness: readiness))
+            let group = ServiceGroup(configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            logger.info("starting", metadata: [
+                "config": .string(config.file), "endpoints": .stringConvertible(config.endpoints.count),
+                "notifiers": .stringConvertible(config.notifiers.count),
+            ])
+            do {
+                try await group.run()
+            } catch let error as IOError where !readiness.hasListened {
+                // The server never listened: say so in one line, not as a journal or service error.
+                let reason = SystemErrorText.reason(error.errnoCode)
+                FileHandle.standardError.write(Data("herald: cannot listen on \(host):\(config.server.port): \(reason)\n".utf8))
+                throw ExitCode(1)
+            }
+            logger.notice("stopped", metadata: ["undelivered": .stringConvertible(pipeline.undeliveredCount)])
         }
-        logger.notice("stopped", metadata: ["undelivered": .stringConvertible(pipeline.undeliveredCount)])
     }
 
     /// `--listen host:port`, which also overrides `server.listen` on every reload.
@@ -140,42 +144,5 @@ struct ReadinessService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         readiness.set(false)
-    }
-}
-
-/// The journal the configuration asks for: SQLite under `storage.path`, or memory.
-func openJournal(_ storage: HeraldConfig.Storage, logger: Logger, createIfMissing: Bool = true) async throws -> any Journal {
-    guard let path = storage.path else {
-        logger.warning("storage.memory is on: accepted events are lost if Herald stops before delivering them")
-        return MemoryJournal(dedupeTTL: storage.dedupeTTL)
-    }
-    if createIfMissing {
-        return try SQLiteJournal(directory: path, dedupeTTL: storage.dedupeTTL, groupCommit: storage.groupCommit)
-    }
-    return try SQLiteJournal.openExisting(directory: path, dedupeTTL: storage.dedupeTTL)
-}
-
-/// The journal of a configuration, for the CLI commands that read or change it while the
-/// server may be running. Fails if the journal does not exist yet, rather than creating an
-/// empty one in the wrong place.
-func openJournalForCLI(_ options: ConfigOption) async throws -> any Journal {
-    guard FileManager.default.fileExists(atPath: options.path) else {
-        throw ValidationError("no configuration file at \(options.path); pass --config")
-    }
-    let storage: HeraldConfig.Storage
-    do {
-        storage = try ConfigLoader(registry: try Herald.registry()).loadStorage(file: options.path)
-    } catch {
-        FileHandle.standardError.write(Data("herald: configuration error: \(error)\n".utf8))
-        throw ExitCode(1)
-    }
-    guard storage.path != nil else {
-        throw ValidationError("\(options.path) keeps its journal in memory (storage.memory); there is nothing to inspect")
-    }
-    do {
-        return try await openJournal(storage, logger: Logger(label: "herald.cli"), createIfMissing: false)
-    } catch {
-        FileHandle.standardError.write(Data("herald: \(error)\n".utf8))
-        throw ExitCode(1)
     }
 }

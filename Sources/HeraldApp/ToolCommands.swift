@@ -24,7 +24,7 @@ struct CheckCommand: AsyncParsableCommand {
         }
         print("\(config.file): OK")
         print("  listen     \(config.server.host):\(config.server.port) (max body \(config.server.maxBodyBytes) bytes)")
-        print("  storage    \(config.storage.path ?? "memory (nothing survives a restart)")")
+        print("  storage    \(config.storage.summary)")
         for e in config.endpoints {
             print("  endpoint   POST \(e.path)  source \(e.source.rawValue), scheme \(e.schemeName.rawValue)")
         }

@@ -32,7 +32,8 @@ public enum WebhookServer {
 
     /// The router with every route; `metrics` renders `/metrics` when given.
     public static func router(
-        pipeline: Pipeline, readiness: Readiness, metrics: (@Sendable () -> String)? = nil
+        pipeline: Pipeline, readiness: Readiness, metrics: (@Sendable () -> String)? = nil,
+        journalReachable: (@Sendable () async -> Bool)? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         let limit = pipeline.config.server.maxBodyBytes
@@ -75,7 +76,12 @@ public enum WebhookServer {
         }
         router.get("/healthz") { _, _ in json(.ok, ["status": "ok"]) }
         router.get("/readyz") { _, _ in
-            readiness.isReady ? json(.ok, ["status": "ready"]) : json(.serviceUnavailable, ["status": "not_ready"])
+            guard readiness.isReady else { return json(.serviceUnavailable, ["status": "not_ready"]) }
+            // A shared journal's database can go away while Herald runs: not ready until it is back.
+            if let journalReachable, await !journalReachable() {
+                return json(.serviceUnavailable, ["status": "journal_unreachable"])
+            }
+            return json(.ok, ["status": "ready"])
         }
         if let metrics {
             router.get("/metrics") { _, _ in

@@ -39,8 +39,11 @@ public struct HeraldConfig: Sendable {
 
     public struct Storage: Sendable, Equatable {
         /// Directory of the SQLite journal; nil keeps the journal in memory (tests only:
-        /// accepted events are then lost on a crash).
+        /// accepted events are then lost on a crash). Not used when ``postgres`` is set.
         public var path: String?
+        /// A PostgreSQL journal that several Herald instances share; nil: the SQLite journal
+        /// under ``path`` (the embedded default).
+        public var postgres: Postgres?
         /// How long a dedupe key is remembered.
         public var dedupeTTL: Duration = .seconds(7 * 86400)
         /// Delivered and dead events older than this are pruned.
@@ -57,6 +60,24 @@ public struct HeraldConfig: Sendable {
         /// start, on SQLite at once) takes its deliveries over after this.
         public var leaseTime: Duration = .seconds(60)
         public init() {}
+
+        /// `storage.postgres`: where the shared journal is and how many connections to use.
+        public struct Postgres: Sendable, Equatable {
+            /// The server, database and TLS settings; prints with the password redacted.
+            public var url: PostgresURL
+            /// The most connections this instance opens to the server.
+            public var poolSize: Int = 8
+            public init(url: PostgresURL, poolSize: Int = 8) {
+                self.url = url
+                self.poolSize = poolSize
+            }
+        }
+
+        /// Where the journal is, for `herald check` and logs; never shows a password.
+        public var summary: String {
+            if let postgres { return "\(postgres.url) (pool \(postgres.poolSize))" }
+            return path ?? "memory (nothing survives a restart)"
+        }
     }
 
     public struct Log: Sendable, Equatable {

@@ -60,6 +60,7 @@ public struct ConfigChanges: Sendable, Equatable, CustomStringConvertible {
         if old.server.idleTimeout != new.server.idleTimeout { restart("server.idleTimeout") }
         if old.server.maxConnections != new.server.maxConnections { restart("server.maxConnections") }
         if old.storage.path != new.storage.path { restart(old.storage.path == nil || new.storage.path == nil ? "storage.memory" : "storage.path") }
+        if old.storage.postgres != new.storage.postgres { restart("storage.postgres") }
         if old.storage.dedupeTTL != new.storage.dedupeTTL { restart("storage.dedupeTTL") }
         if old.storage.retention != new.storage.retention { restart("storage.retention") }
         if old.storage.groupCommit != new.storage.groupCommit { restart("storage.groupCommit") }

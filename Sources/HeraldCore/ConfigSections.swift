@@ -118,11 +118,18 @@ extension Reader {
 
     func readStorage(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage {
         var s = defaultStorage
-        let keys: Set<String> = ["path", "memory", "dedupeTTL", "retention", "groupCommit", "maxPending", "deadAfterCrashes",
-                               "leaseTime"]
-        for (key, _, v) in try mapping(node, "storage", allowed: keys) {
+        let keys: Set<String> = ["path", "memory", "postgres", "dedupeTTL", "retention", "groupCommit", "maxPending",
+                                 "deadAfterCrashes", "leaseTime"]
+        let entries = try mapping(node, "storage", allowed: keys)
+        let places = entries.filter { ["path", "memory", "postgres"].contains($0.key) }
+        if places.count > 1 {
+            throw fail(places[1].keyNode, "storage.\(places[1].key)",
+                       "give one of storage.path, storage.memory and storage.postgres, not \(places.map(\.key).joined(separator: " and "))")
+        }
+        for (key, _, v) in entries {
             let path = "storage.\(key)"
             switch key {
+            case "postgres": s.postgres = try readPostgres(v)
             case "path":
                 let p = try string(v, path)
                 s.path = PluginContext.resolve(p, against: baseDirectory)
@@ -140,6 +147,26 @@ extension Reader {
             }
         }
         return s
+    }
+
+    /// `storage.postgres`: `url` (or `urlFile`, a file holding it) and `poolSize`.
+    func readPostgres(_ node: Node) throws(ConfigError) -> HeraldConfig.Storage.Postgres {
+        var url: PostgresURL?
+        var poolSize = 8
+        for (key, keyNode, v) in try mapping(node, "storage.postgres", allowed: ["url", "urlFile", "poolSize"]) {
+            let path = "storage.postgres.\(key)"
+            if key == "poolSize" {
+                poolSize = try int(v, path, range: 1...1000)
+                continue
+            }
+            guard url == nil else { throw fail(keyNode, path, "give either url or urlFile, not both") }
+            let text = key == "url" ? try string(v, path) : try readSecretFile(v, path)
+            do { url = try PostgresURL(parsing: text, baseDirectory: baseDirectory) } catch { throw fail(v, path, error.message) }
+        }
+        guard let url else {
+            throw fail(node, "storage.postgres", "missing url (or urlFile), e.g. url: \"${DATABASE_URL}\" holding postgres://user:password@host:5432/database")
+        }
+        return HeraldConfig.Storage.Postgres(url: url, poolSize: poolSize)
     }
 
     func readLog(_ node: Node) throws(ConfigError) -> HeraldConfig.Log {

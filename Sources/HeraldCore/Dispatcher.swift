@@ -169,6 +169,8 @@ public final class Dispatcher: Service {
             await withTaskGroup(of: Void.self) { group in
                 if backlog { group.addTask { await self.queue.waitForRoom() } }
                 group.addTask { [sweepInterval] in try? await Task.sleep(for: sweepInterval) }
+                // Another instance stored work for this notifier (a shared journal says so).
+                group.addTask { [journal, name] in await journal.waitForWork(notifier: name) }
                 await group.next()
                 group.cancelAll()
             }

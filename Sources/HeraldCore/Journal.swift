@@ -72,9 +72,22 @@ public protocol Journal: Sendable {
     /// the bookings projection that appends keep (see ``JournalEntry/booking``), cancelled
     /// ones included.
     func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot]
+
+    /// Returns when another process may have stored due work for `notifier`, so a dispatcher
+    /// can take it before its next sweep (PostgreSQL: LISTEN/NOTIFY). Only a hint: a journal
+    /// used by one process never returns (the default), and a lost notification only delays
+    /// work until the sweep. Cancellation ends the wait.
+    func waitForWork(notifier: String) async
 }
 
 extension Journal {
+    /// Waits until cancelled: in a journal no other process writes, nothing arrives unseen.
+    public func waitForWork(notifier: String) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+    }
+
     /// One delivery by id.
     public func delivery(id: Int64) async throws -> DeliveryRecord? {
         try await deliveries(DeliveryQuery(id: id)).first

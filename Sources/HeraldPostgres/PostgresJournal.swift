@@ -1,0 +1,713 @@
+import Foundation
+import HeraldCore
+import Logging
+import PostgresNIO
+
+/// A ``Journal`` in PostgreSQL, shared by every Herald instance that names the same database.
+///
+/// Appends and outcomes go through one group commit (``PostgresGroupCommit``): everything
+/// queued while a transaction runs shares the next one, and a caller hears back only after
+/// its `COMMIT` returned. Work is taken with `FOR UPDATE SKIP LOCKED` under a lease (owner and
+/// expiry), so no delivery is handed to two instances at once, and any instance takes over a
+/// lease its owner stopped renewing. Dedupe keys are a primary key, so the same webhook posted
+/// to two instances at once is accepted by one and answered as a duplicate by the other.
+/// Pruning runs under a transaction-level advisory lock, so one instance does it at a time.
+///
+/// The pool runs inside ``run()``: call it in a task (or as a service) for as long as the
+/// journal is used; ``withJournal(_:body:)`` does that around a closure. The schema is created
+/// and upgraded by ``migrate()`` (versioned; a newer schema than this binary knows is refused).
+public final class PostgresJournal: Journal, Sendable {
+    /// What a connection needs; built from ``PostgresURL`` and checked (e.g. `sslrootcert`)
+    /// when the journal is made.
+    public let url: PostgresURL
+    let client: PostgresClient
+    let dedupeTTL: TimeInterval
+    let clock: @Sendable () -> Date
+    let logger: Logger
+    /// How long one operation may wait for the database (a connection, a commit) before it
+    /// fails as ``JournalError/Kind/unavailable``, so a request gets 503 instead of hanging
+    /// while the server is unreachable.
+    let operationTimeout: Duration
+    let commits: PostgresGroupCommit
+    let wakeUps = PostgresWakeUps()
+    /// For connections outside the pool.
+    let direct: PostgresConnection.Configuration
+
+    /// - Parameters:
+    ///   - poolSize: the most connections this instance opens.
+    ///   - logger: for connection problems; never given a password.
+    public init(url: PostgresURL, poolSize: Int = 8, dedupeTTL: Duration = .seconds(7 * 86400),
+                operationTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "herald.postgres"),
+                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.url = url
+        self.dedupeTTL = dedupeTTL.seconds
+        self.clock = clock
+        self.operationTimeout = operationTimeout
+        var quiet = logger
+        // postgres-nio logs queries and their bindings (event bodies) at debug and trace.
+        quiet.logLevel = max(logger.logLevel, .notice)
+        self.logger = quiet
+        client = PostgresClient(configuration: try Self.configuration(url, poolSize: poolSize), backgroundLogger: quiet)
+        direct = try Self.directConfiguration(url)
+        commits = PostgresGroupCommit()
+    }
+
+    /// Runs the connection pool until the task is cancelled. Nothing reaches the database
+    /// while it is not running.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            group.addTask { await self.wakeUps.listen(self.direct, logger: self.logger) }
+            await group.waitForAll()
+        }
+    }
+
+    /// Returns when another instance (or this one) committed work `notifier`'s dispatcher could
+    /// take: LISTEN/NOTIFY on `herald_work`.
+    public func waitForWork(notifier: String) async {
+        await wakeUps.wait(notifier: notifier)
+    }
+
+    /// Runs `body` with the pool running, then stops the pool.
+    ///
+    /// - Parameter migrate: true (a server starting) creates or upgrades the schema first;
+    ///   false (a tool that only reads or changes deliveries) requires the schema this binary
+    ///   writes, and says what to run when it is missing or older.
+    public static func withJournal<R: Sendable>(_ journal: PostgresJournal, migrate: Bool = true,
+                                                body: (PostgresJournal) async throws -> R) async throws -> R {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await journal.run() }
+            defer { group.cancelAll() }
+            // The pool retries a connection that fails; one direct attempt says at once why
+            // (a wrong password, TLS, no such database) instead of a timeout later.
+            if let reason = await journal.connectionProblem() { throw reason }
+            if migrate {
+                try await journal.migrate()
+            } else {
+                try await journal.requireCurrentSchema()
+            }
+            return try await body(journal)
+        }
+    }
+
+    /// The schema version in the database (0: no Herald journal there yet).
+    public func schemaVersion() async throws -> Int {
+        try await run { connection in
+            var exists = false
+            for try await row in try await connection.query(
+                "SELECT to_regclass('herald_schema_version') IS NOT NULL", logger: self.logger) {
+                exists = try row.decode(Bool.self)
+            }
+            guard exists else { return 0 }
+            var version = 0
+            for try await row in try await connection.query(
+                "SELECT COALESCE(max(version), 0) FROM herald_schema_version", logger: self.logger) {
+                version = Int(try row.decode(Int32.self))
+            }
+            return version
+        }
+    }
+
+    private func requireCurrentSchema() async throws {
+        let version = try await schemaVersion()
+        let database = "database \(url.database) at \(url.server)"
+        if version == 0 {
+            throw JournalError(.notFound, path: url.description,
+                               "there is no Herald journal in \(database) yet: run herald journal migrate, or start herald serve")
+        }
+        if version > PostgresSchema.current {
+            throw JournalError(.newerSchema, path: url.description, """
+                the journal in \(database) has schema version \(version), newer than this Herald knows \
+                (\(PostgresSchema.current)): use a newer Herald
+                """)
+        }
+        if version < PostgresSchema.current {
+            throw JournalError(.other, path: url.description, """
+                the journal in \(database) has schema version \(version), older than this Herald's \
+                (\(PostgresSchema.current)): run herald journal migrate first
+                """)
+        }
+    }
+
+    /// Whether the server answers a query within `timeout` (`/readyz`).
+    public func isReachable(within timeout: Duration) async -> Bool {
+        (try? await guarded(timeout: timeout, diagnose: false) {
+            try await self.client.withConnection { connection in
+                try await connection.query("SELECT 1", logger: self.logger)
+                return true
+            }
+        }) ?? false
+    }
+
+    // MARK: Appends and outcomes (group commit)
+
+    public func append(_ entry: JournalEntry) async throws -> AppendResult {
+        guard case .appended(let result) = try await commit(.append(entry)) else { preconditionFailure("append answered as record") }
+        return result
+    }
+
+    public func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        guard !outcomes.isEmpty else { return [] }
+        guard case .recorded(let lost) = try await commit(.record(outcomes, owner: owner)) else { preconditionFailure("record answered as append") }
+        return lost
+    }
+
+    private func commit(_ work: PostgresGroupCommit.Work) async throws -> PostgresGroupCommit.Outcome {
+        try await commits.submit(work) { batch in
+            try await self.storeBatch(batch)
+        }.get()
+    }
+
+    /// Stores a batch in one transaction: one outcome per item, in order. An item that cannot
+    /// be stored on its own (a duplicate event id) gets its error; a database error fails all.
+    private func storeBatch(_ batch: [PostgresGroupCommit.Work]) async throws -> [Result<PostgresGroupCommit.Outcome, JournalError>] {
+        let now = clock()
+        return try await transaction { connection in
+            var outcomes = [Result<PostgresGroupCommit.Outcome, JournalError>?](repeating: nil, count: batch.count)
+            var records: [(index: Int, outcomes: [DeliveryOutcome], owner: String)] = []
+            for (index, work) in batch.enumerated() {
+                switch work {
+                case .append(let entry):
+                    outcomes[index] = try await self.store(entry, now: now, on: connection).map { .appended($0) }
+                case .record(let list, let owner):
+                    // After the appends: an outcome never concerns a delivery appended in the
+                    // same batch (its id is known only once that commit returned).
+                    records.append((index, list, owner))
+                }
+            }
+            let lost = try await self.store(records.map { ($0.outcomes, $0.owner) }, now: now, on: connection)
+            for (record, lost) in zip(records, lost) { outcomes[record.index] = .success(.recorded(lost)) }
+            return outcomes.map { $0! }
+        }
+    }
+
+    /// One append in one statement: the dedupe key (claimed unless a live one exists), the
+    /// event, and its deliveries.
+    private func store(_ entry: JournalEntry, now: Date, on connection: PostgresConnection) async throws -> Result<AppendResult, JournalError> {
+        var binds = PostgresBindings(capacity: 13)
+        binds.append(entry.eventID)                                   // $1
+        binds.append(entry.endpoint)                                  // $2
+        binds.append(entry.eventName)                                 // $3
+        binds.append(entry.receivedAt)                                // $4
+        try binds.append(entry.body)                                     // $5
+        binds.append(entry.dedupeKey)                                 // $6
+        binds.append(now)                                             // $7
+        binds.append(now.addingTimeInterval(-dedupeTTL))              // $8
+        binds.append(entry.lease?.owner)                              // $9
+        binds.append(entry.lease?.until)                              // $10
+        var names: [String] = [], leased: [Bool] = []
+        for name in entry.notifiers where !names.contains(name) {
+            names.append(name)
+            leased.append(entry.lease != nil && entry.leased.contains(name))
+        }
+        binds.append(names)                                           // $11
+        binds.append(leased)                                          // $12
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.appendSQL, binds: binds), logger: logger)
+        var fresh = true, stored = false, seen: String?
+        var ids: [String: Int64] = [:]
+        for try await row in rows {
+            let (isFresh, wasStored, firstID, id, notifier) = try row.decode((Bool, Bool, String?, Int64?, String?).self)
+            fresh = isFresh
+            stored = wasStored
+            seen = firstID
+            if let id, let notifier { ids[notifier] = id }
+        }
+        if stored {
+            try await storeBooking(entry, now: now, on: connection)
+            let waiting = names.enumerated().filter { !leased[$0.offset] }.map(\.element)
+            if !waiting.isEmpty { try await Self.notify(waiting, on: connection, logger: logger) }
+            return .success(.accepted(deliveries: ids))
+        }
+        guard fresh, let key = entry.dedupeKey else {
+            return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
+        }
+        if let seen { return .success(.duplicate(of: seen)) }
+        // The key was claimed by a transaction that committed after this statement began: a
+        // new statement sees it.
+        let again = try await connection.query(
+            "SELECT event_id FROM herald_dedupe WHERE endpoint = \(entry.endpoint) AND key = \(key)", logger: logger)
+        for try await row in again { return .success(.duplicate(of: try row.decode(String.self))) }
+        return .failure(JournalError(.duplicateEventID, path: url.description, "an event with the id \(entry.eventID) is already in the journal"))
+    }
+
+    /// Wakes the instances' dispatchers of `notifiers` once the transaction commits.
+    static func notify(_ notifiers: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "SELECT pg_notify(\(PostgresWakeUps.channel), n) FROM unnest(\(notifiers)::text[]) AS n", logger: logger)
+    }
+
+    /// The bookings projection and reminders of an accepted entry, in its transaction (as
+    /// ``SQLiteJournal`` does: see ``ScheduledReminder``).
+    private func storeBooking(_ entry: JournalEntry, now: Date, on connection: PostgresConnection) async throws {
+        if let b = entry.booking {
+            try await connection.query("""
+                INSERT INTO herald_bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                             guest_email, event_id, event_name)
+                VALUES (\(b.uid), \(b.status), \(b.eventTypeUid), \(b.startedAt), \(b.endedAt), \(b.timeZone), \(b.guestName),
+                        \(b.guestEmail), \(entry.eventID), \(entry.eventName))
+                ON CONFLICT (uid) DO UPDATE SET status = EXCLUDED.status, event_type_uid = EXCLUDED.event_type_uid,
+                    started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, time_zone = EXCLUDED.time_zone,
+                    guest_name = EXCLUDED.guest_name, guest_email = EXCLUDED.guest_email, event_id = EXCLUDED.event_id,
+                    event_name = EXCLUDED.event_name
+                """, logger: logger)
+        }
+        guard let booking = entry.bookingKey else { return }
+        if entry.cancelsReminders {
+            try await connection.query("""
+                UPDATE herald_deliveries SET state = 'skipped', due_at = NULL, last_error = \(ScheduledReminder.cancelledReason),
+                    updated_at = \(now)
+                WHERE booking_key = \(booking) AND reminder_offset IS NOT NULL AND state = 'pending'
+                """, logger: logger)
+        }
+        for reminder in entry.reminders {
+            let skipped = reminder.skipReason != nil
+            let state = skipped ? DeliveryState.skipped.rawValue : DeliveryState.pending.rawValue
+            let due: Date? = skipped ? nil : reminder.remindAt
+            var same: [(id: Int64, state: String, remindAt: Date?)] = []
+            for try await row in try await connection.query("""
+                SELECT id, state, remind_at FROM herald_deliveries
+                WHERE booking_key = \(booking) AND notifier = \(reminder.notifier) AND reminder_offset = \(Int32(clamping: reminder.offset))
+                FOR UPDATE
+                """, logger: logger) {
+                let (id, state, at) = try row.decode((Int64, String, Date?).self)
+                same.append((id, state, at))
+            }
+            // Stored microseconds: compare at that precision.
+            let at = (reminder.remindAt.timeIntervalSince1970 * 1_000_000).rounded()
+            if same.contains(where: { $0.remindAt.map { ($0.timeIntervalSince1970 * 1_000_000).rounded() == at } ?? false }) {
+                continue
+            }
+            if let pending = same.first(where: { $0.state == DeliveryState.pending.rawValue }) {
+                try await connection.query("""
+                    UPDATE herald_deliveries SET event_id = \(entry.eventID), remind_at = \(reminder.remindAt), due_at = \(due),
+                        state = \(state), last_error = \(reminder.skipReason), updated_at = \(now)
+                    WHERE id = \(pending.id)
+                    """, logger: logger)
+                continue
+            }
+            try await connection.query("""
+                INSERT INTO herald_deliveries (event_id, notifier, state, attempts, due_at, last_error, booking_key,
+                                               reminder_offset, remind_at, updated_at)
+                VALUES (\(entry.eventID), \(reminder.notifier), \(state), 0, \(due), \(reminder.skipReason), \(booking),
+                        \(Int32(clamping: reminder.offset)), \(reminder.remindAt), \(now))
+                ON CONFLICT (booking_key, notifier, reminder_offset) WHERE booking_key IS NOT NULL AND state = 'pending'
+                DO NOTHING
+                """, logger: logger)
+        }
+    }
+
+    static let appendSQL = """
+        WITH fresh AS (
+            SELECT NOT EXISTS (SELECT 1 FROM herald_events WHERE id = $1) AS ok
+        ), claimed AS (
+            INSERT INTO herald_dedupe (endpoint, key, event_id, seen_at)
+            SELECT $2, $6::text, $1, $7 FROM fresh WHERE fresh.ok AND $6::text IS NOT NULL
+            ON CONFLICT (endpoint, key) DO UPDATE SET event_id = EXCLUDED.event_id, seen_at = EXCLUDED.seen_at
+                WHERE herald_dedupe.seen_at <= $8
+            RETURNING event_id
+        ), event AS (
+            INSERT INTO herald_events (id, endpoint, name, received_at, body)
+            SELECT $1, $2, $3, $4, $5 FROM fresh
+            WHERE fresh.ok AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM claimed))
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        ), inserted AS (
+            INSERT INTO herald_deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
+            SELECT event.id, n.notifier,
+                   CASE WHEN n.leased THEN 'leased' ELSE 'pending' END,
+                   CASE WHEN n.leased THEN 1 ELSE 0 END,
+                   $4,
+                   CASE WHEN n.leased THEN $9::text END,
+                   CASE WHEN n.leased THEN $10::timestamptz END,
+                   $7
+            FROM event, unnest($11::text[], $12::bool[]) WITH ORDINALITY AS n(notifier, leased, position)
+            ORDER BY n.position
+            RETURNING id, notifier
+        )
+        SELECT (SELECT ok FROM fresh), EXISTS (SELECT 1 FROM event),
+               (SELECT event_id FROM herald_dedupe WHERE endpoint = $2 AND key = $6::text),
+               inserted.id, inserted.notifier
+        FROM (SELECT 1) AS one LEFT JOIN inserted ON true
+        """
+
+    /// Outcomes of several `record` calls, each only while its owner still holds the lease, in
+    /// one statement; returns, per call, the ids not written. A batch naming one delivery twice
+    /// is written one outcome at a time, in order, as separate calls would be.
+    private func store(_ calls: [(outcomes: [DeliveryOutcome], owner: String)], now: Date,
+                       on connection: PostgresConnection) async throws -> [[Int64]] {
+        let all = calls.flatMap { call in call.outcomes.map { (outcome: $0, owner: call.owner) } }
+        guard !all.isEmpty else { return calls.map { _ in [] } }
+        if Set(all.map(\.outcome.id)).count < all.count, all.count > 1 {
+            var lost: [[Int64]] = []
+            for call in calls {
+                var mine: [Int64] = []
+                for outcome in call.outcomes {
+                    mine += try await store([([outcome], call.owner)], now: now, on: connection)[0]
+                }
+                lost.append(mine)
+            }
+            return lost
+        }
+        var ids: [Int64] = [], states: [String] = [], dues: [Date] = [], hasDue: [Bool] = [], errors: [String] = []
+        var hasError: [Bool] = [], deltas: [Int32] = [], owners: [String] = []
+        for (outcome, owner) in all {
+            let state: DeliveryState, due: Date?, error: String?, delta: Int32
+            switch outcome {
+            case .delivered: (state, due, error, delta) = (.delivered, nil, nil, 0)
+            case .retry(_, let at, let text): (state, due, error, delta) = (.pending, at, text, 0)
+            case .dead(_, let text): (state, due, error, delta) = (.dead, nil, text, 0)
+            case .skipped(_, let reason): (state, due, error, delta) = (.skipped, nil, reason, 0)
+            case .released: (state, due, error, delta) = (.pending, now, nil, -1)
+            case .postponed(_, let until, let reason): (state, due, error, delta) = (.pending, until, reason, -1)
+            }
+            ids.append(outcome.id)
+            states.append(state.rawValue)
+            dues.append(due ?? now)
+            hasDue.append(due != nil)
+            errors.append(error ?? "")
+            hasError.append(error != nil)
+            deltas.append(delta)
+            owners.append(owner)
+        }
+        var written = Set<Int64>()
+        for try await row in try await connection.query("""
+            UPDATE herald_deliveries d SET state = u.state, due_at = CASE WHEN u.has_due THEN u.due END,
+                last_error = CASE WHEN u.has_error THEN u.error ELSE d.last_error END, attempts = d.attempts + u.delta,
+                owner = NULL, lease_until = NULL, updated_at = \(now)
+            FROM unnest(\(ids)::int8[], \(states)::text[], \(dues)::timestamptz[], \(hasDue)::bool[], \(errors)::text[],
+                        \(hasError)::bool[], \(deltas)::int4[], \(owners)::text[])
+                AS u(id, state, due, has_due, error, has_error, delta, owner)
+            WHERE d.id = u.id AND d.state = 'leased' AND d.owner = u.owner
+            RETURNING d.id
+            """, logger: logger) {
+            written.insert(try row.decode(Int64.self))
+        }
+        return calls.map { call in call.outcomes.map(\.id).filter { !written.contains($0) } }
+    }
+
+    // MARK: Taking work
+
+    public func lease(_ request: LeaseRequest) async throws -> LeaseResult {
+        guard request.limit > 0 else { return LeaseResult() }
+        let now = clock()
+        return try await transaction { connection in
+            let rows = try await connection.query("""
+                WITH due AS (
+                    SELECT id, state AS previous FROM herald_deliveries
+                    WHERE notifier = \(request.notifier)
+                      AND ((state = 'pending' AND due_at <= \(request.now)) OR (state = 'leased' AND lease_until <= \(request.now)))
+                    ORDER BY due_at, id
+                    LIMIT \(request.limit)
+                    FOR UPDATE SKIP LOCKED
+                ), changed AS (
+                    SELECT due.id, due.previous,
+                           due.previous = 'leased' AND d.interruptions + 1 >= \(request.deadAfter) AS dies
+                    FROM due JOIN herald_deliveries d ON d.id = due.id
+                )
+                UPDATE herald_deliveries d SET
+                    state = CASE WHEN c.dies THEN 'dead' ELSE 'leased' END,
+                    interruptions = d.interruptions + CASE WHEN c.previous = 'leased' THEN 1 ELSE 0 END,
+                    attempts = d.attempts + CASE WHEN c.dies THEN 0 ELSE 1 END,
+                    owner = CASE WHEN c.dies THEN NULL ELSE \(request.owner) END,
+                    lease_until = CASE WHEN c.dies THEN NULL ELSE \(request.until)::timestamptz END,
+                    due_at = CASE WHEN c.dies THEN NULL ELSE d.due_at END,
+                    updated_at = \(now)
+                FROM changed c, herald_events e
+                WHERE d.id = c.id AND e.id = d.event_id
+                RETURNING \(unescaped: Self.recordColumns), c.previous, e.endpoint, e.body
+                """, logger: self.logger)
+            var result = LeaseResult()
+            for try await row in rows {
+                var record = try Self.record(row)
+                let cells = row.makeRandomAccess()
+                let previous = try cells[16].decode(String.self)
+                let endpoint = try cells[17].decode(String.self)
+                let body = try cells[18].decode(Data.self)
+                if record.state == .dead {
+                    record.lastError = Interruptions.reason(record.interruptions)
+                    result.setAside.append(record)
+                    continue
+                }
+                if previous == DeliveryState.leased.rawValue { result.takenOver += 1 }
+                let event = StoredEvent(id: record.eventID, endpoint: endpoint, name: record.eventName,
+                                        receivedAt: record.receivedAt, body: body)
+                result.deliveries.append(DueDelivery(record: record, event: event))
+            }
+            for record in result.setAside {
+                try await connection.query(
+                    "UPDATE herald_deliveries SET last_error = \(record.lastError) WHERE id = \(record.id)", logger: self.logger)
+            }
+            result.deliveries.sort { ($0.record.dueAt ?? .distantPast, $0.record.id) < ($1.record.dueAt ?? .distantPast, $1.record.id) }
+            result.setAside.sort { $0.id < $1.id }
+            return result
+        }
+    }
+
+    public func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
+        guard !ids.isEmpty else { return [] }
+        let now = clock()
+        let held = try await run { connection in
+            var held = Set<Int64>()
+            let rows = try await connection.query("""
+                UPDATE herald_deliveries SET lease_until = \(until), updated_at = \(now)
+                WHERE id = ANY(\(ids)) AND state = 'leased' AND owner = \(owner)
+                RETURNING id
+                """, logger: self.logger)
+            for try await row in rows { held.insert(try row.decode(Int64.self)) }
+            return held
+        }
+        return ids.filter { !held.contains($0) }
+    }
+
+    /// A shared journal changes nothing when an instance starts: other instances may hold
+    /// live leases, and a dead instance's leases expire on their own.
+    public func instanceStarted(owner: String) async throws -> Int { 0 }
+
+    // MARK: Reading
+
+    public func event(id: String) async throws -> StoredEvent? {
+        try await run { connection in
+            let rows = try await connection.query(
+                "SELECT id, endpoint, name, received_at, body FROM herald_events WHERE id = \(id)", logger: self.logger)
+            for try await row in rows {
+                let (id, endpoint, name, receivedAt, body) = try row.decode((String, String, String, Date, Data).self)
+                return StoredEvent(id: id, endpoint: endpoint, name: name, receivedAt: receivedAt, body: body)
+            }
+            return nil
+        }
+    }
+
+    public func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] {
+        try await run { connection in
+            let rows = try await connection.query("""
+                SELECT \(unescaped: Self.recordColumns)
+                FROM herald_deliveries d JOIN herald_events e ON e.id = d.event_id
+                WHERE (\(query.id)::int8 IS NULL OR d.id = \(query.id)::int8)
+                  AND (\(query.state?.rawValue)::text IS NULL OR d.state = \(query.state?.rawValue)::text)
+                  AND (\(query.notifier)::text IS NULL OR d.notifier = \(query.notifier)::text)
+                ORDER BY d.id DESC
+                LIMIT \(max(0, query.limit))
+                """, logger: self.logger)
+            var out: [DeliveryRecord] = []
+            for try await row in rows { out.append(try Self.record(row)) }
+            return out
+        }
+    }
+
+    public func counts() async throws -> [DeliveryCount] {
+        let counts = try await run { connection in
+            let rows = try await connection.query(
+                "SELECT notifier, state, count(*) FROM herald_deliveries GROUP BY notifier, state", logger: self.logger)
+            var out: [DeliveryCount] = []
+            for try await row in rows {
+                let (notifier, state, count) = try row.decode((String, String, Int64).self)
+                guard let state = DeliveryState(rawValue: state) else { throw Self.unknownState(state) }
+                out.append(DeliveryCount(notifier: notifier, state: state, count: Int(count)))
+            }
+            return out
+        }
+        return counts.inJournalOrder()
+    }
+
+    public func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await run { connection in
+            var out: [BookingSnapshot] = []
+            for try await row in try await connection.query("""
+                SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email, event_id,
+                       event_name
+                FROM herald_bookings WHERE started_at >= \(from) AND started_at < \(before) ORDER BY started_at, uid COLLATE "C"
+                """, logger: self.logger) {
+                let (uid, status, type, start, end, zone, name, email, eventID, eventName) =
+                    try row.decode((String, String?, String?, Date, Date?, String?, String?, String?, String, String).self)
+                out.append(BookingSnapshot(uid: uid, status: status, eventTypeUid: type, startedAt: start, endedAt: end,
+                                           timeZone: zone, guestName: name, guestEmail: email, eventID: eventID,
+                                           eventName: eventName))
+            }
+            return out
+        }
+    }
+
+    // MARK: Maintenance
+
+    public func retry(_ selection: RetrySelection) async throws -> Int {
+        let now = clock()
+        return try await transaction { connection in
+            let reset = "state = 'pending', due_at = $1, owner = NULL, lease_until = NULL, updated_at = $1"
+            let statements: [(sql: String, id: Int64?)]
+            switch selection {
+            case .allDead:
+                statements = [("UPDATE herald_deliveries SET \(reset) WHERE state = 'dead' RETURNING notifier", nil)]
+            case .ids(let ids):
+                let sql = "UPDATE herald_deliveries SET \(reset) WHERE id = $2 AND state IN ('dead', 'skipped', 'pending') RETURNING notifier"
+                statements = ids.map { (sql, $0) }
+            }
+            var changed = 0
+            var notifiers = Set<String>()
+            for statement in statements {
+                var binds = PostgresBindings()
+                binds.append(now)
+                if let id = statement.id { binds.append(id) }
+                for try await row in try await connection.query(PostgresQuery(unsafeSQL: statement.sql, binds: binds),
+                                                                logger: self.logger) {
+                    notifiers.insert(try row.decode(String.self))
+                    changed += 1
+                }
+            }
+            if !notifiers.isEmpty { try await Self.notify(notifiers.sorted(), on: connection, logger: self.logger) }
+            return changed
+        }
+    }
+
+    /// Runs under `pg_try_advisory_xact_lock`: when another instance is pruning, this one
+    /// returns 0 at once instead of doing the same work twice.
+    public func prune(before cutoff: Date) async throws -> Int {
+        let now = clock()
+        let expired = now.addingTimeInterval(-dedupeTTL)
+        return try await transaction { connection in
+            var locked = false
+            for try await row in try await connection.query(
+                "SELECT pg_try_advisory_xact_lock(\(PostgresSchema.pruneLock))", logger: self.logger) {
+                locked = try row.decode(Bool.self)
+            }
+            guard locked else { return 0 }
+            try await connection.query("DELETE FROM herald_dedupe WHERE seen_at <= \(expired)", logger: self.logger)
+            let rows = try await connection.query("""
+                DELETE FROM herald_events e
+                WHERE e.received_at < \(cutoff)
+                  AND NOT EXISTS (SELECT 1 FROM herald_deliveries d
+                                  WHERE d.event_id = e.id AND d.state IN ('pending', 'leased'))
+                RETURNING e.id
+                """, logger: self.logger)
+            var removed = 0
+            for try await _ in rows { removed += 1 }
+            return removed
+        }
+    }
+
+    /// Creates or upgrades the schema; see ``PostgresSchema``.
+    @discardableResult
+    public func migrate() async throws -> PostgresSchema.Migration {
+        try await transaction { connection in
+            try await PostgresSchema.migrate(connection, logger: self.logger)
+        }
+    }
+
+    // MARK: For tests and tools
+
+    /// Runs one SQL statement.
+    package func execute(_ sql: String) async throws {
+        try await run { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+            return ()
+        }
+    }
+
+    /// The first column of every row of `sql`, as text.
+    package func queryStrings(_ sql: String) async throws -> [String] {
+        try await run { connection in
+            var out: [String] = []
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger) {
+                out.append(try row.decode(String.self))
+            }
+            return out
+        }
+    }
+
+    /// Runs `body` while a connection of this pool holds the prune lock, as another instance
+    /// pruning would.
+    package func whileHoldingPruneLock<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        try await client.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(PostgresSchema.pruneLock))", logger: self.logger)
+            let result: Result<R, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            try await connection.query("SELECT pg_advisory_unlock(\(PostgresSchema.pruneLock))", logger: self.logger)
+            return try result.get()
+        }
+    }
+
+    // MARK: Plumbing
+
+    static let recordColumns = """
+        d.id, d.event_id, e.name, d.notifier, d.state, d.attempts, d.due_at, d.last_error, d.owner, \
+        d.lease_until, d.interruptions, d.booking_key, d.reminder_offset, d.remind_at, e.received_at, d.updated_at
+        """
+
+    static func record(_ row: PostgresRow) throws -> DeliveryRecord {
+        let (id, eventID, eventName, notifier, state, attempts, dueAt, lastError, owner, leaseUntil, interruptions,
+             bookingKey, reminderOffset, remindAt, receivedAt, updatedAt) = try row.decode(
+                (Int64, String, String, String, String, Int32, Date?, String?, String?, Date?, Int32,
+                 String?, Int32?, Date?, Date, Date).self)
+        guard let state = DeliveryState(rawValue: state) else { throw unknownState(state) }
+        return DeliveryRecord(id: id, eventID: eventID, eventName: eventName, notifier: notifier, state: state,
+                              attempts: Int(attempts), dueAt: dueAt, lastError: lastError, owner: owner,
+                              leaseUntil: leaseUntil, interruptions: Int(interruptions), bookingKey: bookingKey,
+                              reminderOffset: reminderOffset.map(Int.init), remindAt: remindAt,
+                              receivedAt: receivedAt, updatedAt: updatedAt)
+    }
+
+    static func unknownState(_ state: String) -> JournalError {
+        JournalError(.corrupted, path: "", "a delivery has the unknown state \"\(state.prefix(20))\"")
+    }
+
+    /// Why a new connection to the server fails, as a ``JournalError``; nil if one succeeds.
+    public func connectionProblem() async -> (any Error)? {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: logger)
+            try? await connection.close()
+            return nil
+        } catch {
+            return PostgresErrors.journalError(error, url: url)
+        }
+    }
+
+    /// `body` on a pooled connection, within ``operationTimeout``; errors become ``JournalError``.
+    func run<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        try await guarded { try await self.client.withConnection { try await body($0) } }
+    }
+
+    /// `body` in one transaction (committed when it returns, rolled back when it throws).
+    ///
+    /// Not postgres-nio's `withTransaction`: after a failed query it sends `ROLLBACK` even when
+    /// the connection has just closed, and a query written to a closed channel never completes,
+    /// so one lost connection would hang the group commit. A closed connection needs no
+    /// rollback: the server discards the transaction.
+    func transaction<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        try await guarded {
+            try await self.client.withConnection { connection in
+                try await connection.query("BEGIN", logger: self.logger)
+                let result: R
+                do {
+                    result = try await body(connection)
+                } catch {
+                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
+                    throw error
+                }
+                try await connection.query("COMMIT", logger: self.logger)
+                return result
+            }
+        }
+    }
+
+    private func guarded<R: Sendable>(timeout: Duration? = nil, diagnose: Bool = true,
+                                      _ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+        let timeout = timeout ?? operationTimeout
+        do {
+            return try await withThrowingTaskGroup(of: R?.self) { group in
+                group.addTask { try await operation() }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let result = first else {
+                    if diagnose, let reason = await connectionProblem() { throw reason }
+                    throw JournalError(.unavailable, path: url.description,
+                                       "PostgreSQL at \(url.server) did not answer within \(timeout)")
+                }
+                return result
+            }
+        } catch {
+            throw PostgresErrors.journalError(error, url: url)
+        }
+    }
+}
