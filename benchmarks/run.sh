@@ -106,7 +106,7 @@ if [[ " $RECEIVERS " == *" herald"* && ! -x $BIN/herald ]] || [[ $MICRO == 1 && 
 fi
 cc -O2 -Wall -o "$WORK/paced" "$HERE/paced.c"
 
-JOURNAL=$(grep -q 'SQLiteJournal(' Sources/HeraldApp/ServeCommand.swift && echo "SQLite (durable)" || echo "in-memory (openJournal does not open SQLiteJournal yet)")
+JOURNAL="SQLite (durable)"  # storage.path in the config written below
 python3 - "$RESULTS/meta.json" <<EOF
 import json, os, platform, subprocess, sys, datetime
 mem = int(open("/proc/meminfo").read().split()[1]) / 1048576
