@@ -45,6 +45,11 @@ public final class Dispatcher: Service {
     private let deadlines = AttemptDeadlines()
     /// Queued deliveries whose lease a renewal found taken over: not to be attempted here.
     private let lost = Mutex<Set<Int64>>([])
+    /// Metric handles, made once (the metrics system is bootstrapped before any dispatcher):
+    /// making one looks it up in the registry under a lock, per delivery until now.
+    private let durationTimer: Timer
+    private let retries: Counter
+    private let results: [String: Counter]
 
     /// - Parameters:
     ///   - storage: the lease time and how many interruptions set a delivery aside.
@@ -58,6 +63,12 @@ public final class Dispatcher: Service {
         self.owner = owner
         leaseTime = storage.leaseTime
         deadAfter = storage.deadAfterCrashes
+        durationTimer = Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", name)],
+                              preferredDisplayUnit: .seconds)
+        retries = Counter(label: "herald_delivery_retries_total", dimensions: [("notifier", name)])
+        results = Dictionary(uniqueKeysWithValues: ["delivered", "dead", "skipped"].map { result in
+            (result, Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]))
+        })
         var logger = logger
         logger[metadataKey: "notifier"] = .string(name)
         self.logger = logger
@@ -269,8 +280,7 @@ public final class Dispatcher: Service {
         running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
         let outcome = await attempt(notification, notifier)
-        Timer(label: "herald_delivery_duration_seconds", dimensions: [("notifier", name)], preferredDisplayUnit: .seconds)
-            .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
+        durationTimer.recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         running.subtract(1, ordering: .relaxed)
         live.release()
         slots.release()
@@ -429,12 +439,13 @@ public final class Dispatcher: Service {
             return
         }
         guard await write(.retry(job.id, at: next, error: message), log) else { return }
-        Counter(label: "herald_delivery_retries_total", dimensions: [("notifier", notifier.name)]).increment()
+        retries.increment()
         log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
     }
 
     private func finalResult(_ result: String) {
-        Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]).increment()
+        (results[result] ?? Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]))
+            .increment()
         onFinal()
     }
 }
