@@ -2,6 +2,7 @@ import Foundation
 import HeraldCore
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// A ``Journal`` in PostgreSQL, shared by every Herald instance that names the same database.
 ///
@@ -692,22 +693,91 @@ public final class PostgresJournal: Journal, Sendable {
                                       _ operation: @escaping @Sendable () async throws -> R) async throws -> R {
         let timeout = timeout ?? operationTimeout
         do {
-            return try await withThrowingTaskGroup(of: R?.self) { group in
-                group.addTask { try await operation() }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
+            guard let result = try await Self.first(of: operation, within: timeout) else {
+                // The diagnosis connects afresh, which can hang the same way: bounded too.
+                if diagnose, let found = try? await Self.first(of: { await self.connectionProblem() }, within: timeout),
+                   let reason = found {
+                    throw reason
                 }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let result = first else {
-                    if diagnose, let reason = await connectionProblem() { throw reason }
-                    throw JournalError(.unavailable, path: url.description,
-                                       "PostgreSQL at \(url.server) did not answer within \(timeout)")
-                }
-                return result
+                throw JournalError(.unavailable, path: url.description,
+                                   "PostgreSQL at \(url.server) did not answer within \(timeout)")
             }
+            return result
         } catch {
             throw PostgresErrors.journalError(error, url: url)
         }
+    }
+
+    /// `operation`'s result, or nil once `timeout` has passed (or the caller is cancelled: then
+    /// CancellationError), whichever comes first.
+    ///
+    /// Not a task group: a group returns only once every child has, and a postgres-nio query
+    /// written to a connection that is closing may never complete nor heed cancellation, so the
+    /// group commit, `/readyz` and shutdown would wait on it for good. The operation runs in a
+    /// task of its own instead, cancelled at the timeout; if it ignores that, it is left behind
+    /// and its answer dropped.
+    static func first<R: Sendable>(of operation: @escaping @Sendable () async throws -> R,
+                                   within timeout: Duration) async throws -> R? {
+        let race = Race<R?>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                race.start(continuation)
+                let work = Task {
+                    do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
+                }
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    if race.finish(.success(nil)) { work.cancel() }
+                }
+                race.onFinish { work.cancel(); timer.cancel() }
+            }
+        } onCancel: {
+            race.finish(.failure(CancellationError()))
+        }
+    }
+}
+
+/// The first of several outcomes to arrive resumes a continuation; the rest are dropped.
+final class Race<R: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<R, any Error>?
+        var early: Result<R, any Error>?
+        var done = false
+        var cleanup: (@Sendable () -> Void)?
+    }
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<R, any Error>) {
+        let early = state.withLock { s -> Result<R, any Error>? in
+            if let early = s.early { return early }
+            s.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    /// Runs `cleanup` once the race is decided (at once if it is).
+    func onFinish(_ cleanup: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s -> Bool in
+            if s.done { return true }
+            s.cleanup = cleanup
+            return false
+        }
+        if now { cleanup() }
+    }
+
+    /// Whether this outcome was the first.
+    @discardableResult
+    func finish(_ outcome: Result<R, any Error>) -> Bool {
+        let (won, continuation, cleanup) = state.withLock { s -> (Bool, CheckedContinuation<R, any Error>?, (@Sendable () -> Void)?) in
+            guard !s.done else { return (false, nil, nil) }
+            s.done = true
+            if s.continuation == nil { s.early = outcome }
+            defer { s.continuation = nil; s.cleanup = nil }
+            return (true, s.continuation, s.cleanup)
+        }
+        continuation?.resume(with: outcome)
+        cleanup?()
+        return won
     }
 }
