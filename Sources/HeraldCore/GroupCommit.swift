@@ -60,6 +60,9 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
 
     var statistics: SQLiteJournal.AppendStatistics { state.withLock { $0.statistics } }
 
+    /// Items waiting for the next batch (for tests).
+    var queued: Int { state.withLock { $0.queue.count } }
+
     /// Returns once `item` is committed; throws if its transaction failed.
     func submit(_ item: Item) async throws -> Outcome {
         guard grouped else {

@@ -618,6 +618,20 @@ public final class SQLiteJournal: Journal {
         do { return try await pool.write(body) } catch { throw JournalError(error, path: path) }
     }
 
+    /// Writes waiting for the group commit's next batch (for tests).
+    var queuedWrites: Int { writer.queued }
+
+    /// Keeps the writer connection busy until `released` is true or `timeout` has passed, so
+    /// that tests can queue writes behind it; `holding` is called once it holds the writer.
+    func holdWriter(holding: @escaping @Sendable () -> Void, until released: @escaping @Sendable () -> Bool,
+                    timeout: Duration) async throws {
+        try await pool.writeWithoutTransaction { _ in
+            holding()
+            let deadline = ContinuousClock.now + timeout
+            while !released(), ContinuousClock.now < deadline { usleep(1000) }
+        }
+    }
+
     /// The integer `sql` returns, on the writer connection (for tests: pragmas and row counts).
     func scalar(_ sql: String) async throws -> Int? {
         try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: sql) }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import HeraldCore
 
@@ -112,22 +113,22 @@ struct SQLiteJournalTests {
 
     @Test func appendsQueuedBehindABusyWriterShareOneBatchAndDedupeInOrder() async throws {
         let f = try Fixture(.sqlite)
-        // Keeps the writer busy for a moment so that every append below queues up meanwhile.
-        async let busy = f.sqlite.scalar("""
-            WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000) SELECT COUNT(*) FROM n
-            """)
-        try await Task.sleep(for: .milliseconds(50))
+        // Holds the writer until all 50 appends below have queued behind it, however slow the
+        // machine: then they must make one batch.
+        let holding = Mutex(false)
+        let sqlite = f.sqlite
+        async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
+                                                 until: { sqlite.queuedWrites >= 50 }, timeout: .seconds(30))
+        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
             for i in 0..<50 { group.addTask { try await f.append("evt_\(i)", key: i.isMultiple(of: 2) ? "even" : "odd") } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        _ = try await busy
-        // All 50 queued while the writer was busy; on a loaded machine a few may arrive after
-        // the first batch started, so allow a second batch but not one commit each.
+        try await held
         let stats = f.sqlite.appendStatistics
         #expect(stats.appends == 50)
-        #expect(stats.commits <= 3, "\(stats)")
-        #expect(stats.largestBatch >= 25, "\(stats)")
+        #expect(stats.commits == 1, "\(stats)")
+        #expect(stats.largestBatch == 50, "\(stats)")
         let winners = try await f.journal.deliveries(DeliveryQuery(state: nil, notifier: nil, limit: 10)).map(\.eventID)
         #expect(winners.count == 2)
         #expect(results.filter(\.isAccepted).count == 2)
@@ -145,10 +146,12 @@ struct SQLiteJournalTests {
         #expect(try await f.record(.delivered(ids[0])))
         #expect(f.sqlite.appendStatistics == before, "state changes alone are not append commits")
 
-        async let busy = f.sqlite.scalar("""
-            WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000) SELECT COUNT(*) FROM n
-            """)
-        try await Task.sleep(for: .milliseconds(50))
+        // The writer is held until the 30 appends and 19 outcomes below have all queued.
+        let holding = Mutex(false)
+        let sqlite = f.sqlite
+        async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
+                                                 until: { sqlite.queuedWrites >= 49 }, timeout: .seconds(30))
+        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<30 { group.addTask { try await f.append("new_\(i)") } }
             for id in ids.dropFirst() {
@@ -156,10 +159,10 @@ struct SQLiteJournalTests {
             }
             try await group.waitForAll()
         }
-        _ = try await busy
+        try await held
         let stats = f.sqlite.appendStatistics
         #expect(stats.appends - before.appends == 30)
-        #expect(stats.commits - before.commits <= 4, "\(stats)")
+        #expect(stats.commits - before.commits == 1, "\(stats)")
         let delivered = try await f.journal.deliveries(DeliveryQuery(state: .delivered, notifier: nil, limit: 100))
         #expect(Set(delivered.map(\.id)) == Set(ids))
         #expect(try await f.journal.undeliveredCount() == 30)
