@@ -251,11 +251,13 @@ struct SMTPDeliveryTests {
     }
 
     @Test func serverNotListeningIsRetryable() async throws {
-        // Find a port nobody listens on: start a server, note its port, stop it.
-        let port = try SMTPTestServer().port
+        // A port nobody listens on, and that a server started by a test in parallel cannot take.
+        let refusing = RefusingPort()
+        let port = refusing.port
         let notifier = try EmailNotifier(settings: Fixtures.settings(port: port), context: Fixtures.context())
         let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
         await notifier.shutdown()
+        withExtendedLifetime(refusing) {}
         #expect(error.isRetryable)
         // One sentence, not NIO's "connection reset (error set): Connection refused) (errno: 111)".
         #expect(error.message == "connection refused by 127.0.0.1:\(port)")
