@@ -230,10 +230,16 @@ public struct BookingSnapshot: Sendable, Equatable {
     }
 
     /// Cancelled or declined: left out of agendas.
-    public var isCancelled: Bool {
+    public var isCancelled: Bool { Self.isCancellation(eventName: eventName, status: status) }
+
+    /// Events after which a booking will not take place.
+    public static let cancellingEvents: Set<String> = ["guest_cancelled", "host_cancelled", "host_booking_request_declined"]
+
+    /// Whether an event with this name and booking status says the booking will not take
+    /// place: the one rule agendas and reminders share.
+    public static func isCancellation(eventName: String, status: String?) -> Bool {
         let s = status?.lowercased()
-        return s == "cancel" || s == "cancelled" || s == "declined"
-            || ["guest_cancelled", "host_cancelled", "host_booking_request_declined"].contains(eventName)
+        return s == "cancel" || s == "cancelled" || s == "declined" || cancellingEvents.contains(eventName)
     }
 }
 

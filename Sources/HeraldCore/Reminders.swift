@@ -4,9 +4,6 @@ import Foundation
 /// rules of a route's `remind:`, applied at acceptance so the journal stores them in the
 /// event's own commit.
 public enum Reminders {
-    /// Events after which a booking will not take place.
-    public static let cancelling: Set<String> = ["guest_cancelled", "host_cancelled", "host_booking_request_declined"]
-
     public struct Plan: Sendable, Equatable {
         public var bookingKey: String?
         public var reminders: [ScheduledReminder] = []
@@ -19,8 +16,7 @@ public enum Reminders {
     public static func plan(for event: Event, targets: [RouteTable.Target], now: Date) -> Plan {
         guard let booking = event.booking, let uid = booking.uid, !uid.isEmpty else { return Plan() }
         var plan = Plan(bookingKey: uid)
-        let status = booking.status?.lowercased()
-        if cancelling.contains(event.name) || status == "cancel" || status == "cancelled" || status == "declined" {
+        if BookingSnapshot.isCancellation(eventName: event.name, status: booking.status) {
             plan.cancels = true
             return plan
         }
