@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 extension IntegrationTests {
@@ -8,18 +9,14 @@ extension IntegrationTests {
     @Test func quietHoursHoldADeliveryAcrossARestartAndReleaseIt() async throws {
         let dir = tempDir()
         // A window from a minute ago to 10 s from now, in UTC, to the second.
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "HH:mm:ss"
         let now = Date()
         let end = Date(timeIntervalSince1970: (now + 10).timeIntervalSince1970.rounded(.down))
-        let window = "from: \"\(f.string(from: now - 60))\", to: \"\(f.string(from: end))\", zone: UTC"
+        let window = "from: \"\(utcTimeOfDay(now - 60))\", to: \"\(utcTimeOfDay(end))\", zone: UTC"
         let path = try config(dir, notifiers: """
               audit: { kind: file, path: ./out.jsonl, quietHours: { \(window) } }
             """, route: ["audit"])
         let out = "\(dir)/out.jsonl"
-        let lines = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").count }
+        let lines = { fileLines(out).count }
 
         var herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
         #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)

@@ -27,7 +27,7 @@ extension IntegrationTests {
               - { events: [guest_cancelled], notify: [audit] }
             """.write(toFile: path, atomically: true, encoding: .utf8)
         let out = "\(dir)/out.jsonl"
-        let lines = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        let lines = { fileLines(out) }
         let start = Date(timeIntervalSince1970: (Date() + 8).timeIntervalSince1970.rounded(.down))
         let remindAt = start - 4
 
@@ -78,10 +78,6 @@ extension IntegrationTests {
     @Test func theAgendaIsSentOnceAcrossARestartAtItsTime() async throws {
         let dir = tempDir()
         let path = "\(dir)/herald.yaml"
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "HH:mm:ss"
         let due = Date(timeIntervalSince1970: (Date() + 6).timeIntervalSince1970.rounded(.down))
         try """
             storage: { path: ./journal }
@@ -91,12 +87,12 @@ extension IntegrationTests {
               - path: /hooks/jicoo
                 secrets: ["${IT_JICOO_SECRET}"]
             notifiers:
-              desk: { kind: file, path: ./out.jsonl, agenda: { at: "\(f.string(from: due))", zone: UTC } }
+              desk: { kind: file, path: ./out.jsonl, agenda: { at: "\(utcTimeOfDay(due))", zone: UTC } }
             routes:
               - { events: [host_cancelled], notify: [desk] }
             """.write(toFile: path, atomically: true, encoding: .utf8)
         let out = "\(dir)/out.jsonl"
-        let lines = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        let lines = { fileLines(out) }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let day = calendar.startOfDay(for: due)

@@ -63,13 +63,9 @@ struct AgendaTests {
     /// instance, a restart) sends nothing more.
     @Test func theAgendaListsTheDaysBookingsOnce() async throws {
         let journal: any Journal = MemoryJournal()
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "HH:mm:ss"
         let due = Date(timeIntervalSince1970: (Date() + 3).timeIntervalSince1970.rounded(.down))
         let h = try await Harness("""
-              desk: { kind: recording, label: desk, agenda: { at: "\(f.string(from: due))", zone: UTC } }
+              desk: { kind: recording, label: desk, agenda: { at: "\(utcTimeOfDay(due))", zone: UTC } }
             """, routes: "  - { events: [guest_booked, guest_cancelled], notify: [desk] }", journal: journal)
         let day = try #require(h.pipeline.config.notifiers[0].policy.agenda?.listedDay(for: due))
         // Three bookings that day (one then cancelled) and one the next day.

@@ -93,12 +93,8 @@ struct QuietHoursTests {
     static func windowEnding(in seconds: Int) -> (yaml: String, end: Date) {
         let now = Date()
         let end = now + TimeInterval(seconds)
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "HH:mm:ss"
         // A start a minute ago (not across midnight: the test then waits for the next second).
-        return ("from: \"\(f.string(from: now - 60))\", to: \"\(f.string(from: end))\", zone: UTC",
+        return ("from: \"\(utcTimeOfDay(now - 60))\", to: \"\(utcTimeOfDay(end))\", zone: UTC",
                 Date(timeIntervalSince1970: end.timeIntervalSince1970.rounded(.down)))
     }
 
