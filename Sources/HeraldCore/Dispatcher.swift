@@ -244,11 +244,12 @@ public final class Dispatcher: Service {
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
-        let route = current.router.target(for: event, notifier: name)
+        // Routing runs again for the attempt below: only a reminder needs its route's grace here.
         if let reminder = job.reminder,
-           Reminders.tooLate(remindAt: reminder.remindAt, now: Date(), grace: route?.remindGrace ?? .seconds(600)) {
+           case let grace = current.router.target(for: event, notifier: name)?.remindGrace ?? .seconds(600),
+           Reminders.tooLate(remindAt: reminder.remindAt, now: Date(), grace: grace) {
             let reason = "its time (\(ISO8601.format(reminder.remindAt))) passed by more than "
-                + "\(TimeText.shortDuration(route?.remindGrace ?? .seconds(600))) before it could be sent"
+                + "\(TimeText.shortDuration(grace)) before it could be sent"
             if await write(.skipped(job.id, reason: reason), log) {
                 log.notice("reminder skipped: \(reason)")
                 finalResult("skipped")
