@@ -221,7 +221,7 @@ let package = Package(
         // Microbenchmarks for benchmarks/run.sh (never run as tests).
         .executableTarget(
             name: "herald-bench",
-            dependencies: ["HeraldCore", "EmailNotifier", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["HeraldCore", "EmailNotifier", "FileNotifier", .product(name: "Logging", package: "swift-log")],
             path: "benchmarks/Micro",
             swiftSettings: strict
         ),

@@ -3,6 +3,7 @@
 // "wall_ns", "iterations"}.
 //   swift run -c release herald-bench [--quick] [NAME...]   (names: run only those, e.g. for a profiler)
 //   swift run -c release herald-bench smtp PORT [N]         (SMTP throughput, see SMTPThroughput.swift)
+//   swift run -c release herald-bench pipeline [--memory] [N] [C]  (the whole path without HTTP, PipelineRun.swift)
 import Foundation
 import EmailNotifier
 import HeraldCore
@@ -23,6 +24,7 @@ func cpuNanoseconds() -> Double {
 func wallNanoseconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) }
 
 runSMTPBenchmarkIfAsked()
+runPipelineBenchmarkIfAsked()
 
 let only = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 
