@@ -60,6 +60,29 @@ struct FileNotifierTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["taken.jsonl"])
     }
 
+    /// `raw` is the body as received when it is one line, and the parsed payload written
+    /// compactly when the sender spread it over several: either way the line stays one line.
+    @Test func rawIsTheBodyAsReceivedWhenItIsOneLine() async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl"))
+        let pretty = try #require(SampleEvents.jicooBody("guest_booked"))
+        #expect(pretty.contains(UInt8(ascii: "\n")), "the sample body is pretty-printed")
+        let compact = try JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: pretty))
+        // Spacing JSONSerialization would never write: proof the bytes were copied, not re-encoded.
+        let oneLine = Data(String(decoding: compact, as: UTF8.self).replacingOccurrences(of: ",\"", with: ",  \"").utf8)
+        for body in [oneLine, pretty] {
+            let event = try EventSource.jicoo.decode(body: body, endpoint: "/hooks/jicoo")
+            try await n.deliver(try HeraldNotification.rendered(event, for: FileNotifier.self).with(key: "k"))
+        }
+        let text = try String(contentsOfFile: "\(dir)/out.jsonl", encoding: .utf8)
+        let written = text.split(separator: "\n")
+        #expect(written.count == 2)
+        #expect(written[0].hasSuffix(",\"raw\":" + String(decoding: oneLine, as: UTF8.self) + "}"))
+        let raws = try lines("\(dir)/out.jsonl").map { try #require($0["raw"] as? [String: Any]) }
+        #expect(raws.map { ($0["object"] as? [String: Any])?["uid"] as? String } == ["bk_7Qx2mZp9", "bk_7Qx2mZp9"])
+        #expect(NSDictionary(dictionary: raws[0]).isEqual(to: raws[1]))
+    }
+
     @Test func writesOneJSONLinePerNotification() async throws {
         let dir = tempDir()
         let n = try notifier(dir, .init(path: "out.jsonl", fsync: true))
