@@ -236,10 +236,7 @@ public final class Dispatcher: Service {
         }
         var holdsSlot = true
         defer { if holdsSlot { slots.release() } }
-        var log = logger
-        log[metadataKey: "event"] = .string(job.eventID)
-        log[metadataKey: "delivery"] = .stringConvertible(job.id)
-        log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
+        let log = DeliveryLogger(base: logger, job: job)
         if lost.withLock({ $0.remove(job.id) }) != nil { return }
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
@@ -292,7 +289,7 @@ public final class Dispatcher: Service {
     /// The agenda an agenda event stands for, listing the day's bookings from the journal; nil
     /// when there is nothing to send (settings changed, an empty day with `skipEmpty`, or the
     /// journal failed), with the outcome already written.
-    private func agendaNotification(_ job: DeliveryJob, _ event: Event, _ current: LiveConfig, _ log: Logger) async
+    private func agendaNotification(_ job: DeliveryJob, _ event: Event, _ current: LiveConfig, _ log: DeliveryLogger) async
         -> HeraldNotification? {
         let schedule = current.notifier(named: name).policy.agenda
         guard let schedule, let at = Agenda.occurrence(of: event, schedule: schedule, notifier: name),
@@ -320,7 +317,7 @@ public final class Dispatcher: Service {
     }
 
     /// Inside the notifier's quiet hours: the delivery waits for the window's end, or is skipped.
-    private func keepQuiet(_ job: DeliveryJob, _ action: QuietHours.Action, until end: Date, _ log: Logger) async {
+    private func keepQuiet(_ job: DeliveryJob, _ action: QuietHours.Action, until end: Date, _ log: DeliveryLogger) async {
         switch action {
         case .hold:
             let reason = "held for quiet hours until \(ISO8601.format(end))"
@@ -335,7 +332,7 @@ public final class Dispatcher: Service {
     /// Writes one outcome; false if it was not written (lease lost, or the journal failed:
     /// the delivery is then attempted again once its lease expires).
     @discardableResult
-    private func write(_ outcome: DeliveryOutcome, _ log: Logger) async -> Bool {
+    private func write(_ outcome: DeliveryOutcome, _ log: DeliveryLogger) async -> Bool {
         do {
             guard try await journal.record([outcome], owner: owner).isEmpty else {
                 log.warning("another instance took this delivery over; its outcome here is not recorded")
@@ -348,7 +345,7 @@ public final class Dispatcher: Service {
         }
     }
 
-    private func loadEvent(_ job: DeliveryJob, _ log: Logger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
+    private func loadEvent(_ job: DeliveryJob, _ log: DeliveryLogger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
         if let event = job.event { return event }
         do {
             var stored = job.stored
@@ -406,7 +403,7 @@ public final class Dispatcher: Service {
     }
 
     private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
-                        log: Logger) async {
+                        log: DeliveryLogger) async {
         switch outcome {
         case .delivered:
             guard await write(.delivered(job.id), log) else { return }
@@ -421,7 +418,7 @@ public final class Dispatcher: Service {
     }
 
     private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
-                        log: Logger) async {
+                        log: DeliveryLogger) async {
         // The target's answer may echo a secret (the URL it was called with, a token):
         // nothing below stores or logs the error without this.
         let message = notifier.redact(error.description)
@@ -449,6 +446,35 @@ public final class Dispatcher: Service {
             .increment()
         onFinal()
     }
+}
+
+/// The dispatcher's logger for one delivery, with its `event`, `delivery` and `attempt`
+/// metadata. The metadata is only attached when a line is actually logged: setting three
+/// keys on a `Logger` for every delivery cost 4.5 % of a request's instructions, for lines
+/// that are rarely written.
+struct DeliveryLogger {
+    let base: Logger
+    let job: DeliveryJob
+
+    /// The logger with the delivery's metadata.
+    var logger: Logger {
+        var log = base
+        log[metadataKey: "event"] = .string(job.eventID)
+        log[metadataKey: "delivery"] = .stringConvertible(job.id)
+        log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
+        return log
+    }
+
+    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message) {
+        guard base.logLevel <= level else { return }
+        logger.log(level: level, message())
+    }
+
+    func debug(_ message: @autoclosure () -> Logger.Message) { log(.debug, message()) }
+    func info(_ message: @autoclosure () -> Logger.Message) { log(.info, message()) }
+    func notice(_ message: @autoclosure () -> Logger.Message) { log(.notice, message()) }
+    func warning(_ message: @autoclosure () -> Logger.Message) { log(.warning, message()) }
+    func error(_ message: @autoclosure () -> Logger.Message) { log(.error, message()) }
 }
 
 /// At most `limit` deliveries of one notifier in their plugin at once; waiters are served
