@@ -411,28 +411,36 @@ extension DeliverySlotsTests {
 
 @Suite("Attempt deadlines")
 struct AttemptDeadlinesTests {
-    @Test func aDeadlinePassesOnlyAfterItsTimeout() async throws {
+    /// An attempt still running at its deadline is cancelled, not before, and says so.
+    @Test func aDeadlineCancelsTheAttemptOnlyAfterItsTimeout() async throws {
         let deadlines = AttemptDeadlines()
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
         let start = ContinuousClock.now
-        #expect(await deadlines.wait(.milliseconds(120)))
+        async let attempt = deadlines.run(.milliseconds(120)) { () async -> Bool in
+            try? await Task.sleep(for: .seconds(30))
+            return Task.isCancelled
+        }
+        let (cancelled, timedOut) = await attempt
+        #expect(cancelled && timedOut)
         #expect(ContinuousClock.now - start >= .milliseconds(120))
+        #expect(ContinuousClock.now - start < .seconds(30))
         #expect(deadlines.outstanding == 0)
+        #expect(!Task.isCancelled, "the cancellation stays with the attempt's own task")
     }
 
-    /// The attempt finished first: its waiter leaves at once and holds nothing afterwards.
-    @Test func aCancelledWaitReturnsFalse() async throws {
+    /// An attempt that ends first is left alone and leaves nothing behind.
+    @Test func anAttemptThatEndsFirstIsNotCancelled() async throws {
         let deadlines = AttemptDeadlines()
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
-        let waiter = Task { await deadlines.wait(.seconds(3600)) }
-        try await Task.sleep(for: .milliseconds(30))
-        waiter.cancel()
-        #expect(await waiter.value == false)
-        let early = Task { await deadlines.wait(.seconds(3600)) }
-        early.cancel()
-        #expect(await early.value == false)
+        async let attempt = deadlines.run(.seconds(3600)) { () async -> Bool in
+            try? await Task.sleep(for: .milliseconds(80))
+            return Task.isCancelled
+        }
+        let (cancelled, timedOut) = await attempt
+        #expect(!cancelled && !timedOut)
+        deadlines.expire(now: .now + .seconds(7200))
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
     }
 }
