@@ -244,6 +244,12 @@ public final class SQLiteJournal: Journal {
                 CREATE INDEX bookings_start ON bookings(started_at);
                 """)
         }
+        migrator.registerMigration("v6: no index on state alone") { db in
+            // Every delivery insert and every state change paid for it; the state counts
+            // (`herald deliveries`, startup) read deliveries_due's (notifier, state) prefix,
+            // and the rest that filter on state alone are CLI commands and startup.
+            try db.execute(sql: "DROP INDEX IF EXISTS deliveries_state")
+        }
         return migrator
     }()
 
