@@ -159,10 +159,14 @@ static void on_readable(conn_t *c) {
         if (n > 0) { c->used += (size_t)n; continue; }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        // EOF or error: the request in flight (if any) failed.
-        if (c->cur >= 0) finish(c, 0);
+        // EOF or error: the request in flight (if any) failed. A connection with none is
+        // already in the idle list (the server closed it while idle, e.g. Herald's idle
+        // timeout): adding it again overran the list and corrupted the heap, which lost
+        // the last lines of a run.
+        int was_busy = c->cur >= 0;
+        if (was_busy) finish(c, 0);
         reconnect(c);
-        idle[nidle++] = c;
+        if (was_busy) idle[nidle++] = c;
         return;
     }
     if (c->cur < 0) { c->used = 0; return; }
