@@ -105,8 +105,9 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         let started = ContinuousClock.now
         let durableCount = items.count(where: isDurable)
         var outcomes: [Outcome] = []
-        if durableCount == 0 { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-        defer { if durableCount == 0 { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
+        // Prepared once per connection: parsing the two pragmas again cost more than some batches.
+        if durableCount == 0 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
+        defer { if durableCount == 0 { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() } }
         try db.inTransaction(.immediate) {
             outcomes = try store(items, db)
             return .commit
