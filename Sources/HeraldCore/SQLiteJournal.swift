@@ -40,10 +40,12 @@ public final class SQLiteJournal: Journal {
     ///   - groupCommit: `true` lets concurrent appends share one transaction and one fsync;
     ///     `false` commits every append on its own (for comparison and benchmarks).
     ///   - clock: the time used for dedupe, `updated_at` and recovery (injectable for tests).
+    ///   - outcomeWait: how long a delivery's outcome waits for another write's transaction
+    ///     (an append, a lease) before it commits on its own.
     /// - Throws: ``JournalError`` naming the path, e.g. when the directory is not writable or
     ///   the file is not a journal.
     public init(directory: String, dedupeTTL: Duration, groupCommit: Bool = true,
-                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+                clock: @escaping @Sendable () -> Date = { Date() }, outcomeWait: Duration = .milliseconds(10)) throws {
         path = URL(fileURLWithPath: directory).appendingPathComponent("journal.sqlite").path
         self.dedupeTTL = dedupeTTL.seconds
         self.clock = clock
@@ -72,7 +74,8 @@ public final class SQLiteJournal: Journal {
         } catch {
             throw JournalError(error, path: path)
         }
-        writer = GroupCommit(pool: pool, grouped: groupCommit, isDurable: \.isAppend) { [ttl = dedupeTTL.seconds, path] writes, db in
+        let wait = DispatchTimeInterval.microseconds(Int(min(outcomeWait, .seconds(86400)).seconds * 1_000_000))
+        writer = GroupCommit(pool: pool, grouped: groupCommit, isDurable: \.isAppend, canWait: \.isOutcome, waitLimit: wait) { [ttl = dedupeTTL.seconds, path] writes, db in
             try writes.map { write in
                 switch write {
                 case .append(let item): .appended(try Self.store(item, ttl: ttl, db, path: path))
@@ -122,6 +125,8 @@ public final class SQLiteJournal: Journal {
         public var appends = 0
         /// The most appends committed by one transaction.
         public var largestBatch = 0
+        /// Committed transactions of state changes only (leases, outcomes), with no append to ride in.
+        public var stateCommits = 0
     }
 
     /// Append statistics since the journal was opened, for tests and metrics.
@@ -134,6 +139,8 @@ public final class SQLiteJournal: Journal {
         case renew([Int64], owner: String, until: Double)
         case record([DeliveryOutcome], owner: String, now: Double)
         var isAppend: Bool { if case .append = self { true } else { false } }
+        /// Outcomes may wait a little for another write's transaction (see `GroupCommit`).
+        var isOutcome: Bool { if case .record = self { true } else { false } }
     }
 
     enum Written: Sendable {

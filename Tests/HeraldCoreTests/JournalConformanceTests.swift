@@ -45,7 +45,8 @@ struct Fixture {
     var database: TestPostgres.Database?
 
     /// A fixture for the journals that open synchronously (memory and SQLite).
-    init(_ kind: JournalKind, clock: TestClock = TestClock(), directory: TempDirectory = TempDirectory()) throws {
+    init(_ kind: JournalKind, clock: TestClock = TestClock(), directory: TempDirectory = TempDirectory(),
+         outcomeWait: Duration = .milliseconds(10)) throws {
         self.clock = clock
         self.directory = directory
         switch kind {
@@ -53,7 +54,7 @@ struct Fixture {
             journal = MemoryJournal(dedupeTTL: Self.ttl, clock: clock.function)
         case .sqlite, .sqliteWithoutGroupCommit:
             journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Self.ttl,
-                                        groupCommit: kind == .sqlite, clock: clock.function)
+                                        groupCommit: kind == .sqlite, clock: clock.function, outcomeWait: outcomeWait)
         case .postgres:
             throw TestPostgres.Missing()
         }

@@ -144,7 +144,8 @@ struct SQLiteJournalTests {
         let before = f.sqlite.appendStatistics
         #expect(try await f.lease(limit: 100).deliveries.count == 20)
         #expect(try await f.record(.delivered(ids[0])))
-        #expect(f.sqlite.appendStatistics == before, "state changes alone are not append commits")
+        #expect(f.sqlite.appendStatistics.commits == before.commits, "state changes alone are not append commits")
+        #expect(f.sqlite.appendStatistics.stateCommits == before.stateCommits + 2)
 
         // The writer is held until the 30 appends and 19 outcomes below have all queued.
         let holding = Mutex(false)
@@ -166,6 +167,36 @@ struct SQLiteJournalTests {
         let delivered = try await f.journal.deliveries(DeliveryQuery(state: .delivered, notifier: nil, limit: 100))
         #expect(Set(delivered.map(\.id)) == Set(ids))
         #expect(try await f.journal.undeliveredCount() == 30)
+    }
+
+    /// A delivery's outcome waits for another write's transaction (here an append) instead
+    /// of committing on its own.
+    @Test func anOutcomeRidesInTheNextAppendsTransaction() async throws {
+        let f = try Fixture(.sqlite, outcomeWait: .seconds(3600))
+        let id = try #require(try await f.accept("first")["slack"])
+        #expect(try await f.lease(limit: 10).deliveries.count == 1)
+        let before = f.sqlite.appendStatistics
+        async let written = f.record(.delivered(id))
+        #expect(try await waitUntil { f.sqlite.queuedWrites == 1 }, "the outcome waits")
+        try await f.append("second")
+        #expect(try await written)
+        let after = f.sqlite.appendStatistics
+        #expect(after.commits == before.commits + 1)
+        #expect(after.stateCommits == before.stateCommits, "no transaction of its own")
+        #expect(try await f.delivery(id)?.state == .delivered)
+    }
+
+    /// Alone, an outcome commits once its wait is over.
+    @Test func anOutcomeAloneCommitsAfterItsWait() async throws {
+        let f = try Fixture(.sqlite, outcomeWait: .milliseconds(80))
+        let id = try #require(try await f.accept("first")["slack"])
+        #expect(try await f.lease(limit: 10).deliveries.count == 1)
+        let before = f.sqlite.appendStatistics
+        let start = ContinuousClock.now
+        #expect(try await f.record(.delivered(id)))
+        #expect(ContinuousClock.now - start >= .milliseconds(80))
+        #expect(f.sqlite.appendStatistics.stateCommits == before.stateCommits + 1)
+        #expect(try await f.delivery(id)?.state == .delivered)
     }
 
     @Test func withoutGroupCommitEveryAppendIsATransaction() async throws {
