@@ -473,35 +473,45 @@ public final class SQLiteJournal: Journal {
         return lost
     }
 
-    private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database) throws -> [Int64] {
-        let held = "WHERE id = ? AND state = 'leased' AND owner = ?"
-        let final = try db.cachedStatement(sql: """
+    /// The outcome updates, each only for a delivery still leased to the owner. Constants, and
+    /// prepared only when used: `record` runs for every delivery, and building the four texts
+    /// and looking each up in GRDB's statement cache (which hashes the whole text) cost more
+    /// than the update.
+    private enum OutcomeSQL {
+        static let final = """
             UPDATE deliveries SET state = ?, due_at = NULL, last_error = coalesce(?, last_error), owner = NULL,
-                lease_until = NULL, updated_at = ? \(held)
-            """)
-        let retry = try db.cachedStatement(sql: """
+                lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'leased' AND owner = ?
+            """
+        static let retry = """
             UPDATE deliveries SET state = 'pending', due_at = ?, last_error = ?, owner = NULL, lease_until = NULL,
-                updated_at = ? \(held)
-            """)
-        let release = try db.cachedStatement(sql: """
+                updated_at = ? WHERE id = ? AND state = 'leased' AND owner = ?
+            """
+        static let release = """
             UPDATE deliveries SET state = 'pending', due_at = ?1, attempts = attempts - 1, owner = NULL,
-                lease_until = NULL, updated_at = ?1 \(held)
-            """)
-        let postpone = try db.cachedStatement(sql: """
+                lease_until = NULL, updated_at = ?1 WHERE id = ? AND state = 'leased' AND owner = ?
+            """
+        static let postpone = """
             UPDATE deliveries SET state = 'pending', due_at = ?, attempts = attempts - 1, last_error = ?, owner = NULL,
-                lease_until = NULL, updated_at = ? \(held)
-            """)
+                lease_until = NULL, updated_at = ? WHERE id = ? AND state = 'leased' AND owner = ?
+            """
+    }
+
+    private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database) throws -> [Int64] {
         var lost: [Int64] = []
         for outcome in outcomes {
             switch outcome {
-            case .delivered(let id): try final.execute(arguments: ["delivered", nil, now, id, owner])
-            case .dead(let id, let error): try final.execute(arguments: ["dead", error, now, id, owner])
-            case .skipped(let id, let reason): try final.execute(arguments: ["skipped", reason, now, id, owner])
+            case .delivered(let id):
+                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["delivered", nil, now, id, owner])
+            case .dead(let id, let error):
+                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["dead", error, now, id, owner])
+            case .skipped(let id, let reason):
+                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["skipped", reason, now, id, owner])
             case .retry(let id, let at, let error):
-                try retry.execute(arguments: [at.timeIntervalSince1970, error, now, id, owner])
-            case .released(let id): try release.execute(arguments: [now, id, owner])
+                try db.cachedStatement(sql: OutcomeSQL.retry).execute(arguments: [at.timeIntervalSince1970, error, now, id, owner])
+            case .released(let id):
+                try db.cachedStatement(sql: OutcomeSQL.release).execute(arguments: [now, id, owner])
             case .postponed(let id, let until, let reason):
-                try postpone.execute(arguments: [until.timeIntervalSince1970, reason, now, id, owner])
+                try db.cachedStatement(sql: OutcomeSQL.postpone).execute(arguments: [until.timeIntervalSince1970, reason, now, id, owner])
             }
             if db.changesCount == 0 { lost.append(outcome.id) }
         }
