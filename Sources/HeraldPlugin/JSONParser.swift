@@ -135,17 +135,20 @@ struct JSONParser {
     private mutating func string() throws(JSONValue.ParseError) -> String {
         index += 1  // "
         let start = index
+        // Any byte at or above 0x80 seen: only then can the string be invalid UTF-8.
+        var high: UInt8 = 0
         // Fast path: no escapes, so the bytes between the quotes are the string.
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard Self.isValidUTF8(slice) else { throw error("invalid UTF-8 in a string") }
+                guard high < 0x80 || Self.isValidUTF8(slice) else { throw error("invalid UTF-8 in a string") }
                 index += 1
                 return String(decoding: slice, as: UTF8.self)
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in a string") }
+            high |= byte
             index += 1
         }
         scratch.removeAll(keepingCapacity: true)
