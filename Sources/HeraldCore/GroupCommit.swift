@@ -39,7 +39,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     }
 
     /// How long an item that `canWait` waits for a batch to ride in before it starts one.
-    let waitLimit: DispatchTimeInterval
+    private let waitLimit: DispatchTimeInterval
 
     private struct State {
         var queue: [Waiter] = []
@@ -66,10 +66,10 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     ///   - isDurable: whether an item must be fsynced before its caller hears back.
     ///   - canWait: whether an item may wait up to `waitLimit` for another batch.
     init(pool: DatabasePool, grouped: Bool, isDurable: @escaping @Sendable (Item) -> Bool,
-         canWait: @escaping @Sendable (Item) -> Bool = { _ in false }, waitLimit: DispatchTimeInterval = .milliseconds(10),
+         canWait: @escaping @Sendable (Item) -> Bool = { _ in false }, waitLimit: Duration = .milliseconds(10),
          store: @escaping Store) {
         self.pool = pool
-        self.waitLimit = waitLimit
+        self.waitLimit = .nanoseconds(Int(clamping: max(0, waitLimit.saturatingNanoseconds)))
         self.grouped = grouped
         self.isDurable = isDurable
         self.canWait = canWait
@@ -151,9 +151,8 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
             outcomes = try store(items, db)
             return .commit
         }
-        let elapsed = started.duration(to: .now).components
         (durableCount > 0 ? durableTimer : lightTimer)
-            .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         if durableCount == 0 {
             state.withLock { $0.statistics.stateCommits += 1 }
         } else {

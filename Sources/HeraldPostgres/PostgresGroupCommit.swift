@@ -90,9 +90,8 @@ final class PostgresGroupCommit: Sendable {
         } catch {
             results = Array(repeating: .failure(error), count: batch.count)
         }
-        let elapsed = started.duration(to: .now).components
         (batch.contains { $0.isAppend } ? durableTimer : lightTimer)
-            .recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         for (waiter, result) in zip(followers, results.dropFirst()) { waiter.continuation.resume(returning: .done(result)) }
         let next = state.withLock { state -> Waiter? in
             guard !state.queue.isEmpty else {
