@@ -450,14 +450,24 @@ public final class Dispatcher: Service {
 /// that are rarely written.
 struct DeliveryLogger {
     let base: Logger
-    let job: DeliveryJob
+    /// What the metadata says; the job itself (its event and body) is not kept here.
+    let eventID: String
+    let delivery: Int64
+    let attempt: Int
+
+    init(base: Logger, job: DeliveryJob) {
+        self.base = base
+        eventID = job.eventID
+        delivery = job.id
+        attempt = job.attempt
+    }
 
     /// The logger with the delivery's metadata.
     var logger: Logger {
         var log = base
-        log[metadataKey: "event"] = .string(job.eventID)
-        log[metadataKey: "delivery"] = .stringConvertible(job.id)
-        log[metadataKey: "attempt"] = .stringConvertible(job.attempt)
+        log[metadataKey: "event"] = .string(eventID)
+        log[metadataKey: "delivery"] = .stringConvertible(delivery)
+        log[metadataKey: "attempt"] = .stringConvertible(attempt)
         return log
     }
 
