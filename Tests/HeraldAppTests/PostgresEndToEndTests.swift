@@ -270,25 +270,12 @@ final class CuttableProxy: Sendable {
     private let output: Pipe
 
     init(targetPort: Int) throws {
-        let script = HeraldProcess.repoRoot.appendingPathComponent("Tests/Support/tcp_proxy.py").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [script, String(targetPort)]
-        let out = Pipe()
-        let input = Pipe()
-        p.standardOutput = out
-        p.standardInput = input
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let helper = try SupportScript("tcp_proxy.py", arguments: [String(targetPort)])
+        let p = helper.process
         process = p
-        self.input = input
-        output = out
-        var text = ""
-        while !text.contains("\n"), p.isRunning {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        input = helper.input
+        output = helper.output
+        let text = helper.firstLine
         guard let match = text.firstMatch(of: /listening on (\d+)/), let port = Int(match.1) else {
             p.terminate()
             throw HeraldProcessError(message: "tcp_proxy.py did not start: \(text)")

@@ -8,26 +8,13 @@ final class SMTPServerProcess: Sendable {
     private let stdin: Pipe
 
     init(port: Int = 0, arguments: [String] = []) throws {
-        let script = HeraldProcess.repoRoot.appendingPathComponent("Tests/Support/smtp_server.py").path
         outFile = tempDir() + "/mail.jsonl"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [script, "--out", outFile, "--port", String(port)] + arguments
-        let out = Pipe()
-        let input = Pipe()
-        p.standardOutput = out
-        p.standardInput = input
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let helper = try SupportScript(
+            "smtp_server.py", arguments: ["--out", outFile, "--port", String(port)] + arguments)
+        let p = helper.process
         process = p
-        stdin = input
-        var text = ""
-        let deadline = Date().addingTimeInterval(20)
-        while !text.contains("\n"), Date() < deadline, p.isRunning {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        stdin = helper.input
+        let text = helper.firstLine
         guard let line = text.split(separator: "\n").first, line.hasPrefix("PORT "), let n = Int(line.dropFirst(5)) else {
             p.terminate()
             throw HeraldProcessError(message: "smtp_server.py did not start (is python3-aiosmtpd installed?): \(text)")
@@ -44,4 +31,39 @@ final class SMTPServerProcess: Sendable {
     }
 
     deinit { if process.isRunning { process.terminate() } }
+}
+
+/// A Python script of `Tests/Support` started with its standard input and output on pipes,
+/// once it has printed its first line (how each says it is ready, and on which port) or
+/// exited, or 20 s have passed.
+struct SupportScript {
+    let process: Process
+    let input: Pipe
+    let output: Pipe
+    /// What the script printed before its first newline (with it), or until it stopped.
+    let firstLine: String
+
+    init(_ name: String, arguments: [String]) throws {
+        let script = HeraldProcess.repoRoot.appendingPathComponent("Tests/Support/\(name)").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [script] + arguments
+        let out = Pipe()
+        let input = Pipe()
+        p.standardOutput = out
+        p.standardInput = input
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !text.contains("\n"), Date() < deadline, p.isRunning {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        process = p
+        self.input = input
+        output = out
+        firstLine = text
+    }
 }
