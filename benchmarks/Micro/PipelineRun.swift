@@ -2,7 +2,6 @@ import FileNotifier
 import Foundation
 import HeraldCore
 import Logging
-import Synchronization
 
 /// `herald-bench pipeline [--memory] [N] [C] [P]`: N signed 1 KB Jicoo bodies through Herald's whole
 /// path without HTTP (verify, decode, route, journal append with fsync, publish, dispatcher,
@@ -39,7 +38,6 @@ func pipelineRun(count: Int, concurrency: Int, memory: Bool, prepared: Int) asyn
         let data = body(uid: String(format: "bk_pipe_%08d", i))
         return (data, scheme.sign(body: data, timestamp: Int64(Date().timeIntervalSince1970), id: "")[0].value)
     }
-    let delivered = AcceptedCount()
     let cpu0 = cpuNanoseconds()
     let wall0 = wallNanoseconds()
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -53,7 +51,6 @@ func pipelineRun(count: Int, concurrency: Int, memory: Bool, prepared: Int) asyn
                             $0 == JicooSignature.headerName ? signature : nil
                         })
                         guard case .accepted = outcome else { throw BenchError("request \(i): \(outcome)") }
-                        delivered.add(1)
                     }
                 }
             }
@@ -74,11 +71,6 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-final class AcceptedCount: Sendable {
-    private let value = Mutex(0)
-    func add(_ n: Int) { value.withLock { $0 += n } }
-}
-
 func runPipelineBenchmarkIfAsked() {
     var args = Array(CommandLine.arguments.dropFirst())
     guard args.first == "pipeline" else { return }
@@ -88,15 +80,5 @@ func runPipelineBenchmarkIfAsked() {
     let count = numbers.first ?? 20_000
     let concurrency = numbers.count > 1 ? numbers[1] : 50
     let prepared = numbers.count > 2 ? numbers[2] : count
-    let done = DispatchSemaphore(value: 0)
-    let result = ResultBox()
-    Task {
-        do { result.text = try await pipelineRun(count: count, concurrency: concurrency, memory: memory, prepared: prepared) } catch {
-            result.text = "error: \(error)"
-        }
-        done.signal()
-    }
-    done.wait()
-    print(result.text)
-    exit(result.text.hasPrefix("error") ? 1 : 0)
+    printAndExit { try await pipelineRun(count: count, concurrency: concurrency, memory: memory, prepared: prepared) }
 }

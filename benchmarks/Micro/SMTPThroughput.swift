@@ -49,10 +49,16 @@ func runSMTPBenchmarkIfAsked() {
         exit(2)
     }
     let count = args.count > 2 ? Int(args[2]) ?? 2000 : 2000
+    printAndExit { try await smtpThroughput(port: port, count: count) }
+}
+
+/// Runs `work` from the synchronous top level, prints what it returns (or its error) and
+/// exits with 0 (or 1).
+func printAndExit(_ work: @escaping @Sendable () async throws -> String) -> Never {
     let done = DispatchSemaphore(value: 0)
     let result = ResultBox()
     Task {
-        do { result.text = try await smtpThroughput(port: port, count: count) } catch { result.text = "error: \(error)" }
+        do { result.text = try await work() } catch { result.text = "error: \(error)" }
         done.signal()
     }
     done.wait()
