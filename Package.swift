@@ -229,6 +229,7 @@ let package = Package(
             name: "HeraldCoreTests",
             dependencies: [
                 "HeraldCore", "HeraldPlugin", "HeraldTesting", "HeraldPostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

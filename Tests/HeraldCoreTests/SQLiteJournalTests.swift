@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Synchronization
 import Testing
 @testable import HeraldCore
@@ -262,6 +263,52 @@ struct SQLiteJournalTests {
         let error = #expect(throws: JournalError.self) { try SQLiteJournal.openExisting(directory: directory.path) }
         #expect(error?.kind == .corrupted)
         #expect(error?.description.contains(file) == true)
+    }
+
+    /// A journal from before v7, whose state rule was an `IN` list, is rebuilt with the same
+    /// rows, indexes, ids and id counter; the rule still refuses an unknown state, and no
+    /// delivery write builds a temporary b-tree for it any more.
+    @Test func upgradingToV7KeepsDeliveriesAndTheirIDCounter() async throws {
+        let directory = TempDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        do {
+            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+            try SQLiteJournal.migrator.migrate(old, upTo: "v6: no index on state alone")
+            try await old.write { db in
+                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
+                for state in ["pending", "leased", "delivered", "dead", "skipped"] {
+                    try db.execute(sql: """
+                        INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, booking_key, reminder_offset)
+                        VALUES ('evt_1', 'slack', ?, 2, 1, 'bk_1', 3600)
+                        """, arguments: [state])
+                }
+                // Pruned: its id must not come back.
+                try db.execute(sql: "DELETE FROM deliveries WHERE id = 5")
+            }
+            try old.close()
+        }
+        let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
+        #expect(try await journal.scalar("SELECT COUNT(*) FROM deliveries WHERE attempts = 2 AND booking_key = 'bk_1'") == 4)
+        #expect(try await journal.delivery(id: 4)?.state == .dead)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'deliveries' AND type = 'index'
+            AND name IN ('deliveries_due', 'deliveries_lease', 'deliveries_event', 'deliveries_reminders')
+            """) == 4)
+        let entry = makeEntry("evt_2", endpoint: "/h", key: nil, notifiers: ["slack"], body: Data("{}".utf8), receivedAt: Date())
+        guard case .accepted(let ids) = try await journal.append(entry) else { Issue.record("not accepted"); return }
+        #expect(ids["slack"] == 6)
+        await #expect(throws: (any Error).self) { try await journal.scalar("UPDATE deliveries SET state = 'bogus' WHERE id = 1") }
+        let reader = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+        for sql in [SQLiteJournal.OutcomeSQL.final, SQLiteJournal.OutcomeSQL.retry, SQLiteJournal.OutcomeSQL.release,
+                    SQLiteJournal.OutcomeSQL.postpone,
+                    "INSERT INTO deliveries (event_id, notifier, state, updated_at) VALUES ('evt_1', 'slack', ?, 1)"] {
+            let program = try reader.read { db in
+                let explain = try db.makeStatement(sql: "EXPLAIN " + sql)
+                explain.setUncheckedArguments([])  // parameters stay NULL: only the program is read
+                return try Row.fetchAll(explain)
+            }
+            #expect(!program.contains { ($0["opcode"] as String?) == "OpenEphemeral" }, "\(sql)")
+        }
     }
 
     /// Not an assertion: prints throughput with group commit on and off.
