@@ -31,6 +31,8 @@ public final class SQLiteJournal: Journal {
     private let dedupeTTL: TimeInterval
     private let clock: @Sendable () -> Date
     private let writer: GroupCommit<Write, Written>
+    /// The writer's per-request statements, prepared once (see ``SQLiteStatements``).
+    private let statements = SQLiteStatements()
 
     /// Opens (or creates) `<directory>/journal.sqlite`, creating `directory` if needed, and
     /// brings its schema up to date.
@@ -75,13 +77,14 @@ public final class SQLiteJournal: Journal {
             throw JournalError(error, path: path)
         }
         writer = GroupCommit(pool: pool, grouped: groupCommit, isDurable: \.isAppend, canWait: \.isOutcome,
-                             waitLimit: outcomeWait) { [ttl = dedupeTTL.seconds, path] writes, db in
+                             waitLimit: outcomeWait) { [ttl = dedupeTTL.seconds, path, statements] writes, db in
             try writes.map { write in
                 switch write {
-                case .append(let item): .appended(try Self.store(item, ttl: ttl, db, path: path))
+                case .append(let item): .appended(try Self.store(item, ttl: ttl, db, statements, path: path))
                 case .lease(let request, let now): .leased(try Self.lease(request, now: now, db))
                 case .renew(let ids, let owner, let until): .lost(try Self.renew(ids, owner: owner, until: until, db))
-                case .record(let outcomes, let owner, let now): .lost(try Self.record(outcomes, owner: owner, now: now, db))
+                case .record(let outcomes, let owner, let now):
+                    .lost(try Self.record(outcomes, owner: owner, now: now, db, statements))
                 }
             }
         }
@@ -113,7 +116,13 @@ public final class SQLiteJournal: Journal {
 
     /// Closes the database connections; later calls fail. Without it, they close on deinit.
     public func close() throws {
-        do { try pool.close() } catch { throw JournalError(error, path: path) }
+        do {
+            // SQLite refuses to close a connection whose statements are still prepared.
+            pool.writeWithoutTransaction { [statements] _ in statements.finalize() }
+            try pool.close()
+        } catch {
+            throw JournalError(error, path: path)
+        }
     }
 
     /// How many append transactions were committed for how many appends: with group commit
@@ -329,66 +338,74 @@ public final class SQLiteJournal: Journal {
     /// No savepoint per append: SQLite keeps a statement journal for every open savepoint,
     /// copying each page the append touches, and past 64 KiB per transaction it spills to a
     /// temporary file. Under load that was 24 of the 32 `pwrite`s per request.
-    private static func store(_ item: AppendItem, ttl: TimeInterval, _ db: Database, path: String) throws
-        -> Result<AppendResult, any Error> {
+    private static func store(_ item: AppendItem, ttl: TimeInterval, _ db: Database, _ statements: SQLiteStatements,
+                              path: String) throws -> Result<AppendResult, any Error> {
         let entry = item.entry
         if let key = entry.dedupeKey {
-            let seen = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT event_id, seen_at FROM dedupe WHERE endpoint = ? AND key = ?"),
-                arguments: [entry.endpoint, key])
-            if let seen, item.now - (seen["seen_at"] as Double) < ttl {
-                return .success(.duplicate(of: seen["event_id"]))
+            let seen = try statements.first(.dedupeLookup, db) { bind in
+                bind.text(1, entry.endpoint)
+                bind.text(2, key)
+            } read: { row in (eventID: row.text(0), seenAt: row.real(1)) }
+            if let seen, item.now - seen.seenAt < ttl {
+                return .success(.duplicate(of: seen.eventID))
             }
         }
         let receivedAt = entry.receivedAt.timeIntervalSince1970
-        try db.cachedStatement(sql: """
-            INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (id) DO NOTHING
-            """).execute(arguments: [entry.eventID, entry.endpoint, entry.eventName, receivedAt, entry.body,
-                                     entry.dedupeKey])
+        try statements.execute(.insertEvent, db) { bind in
+            bind.text(1, entry.eventID)
+            bind.text(2, entry.endpoint)
+            bind.text(3, entry.eventName)
+            bind.real(4, receivedAt)
+            bind.blob(5, entry.body)
+            bind.text(6, entry.dedupeKey)
+        }
         guard db.changesCount == 1 else {
             return .failure(JournalError(.duplicateEventID, path: path,
                                          "an event with the id \(entry.eventID) is already in \(path)"))
         }
         if let key = entry.dedupeKey {
-            try db.cachedStatement(sql: """
-                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
-                """).execute(arguments: [entry.endpoint, key, entry.eventID, item.now])
+            try statements.execute(.upsertDedupe, db) { bind in
+                bind.text(1, entry.endpoint)
+                bind.text(2, key)
+                bind.text(3, entry.eventID)
+                bind.real(4, item.now)
+            }
         }
-        return .success(try insertRest(item, db))
+        return .success(try insertRest(item, db, statements))
     }
 
     /// The rest of an append, once its event row is stored: deliveries, booking, reminders.
-    private static func insertRest(_ item: AppendItem, _ db: Database) throws -> AppendResult {
+    private static func insertRest(_ item: AppendItem, _ db: Database, _ statements: SQLiteStatements) throws -> AppendResult {
         let entry = item.entry
         let receivedAt = entry.receivedAt.timeIntervalSince1970
-        let insertDelivery = try db.cachedStatement(sql: """
-            INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """)
         var ids: [String: Int64] = [:]
         for notifier in entry.notifiers where ids[notifier] == nil {
-            if entry.isLeased(notifier), let lease = entry.lease {
-                try insertDelivery.execute(arguments: [entry.eventID, notifier, "leased", 1, receivedAt, lease.owner,
-                                                       lease.until.timeIntervalSince1970, item.now])
-            } else {
-                try insertDelivery.execute(arguments: [entry.eventID, notifier, "pending", 0, receivedAt, nil, nil, item.now])
+            let lease = entry.isLeased(notifier) ? entry.lease : nil
+            try statements.execute(.insertDelivery, db) { bind in
+                bind.text(1, entry.eventID)
+                bind.text(2, notifier)
+                bind.text(3, lease == nil ? "pending" : "leased")
+                bind.integer(4, lease == nil ? 0 : 1)
+                bind.real(5, receivedAt)
+                bind.text(6, lease?.owner)
+                bind.real(7, lease?.until.timeIntervalSince1970)
+                bind.real(8, item.now)
             }
             ids[notifier] = db.lastInsertedRowID
         }
         if let b = entry.booking {
-            try db.cachedStatement(sql: """
-                INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
-                                      event_id, event_name)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
-                    started_at = excluded.started_at, ended_at = excluded.ended_at, time_zone = excluded.time_zone,
-                    guest_name = excluded.guest_name, guest_email = excluded.guest_email, event_id = excluded.event_id,
-                    event_name = excluded.event_name
-                """).execute(arguments: [b.uid, b.status, b.eventTypeUid, b.startedAt.timeIntervalSince1970,
-                                         b.endedAt?.timeIntervalSince1970, b.timeZone, b.guestName, b.guestEmail,
-                                         entry.eventID, entry.eventName])
+            try statements.execute(.upsertBooking, db) { bind in
+                bind.text(1, b.uid)
+                bind.text(2, b.status)
+                bind.text(3, b.eventTypeUid)
+                bind.real(4, b.startedAt.timeIntervalSince1970)
+                bind.real(5, b.endedAt?.timeIntervalSince1970)
+                bind.text(6, b.timeZone)
+                bind.text(7, b.guestName)
+                bind.text(8, b.guestEmail)
+                bind.text(9, entry.eventID)
+                bind.text(10, entry.eventName)
+            }
         }
         if let booking = entry.bookingKey {
             if entry.cancelsReminders {
@@ -539,12 +556,19 @@ public final class SQLiteJournal: Journal {
             """
     }
 
-    private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database) throws -> [Int64] {
+    private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database,
+                               _ statements: SQLiteStatements) throws -> [Int64] {
         var lost: [Int64] = []
         for outcome in outcomes {
             switch outcome {
             case .delivered(let id):
-                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["delivered", nil, now, id, owner])
+                try statements.execute(.finalOutcome, db) { bind in
+                    bind.text(1, "delivered")
+                    bind.text(2, nil)
+                    bind.real(3, now)
+                    bind.integer(4, id)
+                    bind.text(5, owner)
+                }
             case .dead(let id, let error):
                 try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["dead", error, now, id, owner])
             case .skipped(let id, let reason):

@@ -1,0 +1,167 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+
+/// The statements the SQLite journal's writer runs for every request (the append's inserts,
+/// the delivered outcome), prepared once on the writer connection and run through SQLite's C
+/// API.
+///
+/// Through GRDB each of them cost more than SQLite's own work: `cachedStatement(sql:)`
+/// hashes the whole SQL text on every call to find the statement again, and
+/// `execute(arguments:)` boxes every argument in an array of existentials that it validates
+/// and converts before binding. Here a statement is found by its index and its values are
+/// bound directly. The rarer writes (leases, retries, reminders, the CLI) stay with GRDB.
+///
+/// `@unchecked Sendable`, as GRDB's own connections: it is used only inside the writer's
+/// transactions, which GRDB runs one at a time on its writer queue, like the connection its
+/// statements belong to. ``finalize()`` runs on that queue too, before the pool is closed:
+/// SQLite refuses to close a connection with statements still prepared.
+final class SQLiteStatements: @unchecked Sendable {
+    /// One statement of the hot path, with its SQL.
+    enum Name: Int, CaseIterable {
+        case dedupeLookup, insertEvent, upsertDedupe, insertDelivery, upsertBooking, finalOutcome
+
+        var sql: String {
+            switch self {
+            case .dedupeLookup: "SELECT event_id, seen_at FROM dedupe WHERE endpoint = ? AND key = ?"
+            case .insertEvent: """
+                INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO NOTHING
+                """
+            case .upsertDedupe: """
+                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
+                """
+            case .insertDelivery: """
+                INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
+            case .upsertBooking: """
+                INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
+                                      event_id, event_name)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
+                    started_at = excluded.started_at, ended_at = excluded.ended_at, time_zone = excluded.time_zone,
+                    guest_name = excluded.guest_name, guest_email = excluded.guest_email, event_id = excluded.event_id,
+                    event_name = excluded.event_name
+                """
+            case .finalOutcome: SQLiteJournal.OutcomeSQL.final
+            }
+        }
+    }
+
+    /// Binds a statement's values by position (1-based, as in SQLite); nil binds NULL. The
+    /// first value SQLite refuses (one past its size limit) fails the statement.
+    struct Binder {
+        fileprivate let statement: OpaquePointer
+        fileprivate var failure = SQLITE_OK
+
+        mutating func text(_ index: Int32, _ value: String?) {
+            guard var value else { return null(index) }
+            let code = value.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { chars in
+                    guard let base = chars.baseAddress else {
+                        return sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
+                    }
+                    return sqlite3_bind_text64(statement, index, base, UInt64(chars.count), sqliteTransient, UInt8(SQLITE_UTF8))
+                }
+            }
+            check(code)
+        }
+
+        mutating func real(_ index: Int32, _ value: Double?) {
+            guard let value else { return null(index) }
+            check(sqlite3_bind_double(statement, index, value))
+        }
+
+        mutating func integer(_ index: Int32, _ value: Int64?) {
+            guard let value else { return null(index) }
+            check(sqlite3_bind_int64(statement, index, value))
+        }
+
+        /// Binds `value` as a blob; an empty one binds NULL (how the journal stores an empty body).
+        mutating func blob(_ index: Int32, _ value: Data) {
+            guard !value.isEmpty else { return null(index) }
+            check(value.withUnsafeBytes { bytes in
+                sqlite3_bind_blob64(statement, index, bytes.baseAddress, UInt64(bytes.count), sqliteTransient)
+            })
+        }
+
+        private mutating func null(_ index: Int32) { check(sqlite3_bind_null(statement, index)) }
+
+        private mutating func check(_ code: Int32) {
+            if failure == SQLITE_OK, code != SQLITE_OK { failure = code }
+        }
+    }
+
+    /// Reads the current row's columns by position (0-based, as in SQLite).
+    struct Columns {
+        fileprivate let statement: OpaquePointer
+
+        func text(_ index: Int32) -> String {
+            guard let bytes = sqlite3_column_text(statement, index) else { return "" }
+            return String(cString: bytes)
+        }
+
+        func real(_ index: Int32) -> Double { sqlite3_column_double(statement, index) }
+    }
+
+    private var prepared = [OpaquePointer?](repeating: nil, count: Name.allCases.count)
+
+    deinit { finalize() }
+
+    /// Runs `name` to completion with the values `bind` sets, in `db`'s transaction.
+    func execute(_ name: Name, _ db: Database, bind: (inout Binder) -> Void) throws {
+        let statement = try prepare(name, db)
+        defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
+        try Self.bind(statement, name, db, bind)
+        var code = sqlite3_step(statement)
+        while code == SQLITE_ROW { code = sqlite3_step(statement) }
+        guard code == SQLITE_DONE else { throw Self.error(code, name, db) }
+    }
+
+    /// Runs `name` with the values `bind` sets and reads its first row, if any, with `read`.
+    func first<T>(_ name: Name, _ db: Database, bind: (inout Binder) -> Void, read: (Columns) -> T) throws -> T? {
+        let statement = try prepare(name, db)
+        defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
+        try Self.bind(statement, name, db, bind)
+        switch sqlite3_step(statement) {
+        case SQLITE_ROW: return read(Columns(statement: statement))
+        case SQLITE_DONE: return nil
+        case let code: throw Self.error(code, name, db)
+        }
+    }
+
+    /// Finalizes every prepared statement (on the writer queue, before the pool closes).
+    func finalize() {
+        for index in prepared.indices {
+            sqlite3_finalize(prepared[index])
+            prepared[index] = nil
+        }
+    }
+
+    private func prepare(_ name: Name, _ db: Database) throws -> OpaquePointer {
+        if let statement = prepared[name.rawValue] { return statement }
+        var statement: OpaquePointer?
+        let code = sqlite3_prepare_v3(db.sqliteConnection, name.sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard code == SQLITE_OK, let statement else { throw Self.error(code, name, db) }
+        prepared[name.rawValue] = statement
+        return statement
+    }
+
+    private static func bind(_ statement: OpaquePointer, _ name: Name, _ db: Database, _ bind: (inout Binder) -> Void) throws {
+        var binder = Binder(statement: statement)
+        bind(&binder)
+        guard binder.failure == SQLITE_OK else { throw error(binder.failure, name, db) }
+    }
+
+    /// The same error GRDB would have thrown, so that ``JournalError`` classifies it alike.
+    private static func error(_ code: Int32, _ name: Name, _ db: Database) -> DatabaseError {
+        let extended = sqlite3_extended_errcode(db.sqliteConnection)
+        return DatabaseError(resultCode: ResultCode(rawValue: extended != SQLITE_OK ? extended : code),
+                             message: sqlite3_errmsg(db.sqliteConnection).map { String(cString: $0) }, sql: name.sql)
+    }
+}
+
+/// SQLite copies a value bound with this destructor before the bind call returns.
+private let sqliteTransient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
