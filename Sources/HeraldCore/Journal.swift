@@ -60,6 +60,11 @@ public protocol Journal: Sendable {
     /// ``DeliveryState`` order.
     func counts() async throws -> [DeliveryCount]
 
+    /// Deliveries not yet final (pending or leased): for backpressure and `/metrics`, read at
+    /// start and every 30 s. Defaults to summing ``counts()``; a journal that can count only
+    /// the undelivered ones without reading every delivery should.
+    func undeliveredCount() async throws -> Int
+
     /// Dead, skipped or pending deliveries become pending and due now. Returns how many
     /// changed (an id listed twice counts twice); leased and delivered ones are left alone.
     func retry(_ selection: RetrySelection) async throws -> Int
@@ -93,7 +98,7 @@ extension Journal {
         try await deliveries(DeliveryQuery(id: id)).first
     }
 
-    /// Deliveries not yet final (pending or leased): for backpressure and `/metrics`.
+    /// Deliveries not yet final, from ``counts()``.
     public func undeliveredCount() async throws -> Int {
         try await counts().filter { !$0.state.isFinal }.reduce(0) { $0 + $1.count }
     }

@@ -266,7 +266,7 @@ struct SQLiteJournalTests {
     }
 
     /// A journal from before v7, whose state rule was an `IN` list, is rebuilt with the same
-    /// rows, indexes, ids and id counter; the rule still refuses an unknown state, and no
+    /// rows, ids and id counter, and its indexes; the rule still refuses an unknown state, and no
     /// delivery write builds a temporary b-tree for it any more.
     @Test func upgradingToV7KeepsDeliveriesAndTheirIDCounter() async throws {
         let directory = TempDirectory()
@@ -290,6 +290,7 @@ struct SQLiteJournalTests {
         let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
         #expect(try await journal.scalar("SELECT COUNT(*) FROM deliveries WHERE attempts = 2 AND booking_key = 'bk_1'") == 4)
         #expect(try await journal.delivery(id: 4)?.state == .dead)
+        #expect(try await journal.undeliveredCount() == 2)
         #expect(try await journal.scalar("""
             SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'deliveries' AND type = 'index'
             AND name IN ('deliveries_due', 'deliveries_lease', 'deliveries_event', 'deliveries_reminders')
