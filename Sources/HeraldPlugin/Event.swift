@@ -5,43 +5,69 @@ import Foundation
 /// `payload` is the whole body parsed; `booking` is the typed Jicoo view of it when the
 /// source is Jicoo. Fields that could not be read (a malformed date) are nil and listed in
 /// `warnings`, never a reason to drop the event.
+///
+/// An immutable value kept in one shared box: an event travels from the request through
+/// the journal entry, the delivery job, the notification and the plugin call, and copying
+/// it is one reference count instead of one per string, array and body in it.
 public struct Event: Sendable, Identifiable {
+    @usableFromInline
+    final class Storage: Sendable {
+        @usableFromInline let id: String
+        @usableFromInline let endpoint: String
+        @usableFromInline let source: String
+        @usableFromInline let name: String
+        @usableFromInline let receivedAt: Date
+        @usableFromInline let occurredAt: Date?
+        @usableFromInline let booking: Booking?
+        @usableFromInline let payload: JSONValue
+        @usableFromInline let body: Data
+        @usableFromInline let warnings: [String]
+
+        init(id: String, endpoint: String, source: String, name: String, receivedAt: Date, occurredAt: Date?,
+             booking: Booking?, payload: JSONValue, body: Data, warnings: [String]) {
+            self.id = id
+            self.endpoint = endpoint
+            self.source = source
+            self.name = name
+            self.receivedAt = receivedAt
+            self.occurredAt = occurredAt
+            self.booking = booking
+            self.payload = payload
+            self.body = body
+            self.warnings = warnings
+        }
+    }
+
+    @usableFromInline let storage: Storage
+
     /// Herald's id for this event, time-ordered (`evt_…`).
-    public let id: String
+    @inlinable public var id: String { storage.id }
     /// The configured endpoint path it arrived on, e.g. `/hooks/jicoo`.
-    public let endpoint: String
+    @inlinable public var endpoint: String { storage.endpoint }
     /// The source decoder that read it (`jicoo`, `generic`).
-    public let source: String
+    @inlinable public var source: String { storage.source }
     /// The event name, e.g. `guest_booked`. Unknown names are kept as they are.
-    public let name: String
+    @inlinable public var name: String { storage.name }
     /// When Herald accepted it.
-    public let receivedAt: Date
+    @inlinable public var receivedAt: Date { storage.receivedAt }
     /// When the sender says it happened (`createdAt`), if readable.
-    public let occurredAt: Date?
+    @inlinable public var occurredAt: Date? { storage.occurredAt }
     /// The typed booking for Jicoo events.
-    public let booking: Booking?
+    @inlinable public var booking: Booking? { storage.booking }
     /// The body, parsed.
-    public let payload: JSONValue
+    @inlinable public var payload: JSONValue { storage.payload }
     /// The body exactly as received.
-    public let body: Data
+    @inlinable public var body: Data { storage.body }
     /// What could not be read but did not stop the event, e.g. a malformed date.
-    public let warnings: [String]
+    @inlinable public var warnings: [String] { storage.warnings }
 
     /// An event as a source decoder makes it; tests use `SampleEvents` from HeraldTesting.
     public init(
         id: String, endpoint: String, source: String, name: String, receivedAt: Date,
         occurredAt: Date?, booking: Booking?, payload: JSONValue, body: Data, warnings: [String] = []
     ) {
-        self.id = id
-        self.endpoint = endpoint
-        self.source = source
-        self.name = name
-        self.receivedAt = receivedAt
-        self.occurredAt = occurredAt
-        self.booking = booking
-        self.payload = payload
-        self.body = body
-        self.warnings = warnings
+        storage = Storage(id: id, endpoint: endpoint, source: source, name: name, receivedAt: receivedAt,
+                          occurredAt: occurredAt, booking: booking, payload: payload, body: body, warnings: warnings)
     }
 
     /// A new time-ordered event id: `evt_` + 12 hex digits of milliseconds + 12 random hex digits.
