@@ -268,18 +268,30 @@ public enum ISO8601 {
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = civilFromDays(days)
         // By hand: String(format:) goes through CFString and was most of a render's date work.
-        var out: [UInt8] = []
-        out.reserveCapacity(20)
-        func digits(_ n: Int, _ width: Int) {
-            var text = Array(String(n).utf8)
-            while text.count < width { text.insert(UInt8(ascii: "0"), at: 0) }
-            out.append(contentsOf: text)
+        // Years 0...9999 (every date Herald shows) are written straight into the string's
+        // storage, twenty bytes; others keep their sign and all their digits.
+        guard (0...9999).contains(y) else {
+            let year = String(y.magnitude)
+            return "\(y < 0 ? "-" : "")\(String(repeating: "0", count: max(0, 4 - year.count)))\(year)-"
+                + "\(pad2(m))-\(pad2(d))T\(pad2(rem / 3600)):\(pad2(rem % 3600 / 60)):\(pad2(rem % 60))Z"
         }
-        digits(y, 4); out.append(UInt8(ascii: "-")); digits(m, 2); out.append(UInt8(ascii: "-")); digits(d, 2)
-        out.append(UInt8(ascii: "T")); digits(rem / 3600, 2); out.append(UInt8(ascii: ":")); digits(rem % 3600 / 60, 2)
-        out.append(UInt8(ascii: ":")); digits(rem % 60, 2); out.append(UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: 20) { out in
+            func put(_ n: Int, at index: Int, width: Int) {
+                var n = n
+                for i in stride(from: index + width - 1, through: index, by: -1) {
+                    out[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n % 10)
+                    n /= 10
+                }
+            }
+            put(y, at: 0, width: 4); out[4] = UInt8(ascii: "-"); put(m, at: 5, width: 2); out[7] = UInt8(ascii: "-")
+            put(d, at: 8, width: 2); out[10] = UInt8(ascii: "T"); put(rem / 3600, at: 11, width: 2)
+            out[13] = UInt8(ascii: ":"); put(rem % 3600 / 60, at: 14, width: 2); out[16] = UInt8(ascii: ":")
+            put(rem % 60, at: 17, width: 2); out[19] = UInt8(ascii: "Z")
+            return 20
+        }
     }
+
+    private static func pad2(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
 
     package static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
         let z = z0 + 719468

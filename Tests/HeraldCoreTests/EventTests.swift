@@ -127,5 +127,10 @@ struct EventTests {
         #expect(ISO8601.parse("2026-02-30T00:00:00Z") == nil)
         #expect(ISO8601.parse("2026-11-27") == nil)
         #expect(ISO8601.format(Date(timeIntervalSince1970: 1795755600)) == "2026-11-27T05:00:00Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: 1795755600.999)) == "2026-11-27T05:00:00Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: -1)) == "1969-12-31T23:59:59Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: -59011459200)) == "0100-01-01T00:00:00Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: -62167219201)) == "-0001-12-31T23:59:59Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: 253402300800)) == "10000-01-01T00:00:00Z")
     }
 }
