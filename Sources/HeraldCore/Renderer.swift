@@ -83,6 +83,10 @@ public struct Renderer: Sendable {
                 switch piece {
                 case .text(let text): out += text
                 case .variable(let path):
+                    if let known = context.text(at: path) {
+                        if let known { out += known }
+                        continue
+                    }
                     var value: Any? = context.child(named: path[0])
                     for name in path.dropFirst() {
                         guard let current = value else { break }
@@ -238,11 +242,19 @@ public struct Renderer: Sendable {
     /// become spaces. (Foundation's trimming bridges to NSString on Linux, a tenth of a render.)
     static func trimmed(_ text: String, joiningLines: Bool = false) -> String {
         let scalars = text.unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        let inner = String(text[first..<scalars.index(after: last)])
+        guard let first = scalars.firstIndex(where: { !isWhitespace($0) }),
+              let last = scalars.lastIndex(where: { !isWhitespace($0) }) else { return "" }
+        let end = scalars.index(after: last)
+        // Nothing to trim (the usual case): the text itself, not a copy.
+        let inner = first == text.startIndex && end == text.endIndex ? text : String(text[first..<end])
         guard joiningLines, inner.utf8.contains(0x0A) else { return inner }
         return String(decoding: inner.utf8.map { $0 == 0x0A ? 0x20 : $0 }, as: UTF8.self)
+    }
+
+    /// Unicode's White_Space property, answered without the property tables for ASCII.
+    private static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII { return scalar == " " || (scalar.value >= 0x09 && scalar.value <= 0x0D) }
+        return scalar.properties.isWhitespace
     }
 
     /// The labelled facts shown under a notification.
@@ -311,6 +323,28 @@ public struct Renderer: Sendable {
                 when = nil
             }
             fields = Renderer.fields(for: event, locale: locale, when: when)
+        }
+
+        /// The text of the variables the built-in titles and leads use (`guest.name`, `when`,
+        /// `event`, …), read straight from the event: `.some(nil)` when the variable has no
+        /// value, nil for any other path, which ``child(named:)`` answers. It gives the same
+        /// text as that general walk without building the dictionaries Mustache needs.
+        func text(at path: [String]) -> String?? {
+            guard extra.isEmpty || extra[path[0]] == nil else { return nil }
+            if path.count == 2, path[0] == "guest" || path[0] == "contact" {
+                guard let contact = event.booking.map({ $0.contact }) else { return .some(nil) }
+                switch path[1] {
+                case "name": return contact?.name ?? ""
+                case "email": return contact?.email ?? ""
+                default: return .some(nil)
+                }
+            }
+            guard path.count == 1 else { return nil }
+            switch path[0] {
+            case "event": return event.name
+            case "when": return event.booking == nil ? .some(nil) : when
+            default: return nil
+            }
         }
 
         func child(named name: String) -> Any? {

@@ -183,14 +183,20 @@ struct RendererTests {
             ("{{#cancelReason}}Reason: {{cancelReason}}{{/cancelReason}}", false),
             ("{{{guest.name}}} {{&guest.name}} {{! note }}", false),
             ("{{guest..name}}", false),
+            // The variables read straight from the event, with and without a booking.
+            ("{{contact.name}}|{{contact.email}}|{{guest.email}}|{{event}}|{{when}}|{{contact.other}}", true),
         ]
-        let event = try Fixtures.event("guest_cancelled")
-        for (source, plain) in sources {
-            let custom = try Renderer(templates: ["t": .init(title: "t", text: source)])
-            let text = try #require(custom.user["t"]?.text)
-            #expect((text.plain != nil) == plain, "\(source)")
-            let context = Renderer.Context(event: event, locale: .en)
-            #expect(text.render(context) == text.mustache.render(context), "\(source)")
+        let generic = Event(id: "evt_1", endpoint: "/hooks/x", source: "generic", name: "push", receivedAt: Date(),
+                            occurredAt: nil, booking: nil, payload: .object(["guest": .object(["name": .string("x")])]),
+                            body: Data())
+        for event in [try Fixtures.event("guest_cancelled"), generic] {
+            for (source, plain) in sources {
+                let custom = try Renderer(templates: ["t": .init(title: "t", text: source)])
+                let text = try #require(custom.user["t"]?.text)
+                #expect((text.plain != nil) == plain, "\(source)")
+                let context = Renderer.Context(event: event, locale: .en)
+                #expect(text.render(context) == text.mustache.render(context), "\(event.name) \(source)")
+            }
         }
     }
 }
