@@ -76,7 +76,12 @@ public enum HMAC {
 
     /// Bytes from hex of either case; nil for odd length or a non-hex digit.
     public static func unhex(_ text: Substring) -> [UInt8]? {
-        let utf8 = text.utf8
+        var text = text
+        return text.withUTF8 { unhex($0) }
+    }
+
+    /// The bytes the hex digits in `utf8` stand for; nil for an odd count or a non-hex byte.
+    static func unhex(_ utf8: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
         func nibble(_ c: UInt8) -> UInt8? {
             switch c {

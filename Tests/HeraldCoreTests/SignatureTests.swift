@@ -44,6 +44,26 @@ struct JicooVectorTests {
         #expect(throws: SignatureFailure.missingHeader) { try scheme.verify(body: Data("{}".utf8), header: headers([:]), now: 0) }
     }
 
+    /// How the header is split, beyond the shared vectors: empty elements, blanks around
+    /// elements and values, a key with a blank before its `=` (another key), the last `t`.
+    @Test func headerElementsAreSplitAsBytes() throws {
+        let body = Data(#"{"event":"guest_booked"}"#.utf8)
+        let scheme = JicooSignature(secrets: [Secret("s")])
+        let signature = try #require(scheme.sign(body: body, timestamp: 1000, id: "").first?.value.split(separator: "=").last)
+        func verify(_ header: String) throws(SignatureFailure) {
+            try scheme.verify(body: body, header: headers([JicooSignature.headerName: header]), now: 1000)
+        }
+        #expect(throws: Never.self) { try verify(",, \tt=1000 \t,,v1=\(signature)\t ,") }
+        #expect(throws: Never.self) { try verify("t=5,v1=\(signature),t=1000") }
+        #expect(throws: Never.self) { try verify("t=1000,v1=zz,v1=\(signature),v2=\(signature)") }
+        #expect(throws: SignatureFailure.malformedHeader) { try verify("t =1000,v1=\(signature)") }
+        #expect(throws: SignatureFailure.malformedHeader) { try verify("t= 1000,v1=\(signature)") }
+        #expect(throws: SignatureFailure.malformedHeader) { try verify("t=1000,v1 =\(signature)") }
+        #expect(throws: SignatureFailure.signatureMismatch) { try verify("t=1000,v1=\(signature)0") }
+        #expect(throws: SignatureFailure.timestampOutsideTolerance) { try verify("t=0000000000000001000,v1=\(signature)") }
+        #expect(throws: SignatureFailure.timestampOutsideTolerance) { try verify("t=99999999999999999999999,v1=\(signature)") }
+    }
+
     @Test func anyRotatedSecretMatches() throws {
         let body = Data(#"{"event":"guest_booked"}"#.utf8)
         let old = JicooSignature(secrets: [Secret("old-secret")])
