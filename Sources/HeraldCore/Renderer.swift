@@ -37,7 +37,13 @@ public struct Renderer: Sendable {
 
         func render(_ context: Context) -> String {
             if isBuiltInBody {
-                var out = context.lead ?? ""
+                // Sized first: appending to a string that keeps growing copied it again and again.
+                let lead = context.lead ?? ""
+                var size = lead.utf8.count + 2
+                for field in context.fields { size += field.name.utf8.count + field.value.utf8.count + 3 }
+                var out = ""
+                out.reserveCapacity(size)
+                out += lead
                 out += "\n\n"
                 for field in context.fields { out += field.name; out += ": "; out += field.value; out += "\n" }
                 return out
@@ -418,10 +424,8 @@ public enum TimeText {
         return locale == .ja ? "\(value)\(ja)後" : "in \(value) \(en)\(value == 1 ? "" : "s")"
     }
 
-    static let weekdays: [HeraldLocale: [String]] = [
-        .en: ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"],
-        .ja: ["日", "月", "火", "水", "木", "金", "土"],
-    ]
+    static let enWeekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    static let jaWeekdays = ["日", "月", "火", "水", "木", "金", "土"]
     private static let abbreviations = Mutex<[String: String]>([:])
     /// Zones looked up so far (nil: no such zone): `TimeZone(identifier:)` costs more than
     /// the rest of a time's formatting, and every request and render looks the booking's zone
@@ -459,9 +463,38 @@ public enum TimeText {
         var rem = local % 86400
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = ISO8601.civilFromDays(days)
-        let weekday = weekdays[locale]![((days % 7) + 11) % 7]
-        let dateText = "\(y)-\(pad(m))-\(pad(d)) (\(weekday))"
-        return (dateText, "\(pad(rem / 3600)):\(pad(rem % 3600 / 60))", abbreviation(tz, at: date))
+        let weekday = (locale == .ja ? jaWeekdays : enWeekdays)[((days % 7) + 11) % 7]
+        let time = digits(rem / 3600, rem % 3600 / 60, separator: ":")
+        // Years 0...9999 by hand (interpolating each number made and joined a string per piece).
+        guard (0...9999).contains(y) else {
+            return ("\(y)-\(pad(m))-\(pad(d)) (\(weekday))", time, abbreviation(tz, at: date))
+        }
+        let dateText = String(unsafeUninitializedCapacity: 13 + weekday.utf8.count) { out in
+            var i = 0
+            func put(_ n: Int, width: Int) {
+                var n = n
+                for k in stride(from: i + width - 1, through: i, by: -1) {
+                    out[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n % 10)
+                    n /= 10
+                }
+                i += width
+            }
+            func put(_ byte: UInt8) { out[i] = byte; i += 1 }
+            put(y, width: 4); put(UInt8(ascii: "-")); put(m, width: 2); put(UInt8(ascii: "-")); put(d, width: 2)
+            put(UInt8(ascii: " ")); put(UInt8(ascii: "("))
+            for byte in weekday.utf8 { put(byte) }
+            put(UInt8(ascii: ")"))
+            return i
+        }
+        return (dateText, time, abbreviation(tz, at: date))
+    }
+
+    /// `HH:MM`-style: two two-digit numbers around a separator (a small string, no allocation).
+    private static func digits(_ a: Int, _ b: Int, separator: Character) -> String {
+        var text = pad(a)
+        text.append(separator)
+        text += pad(b)
+        return text
     }
 
     /// `2026-11-27 (金) 14:00–15:00 JST`; both dates when the end is on another day, and both
@@ -488,7 +521,8 @@ public enum TimeText {
     /// A short zone name people recognise (JST, EST, CET), else `GMT+9`-style, else `UTC`.
     static func abbreviation(_ tz: TimeZone, at date: Date) -> String {
         if tz.identifier == "UTC" || tz.identifier == "GMT" { return "UTC" }
-        let key = "\(tz.identifier)|\(tz.isDaylightSavingTime(for: date))"
+        // Short enough for a string without allocation for most zone names.
+        let key = tz.identifier + (tz.isDaylightSavingTime(for: date) ? "|1" : "|0")
         if let known = abbreviations.withLock({ $0[key] }) { return known }
         var best = ""
         for id in ["en_US", "ja_JP", "en_GB", "de_DE", "fr_FR"] {
