@@ -52,19 +52,25 @@ final class SQLiteStatements: @unchecked Sendable {
 
     /// Binds a statement's values by position (1-based, as in SQLite); nil binds NULL. The
     /// first value SQLite refuses (one past its size limit) fails the statement.
+    ///
+    /// Text and blobs are copied into the statements' arena and bound as static: SQLite reads
+    /// them there until the statement is reset, right after its step, instead of allocating
+    /// and copying each value itself. A value that does not fit in what is left of the arena
+    /// is bound for SQLite to copy, as before.
     struct Binder {
         fileprivate let statement: OpaquePointer
+        fileprivate let arena: UnsafeMutableRawBufferPointer
+        fileprivate var used = 0
         fileprivate var failure = SQLITE_OK
 
         mutating func text(_ index: Int32, _ value: String?) {
             guard var value else { return null(index) }
             let code = value.withUTF8 { bytes in
-                bytes.withMemoryRebound(to: CChar.self) { chars in
-                    guard let base = chars.baseAddress else {
-                        return sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
-                    }
-                    return sqlite3_bind_text64(statement, index, base, UInt64(chars.count), sqliteTransient, UInt8(SQLITE_UTF8))
-                }
+                guard let base = bytes.baseAddress else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
+                let (pointer, destructor) = place(UnsafeRawBufferPointer(bytes))
+                return sqlite3_bind_text64(statement, index, pointer.map { $0.assumingMemoryBound(to: CChar.self) }
+                                           ?? UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self),
+                                           UInt64(bytes.count), destructor, UInt8(SQLITE_UTF8))
             }
             check(code)
         }
@@ -83,8 +89,20 @@ final class SQLiteStatements: @unchecked Sendable {
         mutating func blob(_ index: Int32, _ value: Data) {
             guard !value.isEmpty else { return null(index) }
             check(value.withUnsafeBytes { bytes in
-                sqlite3_bind_blob64(statement, index, bytes.baseAddress, UInt64(bytes.count), sqliteTransient)
+                let (pointer, destructor) = place(bytes)
+                return sqlite3_bind_blob64(statement, index, pointer ?? bytes.baseAddress, UInt64(bytes.count), destructor)
             })
+        }
+
+        /// `bytes` copied into the arena, bound static; or nil, for SQLite to copy, when they do not fit.
+        private mutating func place(_ bytes: UnsafeRawBufferPointer) -> (UnsafeRawPointer?, sqlite3_destructor_type?) {
+            guard let start = arena.baseAddress, let source = bytes.baseAddress, bytes.count <= arena.count - used else {
+                return (nil, sqliteTransient)
+            }
+            let pointer = start + used
+            pointer.copyMemory(from: source, byteCount: bytes.count)
+            used += bytes.count
+            return (UnsafeRawPointer(pointer), nil)  // nil: SQLITE_STATIC
         }
 
         private mutating func null(_ index: Int32) { check(sqlite3_bind_null(statement, index)) }
@@ -107,14 +125,19 @@ final class SQLiteStatements: @unchecked Sendable {
     }
 
     private var prepared = [OpaquePointer?](repeating: nil, count: Name.allCases.count)
+    /// Where one statement's text and blob values are copied for binding; reused by the next.
+    private let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
 
-    deinit { finalize() }
+    deinit {
+        finalize()
+        arena.deallocate()
+    }
 
     /// Runs `name` to completion with the values `bind` sets, in `db`'s transaction.
     func execute(_ name: Name, _ db: Database, bind: (inout Binder) -> Void) throws {
         let statement = try prepare(name, db)
         defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
-        try Self.bind(statement, name, db, bind)
+        try Self.bind(statement, name, db, arena, bind)
         var code = sqlite3_step(statement)
         while code == SQLITE_ROW { code = sqlite3_step(statement) }
         guard code == SQLITE_DONE else { throw Self.error(code, name, db) }
@@ -124,7 +147,7 @@ final class SQLiteStatements: @unchecked Sendable {
     func first<T>(_ name: Name, _ db: Database, bind: (inout Binder) -> Void, read: (Columns) -> T) throws -> T? {
         let statement = try prepare(name, db)
         defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
-        try Self.bind(statement, name, db, bind)
+        try Self.bind(statement, name, db, arena, bind)
         switch sqlite3_step(statement) {
         case SQLITE_ROW: return read(Columns(statement: statement))
         case SQLITE_DONE: return nil
@@ -149,8 +172,9 @@ final class SQLiteStatements: @unchecked Sendable {
         return statement
     }
 
-    private static func bind(_ statement: OpaquePointer, _ name: Name, _ db: Database, _ bind: (inout Binder) -> Void) throws {
-        var binder = Binder(statement: statement)
+    private static func bind(_ statement: OpaquePointer, _ name: Name, _ db: Database, _ arena: UnsafeMutableRawBufferPointer,
+                             _ bind: (inout Binder) -> Void) throws {
+        var binder = Binder(statement: statement, arena: arena)
         bind(&binder)
         guard binder.failure == SQLITE_OK else { throw error(binder.failure, name, db) }
     }

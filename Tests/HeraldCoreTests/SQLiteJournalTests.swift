@@ -265,6 +265,19 @@ struct SQLiteJournalTests {
         #expect(error?.description.contains(file) == true)
     }
 
+    /// Values are bound from a 256 KiB arena; a body larger than what is left of it is bound
+    /// for SQLite to copy. Both come back byte for byte, next to small values.
+    @Test func bodiesLargerThanTheBindingArenaAreStoredWhole() async throws {
+        let f = try Fixture(.sqlite)
+        let large = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let small = Data("{\"a\":1}".utf8)
+        try await f.append("evt_large", key: String(repeating: "k", count: 200), body: large)
+        try await f.append("evt_small", key: "k2", body: small)
+        #expect(try await f.journal.event(id: "evt_large")?.body == large)
+        #expect(try await f.journal.event(id: "evt_small")?.body == small)
+        #expect(try await f.append("evt_again", key: String(repeating: "k", count: 200)) == .duplicate(of: "evt_large"))
+    }
+
     /// A journal from before v7, whose state rule was an `IN` list, is rebuilt with the same
     /// rows, ids and id counter, and its indexes; the rule still refuses an unknown state, and no
     /// delivery write builds a temporary b-tree for it any more.
