@@ -1,0 +1,166 @@
+import GRDB
+
+extension SQLiteJournal {
+    /// The journal's schema, one migration per change, applied in order when a journal is
+    /// opened (``init(directory:dedupeTTL:groupCommit:clock:outcomeWait:)``). A journal with a
+    /// migration this list does not know was written by a newer Herald and is refused.
+    ///
+    /// Migrations are never edited once released: a change is a new one at the end.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    endpoint TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    received_at REAL NOT NULL,
+                    body BLOB,  -- NULL for an empty body
+                    dedupe_key TEXT);
+                CREATE TABLE deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused after a prune
+                    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+                    notifier TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at REAL,
+                    last_error TEXT,
+                    updated_at REAL NOT NULL);
+                CREATE INDEX deliveries_due ON deliveries(notifier, state, next_attempt_at);
+                CREATE INDEX deliveries_state ON deliveries(state);
+                CREATE INDEX deliveries_event ON deliveries(event_id);
+                CREATE TABLE dedupe (
+                    endpoint TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    seen_at REAL NOT NULL,
+                    PRIMARY KEY (endpoint, key));
+                CREATE INDEX dedupe_seen ON dedupe(seen_at);
+                """)
+        }
+        migrator.registerMigration("v2: interruptions") { db in
+            // How often the process stopped while the delivery was in flight (crash-loop guard).
+            try db.execute(sql: "ALTER TABLE deliveries ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
+        }
+        migrator.registerMigration("v3: leases") { db in
+            // Deliveries are handed out under leases (owner, lease_until) instead of a bare
+            // 'delivering' state, may be skipped by rule, and are due at `due_at`. SQLite cannot
+            // change a CHECK constraint in place, so the table is rebuilt with the same ids.
+            try db.execute(sql: """
+                CREATE TABLE deliveries_v3 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+                    notifier TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'delivered', 'dead', 'skipped')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    due_at REAL,
+                    last_error TEXT,
+                    owner TEXT,
+                    lease_until REAL,
+                    interruptions INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL);
+                INSERT INTO deliveries_v3 (id, event_id, notifier, state, attempts, due_at, last_error, owner,
+                                           lease_until, interruptions, updated_at)
+                    SELECT id, event_id, notifier, CASE state WHEN 'delivering' THEN 'leased' ELSE state END,
+                           attempts, next_attempt_at, last_error, CASE state WHEN 'delivering' THEN '' END,
+                           CASE state WHEN 'delivering' THEN 0 END, interruptions, updated_at
+                    FROM deliveries;
+                -- Ids are never reused after a prune: carry the counter over.
+                UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'))
+                    WHERE name = 'deliveries_v3';
+                INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries_v3', seq FROM sqlite_sequence
+                    WHERE name = 'deliveries' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries_v3');
+                DROP TABLE deliveries;
+                ALTER TABLE deliveries_v3 RENAME TO deliveries;
+                CREATE INDEX deliveries_due ON deliveries(notifier, state, due_at);
+                CREATE INDEX deliveries_lease ON deliveries(notifier, state, lease_until);
+                CREATE INDEX deliveries_state ON deliveries(state);
+                CREATE INDEX deliveries_event ON deliveries(event_id);
+                """)
+        }
+        migrator.registerMigration("v4: reminders") { db in
+            // A reminder is a delivery kept by its booking (booking_key), how long before the
+            // start it goes out (reminder_offset, seconds) and when (remind_at, kept once final).
+            try db.execute(sql: """
+                ALTER TABLE deliveries ADD COLUMN booking_key TEXT;
+                ALTER TABLE deliveries ADD COLUMN reminder_offset INTEGER;
+                ALTER TABLE deliveries ADD COLUMN remind_at REAL;
+                CREATE INDEX deliveries_reminders ON deliveries(booking_key, notifier, reminder_offset)
+                    WHERE booking_key IS NOT NULL;
+                """)
+        }
+        migrator.registerMigration("v5: bookings") { db in
+            // The latest known state per booking uid, replaced in the commit of each event
+            // about it: what agendas list.
+            try db.execute(sql: """
+                CREATE TABLE bookings (
+                    uid TEXT PRIMARY KEY NOT NULL,
+                    status TEXT,
+                    event_type_uid TEXT,
+                    started_at REAL NOT NULL,
+                    ended_at REAL,
+                    time_zone TEXT,
+                    guest_name TEXT,
+                    guest_email TEXT,
+                    event_id TEXT NOT NULL,
+                    event_name TEXT NOT NULL);
+                CREATE INDEX bookings_start ON bookings(started_at);
+                """)
+        }
+        migrator.registerMigration("v6: no index on state alone") { db in
+            // Every delivery insert and every state change paid for it; the state counts
+            // (`herald deliveries`, startup) read deliveries_due's (notifier, state) prefix,
+            // and the rest that filter on state alone are CLI commands and startup.
+            try db.execute(sql: "DROP INDEX IF EXISTS deliveries_state")
+        }
+        migrator.registerMigration("v7: deliveries' state rule and indexes") { db in
+            // SQLite evaluates `state IN (five constants)` in a CHECK by building a temporary
+            // b-tree of the five values on every insert and update of a row: two per request,
+            // about a tenth of the instructions of a whole webhook. The same rule written as
+            // comparisons costs a few instructions. A CHECK cannot be changed in place, so the
+            // table is rebuilt with the same ids and its id counter.
+            //
+            // The due and lease indexes become partial, holding only the deliveries that can be
+            // taken (pending, by due time) or taken over (leased, by lease expiry): a delivery
+            // inserted leased and then delivered touches one of them twice instead of both
+            // four times, and final deliveries, most of the table, are in neither.
+            try db.execute(sql: """
+                CREATE TABLE deliveries_v7 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+                    notifier TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state = 'pending' OR state = 'leased' OR state = 'delivered'
+                                               OR state = 'dead' OR state = 'skipped'),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    due_at REAL,
+                    last_error TEXT,
+                    owner TEXT,
+                    lease_until REAL,
+                    interruptions INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL,
+                    booking_key TEXT,
+                    reminder_offset INTEGER,
+                    remind_at REAL);
+                INSERT INTO deliveries_v7 (id, event_id, notifier, state, attempts, due_at, last_error, owner,
+                                           lease_until, interruptions, updated_at, booking_key, reminder_offset,
+                                           remind_at)
+                    SELECT id, event_id, notifier, state, attempts, due_at, last_error, owner, lease_until,
+                           interruptions, updated_at, booking_key, reminder_offset, remind_at
+                    FROM deliveries;
+                -- Ids are never reused after a prune: carry the counter over.
+                UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'))
+                    WHERE name = 'deliveries_v7';
+                INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries_v7', seq FROM sqlite_sequence
+                    WHERE name = 'deliveries' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries_v7');
+                DROP TABLE deliveries;
+                ALTER TABLE deliveries_v7 RENAME TO deliveries;
+                CREATE INDEX deliveries_due ON deliveries(notifier, due_at) WHERE state = 'pending';
+                CREATE INDEX deliveries_lease ON deliveries(notifier, lease_until) WHERE state = 'leased';
+                CREATE INDEX deliveries_event ON deliveries(event_id);
+                CREATE INDEX deliveries_reminders ON deliveries(booking_key, notifier, reminder_offset)
+                    WHERE booking_key IS NOT NULL;
+                """)
+        }
+        return migrator
+    }()
+}
