@@ -109,6 +109,7 @@ struct JSONParserTests {
         // Escapes at the start, between runs of plain bytes and at the end, byte for byte.
         #expect(JSONValue.string("\"ab\"cd\\e\nf\u{01}g山\t").jsonText == #""\"ab\"cd\\e\nf\u0001g山\t""#)
         #expect(JSONValue.string("").jsonText == #""""#)
+        #expect(JSONValue.string("\r\u{1F}\u{0B}x\u{1A}").jsonText == #""\r\u001f\u000bx\u001a""#)
         #expect(JSONValue.string("山田 太郎").jsonText == "\"山田 太郎\"")
     }
 }
