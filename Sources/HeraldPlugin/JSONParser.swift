@@ -77,6 +77,7 @@ struct JSONParser {
         index += 1  // {
         // Collected first, then hashed into a dictionary of the right size at once.
         var members: [(String, JSONValue)] = []
+        members.reserveCapacity(16)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
