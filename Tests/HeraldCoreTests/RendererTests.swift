@@ -170,6 +170,16 @@ struct RendererTests {
         #expect(ja.title.plain != nil && ja.lead?.plain != nil && ja.text.isBuiltInBody)
     }
 
+    /// A title is one line: white space around it is trimmed (ASCII and the rest of Unicode's,
+    /// such as U+3000 and U+00A0) and line breaks inside become spaces; a text keeps its lines.
+    @Test func titlesAreTrimmedOntoOneLine() {
+        #expect(Renderer.trimmed("\u{3000} a\nb \t\n", joiningLines: true) == "a b")
+        #expect(Renderer.trimmed("\u{85}x\u{A0}", joiningLines: true) == "x")
+        #expect(Renderer.trimmed("a\nb", joiningLines: false) == "a\nb")
+        #expect(Renderer.trimmed("plain", joiningLines: true) == "plain")
+        #expect(Renderer.trimmed(" \n\t ") == "")
+    }
+
     /// User templates: plain ones render directly with Mustache's result; anything else
     /// (sections, spaces in a tag, a list or a flag as a value, comments, unescaped tags)
     /// is left to Mustache.
