@@ -412,21 +412,22 @@ public final class SQLiteJournal: Journal {
 
     private static func record(_ outcomes: [DeliveryOutcome], owner: String, now: Double, _ db: Database,
                                _ statements: SQLiteStatements) throws -> [Int64] {
+        /// Delivered, dead and skipped share one update, prepared once with the hot statements.
+        func final(_ state: String, _ error: String?, _ id: Int64) throws {
+            try statements.execute(.finalOutcome, db) { bind in
+                bind.text(1, state)
+                bind.text(2, error)
+                bind.real(3, now)
+                bind.integer(4, id)
+                bind.text(5, owner)
+            }
+        }
         var lost: [Int64] = []
         for outcome in outcomes {
             switch outcome {
-            case .delivered(let id):
-                try statements.execute(.finalOutcome, db) { bind in
-                    bind.text(1, "delivered")
-                    bind.text(2, nil)
-                    bind.real(3, now)
-                    bind.integer(4, id)
-                    bind.text(5, owner)
-                }
-            case .dead(let id, let error):
-                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["dead", error, now, id, owner])
-            case .skipped(let id, let reason):
-                try db.cachedStatement(sql: OutcomeSQL.final).execute(arguments: ["skipped", reason, now, id, owner])
+            case .delivered(let id): try final("delivered", nil, id)
+            case .dead(let id, let error): try final("dead", error, id)
+            case .skipped(let id, let reason): try final("skipped", reason, id)
             case .retry(let id, let at, let error):
                 try db.cachedStatement(sql: OutcomeSQL.retry).execute(arguments: [at.timeIntervalSince1970, error, now, id, owner])
             case .released(let id):
