@@ -66,10 +66,10 @@ final class SQLiteStatements: @unchecked Sendable {
         mutating func text(_ index: Int32, _ value: String?) {
             guard var value else { return null(index) }
             let code = value.withUTF8 { bytes in
-                guard let base = bytes.baseAddress else { return sqlite3_bind_text(statement, index, "", 0, sqliteTransient) }
-                let (pointer, destructor) = place(UnsafeRawBufferPointer(bytes))
-                return sqlite3_bind_text64(statement, index, pointer.map { $0.assumingMemoryBound(to: CChar.self) }
-                                           ?? UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self),
+                guard let (pointer, destructor) = place(UnsafeRawBufferPointer(bytes)) else {
+                    return sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
+                }
+                return sqlite3_bind_text64(statement, index, pointer.assumingMemoryBound(to: CChar.self),
                                            UInt64(bytes.count), destructor, UInt8(SQLITE_UTF8))
             }
             check(code)
@@ -89,16 +89,16 @@ final class SQLiteStatements: @unchecked Sendable {
         mutating func blob(_ index: Int32, _ value: Data) {
             guard !value.isEmpty else { return null(index) }
             check(value.withUnsafeBytes { bytes in
-                let (pointer, destructor) = place(bytes)
-                return sqlite3_bind_blob64(statement, index, pointer ?? bytes.baseAddress, UInt64(bytes.count), destructor)
+                guard let (pointer, destructor) = place(bytes) else { return sqlite3_bind_null(statement, index) }
+                return sqlite3_bind_blob64(statement, index, pointer, UInt64(bytes.count), destructor)
             })
         }
 
-        /// `bytes` copied into the arena, bound static; or nil, for SQLite to copy, when they do not fit.
-        private mutating func place(_ bytes: UnsafeRawBufferPointer) -> (UnsafeRawPointer?, sqlite3_destructor_type?) {
-            guard let start = arena.baseAddress, let source = bytes.baseAddress, bytes.count <= arena.count - used else {
-                return (nil, sqliteTransient)
-            }
+        /// Where to bind `bytes` from, and how: their copy in the arena, static; when they do not
+        /// fit, `bytes` themselves, for SQLite to copy. Nil when `bytes` has no storage (empty).
+        private mutating func place(_ bytes: UnsafeRawBufferPointer) -> (UnsafeRawPointer, sqlite3_destructor_type?)? {
+            guard let source = bytes.baseAddress else { return nil }
+            guard let start = arena.baseAddress, bytes.count <= arena.count - used else { return (source, sqliteTransient) }
             let pointer = start + used
             pointer.copyMemory(from: source, byteCount: bytes.count)
             used += bytes.count
