@@ -475,16 +475,12 @@ public enum TimeText {
         let time = digits(rem / 3600, rem % 3600 / 60, separator: ":")
         // Years 0...9999 by hand (interpolating each number made and joined a string per piece).
         guard (0...9999).contains(y) else {
-            return ("\(y)-\(pad(m))-\(pad(d)) (\(weekday))", time, abbreviation(tz, at: date))
+            return ("\(y)-\(ISO8601.twoDigits(m))-\(ISO8601.twoDigits(d)) (\(weekday))", time, abbreviation(tz, at: date))
         }
         let dateText = String(unsafeUninitializedCapacity: 13 + weekday.utf8.count) { out in
             var i = 0
             func put(_ n: Int, width: Int) {
-                var n = n
-                for k in stride(from: i + width - 1, through: i, by: -1) {
-                    out[k] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n % 10)
-                    n /= 10
-                }
+                ISO8601.putDigits(n, width: width, into: out, at: i)
                 i += width
             }
             func put(_ byte: UInt8) { out[i] = byte; i += 1 }
@@ -499,9 +495,9 @@ public enum TimeText {
 
     /// `HH:MM`-style: two two-digit numbers around a separator (a small string, no allocation).
     private static func digits(_ a: Int, _ b: Int, separator: Character) -> String {
-        var text = pad(a)
+        var text = ISO8601.twoDigits(a)
         text.append(separator)
-        text += pad(b)
+        text += ISO8601.twoDigits(b)
         return text
     }
 
@@ -523,8 +519,6 @@ public enum TimeText {
         if a.date == b.date { return "\(a.date) \(a.time)\(startZone)–\(b.time) \(b.zone)" }
         return "\(a.date) \(a.time)\(startZone) – \(b.date) \(b.time) \(b.zone)"
     }
-
-    private static func pad(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
 
     /// A short zone name people recognise (JST, EST, CET), else `GMT+9`-style, else `UTC`.
     static func abbreviation(_ tz: TimeZone, at date: Date) -> String {

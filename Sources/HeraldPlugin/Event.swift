@@ -273,16 +273,10 @@ public enum ISO8601 {
         guard (0...9999).contains(y) else {
             let year = String(y.magnitude)
             return "\(y < 0 ? "-" : "")\(String(repeating: "0", count: max(0, 4 - year.count)))\(year)-"
-                + "\(pad2(m))-\(pad2(d))T\(pad2(rem / 3600)):\(pad2(rem % 3600 / 60)):\(pad2(rem % 60))Z"
+                + "\(twoDigits(m))-\(twoDigits(d))T\(twoDigits(rem / 3600)):\(twoDigits(rem % 3600 / 60)):\(twoDigits(rem % 60))Z"
         }
         return String(unsafeUninitializedCapacity: 20) { out in
-            func put(_ n: Int, at index: Int, width: Int) {
-                var n = n
-                for i in stride(from: index + width - 1, through: index, by: -1) {
-                    out[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n % 10)
-                    n /= 10
-                }
-            }
+            func put(_ n: Int, at index: Int, width: Int) { putDigits(n, width: width, into: out, at: index) }
             put(y, at: 0, width: 4); out[4] = UInt8(ascii: "-"); put(m, at: 5, width: 2); out[7] = UInt8(ascii: "-")
             put(d, at: 8, width: 2); out[10] = UInt8(ascii: "T"); put(rem / 3600, at: 11, width: 2)
             out[13] = UInt8(ascii: ":"); put(rem % 3600 / 60, at: 14, width: 2); out[16] = UInt8(ascii: ":")
@@ -291,7 +285,18 @@ public enum ISO8601 {
         }
     }
 
-    private static func pad2(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    /// `n` with a leading zero below 10: `07`, `12`.
+    package static func twoDigits(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+
+    /// Writes `n` (not negative) as `width` zero-padded decimal digits into `out` from `index`,
+    /// for dates written straight into a string's storage.
+    package static func putDigits(_ n: Int, width: Int, into out: UnsafeMutableBufferPointer<UInt8>, at index: Int) {
+        var n = n
+        for i in stride(from: index + width - 1, through: index, by: -1) {
+            out[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: n % 10)
+            n /= 10
+        }
+    }
 
     package static func civilFromDays(_ z0: Int) -> (Int, Int, Int) {
         let z = z0 + 719468
