@@ -54,7 +54,7 @@ final class DeliverySlots: Sendable {
         var free: Int
         var closed = false
         var nextTicket: UInt64 = 0
-        var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+        var waiters: [(ticket: UInt64, continuation: UnsafeContinuation<Bool, Never>)] = []
         /// Tickets handed out whose waiter is not queued yet.
         var registering: Set<UInt64> = []
         /// Of those, the ones whose task was cancelled meanwhile.
@@ -68,7 +68,7 @@ final class DeliverySlots: Sendable {
     /// Changes the limit (a reload changed `concurrency`): a higher one lets waiters in at
     /// once; a lower one takes effect as running deliveries finish.
     func resize(to limit: Int) {
-        let woken = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
+        let woken = state.withLock { s -> [UnsafeContinuation<Bool, Never>] in
             let limit = max(1, limit)
             guard limit != s.limit else { return [] }
             s.free += limit - s.limit
@@ -94,7 +94,8 @@ final class DeliverySlots: Sendable {
         }
         guard case .wait(let ticket) = entry else { return entry == .granted }
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            // Each waiter leaves `waiters` under the lock exactly once, by whoever resumes it.
+            await withUnsafeContinuation { continuation in
                 // Decided again under the lock: a slot may have been freed since the ticket.
                 let answer = state.withLock { s -> Bool? in
                     s.registering.remove(ticket)
@@ -106,7 +107,7 @@ final class DeliverySlots: Sendable {
                 if let answer { continuation.resume(returning: answer) }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+            let waiter = state.withLock { s -> UnsafeContinuation<Bool, Never>? in
                 if let i = s.waiters.firstIndex(where: { $0.ticket == ticket }) { return s.waiters.remove(at: i).continuation }
                 // Not queued yet: tell the registration. Already answered: nothing to do.
                 if s.registering.contains(ticket) { s.cancelled.insert(ticket) }
@@ -118,7 +119,7 @@ final class DeliverySlots: Sendable {
 
     /// Gives a slot back, to the longest waiter if any.
     func release() {
-        let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+        let next = state.withLock { s -> UnsafeContinuation<Bool, Never>? in
             if s.free < 0 || s.waiters.isEmpty { s.free += 1; return nil }
             return s.waiters.removeFirst().continuation
         }
