@@ -69,7 +69,7 @@ public enum EventSource: String, Sendable, CaseIterable {
     /// webhook is recognised even if its `createdAt` changed; otherwise SHA-256 of the body.
     public func dedupeKey(for event: Event) -> String {
         if self == .jicoo, let uid = event.booking?.uid, let updated = event.booking?.updatedAtText {
-            return "\(event.name)|\(uid)|\(updated)"
+            return String(concatenating: [event.name, "|", uid, "|", updated])
         }
         return "sha256:" + HMAC.hex(HMAC.sha256(event.body))
     }

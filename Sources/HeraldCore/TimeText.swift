@@ -110,10 +110,10 @@ public enum TimeText {
 
     /// The same from parts already worked out; `b` nil shows the start alone.
     static func range(_ a: Parts, _ b: Parts?) -> String {
-        guard let b else { return "\(a.date) \(a.time) \(a.zone)" }
+        guard let b else { return String(concatenating: [a.date, " ", a.time, " ", a.zone]) }
         let startZone = a.zone == b.zone ? "" : " " + a.zone
-        if a.date == b.date { return "\(a.date) \(a.time)\(startZone)–\(b.time) \(b.zone)" }
-        return "\(a.date) \(a.time)\(startZone) – \(b.date) \(b.time) \(b.zone)"
+        if a.date == b.date { return String(concatenating: [a.date, " ", a.time, startZone, "–", b.time, " ", b.zone]) }
+        return String(concatenating: [a.date, " ", a.time, startZone, " – ", b.date, " ", b.time, " ", b.zone])
     }
 
     /// A short zone name people recognise (JST, EST, CET), else `GMT+9`-style, else `UTC`.

@@ -50,7 +50,7 @@ public struct HeraldNotification: Sendable {
 
     /// The ``deliveryKey`` Herald gives the notification of one event at one notifier.
     package static func deliveryKey(eventID: String, notifier: String) -> String {
-        "\(eventID).\(notifier)"
+        String(concatenating: [eventID, ".", notifier])
     }
 
     /// A labelled value, e.g. "Guest" → "山田 太郎 <taro@example.jp>".

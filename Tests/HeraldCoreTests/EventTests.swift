@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import HeraldCore
+import HeraldPlugin
 
 @Suite("Jicoo event decoding")
 struct EventTests {
@@ -132,5 +133,14 @@ struct EventTests {
         #expect(ISO8601.format(Date(timeIntervalSince1970: -59011459200)) == "0100-01-01T00:00:00Z")
         #expect(ISO8601.format(Date(timeIntervalSince1970: -62167219201)) == "-0001-12-31T23:59:59Z")
         #expect(ISO8601.format(Date(timeIntervalSince1970: 253402300800)) == "10000-01-01T00:00:00Z")
+    }
+
+    @Test func concatenationJoinsPiecesWholly() {
+        #expect(String(concatenating: []) == "")
+        #expect(String(concatenating: ["", ""]) == "")
+        #expect(String(concatenating: ["guest_booked", "|", "bk_1", "|", "2026"]) == "guest_booked|bk_1|2026")
+        let long = String(repeating: "x", count: 40)
+        #expect(String(concatenating: [long, "山田 太郎", "", "🎉"]) == long + "山田 太郎🎉")
+        #expect(String(concatenating: [long, "山田"]).count == 42)
     }
 }
