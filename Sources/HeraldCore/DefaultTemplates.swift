@@ -78,22 +78,29 @@ enum DefaultTemplates {
         </body></html>
         """
 
-    private static let labels: [String: (en: String, ja: String)] = [
-        "when": ("When", "日時"),
-        "guest": ("Guest", "ゲスト"),
-        "email": ("Email", "メール"),
-        "reason": ("Cancel reason", "キャンセル理由"),
-        "cancelledBy": ("Cancelled by", "キャンセル者"),
-        "status": ("Status", "ステータス"),
-        "booking": ("Booking ID", "予約ID"),
-        "event": ("Event", "イベント"),
-        "host": ("host", "ホスト"),
-        "guestWho": ("guest", "ゲスト"),
-    ]
+    /// The built-in fields' labels.
+    enum Label {
+        case when, guest, email, reason, cancelledBy, booking, event, host, guestWho
 
-    /// Field labels.
-    static func label(_ key: String, _ locale: HeraldLocale) -> String {
-        guard let entry = labels[key] else { return key }
-        return locale == .ja ? entry.ja : entry.en
+        /// A switch, not a dictionary keyed by name: labels are read for every render, and
+        /// hashing a name cost more than the rest of the lookup.
+        var text: (en: String, ja: String) {
+            switch self {
+            case .when: ("When", "日時")
+            case .guest: ("Guest", "ゲスト")
+            case .email: ("Email", "メール")
+            case .reason: ("Cancel reason", "キャンセル理由")
+            case .cancelledBy: ("Cancelled by", "キャンセル者")
+            case .booking: ("Booking ID", "予約ID")
+            case .event: ("Event", "イベント")
+            case .host: ("host", "ホスト")
+            case .guestWho: ("guest", "ゲスト")
+            }
+        }
+    }
+
+    /// A field label in `locale`.
+    static func label(_ label: Label, _ locale: HeraldLocale) -> String {
+        locale == .ja ? label.text.ja : label.text.en
     }
 }

@@ -273,24 +273,25 @@ public struct Renderer: Sendable {
     /// The labelled facts shown under a notification.
     static func fields(for event: Event, locale: HeraldLocale, when: String?) -> [HeraldNotification.Field] {
         guard let b = event.booking else {
-            return [HeraldNotification.Field(DefaultTemplates.label("event", locale), event.name)]
+            return [HeraldNotification.Field(DefaultTemplates.label(.event, locale), event.name)]
                 + PayloadSummary.fields(for: event, locale: locale)
         }
         var out: [HeraldNotification.Field] = []
-        if let when { out.append(.init(DefaultTemplates.label("when", locale), when)) }
+        out.reserveCapacity(6 + b.answers.count)
+        if let when { out.append(.init(DefaultTemplates.label(.when, locale), when)) }
         if let name = b.contact?.name, !name.isEmpty {
-            out.append(.init(DefaultTemplates.label("guest", locale), locale == .ja ? "\(name) 様" : name, short: true))
+            out.append(.init(DefaultTemplates.label(.guest, locale), locale == .ja ? "\(name) 様" : name, short: true))
         }
-        if let email = b.contact?.email, !email.isEmpty { out.append(.init(DefaultTemplates.label("email", locale), email, short: true)) }
-        if let reason = b.cancelReason, !reason.isEmpty { out.append(.init(DefaultTemplates.label("reason", locale), reason)) }
+        if let email = b.contact?.email, !email.isEmpty { out.append(.init(DefaultTemplates.label(.email, locale), email, short: true)) }
+        if let reason = b.cancelReason, !reason.isEmpty { out.append(.init(DefaultTemplates.label(.reason, locale), reason)) }
         if let by = b.cancelledBy, !by.isEmpty, HeraldNotification.Kind(eventName: event.name) == .cancelled || event.name.hasSuffix("declined") {
-            let who = by == "host" ? DefaultTemplates.label("host", locale) : by == "guest" ? DefaultTemplates.label("guestWho", locale) : by
-            out.append(.init(DefaultTemplates.label("cancelledBy", locale), who, short: true))
+            let who = by == "host" ? DefaultTemplates.label(.host, locale) : by == "guest" ? DefaultTemplates.label(.guestWho, locale) : by
+            out.append(.init(DefaultTemplates.label(.cancelledBy, locale), who, short: true))
         }
         for a in b.answers where !a.content.isEmpty {
             out.append(.init(a.question, a.content.joined(separator: locale == .ja ? "、" : ", ")))
         }
-        if let uid = b.uid { out.append(.init(DefaultTemplates.label("booking", locale), uid, short: true)) }
+        if let uid = b.uid { out.append(.init(DefaultTemplates.label(.booking, locale), uid, short: true)) }
         return out
     }
 

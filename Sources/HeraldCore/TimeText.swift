@@ -30,7 +30,10 @@ public enum TimeText {
 
     static let enWeekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     static let jaWeekdays = ["日", "月", "火", "水", "木", "金", "土"]
-    private static let abbreviations = Mutex<[String: String]>([:])
+    /// Zone names worked out so far, by zone and daylight-saving time, and the last one
+    /// asked for: a deployment mostly renders one zone, whose name is then found without
+    /// building and hashing a key.
+    private static let abbreviations = Mutex<(last: (zone: String, dst: Bool, text: String)?, all: [String: String])>((nil, [:]))
     /// Zones looked up so far (nil: no such zone): `TimeZone(identifier:)` costs more than
     /// the rest of a time's formatting, and every request and render looks the booking's zone
     /// up. Bounded, since a sender can name any zone: past `zoneCacheCapacity` names, lookups
@@ -68,7 +71,12 @@ public enum TimeText {
         if rem < 0 { rem += 86400; days -= 1 }
         let (y, m, d) = ISO8601.civilFromDays(days)
         let weekday = (locale == .ja ? jaWeekdays : enWeekdays)[((days % 7) + 11) % 7]
-        let time = digits(rem / 3600, rem % 3600 / 60, separator: ":")
+        let time = String(unsafeUninitializedCapacity: 5) { out in
+            ISO8601.putDigits(rem / 3600, width: 2, into: out, at: 0)
+            out[2] = UInt8(ascii: ":")
+            ISO8601.putDigits(rem % 3600 / 60, width: 2, into: out, at: 3)
+            return 5
+        }
         // Years 0...9999 by hand (interpolating each number made and joined a string per piece).
         guard (0...9999).contains(y) else {
             return ("\(y)-\(ISO8601.twoDigits(m))-\(ISO8601.twoDigits(d)) (\(weekday))", time, abbreviation(tz, at: date))
@@ -87,14 +95,6 @@ public enum TimeText {
             return i
         }
         return (dateText, time, abbreviation(tz, at: date))
-    }
-
-    /// `HH:MM`-style: two two-digit numbers around a separator (a small string, no allocation).
-    private static func digits(_ a: Int, _ b: Int, separator: Character) -> String {
-        var text = ISO8601.twoDigits(a)
-        text.append(separator)
-        text += ISO8601.twoDigits(b)
-        return text
     }
 
     /// `2026-11-27 (金) 14:00–15:00 JST`; both dates when the end is on another day, and both
@@ -118,10 +118,20 @@ public enum TimeText {
 
     /// A short zone name people recognise (JST, EST, CET), else `GMT+9`-style, else `UTC`.
     static func abbreviation(_ tz: TimeZone, at date: Date) -> String {
-        if tz.identifier == "UTC" || tz.identifier == "GMT" { return "UTC" }
-        // Short enough for a string without allocation for most zone names.
-        let key = tz.identifier + (tz.isDaylightSavingTime(for: date) ? "|1" : "|0")
-        if let known = abbreviations.withLock({ $0[key] }) { return known }
+        let zone = tz.identifier
+        if zone == "UTC" || zone == "GMT" { return "UTC" }
+        let dst = tz.isDaylightSavingTime(for: date)
+        let last = abbreviations.withLock { cache in
+            cache.last.flatMap { $0.dst == dst && $0.zone == zone ? $0.text : nil }
+        }
+        if let last { return last }
+        let key = zone + (dst ? "|1" : "|0")
+        let known = abbreviations.withLock { cache -> String? in
+            guard let text = cache.all[key] else { return nil }
+            cache.last = (zone, dst, text)
+            return text
+        }
+        if let known { return known }
         var best = ""
         for id in ["en_US", "ja_JP", "en_GB", "de_DE", "fr_FR"] {
             let f = DateFormatter()
@@ -133,7 +143,10 @@ public enum TimeText {
             if !s.hasPrefix("GMT") && !s.hasPrefix("UTC") { best = s; break }
         }
         if best.isEmpty { best = tz.identifier }
-        abbreviations.withLock { $0[key] = best }
+        abbreviations.withLock { cache in
+            cache.all[key] = best
+            cache.last = (zone, dst, best)
+        }
         return best
     }
 }
