@@ -138,6 +138,27 @@ struct JSONParser {
         let start = index
         // Any byte at or above 0x80 seen: only then can the string be invalid UTF-8.
         var high: UInt8 = 0
+        // Eight bytes at a time while none is a quote, a backslash or a control character
+        // (a word test for each: a byte of `x ^ quote` is zero where `x` has a quote, and
+        // `(y - 0x01…) & ~y & 0x80…` is not zero exactly when some byte of `y` is zero; the
+        // same with 0x20 finds a byte below 0x20). The byte loop below takes over at such a
+        // word and checks each byte as before. One byte at a time cost eight instructions a
+        // byte, and most of a body's bytes are in strings.
+        var highBits: UInt64 = 0
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let tops: UInt64 = 0x8080_8080_8080_8080
+            while index &+ 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                let quote = word ^ (ones &* 0x22)
+                let slash = word ^ (ones &* 0x5C)
+                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((word &- ones &* 0x20) & ~word)
+                if special & tops != 0 { break }
+                highBits |= word
+                index &+= 8
+            }
+        }
+        if highBits & 0x8080_8080_8080_8080 != 0 { high = 0x80 }
         // Fast path: no escapes, so the bytes between the quotes are the string.
         while index < bytes.count {
             let byte = bytes[index]

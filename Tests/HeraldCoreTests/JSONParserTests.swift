@@ -48,6 +48,40 @@ struct JSONParserTests {
         #expect(try JSONValue.parse(Data(#"{"k":1,"k":2}"#.utf8))["k"] == .number(2))
     }
 
+    /// Strings are scanned eight bytes at a time until a word holds a quote, a backslash or
+    /// a control character: each of those, and a byte that is not UTF-8, is found at every
+    /// position of a word, in long strings and short ones.
+    @Test func stringScanningFindsEverySpecialByteAtEveryPosition() throws {
+        for length in [1, 7, 8, 9, 16, 23, 40] {
+            for at in 0..<length {
+                func document(_ middle: [UInt8]) -> Data {
+                    var bytes = Array(repeating: UInt8(ascii: "a"), count: length)
+                    bytes.replaceSubrange(at..<(at + 1), with: middle)
+                    return Data([UInt8(ascii: "[")] + [UInt8(ascii: "\"")] + bytes + [UInt8(ascii: "\"")] + [UInt8(ascii: "]")])
+                }
+                func expected(_ middle: String) -> JSONValue {
+                    .array([.string(String(repeating: "a", count: at) + middle + String(repeating: "a", count: length - at - 1))])
+                }
+                #expect(try JSONValue.parse(document([0x5C, 0x22])) == expected("\""), "quote at \(at) of \(length)")
+                #expect(try JSONValue.parse(document([0x5C, 0x5C])) == expected("\\"), "backslash at \(at) of \(length)")
+                #expect(try JSONValue.parse(document([0xC3, 0xA9])) == expected("é"), "é at \(at) of \(length)")
+                #expect(try JSONValue.parse(document([0x7F])) == expected("\u{7F}"), "DEL at \(at) of \(length)")
+                for (byte, reason) in [(UInt8(0x01), "control character"), (0x1F, "control character"),
+                                       (0xFF, "invalid UTF-8"), (0xC3, "invalid UTF-8")] {
+                    #expect(throws: JSONValue.ParseError.self, "\(byte) at \(at) of \(length)") {
+                        try JSONValue.parse(document([byte]))
+                    }
+                    do { _ = try JSONValue.parse(document([byte])) } catch {
+                        #expect(error.reason.contains(reason), "\(byte) at \(at) of \(length): \(error.reason)")
+                    }
+                }
+                // A string ending at this position (the closing quote found inside a word).
+                #expect(try JSONValue.parse(Data(("[\"" + String(repeating: "b", count: at) + "\",1]").utf8))
+                        == .array([.string(String(repeating: "b", count: at)), .number(JSONNumber(1))]))
+            }
+        }
+    }
+
     @Test(arguments: [
         ("", "unexpected end"), ("{", "expected a string key"), (#"{"a" 1}"#, "expected ':'"),
         ("[1,]", "unexpected character ']'"), (#"{"a":1,}"#, "expected a string key"), ("[1 2]", "expected ',' or ']'"),
