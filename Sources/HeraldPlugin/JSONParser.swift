@@ -138,22 +138,15 @@ struct JSONParser {
         let start = index
         // Any byte at or above 0x80 seen: only then can the string be invalid UTF-8.
         var high: UInt8 = 0
-        // Eight bytes at a time while none is a quote, a backslash or a control character
-        // (a word test for each: a byte of `x ^ quote` is zero where `x` has a quote, and
-        // `(y - 0x01…) & ~y & 0x80…` is not zero exactly when some byte of `y` is zero; the
-        // same with 0x20 finds a byte below 0x20). The byte loop below takes over at such a
-        // word and checks each byte as before. One byte at a time cost eight instructions a
-        // byte, and most of a body's bytes are in strings.
+        // Eight bytes at a time while none is a quote, a backslash or a control character;
+        // the byte loop below takes over at such a word and checks each byte as before. One
+        // byte at a time cost eight instructions a byte, and most of a body's bytes are in
+        // strings.
         var highBits: UInt64 = 0
         if let base = bytes.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let tops: UInt64 = 0x8080_8080_8080_8080
             while index &+ 8 <= bytes.count {
                 let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let quote = word ^ (ones &* 0x22)
-                let slash = word ^ (ones &* 0x5C)
-                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((word &- ones &* 0x20) & ~word)
-                if special & tops != 0 { break }
+                if Self.needsEscape(word) { break }
                 highBits |= word
                 index &+= 8
             }
@@ -287,6 +280,19 @@ struct JSONParser {
 
     /// Well-formed UTF-8 per RFC 3629: no overlongs, surrogates or code points past U+10FFFF.
     /// (The standard library's validating initialiser is generic and costs more than parsing.)
+    /// Whether any of the eight bytes of `word` is a quote, a backslash or below 0x20: the
+    /// bytes a JSON string must escape. A byte of `word ^ 0x2222…` is zero where `word` has a
+    /// quote, and `(y - 0x0101…) & ~y & 0x8080…` is not zero exactly when some byte of `y` is
+    /// zero; subtracting 0x2020… instead finds a byte below 0x20.
+    @inline(__always)
+    static func needsEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quote = word ^ (ones &* 0x22)
+        let slash = word ^ (ones &* 0x5C)
+        let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((word &- ones &* 0x20) & ~word)
+        return special & (ones &* 0x80) != 0
+    }
+
     static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         let n = bytes.count
@@ -361,11 +367,20 @@ extension JSONValue {
         var text = text
         text.withUTF8 { bytes in
             var start = 0
-            for i in bytes.indices {
+            var i = 0
+            while i < bytes.count {
+                // Words of eight bytes with nothing to escape are skipped whole.
+                if let base = bytes.baseAddress {
+                    while i &+ 8 <= bytes.count, !JSONParser.needsEscape(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+                        i &+= 8
+                    }
+                    guard i < bytes.count else { break }
+                }
                 let byte = bytes[i]
+                i += 1
                 guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-                if start < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i])) }
-                start = i + 1
+                if start < i - 1 { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<(i - 1)])) }
+                start = i
                 // Byte by byte: an array literal per escape was an allocation per line break.
                 out.append(UInt8(ascii: "\\"))
                 switch byte {

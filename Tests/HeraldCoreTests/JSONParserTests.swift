@@ -82,6 +82,38 @@ struct JSONParserTests {
         }
     }
 
+    /// The writer skips eight bytes at a time while none needs an escape: each byte that
+    /// does, at every position, is escaped exactly as a byte-by-byte writer would, and the
+    /// result reads back as the same string.
+    @Test func writtenStringsEscapeEverySpecialByteAtEveryPosition() throws {
+        func reference(_ text: String) -> String {
+            var out: [UInt8] = [UInt8(ascii: "\"")]
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), byte]
+                case 0x0A: out += Array("\\n".utf8)
+                case 0x0D: out += Array("\\r".utf8)
+                case 0x09: out += Array("\\t".utf8)
+                case 0..<0x20: out += Array(String(format: "\\u%04x", byte).utf8)
+                default: out.append(byte)
+                }
+            }
+            return String(decoding: out + [UInt8(ascii: "\"")], as: UTF8.self)
+        }
+        for length in [1, 7, 8, 9, 16, 23, 40] {
+            for at in 0..<length {
+                for special in ["\"", "\\", "\n", "\r", "\t", "\u{01}", "\u{1F}", "é", "山", "\u{7F}"] {
+                    let text = String(repeating: "a", count: at) + special + String(repeating: "b", count: length - at - 1)
+                    var out: [UInt8] = []
+                    JSONValue.writeString(text, to: &out)
+                    let written = String(decoding: out, as: UTF8.self)
+                    #expect(written == reference(text), "\(special.debugDescription) at \(at) of \(length)")
+                    #expect(try JSONValue.parse(Data(out)) == .string(text))
+                }
+            }
+        }
+    }
+
     @Test(arguments: [
         ("", "unexpected end"), ("{", "expected a string key"), (#"{"a" 1}"#, "expected ':'"),
         ("[1,]", "unexpected character ']'"), (#"{"a":1,}"#, "expected a string key"), ("[1 2]", "expected ',' or ']'"),
