@@ -305,8 +305,15 @@ public struct RouteTable: Sendable {
 
     /// The one routing loop; `record` hears each route's step in order.
     private func walk(_ event: Event, record: ((Step) -> Void)?) -> [Target] {
-        var seen = Set<String>()
+        // Notifiers already chosen are looked for in `out` itself while there are few (a set
+        // cost an allocation and a hash per notifier on every routing), in a set past 16.
         var out: [Target] = []
+        var seen: Set<String>?
+        func isNew(_ name: String) -> Bool {
+            if seen == nil, out.count < 16 { return !out.contains { $0.notifier == name } }
+            if seen == nil { seen = Set(out.map(\.notifier)) }
+            return seen!.insert(name).inserted
+        }
         for (index, route) in routes.enumerated() {
             guard route.matches(event.name) else {
                 record?(.nameDiffers)
@@ -317,7 +324,7 @@ public struct RouteTable: Sendable {
                 continue
             }
             let before = out.count
-            for name in route.notify where seen.insert(name).inserted {
+            for name in route.notify where isNew(name) {
                 out.append(Target(route: route, index: index, notifier: name))
             }
             record?(.matched(added: out[before...].map(\.notifier), continues: route.continues))

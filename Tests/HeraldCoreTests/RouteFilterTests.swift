@@ -37,6 +37,30 @@ import Testing
         return errors.errors.first
     }
 
+    /// Each notifier gets an event once, in first-named order, with few notifiers (looked
+    /// for in the targets chosen so far) and with many (a set past 16).
+    @Test(arguments: [3, 16, 17, 40])
+    func aNotifierNamedByTwoMatchingRoutesGetsTheEventOnce(_ count: Int) throws {
+        let names = (0..<count).map { "n\($0)" }
+        var yaml = """
+            endpoints: [{ path: /hooks/jicoo, secrets: [x] }]
+            notifiers:
+
+            """
+        for name in names { yaml += "  \(name): { kind: recording, label: \(name) }\n" }
+        // The first route names every other notifier, the second all of them in reverse
+        // order, twice.
+        let evens = names.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+        yaml += "routes:\n"
+        yaml += "  - { events: [\"*\"], notify: [\(evens.joined(separator: ", "))], continue: true }\n"
+        yaml += "  - { events: [\"*\"], notify: [\((names.reversed() + names).joined(separator: ", "))] }\n"
+        let table = RouteTable(routes: try ConfigLoader.testing().load(yaml: yaml, file: "h.yaml").routes)
+        let targets = table.targets(for: try SampleEvents.event("guest_booked"))
+        let odds = names.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+        #expect(targets.map(\.notifier) == evens + odds.reversed())
+        #expect(targets.map(\.route) == Array(repeating: 0, count: evens.count) + Array(repeating: 1, count: odds.count))
+    }
+
     @Test func eventTypeAndStatusAreLists() throws {
         #expect(try matches("eventType: [et_other, et_consult60]"))
         #expect(try !matches("eventType: et_other"))
