@@ -444,3 +444,71 @@ struct AttemptDeadlinesTests {
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
     }
 }
+
+@Suite("Delivery queue")
+struct DeliveryQueueTests {
+    static func job(_ id: Int64) -> DeliveryJob { DeliveryJob(id: id, eventID: "evt_\(id)", event: nil, attempt: 1) }
+
+    /// Four producers, one consumer that is often waiting: every delivery arrives once, each
+    /// producer's in the order it offered them.
+    @Test func everyDeliveryReachesTheConsumerOnceInOrder() async {
+        let queue = DeliveryQueue(name: "a", capacity: 10_000)
+        let consumer = Task {
+            var seen: [Int64] = []
+            for await job in queue.jobs {
+                seen.append(job.id)
+                if seen.count % 7 == 0 { await Task.yield() }
+            }
+            return seen
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<4 {
+                group.addTask {
+                    for n in 0..<500 {
+                        #expect(queue.offer(Self.job(Int64(producer * 1000 + n))) == .queued)
+                        if n % 50 == 0 { await Task.yield() }
+                    }
+                }
+            }
+        }
+        queue.finish()
+        let seen = await consumer.value
+        #expect(seen.count == 2000)
+        #expect(Set(seen).count == 2000)
+        for producer in 0..<4 {
+            let mine = seen.filter { $0 / 1000 == Int64(producer) }
+            #expect(mine == (0..<500).map { Int64(producer * 1000 + $0) })
+        }
+    }
+
+    /// Finishing lets the consumer drain what is queued, then ends its sequence; a delivery
+    /// offered afterwards is released at once instead of being held.
+    @Test func finishDrainsThenEndsAndLaterOffersAreReleased() async {
+        let queue = DeliveryQueue(name: "a", capacity: 10)
+        for id in 1...3 { #expect(queue.offer(Self.job(Int64(id))) == .queued) }
+        queue.finish()
+        #expect(queue.offer(Self.job(4)) == .queued)
+        #expect(queue.depth == 3, "the late delivery is not held")
+        var ids: [Int64] = []
+        for await job in queue.jobs { ids.append(job.id) }
+        #expect(ids == [1, 2, 3])
+    }
+
+    /// A consumer waiting on an empty queue ends when its task is cancelled, and what is
+    /// offered afterwards is not held for a consumer that is gone.
+    @Test func aCancelledConsumerEndsItsSequence() async throws {
+        let queue = DeliveryQueue(name: "a", capacity: 10)
+        let consumer = Task {
+            var count = 0
+            for await _ in queue.jobs { count += 1 }
+            return count
+        }
+        #expect(queue.offer(Self.job(1)) == .queued)
+        try await Task.sleep(for: .milliseconds(50))
+        consumer.cancel()
+        #expect(await consumer.value == 1)
+        #expect(queue.offer(Self.job(2)) == .queued)
+        queue.complete(1)
+        #expect(queue.depth == 0)
+    }
+}
