@@ -223,7 +223,7 @@ public enum ISO8601 {
 
     static func parse(bytes b: UnsafeBufferPointer<UInt8>) -> Date? {
         guard b.count >= 20 else { return nil }
-        func digits(_ at: Int, _ n: Int) -> Int? {
+        @inline(__always) func digits(_ at: Int, _ n: Int) -> Int? {
             var v = 0
             for i in at..<(at + n) {
                 let c = b[i]
