@@ -232,12 +232,13 @@ public final class Dispatcher: Service {
     func process(_ job: DeliveryJob) async {
         defer {
             queue.complete(job.id)
-            lost.withLock { _ = $0.remove(job.id) }
+            lost.withLock { if !$0.isEmpty { $0.remove(job.id) } }
         }
         var holdsSlot = true
         defer { if holdsSlot { slots.release() } }
         let log = DeliveryLogger(base: logger, job: job)
-        if lost.withLock({ $0.remove(job.id) }) != nil { return }
+        // Nearly always empty: asked first, so the common case hashes nothing.
+        if lost.withLock({ !$0.isEmpty && $0.remove(job.id) != nil }) { return }
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
         guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
