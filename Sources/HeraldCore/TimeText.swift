@@ -65,10 +65,7 @@ public enum TimeText {
     }
 
     static func parts(_ date: Date, in tz: TimeZone, locale: HeraldLocale) -> Parts {
-        let local = Int(date.timeIntervalSince1970.rounded(.down)) + tz.secondsFromGMT(for: date)
-        var days = local / 86400
-        var rem = local % 86400
-        if rem < 0 { rem += 86400; days -= 1 }
+        let (days, rem) = ISO8601.dayAndSecond(date, offset: tz.secondsFromGMT(for: date))
         let (y, m, d) = ISO8601.civilFromDays(days)
         let weekday = (locale == .ja ? jaWeekdays : enWeekdays)[((days % 7) + 11) % 7]
         let time = String(unsafeUninitializedCapacity: 5) { out in

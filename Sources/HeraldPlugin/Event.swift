@@ -289,10 +289,7 @@ public enum ISO8601 {
 
     /// `2026-11-27T05:00:00Z` (UTC, whole seconds).
     public static func format(_ date: Date) -> String {
-        let t = Int(date.timeIntervalSince1970.rounded(.down))
-        var days = t / 86400
-        var rem = t % 86400
-        if rem < 0 { rem += 86400; days -= 1 }
+        let (days, rem) = dayAndSecond(date)
         let (y, m, d) = civilFromDays(days)
         // By hand: String(format:) goes through CFString and was most of a render's date work.
         // Years 0...9999 (every date Herald shows) are written straight into the string's
@@ -310,6 +307,16 @@ public enum ISO8601 {
             put(rem % 60, at: 17, width: 2); out[19] = UInt8(ascii: "Z")
             return 20
         }
+    }
+
+    /// The day since 1970-01-01 and the second of that day of `date`, `offset` seconds (a
+    /// zone's) east of UTC. The whole seconds are converted checked: clamped to ±10^15 (some
+    /// 30 million years), NaN read as 0, so no date, however it was made, traps here.
+    package static func dayAndSecond(_ date: Date, offset: Int = 0) -> (day: Int, second: Int) {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let t = Int(seconds.isNaN ? 0 : min(max(seconds, -1e15), 1e15)) + offset
+        let (day, second) = t.quotientAndRemainder(dividingBy: 86400)
+        return second < 0 ? (day - 1, second + 86400) : (day, second)
     }
 
     /// `n` with a leading zero below 10: `07`, `12`.

@@ -133,6 +133,12 @@ struct EventTests {
         #expect(ISO8601.format(Date(timeIntervalSince1970: -59011459200)) == "0100-01-01T00:00:00Z")
         #expect(ISO8601.format(Date(timeIntervalSince1970: -62167219201)) == "-0001-12-31T23:59:59Z")
         #expect(ISO8601.format(Date(timeIntervalSince1970: 253402300800)) == "10000-01-01T00:00:00Z")
+        // Dates no parser makes are formatted, not trapped on.
+        #expect(ISO8601.format(Date(timeIntervalSince1970: .nan)) == "1970-01-01T00:00:00Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: .infinity)).hasSuffix("T01:46:40Z"))
+        #expect(ISO8601.format(Date(timeIntervalSince1970: -.infinity)).hasPrefix("-"))
+        #expect(ISO8601.dayAndSecond(Date(timeIntervalSince1970: 1795755600), offset: 9 * 3600) == (20784, 50400))
+        #expect(ISO8601.dayAndSecond(Date(timeIntervalSince1970: -1)) == (-1, 86399))
     }
 
     @Test func concatenationJoinsPiecesWholly() {
