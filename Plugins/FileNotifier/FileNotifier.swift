@@ -108,7 +108,7 @@ public struct FileNotifier: NotifierPlugin {
         // payload is its body, parsed): copied, not written again from the parsed value,
         // which cost a fifth of the line's instructions. A body spread over several lines,
         // or starting with a byte order mark, is written from the payload.
-        if case .object = event.payload, Self.isOneLine(event.body) {
+        if event.hasObjectPayload, Self.isOneLine(event.body) {
             out.append(contentsOf: event.body)
         } else {
             event.payload.write(to: &out)

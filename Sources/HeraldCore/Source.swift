@@ -31,36 +31,41 @@ public enum EventSource: String, Sendable, CaseIterable {
         body: Data, endpoint: String, eventField: String? = nil, eventName: String? = nil, id: String? = nil,
         receivedAt: Date = Date()
     ) throws(DecodeError) -> Event {
+        if self == .jicoo { return try decodeJicoo(body: body, endpoint: endpoint, id: id, receivedAt: receivedAt) }
         let payload: JSONValue
         do { payload = try JSONValue.parse(body) } catch { throw DecodeError(reason: error.reason) }
         guard case .object = payload else { throw DecodeError(reason: "the body is JSON but not an object") }
+        let keys = eventField.map { [$0] } ?? ["event", "type"]
+        let name = eventName ?? keys.lazy.compactMap { payload[$0]?.stringValue }.first ?? "webhook"
+        return Event(
+            id: id ?? Event.makeID(at: receivedAt), endpoint: endpoint, source: rawValue, name: name,
+            receivedAt: receivedAt, occurredAt: nil, booking: nil, payload: payload, body: body, warnings: [])
+    }
+
+    /// A Jicoo body: `{event, createdAt, object: {…booking…}}`. Only those members are built
+    /// (see ``JicooBody``); the event's payload is parsed if something asks for it.
+    private func decodeJicoo(body: Data, endpoint: String, id: String?, receivedAt: Date) throws(DecodeError) -> Event {
+        let read: JicooBody?
+        do { read = try JicooBody.read(body) } catch { throw DecodeError(reason: error.reason) }
+        guard let read else { throw DecodeError(reason: "the body is JSON but not an object") }
         var warnings: [String] = []
-        let name: String
-        var booking: Booking?
+        guard let name = read.event?.stringValue, !name.isEmpty else {
+            throw DecodeError(reason: "missing string field \"event\"")
+        }
         var occurredAt: Date?
-        switch self {
-        case .jicoo:
-            guard let event = payload["event"]?.stringValue, !event.isEmpty else {
-                throw DecodeError(reason: "missing string field \"event\"")
-            }
-            name = event
-            if let created = payload["createdAt"]?.stringValue {
-                occurredAt = ISO8601.parse(created)
-                if occurredAt == nil { warnings.append("createdAt: \"\(created.prefix(40))\" is not an ISO 8601 date; ignored") }
-            }
-            if let object = payload["object"], case .object = object {
-                booking = Booking(json: object, warnings: &warnings)
-            } else {
-                warnings.append("object: missing or not an object; no booking details")
-            }
-        case .generic, .github:
-            let keys = eventField.map { [$0] } ?? ["event", "type"]
-            name = eventName ?? keys.lazy.compactMap { payload[$0]?.stringValue }.first ?? "webhook"
+        if let created = read.createdAt?.stringValue {
+            occurredAt = ISO8601.parse(created)
+            if occurredAt == nil { warnings.append("createdAt: \"\(created.prefix(40))\" is not an ISO 8601 date; ignored") }
+        }
+        var booking: Booking?
+        if let fields = read.object {
+            booking = Booking(fields: fields, warnings: &warnings)
+        } else {
+            warnings.append("object: missing or not an object; no booking details")
         }
         return Event(
             id: id ?? Event.makeID(at: receivedAt), endpoint: endpoint, source: rawValue, name: name,
-            receivedAt: receivedAt, occurredAt: occurredAt, booking: booking, payload: payload,
-            body: body, warnings: warnings)
+            receivedAt: receivedAt, occurredAt: occurredAt, booking: booking, objectBody: body, warnings: warnings)
     }
 
     /// The key that identifies a redelivery of the same webhook at one endpoint.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One accepted webhook: its identity, what happened, and the body it arrived with.
 ///
@@ -19,12 +20,15 @@ public struct Event: Sendable, Identifiable {
         @usableFromInline let receivedAt: Date
         @usableFromInline let occurredAt: Date?
         @usableFromInline let booking: Booking?
-        @usableFromInline let payload: JSONValue
         @usableFromInline let body: Data
         @usableFromInline let warnings: [String]
+        /// Whether the payload is a JSON object, known without parsing it.
+        let payloadIsObject: Bool
+        /// The payload once known: given, or parsed from the body on first use.
+        private let parsed: Mutex<JSONValue?>
 
         init(id: String, endpoint: String, source: String, name: String, receivedAt: Date, occurredAt: Date?,
-             booking: Booking?, payload: JSONValue, body: Data, warnings: [String]) {
+             booking: Booking?, payload: JSONValue?, payloadIsObject: Bool, body: Data, warnings: [String]) {
             self.id = id
             self.endpoint = endpoint
             self.source = source
@@ -32,9 +36,20 @@ public struct Event: Sendable, Identifiable {
             self.receivedAt = receivedAt
             self.occurredAt = occurredAt
             self.booking = booking
-            self.payload = payload
             self.body = body
             self.warnings = warnings
+            self.payloadIsObject = payloadIsObject
+            parsed = Mutex(payload)
+        }
+
+        @usableFromInline var payload: JSONValue {
+            parsed.withLock { parsed in
+                if let parsed { return parsed }
+                // The decoder that left it unparsed had checked the whole body already.
+                let value = (try? JSONValue.parse(body)) ?? .null
+                parsed = value
+                return value
+            }
         }
     }
 
@@ -54,20 +69,41 @@ public struct Event: Sendable, Identifiable {
     @inlinable public var occurredAt: Date? { storage.occurredAt }
     /// The typed booking for Jicoo events.
     @inlinable public var booking: Booking? { storage.booking }
-    /// The body, parsed.
+    /// The body, parsed. A decoder that read what it needed without building the whole tree
+    /// leaves this to the first use (a route condition, a template that reads `raw`, a plugin),
+    /// once per event.
     @inlinable public var payload: JSONValue { storage.payload }
     /// The body exactly as received.
     @inlinable public var body: Data { storage.body }
     /// What could not be read but did not stop the event, e.g. a malformed date.
     @inlinable public var warnings: [String] { storage.warnings }
 
+    /// Whether ``payload`` is a JSON object, answered without parsing the body.
+    package var hasObjectPayload: Bool { storage.payloadIsObject }
+
     /// An event as a source decoder makes it; tests use `SampleEvents` from HeraldTesting.
     public init(
         id: String, endpoint: String, source: String, name: String, receivedAt: Date,
         occurredAt: Date?, booking: Booking?, payload: JSONValue, body: Data, warnings: [String] = []
     ) {
+        var isObject = false
+        if case .object = payload { isObject = true }
         storage = Storage(id: id, endpoint: endpoint, source: source, name: name, receivedAt: receivedAt,
-                          occurredAt: occurredAt, booking: booking, payload: payload, body: body, warnings: warnings)
+                          occurredAt: occurredAt, booking: booking, payload: payload, payloadIsObject: isObject,
+                          body: body, warnings: warnings)
+    }
+
+    /// An event whose ``payload`` is parsed from `objectBody` when first asked for.
+    ///
+    /// - Parameter objectBody: a body that ``JSONValue/parse(_:)`` reads as a JSON object:
+    ///   the decoder has checked all of it (as ``JicooBody/read(_:)`` does).
+    package init(
+        id: String, endpoint: String, source: String, name: String, receivedAt: Date,
+        occurredAt: Date?, booking: Booking?, objectBody: Data, warnings: [String] = []
+    ) {
+        storage = Storage(id: id, endpoint: endpoint, source: source, name: name, receivedAt: receivedAt,
+                          occurredAt: occurredAt, booking: booking, payload: nil, payloadIsObject: true,
+                          body: objectBody, warnings: warnings)
     }
 
     /// A new time-ordered event id: `evt_` + 12 hex digits of milliseconds + 12 random hex digits.
@@ -132,34 +168,64 @@ public struct Booking: Sendable, Equatable {
     /// `updatedAt` exactly as sent, for dedupe keys (no round trip through `Date`).
     public var updatedAtText: String?
 
-    /// Reads the `object` of a Jicoo body. Unreadable fields become nil and a warning.
-    public init(json object: JSONValue, warnings: inout [String]) {
-        // One pass over the members, each kept by name: looking each of fourteen names up
-        // hashed the name every time (about 400 instructions a lookup).
+    /// The members of a Jicoo `object` that a booking is read from, by position.
+    enum Member: Int, CaseIterable, Sendable {
+        case uid, eventTypeUid, status, timeZone, createdAt, updatedAt, startedAt, endedAt
+        case cancelReason, cancelledAt, cancelledBy, contact, answers, tracking
+    }
+
+    /// The values of an `object`'s members that a booking is read from, by ``Member``.
+    /// (Stored properties: an `InlineArray` of them went through unspecialised generic
+    /// copies for every element access.)
+    package struct Fields: Sendable {
         var uid, eventTypeUid, status, timeZone, createdAt, updatedAt, startedAt, endedAt: JSONValue?
         var cancelReason, cancelledAt, cancelledBy, contact, answers, tracking: JSONValue?
+
+        package init() {}
+
+        mutating func set(_ member: Member, _ value: JSONValue) {
+            switch member {
+            case .uid: uid = value
+            case .eventTypeUid: eventTypeUid = value
+            case .status: status = value
+            case .timeZone: timeZone = value
+            case .createdAt: createdAt = value
+            case .updatedAt: updatedAt = value
+            case .startedAt: startedAt = value
+            case .endedAt: endedAt = value
+            case .cancelReason: cancelReason = value
+            case .cancelledAt: cancelledAt = value
+            case .cancelledBy: cancelledBy = value
+            case .contact: contact = value
+            case .answers: answers = value
+            case .tracking: tracking = value
+            }
+        }
+    }
+
+    /// The names of ``Member``, in order, for reading them from a body.
+    static let memberNames = JSONKeys(Member.allCases.map { String(describing: $0) })
+
+    /// Reads the `object` of a Jicoo body. Unreadable fields become nil and a warning.
+    public init(json object: JSONValue, warnings: inout [String]) {
+        var fields = Fields()
         if case .object(let members) = object {
             for (key, value) in members {
-                // The length first: a string comparison that fails costs a call each.
-                switch (key.utf8.count, key) {
-                case (3, "uid"): uid = value
-                case (12, "eventTypeUid"): eventTypeUid = value
-                case (6, "status"): status = value
-                case (8, "timeZone"): timeZone = value
-                case (9, "createdAt"): createdAt = value
-                case (9, "updatedAt"): updatedAt = value
-                case (9, "startedAt"): startedAt = value
-                case (7, "endedAt"): endedAt = value
-                case (12, "cancelReason"): cancelReason = value
-                case (11, "cancelledAt"): cancelledAt = value
-                case (11, "cancelledBy"): cancelledBy = value
-                case (7, "contact"): contact = value
-                case (7, "answers"): answers = value
-                case (8, "tracking"): tracking = value
-                default: break
+                var name = key
+                if let position = name.withUTF8({ Self.memberNames.position(of: $0) }), let member = Member(rawValue: position) {
+                    fields.set(member, value)
                 }
             }
         }
+        self.init(fields: fields, warnings: &warnings)
+    }
+
+    /// A booking from the values of its `object`'s members (see ``JicooBody``).
+    package init(fields: Fields, warnings: inout [String]) {
+        let uid = fields.uid, eventTypeUid = fields.eventTypeUid, status = fields.status, timeZone = fields.timeZone
+        let createdAt = fields.createdAt, updatedAt = fields.updatedAt, startedAt = fields.startedAt
+        let endedAt = fields.endedAt, cancelReason = fields.cancelReason, cancelledAt = fields.cancelledAt
+        let cancelledBy = fields.cancelledBy, contact = fields.contact, answers = fields.answers, tracking = fields.tracking
         func string(_ v: JSONValue?, _ key: String) -> String? {
             guard let v else { return nil }
             switch v {
@@ -343,5 +409,57 @@ public enum ISO8601 {
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
         return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+/// What Herald reads of a Jicoo body, `{event, createdAt, object: {…booking…}}`, read
+/// straight from its bytes: the three members and the booking's fields are built, every other
+/// byte is checked as ``JSONValue/parse(_:)`` would (the same errors, at the same places) and
+/// skipped. Building the whole tree first, then a dictionary per object, cost more than half
+/// of a decode.
+package struct JicooBody: Sendable {
+    /// The `event` member's value.
+    package var event: JSONValue?
+    /// The `createdAt` member's value.
+    package var createdAt: JSONValue?
+    /// The booking's fields when `object` is an object; nil when it is missing or not one.
+    package var object: Booking.Fields?
+
+    private static let names = JSONKeys(["event", "createdAt", "object"])
+
+    /// Reads a body; nil when it is JSON but not an object. A duplicate member counts with
+    /// its last value, as in a parsed object.
+    package static func read(_ body: Data) throws(JSONValue.ParseError) -> JicooBody? {
+        let result: Result<JicooBody?, JSONValue.ParseError> = body.withUnsafeBytes { raw in
+            Result { () throws(JSONValue.ParseError) in
+                try JSONParser.read(raw.assumingMemoryBound(to: UInt8.self)) { parser throws(JSONValue.ParseError) in
+                    guard parser.atObject else {
+                        try parser.skipValue()
+                        return nil
+                    }
+                    var read = JicooBody()
+                    try parser.readObject(keys: names) { parser, position throws(JSONValue.ParseError) in
+                        switch position {
+                        case 0: read.event = try parser.value()
+                        case 1: read.createdAt = try parser.value()
+                        default:
+                            guard parser.atObject else {
+                                read.object = nil
+                                try parser.skipValue()
+                                return
+                            }
+                            var fields = Booking.Fields()
+                            try parser.readObject(keys: Booking.memberNames) { parser, position throws(JSONValue.ParseError) in
+                                guard let member = Booking.Member(rawValue: position) else { return try parser.skipValue() }
+                                fields.set(member, try parser.value())
+                            }
+                            read.object = fields
+                        }
+                    }
+                    return read
+                }
+            }
+        }
+        return try result.get()
     }
 }

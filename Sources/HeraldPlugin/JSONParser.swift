@@ -19,15 +19,26 @@ struct JSONParser {
     private var scratch: [UInt8] = []
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONValue.ParseError) -> JSONValue {
+        try read(bytes) { parser throws(JSONValue.ParseError) in try parser.value() }
+    }
+
+    /// Reads a whole document with `body`, which must consume exactly one value (with
+    /// ``value()``, ``skipValue()`` or ``readObject(keys:_:)``); anything after it but
+    /// whitespace is an error.
+    static func read<T>(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (inout JSONParser) throws(JSONValue.ParseError) -> T)
+        throws(JSONValue.ParseError) -> T {
         var parser = JSONParser(bytes: bytes)
         // A UTF-8 byte order mark is tolerated, as JSONSerialization does.
         if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF { parser.index = 3 }
         parser.skipWhitespace()
-        let value = try parser.value()
+        let value = try body(&parser)
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw parser.error("unexpected data after the JSON value") }
         return value
     }
+
+    /// Whether the value at the index is an object (it may still be malformed).
+    var atObject: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "{") }
 
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -44,16 +55,33 @@ struct JSONParser {
         }
     }
 
-    private mutating func value() throws(JSONValue.ParseError) -> JSONValue {
+    /// The value at the index, built whole.
+    mutating func value() throws(JSONValue.ParseError) -> JSONValue {
         guard index < bytes.count else { throw error("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try object()
-        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "{"): return try object(build: true)
+        case UInt8(ascii: "["): return try array(build: true)
         case UInt8(ascii: "\""): return .string(try string())
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw error("unexpected character '\(Self.show(bytes[index]))'")
+        }
+    }
+
+    /// Checks the value at the index as ``value()`` would, building nothing: the same
+    /// grammar, limits and error reasons.
+    mutating func skipValue() throws(JSONValue.ParseError) {
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): _ = try object(build: false)
+        case UInt8(ascii: "["): _ = try array(build: false)
+        case UInt8(ascii: "\""): _ = try scanString()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try number()
         default: throw error("unexpected character '\(Self.show(bytes[index]))'")
         }
     }
@@ -72,7 +100,16 @@ struct JSONParser {
         guard depth <= Self.maxDepth else { throw error("nested deeper than \(Self.maxDepth) levels") }
     }
 
-    private mutating func object() throws(JSONValue.ParseError) -> JSONValue {
+    /// An object (or, unless `build`, only checked: `.null`).
+    private mutating func object(build: Bool) throws(JSONValue.ParseError) -> JSONValue {
+        guard build else {
+            // Checking only: with no names to match, no key becomes a String.
+            try members(named: JSONKeys.none) { parser, _ throws(JSONValue.ParseError) in try parser.skipValue() }
+            return .null
+        }
+        // Its own loop (the grammar of ``members(named:_:)``, which the tests hold to the
+        // same errors): every parsed body comes through here, and the shared loop with a
+        // closure per member cost some 1,700 instructions a kilobyte more.
         try enter()
         index += 1  // {
         // Collected first, then hashed into a dictionary of the right size at once.
@@ -106,7 +143,63 @@ struct JSONParser {
         }
     }
 
-    private mutating func array() throws(JSONValue.ParseError) -> JSONValue {
+    /// Reads the object at the index member by member: `read` gets each member whose name is
+    /// in `keys`, by its position there, with the parser at its value, and must consume that
+    /// value (a duplicate name comes again: the last one counts, as in a parsed object). The
+    /// other members are checked and skipped. A decoder that needs a few fields reads them
+    /// this way without building the object.
+    mutating func readObject(keys: JSONKeys, _ read: (inout JSONParser, Int) throws(JSONValue.ParseError) -> Void)
+        throws(JSONValue.ParseError) {
+        try members(named: keys) { parser, position throws(JSONValue.ParseError) in
+            if let position { try read(&parser, position) } else { try parser.skipValue() }
+        }
+    }
+
+    /// An object's members by name: `member` gets each one's position in `keys` (nil when not
+    /// there), with the parser at its value, and consumes that value. Inlined into each
+    /// caller, so that each runs its own closure without a call.
+    @inline(__always)
+    private mutating func members(named keys: JSONKeys,
+                                  _ member: (inout JSONParser, Int?) throws(JSONValue.ParseError) -> Void)
+        throws(JSONValue.ParseError) {
+        try enter()
+        index += 1  // {
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            // Matched on its bytes: a member not read never becomes a String.
+            let position: Int?
+            if let raw = try scanString() {
+                position = keys.position(of: raw)
+            } else {
+                position = scratch.withUnsafeBufferPointer { keys.position(of: $0) }
+            }
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
+            index += 1
+            skipWhitespace()
+            try member(&self, position)
+            skipWhitespace()
+            guard index < bytes.count else { throw error("unterminated object") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                skipWhitespace()
+                continue
+            }
+            guard bytes[index] == UInt8(ascii: "}") else { throw error("expected ',' or '}' in an object") }
+            index += 1
+            depth -= 1
+            return
+        }
+    }
+
+    /// An array (or, unless `build`, only checked: `.null`).
+    private mutating func array(build: Bool) throws(JSONValue.ParseError) -> JSONValue {
         try enter()
         index += 1  // [
         var elements: [JSONValue] = []
@@ -114,10 +207,10 @@ struct JSONParser {
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
             depth -= 1
-            return .array(elements)
+            return build ? .array(elements) : .null
         }
         while true {
-            elements.append(try value())
+            if build { elements.append(try value()) } else { try skipValue() }
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated array") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -128,25 +221,38 @@ struct JSONParser {
             guard bytes[index] == UInt8(ascii: "]") else { throw error("expected ',' or ']' in an array") }
             index += 1
             depth -= 1
-            return .array(elements)
+            return build ? .array(elements) : .null
         }
     }
 
     /// A string starting at the opening quote; the index ends after the closing one.
     private mutating func string() throws(JSONValue.ParseError) -> String {
+        if let raw = try scanString() { return String(decoding: raw, as: UTF8.self) }
+        return String(decoding: scratch, as: UTF8.self)
+    }
+
+    /// Checks a string from its opening quote; the index ends after the closing one. Returns
+    /// its bytes when they hold no escape, else nil with the unescaped bytes in `scratch`.
+    private mutating func scanString() throws(JSONValue.ParseError) -> UnsafeBufferPointer<UInt8>? {
         index += 1  // "
         let start = index
         // Any byte at or above 0x80 seen: only then can the string be invalid UTF-8.
         var high: UInt8 = 0
         // Eight bytes at a time while none is a quote, a backslash or a control character;
-        // the byte loop below takes over at such a word and checks each byte as before. One
-        // byte at a time cost eight instructions a byte, and most of a body's bytes are in
-        // strings.
+        // the byte loop below takes over at the first such byte, which the word that stops
+        // the loop locates (not walking up to seven bytes before it). One byte at a time cost
+        // eight instructions a byte, and most of a body's bytes are in strings.
         var highBits: UInt64 = 0
         if let base = bytes.baseAddress {
             while index &+ 8 <= bytes.count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                if Self.needsEscape(word) { break }
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+                let special = Self.escapeMask(word)
+                if special != 0 {
+                    let before = special.trailingZeroBitCount & ~7
+                    highBits |= word & ((1 &<< UInt64(before)) &- 1)
+                    index &+= before &>> 3
+                    break
+                }
                 highBits |= word
                 index &+= 8
             }
@@ -159,7 +265,7 @@ struct JSONParser {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 guard high < 0x80 || Self.isValidUTF8(slice) else { throw error("invalid UTF-8 in a string") }
                 index += 1
-                return String(decoding: slice, as: UTF8.self)
+                return slice
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in a string") }
@@ -175,7 +281,7 @@ struct JSONParser {
                 let valid = scratch.withUnsafeBufferPointer(Self.isValidUTF8)
                 guard valid else { throw error("invalid UTF-8 in a string") }
                 index += 1
-                return String(decoding: scratch, as: UTF8.self)
+                return nil
             case UInt8(ascii: "\\"):
                 index += 1
                 guard index < bytes.count else { break }
@@ -285,12 +391,19 @@ struct JSONParser {
     /// quote, and `(y - 0x0101…) & ~y & 0x8080…` is not zero exactly when some byte of `y` is
     /// zero; subtracting 0x2020… instead finds a byte below 0x20.
     @inline(__always)
-    static func needsEscape(_ word: UInt64) -> Bool {
+    static func needsEscape(_ word: UInt64) -> Bool { escapeMask(word) != 0 }
+
+    /// ``needsEscape(_:)``'s test as a mask: zero when no byte needs an escape, else its
+    /// lowest set bit is the top bit of the first byte (in little-endian order) that does.
+    /// Each term's lowest set bit is exact (a borrow only carries upwards from a flagged
+    /// byte); bits above it may be false alarms, and are never used.
+    @inline(__always)
+    static func escapeMask(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let quote = word ^ (ones &* 0x22)
         let slash = word ^ (ones &* 0x5C)
         let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((word &- ones &* 0x20) & ~word)
-        return special & (ones &* 0x80) != 0
+        return special & (ones &* 0x80)
     }
 
     static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
@@ -404,5 +517,28 @@ extension JSONValue {
         var out: [UInt8] = []
         write(to: &out)
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+
+/// Member names a decoder reads with ``JSONParser/readObject(keys:_:)``, matched on their
+/// UTF-8 bytes (length first), so that the members it does not read are never made into
+/// strings.
+struct JSONKeys: Sendable {
+    private let names: [[UInt8]]
+
+    init(_ names: [String]) { self.names = names.map { Array($0.utf8) } }
+
+    /// No names: every member is skipped.
+    static let none = JSONKeys([])
+
+    /// The position of the name that is exactly `key` (unescaped bytes), or nil.
+    func position(of key: UnsafeBufferPointer<UInt8>) -> Int? {
+        for (position, name) in names.enumerated() where name.count == key.count {
+            if key.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }) {
+                return position
+            }
+        }
+        return nil
     }
 }

@@ -67,16 +67,11 @@ struct MessageLimitsTests {
         return n
     }
 
-    /// A small deterministic generator (SplitMix64), so every run checks the same inputs.
+    /// Seeded picks, so every run checks the same inputs.
     struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var seeded: SeededGenerator
+        init(state: UInt64) { seeded = SeededGenerator(seed: state) }
+        mutating func next() -> UInt64 { seeded.next() }
         mutating func pick<T>(_ options: [T]) -> T { options[Int(next() % UInt64(options.count))] }
         mutating func text(_ count: Int) -> String {
             let alphabets = ["abc de", "予約の相談 ", "😀🎉👍🏽 ", "<&>*_~`|[To:1][info]\n# - ", "a\n\n"]

@@ -84,6 +84,12 @@ measure("jicoo_decode_1k", iterations: 100_000 / scale) {
     } catch { fatalError("\(error)") }
 }
 
+// The whole body as a tree: an event's payload when a route condition, a template or a
+// plugin asks for it, and every generic webhook.
+measure("json_parse_1k", iterations: 100_000 / scale) {
+    do { consume(try JSONValue.parse(payload)["object"] == nil ? 0 : 1) } catch { fatalError("\(error)") }
+}
+
 // Rendering a notification with the built-in Japanese templates.
 let renderer: Renderer
 do { renderer = try Renderer() } catch { fatalError("\(error)") }

@@ -81,6 +81,7 @@ public enum FuzzTargets {
     /// not break a template.
     static func jicoo(_ bytes: UnsafeRawBufferPointer) {
         let body = Data(bytes)
+        sameAsTheTree(body)
         for source in EventSource.allCases {
             guard let event = try? source.decode(body: body, endpoint: "/fuzz", receivedAt: Date(timeIntervalSince1970: 1_767_225_600))
             else { continue }
@@ -92,6 +93,34 @@ public enum FuzzTargets {
                 precondition(n.map { !$0.title.contains("\n") } ?? true, "a title holds a line break")
             }
         }
+    }
+
+    /// The Jicoo decoder reads its fields straight from the bytes, building nothing else: a
+    /// body must be refused for the same reason as by the whole parse, and a booking read
+    /// from it must equal the one read from the parsed `object`.
+    static func sameAsTheTree(_ body: Data) {
+        let decoded = Result { () throws(DecodeError) in
+            try EventSource.jicoo.decode(body: body, endpoint: "/fuzz", receivedAt: Date(timeIntervalSince1970: 1_767_225_600))
+        }
+        let payload: JSONValue
+        do {
+            payload = try JSONValue.parse(body)
+        } catch {
+            guard case .failure(let refused) = decoded, refused.reason == error.reason else {
+                preconditionFailure("the parse refuses the body (\(error.reason)), the Jicoo reader says \(decoded)")
+            }
+            return
+        }
+        guard case .success(let event) = decoded else { return }
+        precondition(event.payload == payload, "the event's payload is not the body parsed")
+        var warnings: [String] = []
+        let object = payload["object"]
+        let booking = object.flatMap { value -> Booking? in
+            guard case .object = value else { return nil }
+            return Booking(json: value, warnings: &warnings)
+        }
+        precondition(event.booking == booking, "the Jicoo reader's booking differs from the parsed object's")
+        precondition(event.name == payload["event"]?.stringValue, "the Jicoo reader's event name differs")
     }
 
     /// The built-in notifier kinds but `file`, whose start-up check touches the disk.
