@@ -161,6 +161,41 @@ extension SQLiteJournal {
                     WHERE booking_key IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v8: dedupe and bookings keyed by their primary key alone") { db in
+            // Both are looked up and replaced by their primary key only, once per request: as
+            // ordinary tables each kept that key in an index of its own beside the table's
+            // rowid b-tree, so every insert wrote two b-trees where one holds the row by its
+            // key. Their rows are small (a key and an id; a booking's summary), which is
+            // where SQLite advises WITHOUT ROWID. Rebuilt with the same rows.
+            try db.execute(sql: """
+                CREATE TABLE dedupe_v8 (
+                    endpoint TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    seen_at REAL NOT NULL,
+                    PRIMARY KEY (endpoint, key)) WITHOUT ROWID;
+                INSERT INTO dedupe_v8 (endpoint, key, event_id, seen_at) SELECT endpoint, key, event_id, seen_at FROM dedupe;
+                DROP TABLE dedupe;
+                ALTER TABLE dedupe_v8 RENAME TO dedupe;
+                CREATE INDEX dedupe_seen ON dedupe(seen_at);
+                CREATE TABLE bookings_v8 (
+                    uid TEXT PRIMARY KEY NOT NULL,
+                    status TEXT,
+                    event_type_uid TEXT,
+                    started_at REAL NOT NULL,
+                    ended_at REAL,
+                    time_zone TEXT,
+                    guest_name TEXT,
+                    guest_email TEXT,
+                    event_id TEXT NOT NULL,
+                    event_name TEXT NOT NULL) WITHOUT ROWID;
+                INSERT INTO bookings_v8 SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                               guest_email, event_id, event_name FROM bookings;
+                DROP TABLE bookings;
+                ALTER TABLE bookings_v8 RENAME TO bookings;
+                CREATE INDEX bookings_start ON bookings(started_at);
+                """)
+        }
         return migrator
     }()
 }

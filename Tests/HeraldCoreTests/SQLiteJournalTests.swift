@@ -325,6 +325,56 @@ struct SQLiteJournalTests {
         }
     }
 
+    /// A v7 journal's dedupe keys and bookings are carried into their v8 tables, keyed by
+    /// their primary key alone (no rowid table beside it): a redelivery seen before the
+    /// upgrade is still a duplicate, the day's bookings still list, and a new event replaces
+    /// its booking as before.
+    @Test func upgradingToV8KeepsDedupeKeysAndBookings() async throws {
+        let directory = TempDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        let now = Date().timeIntervalSince1970
+        do {
+            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+            try SQLiteJournal.migrator.migrate(old, upTo: "v7: deliveries' state rule and indexes")
+            try await old.write { db in
+                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', ?)",
+                               arguments: [now])
+                try db.execute(sql: "INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES ('/h', 'k1', 'evt_1', ?)",
+                               arguments: [now])
+                for (uid, start) in [("bk_a", 7200.0), ("bk_b", 3600.0)] {
+                    try db.execute(sql: """
+                        INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                              guest_email, event_id, event_name)
+                        VALUES (?, 'open', 'et_1', ?, NULL, 'Asia/Tokyo', 'Guest', 'g@example.com', 'evt_1', 'guest_booked')
+                        """, arguments: [uid, start])
+                }
+            }
+            try old.close()
+        }
+        let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('dedupe', 'bookings')
+            AND sql LIKE '%WITHOUT ROWID'
+            """) == 2)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name IN ('dedupe_seen', 'bookings_start')
+            """) == 2)
+        let again = makeEntry("evt_2", endpoint: "/h", key: "k1", notifiers: [], receivedAt: Date())
+        #expect(try await journal.append(again) == .duplicate(of: "evt_1"))
+        let listed = try await journal.bookings(startingFrom: Date(timeIntervalSince1970: 0), before: Date(timeIntervalSince1970: 86400))
+        #expect(listed.map(\.uid) == ["bk_b", "bk_a"])
+        #expect(listed.first?.guestEmail == "g@example.com")
+        let event = try EventSource.jicoo.decode(body: Data(#"{"event":"guest_cancelled","object":{"uid":"bk_a","status":"cancel","startedAt":"1970-01-01T02:00:00Z"}}"#.utf8),
+                                                 endpoint: "/h")
+        var entry = JournalEntry(event: event, dedupeKey: nil, notifiers: [])
+        entry.booking = BookingSnapshot(event)
+        guard case .accepted = try await journal.append(entry) else { Issue.record("not accepted"); return }
+        let after = try await journal.bookings(startingFrom: Date(timeIntervalSince1970: 0), before: Date(timeIntervalSince1970: 86400))
+        #expect(after.map(\.uid) == ["bk_b", "bk_a"])
+        #expect(after.last?.status == "cancel")
+        #expect(after.last?.eventID == event.id)
+    }
+
     /// Not an assertion: prints throughput with group commit on and off.
     /// Run with `HERALD_JOURNAL_BENCH=1 swift test --filter SQLiteJournal`.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["HERALD_JOURNAL_BENCH"] != nil))
