@@ -186,8 +186,13 @@ public final class SQLiteJournal: Journal {
     }
 
     /// Stores one append inside the caller's transaction. An event id already stored fails this
-    /// append alone: its event row is the first thing written (`ON CONFLICT DO NOTHING`), so a
-    /// conflict leaves nothing to undo. Any other error aborts the whole batch.
+    /// append alone: its dedupe key, claimed just before, is given back (an expired key it
+    /// replaced goes with it, as the prune would take it), and nothing else was written.
+    /// Any other error aborts the whole batch.
+    ///
+    /// The dedupe key is claimed in one statement, which inserts it, or takes it over once it
+    /// has expired, and changes no row for a redelivery: a lookup before an upsert walked
+    /// the same b-tree twice for every new event. Only a redelivery reads the key's event.
     ///
     /// No savepoint per append: SQLite keeps a statement journal for every open savepoint,
     /// copying each page the append touches, and past 64 KiB per transaction it spills to a
@@ -196,12 +201,21 @@ public final class SQLiteJournal: Journal {
                               path: String) throws -> Result<AppendResult, any Error> {
         let entry = item.entry
         if let key = entry.dedupeKey {
-            let seen = try statements.first(.dedupeLookup, db) { bind in
+            try statements.execute(.claimDedupe, db) { bind in
                 bind.text(1, entry.endpoint)
                 bind.text(2, key)
-            } read: { row in (eventID: row.text(0), seenAt: row.real(1)) }
-            if let seen, item.now - seen.seenAt < ttl {
-                return .success(.duplicate(of: seen.eventID))
+                bind.text(3, entry.eventID)
+                bind.real(4, item.now)
+                bind.real(5, item.now - ttl)
+            }
+            if db.changesCount == 0 {
+                let seen = try statements.first(.dedupeLookup, db) { bind in
+                    bind.text(1, entry.endpoint)
+                    bind.text(2, key)
+                } read: { row in row.text(0) }
+                // The conflict that changed nothing was with this row, in this transaction.
+                guard let seen else { throw JournalError(.other, path: path, "the dedupe key of a redelivery vanished during its append") }
+                return .success(.duplicate(of: seen))
             }
         }
         let receivedAt = entry.receivedAt.timeIntervalSince1970
@@ -214,16 +228,15 @@ public final class SQLiteJournal: Journal {
             bind.text(6, entry.dedupeKey)
         }
         guard db.changesCount == 1 else {
+            if let key = entry.dedupeKey {
+                try statements.execute(.forgetDedupe, db) { bind in
+                    bind.text(1, entry.endpoint)
+                    bind.text(2, key)
+                    bind.text(3, entry.eventID)
+                }
+            }
             return .failure(JournalError(.duplicateEventID, path: path,
                                          "an event with the id \(entry.eventID) is already in \(path)"))
-        }
-        if let key = entry.dedupeKey {
-            try statements.execute(.upsertDedupe, db) { bind in
-                bind.text(1, entry.endpoint)
-                bind.text(2, key)
-                bind.text(3, entry.eventID)
-                bind.real(4, item.now)
-            }
         }
         return .success(try insertRest(item, db, statements))
     }

@@ -19,7 +19,7 @@ import GRDBSQLite
 final class SQLiteStatements: @unchecked Sendable {
     /// One statement of the hot path, with its SQL.
     enum Name: Int, CaseIterable {
-        case dedupeLookup, insertEvent, upsertDedupe, insertDelivery, upsertBooking, finalOutcome
+        case dedupeLookup, insertEvent, claimDedupe, forgetDedupe, insertDelivery, upsertBooking, finalOutcome
 
         var sql: String {
             switch self {
@@ -28,10 +28,14 @@ final class SQLiteStatements: @unchecked Sendable {
                 INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING
                 """
-            case .upsertDedupe: """
+            // Takes the key for a new event unless an event holds it still (seen after ?5, the
+            // dedupe window's start): no row changes exactly when this is a redelivery.
+            case .claimDedupe: """
                 INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
+                    WHERE dedupe.seen_at <= ?5
                 """
+            case .forgetDedupe: "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND event_id = ?"
             case .insertDelivery: """
                 INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)

@@ -207,6 +207,23 @@ struct JournalConformanceTests {
         #expect(try await f.journal.undeliveredCount() == 1)
     }
 
+    /// A refused repeated event id keeps nothing of its append: not its dedupe key, which the
+    /// next webhook with that key may take, nor the key an earlier event holds.
+    @Test(arguments: JournalKind.allCases)
+    func aRepeatedEventIDLeavesNoDedupeKey(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        #expect(try await f.append("evt_1", key: "k1") != .duplicate(of: "evt_1"))
+        await #expect { try await f.append("evt_1", key: "k2") } throws: { error in
+            (error as? JournalError)?.kind == .duplicateEventID
+        }
+        guard case .accepted = try await f.append("evt_2", key: "k2") else {
+            Issue.record("the refused append kept its key")
+            return
+        }
+        #expect(try await f.append("evt_3", key: "k1") == .duplicate(of: "evt_1"))
+        #expect(try await f.append("evt_4", key: "k2") == .duplicate(of: "evt_2"))
+    }
+
     /// The sweep takes due work oldest first, per notifier, up to its room, with the bodies.
     @Test(arguments: JournalKind.allCases)
     func leaseTakesDueWorkOldestFirstWithItsEvents(kind: JournalKind) async throws {
