@@ -177,9 +177,14 @@ public struct Booking: Sendable, Equatable {
     /// The values of an `object`'s members that a booking is read from, by ``Member``.
     /// (Stored properties: an `InlineArray` of them went through unspecialised generic
     /// copies for every element access.)
+    /// The guest, the answers and the tracking parameters are kept read already: a reader
+    /// of the body's bytes builds them without a dictionary per object (see ``JicooBody``).
     package struct Fields: Sendable {
         var uid, eventTypeUid, status, timeZone, createdAt, updatedAt, startedAt, endedAt: JSONValue?
-        var cancelReason, cancelledAt, cancelledBy, contact, answers, tracking: JSONValue?
+        var cancelReason, cancelledAt, cancelledBy: JSONValue?
+        var contact: Contact?
+        var answers: [Answer] = []
+        var tracking: [String: String] = [:]
 
         package init() {}
 
@@ -196,11 +201,43 @@ public struct Booking: Sendable, Equatable {
             case .cancelReason: cancelReason = value
             case .cancelledAt: cancelledAt = value
             case .cancelledBy: cancelledBy = value
-            case .contact: contact = value
-            case .answers: answers = value
-            case .tracking: tracking = value
+            case .contact: contact = Booking.contact(value)
+            case .answers: answers = Booking.answers(value)
+            case .tracking: tracking = Booking.tracking(value)
             }
         }
+    }
+
+    /// The guest of a `contact` value: its `name` and `email` strings, when it is an object.
+    static func contact(_ value: JSONValue) -> Contact? {
+        guard case .object(let c) = value else { return nil }
+        return Contact(name: c["name"]?.stringValue, email: c["email"]?.stringValue)
+    }
+
+    /// The items of an `answers` array that have a `question` string, in order.
+    static func answers(_ value: JSONValue) -> [Answer] {
+        guard case .array(let list) = value else { return [] }
+        return list.compactMap { item in
+            item["question"]?.stringValue.map { Answer(question: $0, content: item["content"].map(content) ?? []) }
+        }
+    }
+
+    /// An answer's `content`: the strings of an array, or a single string.
+    static func content(_ value: JSONValue) -> [String] {
+        switch value {
+        case .array(let values): values.compactMap(\.stringValue)
+        case .string(let s): [s]
+        default: []
+        }
+    }
+
+    /// The string members of a `tracking` object.
+    static func tracking(_ value: JSONValue) -> [String: String] {
+        guard case .object(let t) = value else { return [:] }
+        var tracking: [String: String] = [:]
+        tracking.reserveCapacity(t.count)
+        for (k, v) in t { if let s = v.stringValue { tracking[k] = s } }
+        return tracking
     }
 
     /// The names of ``Member``, in order, for reading them from a body.
@@ -225,7 +262,7 @@ public struct Booking: Sendable, Equatable {
         let uid = fields.uid, eventTypeUid = fields.eventTypeUid, status = fields.status, timeZone = fields.timeZone
         let createdAt = fields.createdAt, updatedAt = fields.updatedAt, startedAt = fields.startedAt
         let endedAt = fields.endedAt, cancelReason = fields.cancelReason, cancelledAt = fields.cancelledAt
-        let cancelledBy = fields.cancelledBy, contact = fields.contact, answers = fields.answers, tracking = fields.tracking
+        let cancelledBy = fields.cancelledBy
         func string(_ v: JSONValue?, _ key: String) -> String? {
             guard let v else { return nil }
             switch v {
@@ -255,27 +292,9 @@ public struct Booking: Sendable, Equatable {
         self.cancelReason = string(cancelReason, "cancelReason")
         self.cancelledAt = date(cancelledAt, "cancelledAt")
         self.cancelledBy = string(cancelledBy, "cancelledBy")
-        if case .object(let c)? = contact {
-            self.contact = Contact(name: c["name"]?.stringValue, email: c["email"]?.stringValue)
-        }
-        self.answers = []
-        if case .array(let list)? = answers {
-            for item in list {
-                guard let q = item["question"]?.stringValue else { continue }
-                var content: [String] = []
-                switch item["content"] {
-                case .array(let values)?: content = values.compactMap(\.stringValue)
-                case .string(let s)?: content = [s]
-                default: break
-                }
-                self.answers.append(Answer(question: q, content: content))
-            }
-        }
-        self.tracking = [:]
-        if case .object(let t)? = tracking {
-            self.tracking.reserveCapacity(t.count)
-            for (k, v) in t { if let s = v.stringValue { self.tracking[k] = s } }
-        }
+        contact = fields.contact
+        answers = fields.answers
+        tracking = fields.tracking
     }
 }
 
@@ -450,8 +469,13 @@ package struct JicooBody: Sendable {
                             }
                             var fields = Booking.Fields()
                             try parser.readObject(keys: Booking.memberNames) { parser, position throws(JSONValue.ParseError) in
-                                guard let member = Booking.Member(rawValue: position) else { return try parser.skipValue() }
-                                fields.set(member, try parser.value())
+                                switch Booking.Member(rawValue: position) {
+                                case .contact: fields.contact = try readContact(&parser)
+                                case .answers: fields.answers = try readAnswers(&parser)
+                                case .tracking: fields.tracking = try readTracking(&parser)
+                                case let member?: fields.set(member, try parser.value())
+                                case nil: try parser.skipValue()
+                                }
                             }
                             read.object = fields
                         }
@@ -461,5 +485,56 @@ package struct JicooBody: Sendable {
             }
         }
         return try result.get()
+    }
+
+    private static let contactNames = JSONKeys(["name", "email"])
+    private static let answerNames = JSONKeys(["question", "content"])
+
+    /// As ``Booking/contact(_:)`` reads the parsed value.
+    private static func readContact(_ parser: inout JSONParser) throws(JSONValue.ParseError) -> Booking.Contact? {
+        guard parser.atObject else {
+            try parser.skipValue()
+            return nil
+        }
+        var contact = Booking.Contact()
+        try parser.readObject(keys: contactNames) { parser, position throws(JSONValue.ParseError) in
+            let text = try parser.value().stringValue
+            if position == 0 { contact.name = text } else { contact.email = text }
+        }
+        return contact
+    }
+
+    /// As ``Booking/answers(_:)`` reads the parsed value.
+    private static func readAnswers(_ parser: inout JSONParser) throws(JSONValue.ParseError) -> [Booking.Answer] {
+        guard parser.atArray else {
+            try parser.skipValue()
+            return []
+        }
+        var answers: [Booking.Answer] = []
+        try parser.readArray { parser throws(JSONValue.ParseError) in
+            guard parser.atObject else { return try parser.skipValue() }
+            var question: String?
+            var content: [String] = []
+            try parser.readObject(keys: answerNames) { parser, position throws(JSONValue.ParseError) in
+                let value = try parser.value()
+                if position == 0 { question = value.stringValue } else { content = Booking.content(value) }
+            }
+            if let question { answers.append(Booking.Answer(question: question, content: content)) }
+        }
+        return answers
+    }
+
+    /// As ``Booking/tracking(_:)`` reads the parsed value: the last value of a name counts,
+    /// so a later one that is not a string removes it.
+    private static func readTracking(_ parser: inout JSONParser) throws(JSONValue.ParseError) -> [String: String] {
+        guard parser.atObject else {
+            try parser.skipValue()
+            return [:]
+        }
+        var tracking: [String: String] = [:]
+        try parser.readObject { parser, name throws(JSONValue.ParseError) in
+            tracking[name] = try parser.value().stringValue
+        }
+        return tracking
     }
 }

@@ -40,6 +40,9 @@ struct JSONParser {
     /// Whether the value at the index is an object (it may still be malformed).
     var atObject: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "{") }
 
+    /// Whether the value at the index is an array (it may still be malformed).
+    var atArray: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "[") }
+
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private func error(_ reason: String) -> JSONValue.ParseError {
@@ -104,7 +107,7 @@ struct JSONParser {
     private mutating func object(build: Bool) throws(JSONValue.ParseError) -> JSONValue {
         guard build else {
             // Checking only: with no names to match, no key becomes a String.
-            try members(named: JSONKeys.none) { parser, _ throws(JSONValue.ParseError) in try parser.skipValue() }
+            try members(named: JSONKeys.none) { parser, _, _ throws(JSONValue.ParseError) in try parser.skipValue() }
             return .null
         }
         // Its own loop (the grammar of ``members(named:_:)``, which the tests hold to the
@@ -150,17 +153,25 @@ struct JSONParser {
     /// this way without building the object.
     mutating func readObject(keys: JSONKeys, _ read: (inout JSONParser, Int) throws(JSONValue.ParseError) -> Void)
         throws(JSONValue.ParseError) {
-        try members(named: keys) { parser, position throws(JSONValue.ParseError) in
+        try members(named: keys) { parser, position, _ throws(JSONValue.ParseError) in
             if let position { try read(&parser, position) } else { try parser.skipValue() }
         }
     }
 
-    /// An object's members by name: `member` gets each one's position in `keys` (nil when not
-    /// there), with the parser at its value, and consumes that value. Inlined into each
-    /// caller, so that each runs its own closure without a call.
+    /// Reads the object at the index member by member, whatever their names: `read` gets each
+    /// name (unescaped) with the parser at its value, and must consume that value. A
+    /// duplicate name comes again; the last one counts, as in a parsed object.
+    mutating func readObject(_ read: (inout JSONParser, String) throws(JSONValue.ParseError) -> Void)
+        throws(JSONValue.ParseError) {
+        try members(named: nil) { parser, _, key throws(JSONValue.ParseError) in try read(&parser, key ?? "") }
+    }
+
+    /// An object's members: `member` gets, with the parser at each one's value, its position
+    /// in `keys` (nil when not there), or without `keys` its name, and consumes that value.
+    /// Inlined into each caller, so that each runs its own closure without a call.
     @inline(__always)
-    private mutating func members(named keys: JSONKeys,
-                                  _ member: (inout JSONParser, Int?) throws(JSONValue.ParseError) -> Void)
+    private mutating func members(named keys: JSONKeys?,
+                                  _ member: (inout JSONParser, Int?, String?) throws(JSONValue.ParseError) -> Void)
         throws(JSONValue.ParseError) {
         try enter()
         index += 1  // {
@@ -173,17 +184,22 @@ struct JSONParser {
         while true {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             // Matched on its bytes: a member not read never becomes a String.
-            let position: Int?
-            if let raw = try scanString() {
-                position = keys.position(of: raw)
+            var position: Int?
+            var key: String?
+            if let keys {
+                if let raw = try scanString() {
+                    position = keys.position(of: raw)
+                } else {
+                    position = scratch.withUnsafeBufferPointer { keys.position(of: $0) }
+                }
             } else {
-                position = scratch.withUnsafeBufferPointer { keys.position(of: $0) }
+                key = try string()
             }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             index += 1
             skipWhitespace()
-            try member(&self, position)
+            try member(&self, position, key)
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -200,17 +216,27 @@ struct JSONParser {
 
     /// An array (or, unless `build`, only checked: `.null`).
     private mutating func array(build: Bool) throws(JSONValue.ParseError) -> JSONValue {
+        var elements: [JSONValue] = []
+        try readArray { parser throws(JSONValue.ParseError) in
+            if build { elements.append(try parser.value()) } else { try parser.skipValue() }
+        }
+        return build ? .array(elements) : .null
+    }
+
+    /// Reads the array at the index element by element: `read` gets the parser at each
+    /// element, and must consume it.
+    @inline(__always)
+    mutating func readArray(_ read: (inout JSONParser) throws(JSONValue.ParseError) -> Void) throws(JSONValue.ParseError) {
         try enter()
         index += 1  // [
-        var elements: [JSONValue] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
             depth -= 1
-            return build ? .array(elements) : .null
+            return
         }
         while true {
-            if build { elements.append(try value()) } else { try skipValue() }
+            try read(&self)
             skipWhitespace()
             guard index < bytes.count else { throw error("unterminated array") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -221,7 +247,7 @@ struct JSONParser {
             guard bytes[index] == UInt8(ascii: "]") else { throw error("expected ',' or ']' in an array") }
             index += 1
             depth -= 1
-            return build ? .array(elements) : .null
+            return
         }
     }
 

@@ -63,6 +63,8 @@ struct JicooReaderTests {
         // Odd kinds where strings, objects and arrays are expected.
         #"{"event":"guest_booked","createdAt":5,"object":{"uid":12345678901234567890,"contact":[1],"answers":{"a":1},"tracking":["x"],"startedAt":"2026-13-01T00:00:00Z"}}"#,
         #"{"event":"guest_booked","object":{"contact":{"name":"n","name":7,"email":"e"},"answers":[{"question":"q","content":"one"},{"question":1},{"content":["x"]},5],"tracking":{"a":"1","a":2,"b":"2","c":null}}}"#,
+        // Duplicates inside the guest, the answers and the tracking, and of them.
+        #"{"event":"guest_booked","object":{"answers":[{"question":"q","question":1,"content":"x"},{"question":"r","content":["a"],"content":"b"},{"content":[1,"c",null],"question":"s"}],"contact":{"name":"a"},"contact":{"email":"e"},"tracking":{"x":"1"},"tracking":{"y":"2","y":"3"}}}"#,
         #"{"event":"","object":{}}"#,
         #"{"event":7,"object":{}}"#,
         #"{"object":{}}"#,
