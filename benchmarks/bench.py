@@ -239,6 +239,7 @@ def report(results_dir: str, out_dir: str) -> None:
             "jicoo_verify_1k": "`JicooSignature.verify`, 1 KB body (header parse + HMAC + compare)",
             "hmac_sha256_1k": "`HMAC.Key.mac` alone, 1 KB (context dup + update + final)",
             "jicoo_decode_1k": "`EventSource.jicoo.decode`, 1 KB body",
+            "json_parse_1k": "`JSONValue.parse`, the same body as a whole tree (a payload on first use, generic webhooks)",
             "render_ja": "`Renderer().render(event, locale: .ja)`",
             "render_ja_text": "the same without the HTML body (file and chat notifiers)",
             "json_line_1k": "the file line's JSON: the rendered text and the 1 KB body as `raw`",
