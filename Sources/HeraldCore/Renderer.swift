@@ -15,11 +15,21 @@ import Mustache
 /// `answers` (`question`, `answer`), `tracking.*`, `fields` (`name`, `value`), `lead`,
 /// `title` (in text and html), and `raw.*`: the whole body as received.
 public struct Renderer: Sendable {
-    struct Compiled: Sendable {
+    /// One template's compiled parts. A class: every render takes one out of the shared
+    /// tables, and a copy of a struct retained each part's storage again, shared with every
+    /// other render on the other core.
+    final class Compiled: Sendable {
         let title: Template
         let text: Template
         let html: Template?
         let lead: Template?
+
+        init(title: Template, text: Template, html: Template?, lead: Template?) {
+            self.title = title
+            self.text = text
+            self.html = html
+            self.lead = lead
+        }
     }
 
     /// One compiled template part. Mustache renders it in general; two shapes that every
