@@ -23,7 +23,7 @@ final class SQLiteStatements: @unchecked Sendable {
 
         var sql: String {
             switch self {
-            case .dedupeLookup: "SELECT event_id, seen_at FROM dedupe WHERE endpoint = ? AND key = ?"
+            case .dedupeLookup: "SELECT event_id FROM dedupe WHERE endpoint = ? AND key = ?"
             case .insertEvent: """
                 INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING

@@ -174,11 +174,10 @@ public struct Booking: Sendable, Equatable {
         case cancelReason, cancelledAt, cancelledBy, contact, answers, tracking
     }
 
-    /// The values of an `object`'s members that a booking is read from, by ``Member``.
-    /// (Stored properties: an `InlineArray` of them went through unspecialised generic
-    /// copies for every element access.)
-    /// The guest, the answers and the tracking parameters are kept read already: a reader
-    /// of the body's bytes builds them without a dictionary per object (see ``JicooBody``).
+    /// The values of an `object`'s members that a booking is read from, by ``Member``: the
+    /// guest, the answers and the tracking parameters read already, so that a reader of the
+    /// body's bytes builds them without a dictionary per object (see ``JicooBody``). Stored
+    /// properties: an `InlineArray` went through unspecialised generic copies per access.
     package struct Fields: Sendable {
         var uid, eventTypeUid, status, timeZone, createdAt, updatedAt, startedAt, endedAt: JSONValue?
         var cancelReason, cancelledAt, cancelledBy: JSONValue?
@@ -259,10 +258,6 @@ public struct Booking: Sendable, Equatable {
 
     /// A booking from the values of its `object`'s members (see ``JicooBody``).
     package init(fields: Fields, warnings: inout [String]) {
-        let uid = fields.uid, eventTypeUid = fields.eventTypeUid, status = fields.status, timeZone = fields.timeZone
-        let createdAt = fields.createdAt, updatedAt = fields.updatedAt, startedAt = fields.startedAt
-        let endedAt = fields.endedAt, cancelReason = fields.cancelReason, cancelledAt = fields.cancelledAt
-        let cancelledBy = fields.cancelledBy
         func string(_ v: JSONValue?, _ key: String) -> String? {
             guard let v else { return nil }
             switch v {
@@ -280,18 +275,18 @@ public struct Booking: Sendable, Equatable {
             warnings.append("object.\(key): \"\(text.prefix(40))\" is not an ISO 8601 date; ignored")
             return nil
         }
-        self.uid = string(uid, "uid")
-        self.eventTypeUid = string(eventTypeUid, "eventTypeUid")
-        self.status = string(status, "status")
-        self.timeZone = string(timeZone, "timeZone")
-        self.createdAt = date(createdAt, "createdAt")
-        updatedAtText = string(updatedAt, "updatedAt")
-        self.updatedAt = date(updatedAt, "updatedAt")
-        self.startedAt = date(startedAt, "startedAt")
-        self.endedAt = date(endedAt, "endedAt")
-        self.cancelReason = string(cancelReason, "cancelReason")
-        self.cancelledAt = date(cancelledAt, "cancelledAt")
-        self.cancelledBy = string(cancelledBy, "cancelledBy")
+        uid = string(fields.uid, "uid")
+        eventTypeUid = string(fields.eventTypeUid, "eventTypeUid")
+        status = string(fields.status, "status")
+        timeZone = string(fields.timeZone, "timeZone")
+        createdAt = date(fields.createdAt, "createdAt")
+        updatedAtText = string(fields.updatedAt, "updatedAt")
+        updatedAt = date(fields.updatedAt, "updatedAt")
+        startedAt = date(fields.startedAt, "startedAt")
+        endedAt = date(fields.endedAt, "endedAt")
+        cancelReason = string(fields.cancelReason, "cancelReason")
+        cancelledAt = date(fields.cancelledAt, "cancelledAt")
+        cancelledBy = string(fields.cancelledBy, "cancelledBy")
         contact = fields.contact
         answers = fields.answers
         tracking = fields.tracking
