@@ -100,7 +100,8 @@ package struct JicooBody: Sendable {
             try parser.skipValue()
             return [:]
         }
-        var tracking: [String: String] = [:]
+        // Sized for the usual handful of UTM members: growing from empty rehashed it three times.
+        var tracking = [String: String](minimumCapacity: 8)
         try parser.readObject { parser, name throws(JSONValue.ParseError) in
             tracking[name] = try parser.value().stringValue
         }
