@@ -45,9 +45,9 @@ public enum EventSource: String, Sendable, CaseIterable {
     /// A Jicoo body: `{event, createdAt, object: {…booking…}}`. Only those members are built
     /// (see ``JicooBody``); the event's payload is parsed if something asks for it.
     private func decodeJicoo(body: Data, endpoint: String, id: String?, receivedAt: Date) throws(DecodeError) -> Event {
-        let read: JicooBody?
-        do { read = try JicooBody.read(body) } catch { throw DecodeError(reason: error.reason) }
-        guard let read else { throw DecodeError(reason: "the body is JSON but not an object") }
+        let parsed: JicooBody?
+        do { parsed = try JicooBody.read(body) } catch { throw DecodeError(reason: error.reason) }
+        guard var read = parsed else { throw DecodeError(reason: "the body is JSON but not an object") }
         var warnings: [String] = []
         guard let name = read.event?.stringValue, !name.isEmpty else {
             throw DecodeError(reason: "missing string field \"event\"")
@@ -58,7 +58,7 @@ public enum EventSource: String, Sendable, CaseIterable {
             if occurredAt == nil { warnings.append("createdAt: \"\(created.prefix(40))\" is not an ISO 8601 date; ignored") }
         }
         var booking: Booking?
-        if let fields = read.object {
+        if let fields = read.object.take() {
             booking = Booking(fields: fields, warnings: &warnings)
         } else {
             warnings.append("object: missing or not an object; no booking details")

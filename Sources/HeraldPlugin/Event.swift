@@ -257,8 +257,8 @@ public struct Booking: Sendable, Equatable {
     }
 
     /// A booking from the values of its `object`'s members (see ``JicooBody``).
-    package init(fields: Fields, warnings: inout [String]) {
-        func string(_ v: JSONValue?, _ key: String) -> String? {
+    package init(fields: consuming Fields, warnings: inout [String]) {
+        func string(_ v: consuming JSONValue?, _ key: String) -> String? {
             guard let v else { return nil }
             switch v {
             case .string(let s): return s
@@ -269,25 +269,26 @@ public struct Booking: Sendable, Equatable {
                 return nil
             }
         }
-        func date(_ v: JSONValue?, _ key: String) -> Date? {
+        func date(_ v: consuming JSONValue?, _ key: String) -> Date? {
             guard let text = string(v, key) else { return nil }
             if let d = ISO8601.parse(text) { return d }
             warnings.append("object.\(key): \"\(text.prefix(40))\" is not an ISO 8601 date; ignored")
             return nil
         }
-        uid = string(fields.uid, "uid")
-        eventTypeUid = string(fields.eventTypeUid, "eventTypeUid")
-        status = string(fields.status, "status")
-        timeZone = string(fields.timeZone, "timeZone")
-        createdAt = date(fields.createdAt, "createdAt")
+        // Each value is moved out of `fields`, read once (updatedAt twice: its text and its date).
+        uid = string(fields.uid.take(), "uid")
+        eventTypeUid = string(fields.eventTypeUid.take(), "eventTypeUid")
+        status = string(fields.status.take(), "status")
+        timeZone = string(fields.timeZone.take(), "timeZone")
+        createdAt = date(fields.createdAt.take(), "createdAt")
         updatedAtText = string(fields.updatedAt, "updatedAt")
-        updatedAt = date(fields.updatedAt, "updatedAt")
-        startedAt = date(fields.startedAt, "startedAt")
-        endedAt = date(fields.endedAt, "endedAt")
-        cancelReason = string(fields.cancelReason, "cancelReason")
-        cancelledAt = date(fields.cancelledAt, "cancelledAt")
-        cancelledBy = string(fields.cancelledBy, "cancelledBy")
-        contact = fields.contact
+        updatedAt = date(fields.updatedAt.take(), "updatedAt")
+        startedAt = date(fields.startedAt.take(), "startedAt")
+        endedAt = date(fields.endedAt.take(), "endedAt")
+        cancelReason = string(fields.cancelReason.take(), "cancelReason")
+        cancelledAt = date(fields.cancelledAt.take(), "cancelledAt")
+        cancelledBy = string(fields.cancelledBy.take(), "cancelledBy")
+        contact = fields.contact.take()
         answers = fields.answers
         tracking = fields.tracking
     }

@@ -46,14 +46,17 @@ package struct JicooBody: Sendable {
                                 case nil: try parser.skipValue()
                                 }
                             }
-                            read.object = fields
+                            read.object = consume fields
                         }
                     }
-                    return read
+                    return consume read
                 }
             }
         }
-        return try result.get()
+        switch consume result {
+        case .success(let read): return read
+        case .failure(let error): throw error
+        }
     }
 
     private static let contactNames = JSONKeys(["name", "email"])
