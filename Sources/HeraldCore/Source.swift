@@ -47,7 +47,7 @@ public enum EventSource: String, Sendable, CaseIterable {
     private func decodeJicoo(body: Data, endpoint: String, id: String?, receivedAt: Date) throws(DecodeError) -> Event {
         let parsed: JicooBody?
         do { parsed = try JicooBody.read(body) } catch { throw DecodeError(reason: error.reason) }
-        guard var read = parsed else { throw DecodeError(reason: "the body is JSON but not an object") }
+        guard var read = consume parsed else { throw DecodeError(reason: "the body is JSON but not an object") }
         var warnings: [String] = []
         guard let name = read.event?.stringValue, !name.isEmpty else {
             throw DecodeError(reason: "missing string field \"event\"")
