@@ -331,13 +331,16 @@ public struct Renderer: Sendable {
         init(event: Event, locale: HeraldLocale) {
             self.event = event
             self.locale = locale
-            if let b = event.booking {
-                let zone = TimeText.zone(b.timeZone)
-                start = b.startedAt.map { TimeText.parts($0, in: zone, locale: locale) }
-                end = b.endedAt.map { TimeText.parts($0, in: zone, locale: locale) }
-                if let start, let startedAt = b.startedAt {
+            // The three fields read one by one: binding the whole booking copied all of it.
+            if event.hasBooking {
+                let zone = TimeText.zone(event.booking?.timeZone)
+                let startedAt = event.booking?.startedAt
+                let endedAt = event.booking?.endedAt
+                start = startedAt.map { TimeText.parts($0, in: zone, locale: locale) }
+                end = endedAt.map { TimeText.parts($0, in: zone, locale: locale) }
+                if let start, let startedAt {
                     // An end before the start is not shown, as in TimeText.range.
-                    when = TimeText.range(start, b.endedAt.map { $0 >= startedAt } == true ? end : nil)
+                    when = TimeText.range(start, endedAt.map { $0 >= startedAt } == true ? end : nil)
                 } else {
                     when = nil
                 }
@@ -356,7 +359,8 @@ public struct Renderer: Sendable {
         func text(at path: [String]) -> String?? {
             guard extra.isEmpty || extra[path[0]] == nil else { return nil }
             if path.count == 2, path[0] == "guest" || path[0] == "contact" {
-                guard let contact = event.booking.map({ $0.contact }) else { return .some(nil) }
+                guard event.hasBooking else { return .some(nil) }
+                let contact = event.booking?.contact
                 switch path[1] {
                 case "name": return contact?.name ?? ""
                 case "email": return contact?.email ?? ""
@@ -366,7 +370,7 @@ public struct Renderer: Sendable {
             guard path.count == 1 else { return nil }
             switch path[0] {
             case "event": return event.name
-            case "when": return event.booking == nil ? .some(nil) : when
+            case "when": return event.hasBooking ? when : .some(nil)
             default: return nil
             }
         }

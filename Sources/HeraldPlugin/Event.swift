@@ -80,6 +80,11 @@ public struct Event: Sendable, Identifiable {
 
     /// Whether ``payload`` is a JSON object, answered without parsing the body.
     package var hasObjectPayload: Bool { storage.payloadIsObject }
+    /// Whether the event has a booking. `booking != nil` copies the whole booking into the
+    /// generic comparison with nil; a pattern only looks at it.
+    package var hasBooking: Bool {
+        if case .some = storage.booking { true } else { false }
+    }
 
     /// An event as a source decoder makes it; tests use `SampleEvents` from HeraldTesting.
     public init(
