@@ -141,8 +141,10 @@ public final class SQLiteJournal: Journal {
     /// Append statistics since the journal was opened, for tests and metrics.
     public var appendStatistics: AppendStatistics { writer.statistics }
 
-    /// One write through the group commit, and what it gave.
-    enum Write: Sendable {
+    /// One write through the group commit, and what it gave. Boxed (`indirect`): the group
+    /// commit passes each write on several times (its queue, its batch, the writer's closure),
+    /// and a copy is then one reference, not the payload's strings and arrays one by one.
+    indirect enum Write: Sendable {
         case append(AppendItem)
         case lease(LeaseRequest, now: Double)
         case renew([Int64], owner: String, until: Double)
