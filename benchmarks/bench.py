@@ -119,6 +119,48 @@ def fmt(x, digits=1):
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+STAGE_LABELS = {
+    "http": "HTTP: SwiftNIO and Hummingbird (sockets, parsing, the answer)",
+    "verify": "verification: the signature header, HMAC-SHA256, the compare",
+    "decode": "decoding: the JSON reader, the booking",
+    "request": "Herald's request work: routing, dedupe key, booking snapshot, reminder plan, bus, metrics, logs",
+    "journal": "journal: SQLite statements, commits, WAL writes, fsync (GRDB's writer)",
+    "render": "rendering the notification",
+    "delivery": "delivery: dispatcher, the file line, handing the outcome over",
+    "runtime": "no stage on the stack: Swift task switches, thread wake-ups, futex",
+}
+
+
+def budget_section(L: list, rows: list) -> None:
+    """Per-stage CPU per request (benchmarks/budget.py): each stage's share of the samples of
+    the profiled phase times the CPU per request measured without the profiler (wrk phase)."""
+    profiled = [r for r in rows if r.get("budget", {}).get("stages")]
+    if not profiled:
+        return
+    L.append("## Where the CPU goes, by stage (perf, same run)\n")
+    L.append("| stage | " + " | ".join(f"{r['label']}: µs/req (share)" for r in profiled) + " | most sampled functions (" + profiled[-1]["label"] + ") |")
+    L.append("|---|" + "---:|" * len(profiled) + "---|")
+    stages = [s for s in STAGE_LABELS if any(s in r["budget"]["stages"] for r in profiled)]
+    for stage in stages:
+        cells = []
+        for r in profiled:
+            share = r["budget"]["stages"].get(stage)
+            us = r.get("cpu", {}).get("wrk_us_per_req")
+            cells.append("–" if share is None or us is None else f"{share * us:,.1f} ({100 * share:.0f} %)")
+        top = profiled[-1]["budget"].get("top", {}).get(stage, [])[:3]
+        names = ", ".join(f"`{name[:60]}` {100 * share:.1f} %" for name, share in top)
+        L.append(f"| {STAGE_LABELS[stage]} | " + " | ".join(cells) + f" | {names} |")
+    totals = " | ".join(fmt(r.get("cpu", {}).get("wrk_us_per_req")) for r in profiled)
+    L.append(f"| **all (CPU µs/req, wrk)** | {totals} | |")
+    samples = ", ".join(f"{r['label']} {r['budget']['samples']:,}" for r in profiled)
+    L.append("")
+    L.append("A third phase per profiled receiver: wrk as above under `perf record -F 499 --call-graph=dwarf` "
+             f"(samples: {samples}). Each sample, in user space or the kernel, is charged to the stage nearest the "
+             "sampled instruction on its call stack (`benchmarks/budget.py`): the allocator, reference counting and "
+             "system calls count for the stage that called them. Shares times the CPU per request of the wrk phase, "
+             "measured without the profiler. Percentages of the most sampled functions are of all samples.\n")
+
+
 def report(results_dir: str, out_dir: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -230,6 +272,8 @@ def report(results_dir: str, out_dir: str) -> None:
                 ratio = v / openssl["ns_per_op"]
                 L.append(f"| {what} within 1.3× of `openssl speed` | {ratio:.2f}× ({v:,.0f} ns vs {openssl['ns_per_op']:,.0f} ns) | {ok(ratio <= 1.3)} |")
     L.append("")
+
+    budget_section(L, rows)
 
     if micro:
         L.append("## Microbenchmarks (`herald-bench`, CPU time per operation, median of 7 rounds)\n")

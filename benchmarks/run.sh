@@ -16,7 +16,9 @@
 # RECEIVERS (floor floor-append aiohttp herald-memory herald; also webhook-sync webhook-async),
 # HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
 # MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
-# `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md).
+# `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md),
+# PROFILE ("floor herald": receivers profiled with perf in a third phase, for the per-stage
+# CPU budget, benchmarks/budget.py; empty = none), PROFILE_SECONDS (5).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,6 +36,8 @@ RECEIVERS=${RECEIVERS:-"floor floor-append aiohttp herald-memory herald"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
 HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-}
+PROFILE=${PROFILE-"floor herald"}
+PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 SECRET="bench-secret-$(date +%s)-$RANDOM"
 BUILD=1
 INSTALL=1
@@ -72,6 +76,7 @@ if [[ $INSTALL == 1 ]]; then
     [[ " $RECEIVERS " != *" webhook-"* ]] || command -v webhook >/dev/null || need+=(webhook)
     command -v cc >/dev/null || need+=(gcc)
     command -v curl >/dev/null || need+=(curl)
+    [[ -z $PROFILE ]] || command -v perf >/dev/null || need+=(linux-perf)
     if ((${#need[@]})); then
         log "apt-get install ${need[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -82,6 +87,7 @@ if [[ $INSTALL == 1 ]]; then
     fi
 fi
 [[ " $RECEIVERS " != *" webhook-"* ]] || command -v webhook >/dev/null || { echo "missing webhook (run without --no-install)" >&2; exit 1; }
+[[ -z $PROFILE ]] || command -v perf >/dev/null || { echo "missing perf (run without --no-install, or PROFILE=)" >&2; exit 1; }
 for tool in wrk cc python3 openssl; do
     command -v "$tool" >/dev/null || { echo "missing $tool (run without --no-install)" >&2; exit 1; }
 done
@@ -297,6 +303,28 @@ run_receiver() { # name
 
     python3 "$HERE/bench.py" proc "$pid" > "$dir/proc.json"
     cat "$dir/proc.json" >&2
+
+    # 3. Where the CPU goes: wrk again under perf, samples charged to stages by their call
+    # stacks (benchmarks/budget.py). Apart from the phases above, which it would slow.
+    echo '{}' > "$dir/budget.json"
+    if [[ " $PROFILE " == *" $name "* ]]; then
+        python3 "$HERE/gen_bodies.py" --count $((bodies / 2)) --tag "bk_${short}f_" --secret "$SECRET" --out "$dir/wrk.tsv"
+        log "$name: wrk -d${PROFILE_SECONDS}s under perf record"
+        perf record -q -F 499 --call-graph=dwarf,16384 -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
+        local perf_pid=$!
+        sleep 1
+        BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk-profile.json" \
+            wrk -t"$THREADS" -c"$CONNS" -d"${PROFILE_SECONDS}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > /dev/null
+        settle "bk_${short}f_" > /dev/null
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" || true
+        if ! perf script -i "$dir/perf.data" -F comm,ip,sym,dso 2>/dev/null | python3 "$HERE/budget.py" > "$dir/budget.tmp"; then
+            log "$name: no profile (perf record failed; perf_event_paranoid, or a container without perf events?)"
+            echo '{}' > "$dir/budget.tmp"
+        fi
+        mv "$dir/budget.tmp" "$dir/budget.json"
+        rm -f "$dir/wrk.tsv" "$dir/perf.data"
+    fi
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
@@ -307,7 +335,7 @@ import json, sys
 out, d, name, label, desc = sys.argv[1:]
 j = lambda f: json.load(open(f"{d}/{f}"))
 r = {"name": name, "label": label, "description": desc, "wrk": j("wrk.json"), "wrk_settle": j("wrk-settle.json"),
-     "paced": j("paced.json"), "paced_settle": j("paced-settle.json"), "cpu": j("cpu.json")}
+     "paced": j("paced.json"), "paced_settle": j("paced-settle.json"), "cpu": j("cpu.json"), "budget": j("budget.json")}
 r.update(j("proc.json"))
 json.dump(r, open(out, "w"), indent=1)
 EOF
