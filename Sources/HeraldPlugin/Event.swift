@@ -113,15 +113,29 @@ public struct Event: Sendable, Identifiable {
 
     /// A new time-ordered event id: `evt_` + 12 hex digits of milliseconds + 12 random hex digits.
     public static func makeID(at date: Date = Date()) -> String {
-        let ms = UInt64(max(0, date.timeIntervalSince1970 * 1000))
-        var random = UInt64.random(in: 0..<(1 << 48))
-        var out = [UInt8](repeating: 0, count: 28)
-        out[0] = UInt8(ascii: "e"); out[1] = UInt8(ascii: "v"); out[2] = UInt8(ascii: "t"); out[3] = UInt8(ascii: "_")
-        let hex = Array("0123456789abcdef".utf8)
-        var t = ms
-        for i in stride(from: 15, through: 4, by: -1) { out[i] = hex[Int(t & 0xF)]; t >>= 4 }
-        for i in stride(from: 27, through: 16, by: -1) { out[i] = hex[Int(random & 0xF)]; random >>= 4 }
-        return String(decoding: out, as: UTF8.self)
+        var t = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        var random = nextIDBits() & 0xFFFF_FFFF_FFFF
+        @inline(__always) func hex(_ v: UInt64) -> UInt8 { v < 10 ? 48 + UInt8(v) : 87 + UInt8(v) }
+        return String(unsafeUninitializedCapacity: 28) { out in
+            out[0] = UInt8(ascii: "e"); out[1] = UInt8(ascii: "v"); out[2] = UInt8(ascii: "t"); out[3] = UInt8(ascii: "_")
+            for i in stride(from: 15, through: 4, by: -1) { out[i] = hex(t & 0xF); t >>= 4 }
+            for i in stride(from: 27, through: 16, by: -1) { out[i] = hex(random & 0xF); random >>= 4 }
+            return 28
+        }
+    }
+
+    /// The random part of event ids: SplitMix64 over a counter that starts at a random value
+    /// drawn once per process. Event ids must be unique, not secret (nothing is granted by
+    /// knowing one); a `getrandom(2)` per event cost more than the rest of the id. Distinct
+    /// counter values give distinct 64-bit outputs, so ids of one process never repeat within
+    /// a millisecond, and two processes' sequences start 2^64 values apart at random.
+    private static let idCounter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
+
+    static func nextIDBits() -> UInt64 {
+        var z = idCounter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 

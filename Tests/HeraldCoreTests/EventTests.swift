@@ -120,6 +120,25 @@ struct EventTests {
         #expect(EventSource.generic.dedupeKey(for: a).hasPrefix("sha256:"))
     }
 
+    /// `evt_`, 12 hex digits of the time in milliseconds, 12 of the random part: ordered by
+    /// time, and never twice the same in a process, even many in one millisecond.
+    @Test func eventIDsAreTimeOrderedAndDistinct() {
+        let at = Date(timeIntervalSince1970: 1_764_500_000.123)
+        let ids = (0..<20_000).map { _ in Event.makeID(at: at) }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(100) {
+            #expect(id.utf8.count == 28)
+            #expect(id.hasPrefix("evt_" + String(1_764_500_000_123, radix: 16).leftPadded(to: 12)))
+            #expect(id.dropFirst(4).allSatisfy { "0123456789abcdef".contains($0) }, "\(id)")
+        }
+        // The random parts use all their digits: no digit position is stuck at one value.
+        for position in 16..<28 {
+            #expect(Set(ids.prefix(1000).map { Array($0.utf8)[position] }).count > 8, "position \(position)")
+        }
+        #expect(Event.makeID(at: at) < Event.makeID(at: at.addingTimeInterval(0.001)))
+        #expect(Event.makeID(at: Date(timeIntervalSince1970: 0)).hasPrefix("evt_000000000000"))
+    }
+
     @Test func iso8601Parsing() {
         #expect(ISO8601.parse("2026-11-27T05:00:00Z") == Date(timeIntervalSince1970: 1795755600))
         #expect(ISO8601.parse("2026-11-27T14:00:00+09:00") == Date(timeIntervalSince1970: 1795755600))
@@ -150,3 +169,8 @@ struct EventTests {
         #expect(String(concatenating: [long, "山田"]).count == 42)
     }
 }
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
