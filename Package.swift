@@ -55,6 +55,12 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // A SQLite VFS shim: a commit's WAL frames written with one write(2) instead of two each.
+        .target(
+            name: "CSQLiteWAL",
+            path: "Sources/CSQLiteWAL",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         // What a notifier plugin imports: the plugin protocol, notification, event and booking types,
         // JSON, delivery and configuration errors, durations and settings helpers. No storage,
         // YAML or OpenSSL.
@@ -68,7 +74,7 @@ let package = Package(
         .target(
             name: "HeraldCore",
             dependencies: [
-                "COpenSSL", "HeraldPlugin",
+                "COpenSSL", "CSQLiteWAL", "HeraldPlugin",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Yams", package: "Yams"),
@@ -229,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "HeraldCoreTests",
             dependencies: [
-                "HeraldCore", "HeraldPlugin", "HeraldTesting", "HeraldPostgres",
+                "CSQLiteWAL", "HeraldCore", "HeraldPlugin", "HeraldTesting", "HeraldPostgres",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import Foundation
+import CSQLiteWAL
 import GRDB
 
 /// The durable ``Journal``: one SQLite file, `journal.sqlite`, in a directory of its own.
@@ -56,6 +57,12 @@ public final class SQLiteJournal: Journal {
         } catch {
             throw JournalError(.cannotOpen, path: path,
                                "cannot create the journal directory \(directory): \(error.localizedDescription)")
+        }
+        // A commit's WAL frames in one write(2) (CSQLiteWAL): installed once per process,
+        // before the first connection, as SQLite's default VFS.
+        let installed = herald_wal_buffer_install()
+        guard installed == 0 else {  // SQLITE_OK
+            throw JournalError(.cannotOpen, path: path, "SQLite refused Herald's WAL writer (error \(installed))")
         }
         do {
             var config = Configuration()

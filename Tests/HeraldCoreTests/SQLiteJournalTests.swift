@@ -1,3 +1,4 @@
+import CSQLiteWAL
 import Foundation
 import GRDB
 import Synchronization
@@ -263,6 +264,33 @@ struct SQLiteJournalTests {
         let error = #expect(throws: JournalError.self) { try SQLiteJournal.openExisting(directory: directory.path) }
         #expect(error?.kind == .corrupted)
         #expect(error?.description.contains(file) == true)
+    }
+
+    /// A commit's WAL frames reach the file together (CSQLiteWAL), and another connection sees
+    /// each commit at once: an append (synchronous = FULL, which syncs the WAL) and an outcome
+    /// committed alone (NORMAL, no sync: the frames must be in the file before SQLite's WAL
+    /// index says so). The counts are the whole process's, so other tests' commits add to both;
+    /// any commit of one or more frames writes at most half as often as it appends.
+    @Test func aCommitsWALFramesAreWrittenTogetherAndSeenAtOnce() async throws {
+        let directory = TempDirectory()
+        let f = try Fixture(.sqlite, directory: directory)
+        let other = try SQLiteJournal.openExisting(directory: directory.path, dedupeTTL: Fixture.ttl)
+        var appends0: Int64 = 0, writes0: Int64 = 0, appends1: Int64 = 0, writes1: Int64 = 0
+        herald_wal_buffer_counts(&appends0, &writes0)
+        for i in 0..<40 {
+            let result = try await f.append("evt_\(i)", key: "k\(i)", body: Data(String(repeating: "b", count: 900).utf8),
+                                            leased: ["slack"])
+            guard case .accepted(let ids) = result, let id = ids["slack"] else {
+                Issue.record("evt_\(i) was not accepted: \(result)")
+                return
+            }
+            #expect(try await other.event(id: "evt_\(i)")?.body.count == 900)
+            #expect(try await f.record(.delivered(id)))
+            #expect(try await other.delivery(id: id)?.state == .delivered)
+        }
+        herald_wal_buffer_counts(&appends1, &writes1)
+        #expect(appends1 - appends0 >= 40 * 2 * 4, "each append is several frames of two writes")
+        #expect(writes1 - writes0 <= (appends1 - appends0) / 2)
     }
 
     /// Values are bound from a 256 KiB arena; a body larger than what is left of it is bound
