@@ -126,9 +126,9 @@ public struct Event: Sendable, Identifiable {
 
     /// The random part of event ids: SplitMix64 over a counter that starts at a random value
     /// drawn once per process. Event ids must be unique, not secret (nothing is granted by
-    /// knowing one); a `getrandom(2)` per event cost more than the rest of the id. Distinct
-    /// counter values give distinct 64-bit outputs, so ids of one process never repeat within
-    /// a millisecond, and two processes' sequences start 2^64 values apart at random.
+    /// knowing one); a `getrandom(2)` per event cost more than the rest of the id. Two ids of
+    /// the same millisecond repeat only if 48 bits of two distinct SplitMix64 outputs do, the
+    /// same odds as with 48 bits drawn from the system, in one process or across several.
     private static let idCounter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
 
     static func nextIDBits() -> UInt64 {
