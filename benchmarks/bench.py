@@ -98,16 +98,23 @@ def proc(pid: int) -> None:
     print(json.dumps(out))
 
 
-def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str) -> None:
+def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str]) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
     until its lines stopped growing (so a delivery backlog is charged to the requests that made
-    it), divided by the requests answered in that phase."""
+    it), divided by the requests answered in that phase. With the machine's busy ticks and the
+    time at the same points (`busy:seconds`), also the cores everything else used meanwhile:
+    the load generator, and whatever else ran on the machine (a noisy run shows here)."""
     tick = os.sysconf("SC_CLK_TCK")
     w, p = json.load(open(wrk_json)), json.load(open(paced_json))
     wrk_n = max(1, w.get("requests", 0))
     paced_n = max(1, p.get("answered", 0))
-    print(json.dumps({"wrk_cpu_s": round((t1 - t0) / tick, 2), "wrk_us_per_req": round((t1 - t0) / tick * 1e6 / wrk_n, 1),
-                      "paced_cpu_s": round((t2 - t1) / tick, 2), "paced_us_per_req": round((t2 - t1) / tick * 1e6 / paced_n, 1)}))
+    out = {"wrk_cpu_s": round((t1 - t0) / tick, 2), "wrk_us_per_req": round((t1 - t0) / tick * 1e6 / wrk_n, 1),
+           "paced_cpu_s": round((t2 - t1) / tick, 2), "paced_us_per_req": round((t2 - t1) / tick * 1e6 / paced_n, 1)}
+    if len(marks) == 3:
+        (b0, s0), (b1, s1), (b2, s2) = [(int(m.split(":")[0]), float(m.split(":")[1])) for m in marks]
+        out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
+        out["paced_other_cores"] = round(((b2 - b1) - (t2 - t1)) / tick / max(s2 - s1, 1e-9), 2)
+    print(json.dumps(out))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +205,9 @@ def report(results_dir: str, out_dir: str) -> None:
              "(no coordinated omission).\n")
     L.append("| receiver | wrk req/s | wrk p50 / p99 ms | CPU µs/req (wrk) | × floor CPU | paced achieved req/s "
              "| paced p50 / p90 / p99 ms | paced max ms | paced send → line p99 ms | CPU µs/req (paced) "
-             "| peak RSS MB | lost (wrk / paced) | duplicate lines | lines done after wrk, s | non-2xx + errors |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| peak RSS MB | lost (wrk / paced) | duplicate lines | lines done after wrk, s | non-2xx + errors "
+             "| other processes, cores (wrk / paced) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     floor_us = by.get("floor", {}).get("cpu", {}).get("wrk_us_per_req")
     for r in rows:
         w, p, c = r.get("wrk", {}), r.get("paced", {}), r.get("cpu", {})
@@ -219,7 +227,7 @@ def report(results_dir: str, out_dir: str) -> None:
                  f"| {fmt(p.get('max_ms'), 1)} | {e2e} | {fmt(c.get('paced_us_per_req'))} | {fmt(r.get('vmhwm_kb', 0) / 1024, 1)} "
                  f"| {wrk_lost} / {r.get('paced_settle', {}).get('lost', '–')} "
                  f"| {dup} | {fmt(None if settle_s is None else max(0.0, settle_s - 2), 0)} "
-                 f"| {bad} |")
+                 f"| {bad} | {fmt(c.get('wrk_other_cores'), 2)} / {fmt(c.get('paced_other_cores'), 2)} |")
     L.append("")
     L.append("CPU µs/req = user+system CPU of the receiver's process over a phase, from just before the load until its "
              "output file stopped growing (a delivery backlog is charged to the requests that caused it), divided by the "
@@ -229,7 +237,10 @@ def report(results_dir: str, out_dir: str) -> None:
              "Lost = requests answered 2xx for which no line was written after a settling wait (wrk: 2xx count minus "
              "lines; paced: exact, by uid). Duplicate lines = lines for a uid already written (the same event delivered "
              "twice). Lines done after wrk = how long after wrk stopped the output file stopped growing (the delivery "
-             "backlog). Peak RSS = VmHWM of the receiver's process at the end of both runs.\n")
+             "backlog). Peak RSS = VmHWM of the receiver's process at the end of both runs. Other processes = the "
+             "machine's busy CPU over the phase minus the receiver's, in cores: the load generator (at Herald's rates "
+             "about 0.3 for wrk and 0.1-0.25 for `paced`, settling included, on a quiet machine) and anything else that "
+             "ran, which is what makes a run noisy.\n")
 
     # Goals
     L.append("## Goals (same run)\n")
@@ -349,7 +360,7 @@ def main() -> None:
     elif cmd == "proc":
         proc(int(args[0]))
     elif cmd == "cpu":
-        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4])
+        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8])
     elif cmd == "report":
         report(args[0], args[1])
     else:

@@ -239,6 +239,9 @@ URLPATH[webhook-async]=/hooks/jicoo
 
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The whole machine's busy CPU (user, nice, system, irq, softirq, steal) in clock ticks, and the
+# time: with the receiver's own ticks, what everything else ran meanwhile (noise, the client).
+machine_mark() { echo "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat):$(date +%s.%N)"; }
 
 run_receiver() { # name
     local name=$1 dir="$WORK/$1" port short
@@ -279,6 +282,8 @@ run_receiver() { # name
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
     cpu0=$(cpu_ticks "$pid")
+    local mark0 mark1 mark2
+    mark0=$(machine_mark)
     BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk.json" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > "$dir/wrk.txt"
     cat "$dir/wrk.json" >&2
@@ -287,6 +292,7 @@ run_receiver() { # name
     settle "bk_${short}w_" --ok "$ok" > "$dir/wrk-settle.json"
     cat "$dir/wrk-settle.json" >&2
     cpu1=$(cpu_ticks "$pid")
+    mark1=$(machine_mark)
     rm -f "$dir/wrk.tsv"
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
@@ -297,7 +303,8 @@ run_receiver() { # name
     settle "bk_${short}p_" --acked "$dir/paced-acked.txt" > "$dir/paced-settle.json"
     cat "$dir/paced-settle.json" >&2
     cpu2=$(cpu_ticks "$pid")
-    python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" > "$dir/cpu.json"
+    mark2=$(machine_mark)
+    python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" > "$dir/cpu.json"
     cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
