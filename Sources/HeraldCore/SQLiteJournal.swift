@@ -71,7 +71,10 @@ public final class SQLiteJournal: Journal {
             pool = try DatabasePool(path: path, configuration: config)
             // After the pool is open: GRDB's WAL setup sets `synchronous = NORMAL`, which
             // survives a killed process but not a power cut. FULL fsyncs the WAL on commit.
-            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.checkpointPages)")
+            }
             try pool.read { [path] db in
                 if try Self.migrator.hasBeenSuperseded(db) {
                     throw JournalError(.newerSchema, path: path, "\(path) was written by a newer Herald "
@@ -96,6 +99,14 @@ public final class SQLiteJournal: Journal {
             }
         }
     }
+
+    /// WAL pages after which a commit also copies the WAL into the database file (SQLite's
+    /// default is 1,000). A checkpoint runs on the writer, inside a commit, and fsyncs the
+    /// database file; between two of them a page that changes in many commits (a leaf of the
+    /// dedupe keys, of the bookings) is written back once. At 8,000 (a WAL of about 32 MB,
+    /// which SQLite then reuses from its start) a request under load cost 15 % less CPU in
+    /// `herald-bench pipeline` (five alternating pairs of runs) than at 1,000.
+    static let checkpointPages = 8000
 
     /// Refuses a damaged file (truncated, overwritten) at open, with SQLite's own finding,
     /// instead of starting and failing every append with 503 afterwards. `quick_check` reads

@@ -48,6 +48,13 @@ struct SQLiteJournalTests {
             for i in 0..<400 { try await f.append("evt_\(i)", body: Data(String(repeating: "x", count: 500).utf8)) }
             try f.sqlite.close()
         }
+        // Those 400 events into the main file (the journal copies its WAL only every few
+        // thousand pages), so that truncating it below damages them.
+        do {
+            let queue = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+            try await queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try queue.close()
+        }
         let f = try Fixture(.sqlite, directory: directory)
         for i in 400..<420 { try await f.append("evt_\(i)") }
         // What a crash leaves on disk: the main file and its WAL, the main file then damaged.
@@ -291,6 +298,19 @@ struct SQLiteJournalTests {
         herald_wal_buffer_counts(&appends1, &writes1)
         #expect(appends1 - appends0 >= 40 * 2 * 4, "each append is several frames of two writes")
         #expect(writes1 - writes0 <= (appends1 - appends0) / 2)
+    }
+
+    /// The WAL is copied into the database every `checkpointPages` pages, not SQLite's 1,000:
+    /// after some 2,000 pages of commits it holds them all (a checkpoint at 1,000 would have
+    /// started it again from its beginning, where later commits reuse the same space).
+    @Test func theWALIsCheckpointedEveryFewThousandPages() async throws {
+        let directory = TempDirectory()
+        let f = try Fixture(.sqlite, directory: directory)
+        let body = Data(String(repeating: "w", count: 3_000).utf8)
+        for i in 0..<250 { try await f.append("evt_\(i)", key: "k\(i)", body: body) }
+        let wal = try #require(try FileManager.default.attributesOfItem(atPath: f.sqlite.path + "-wal")[.size] as? Int)
+        #expect(wal > 1_200 * 4_120, "the WAL is \(wal) bytes")
+        #expect(wal < SQLiteJournal.checkpointPages * 4_120 + 1_000_000)
     }
 
     /// Values are bound from a 256 KiB arena; a body larger than what is left of it is bound
