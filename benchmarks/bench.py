@@ -240,7 +240,8 @@ def report(results_dir: str, out_dir: str) -> None:
              "backlog). Peak RSS = VmHWM of the receiver's process at the end of both runs. Other processes = the "
              "machine's busy CPU over the phase minus the receiver's, in cores: the load generator (at Herald's rates "
              "about 0.3 for wrk and 0.1-0.25 for `paced`, settling included, on a quiet machine) and anything else that "
-             "ran, which is what makes a run noisy.\n")
+             "ran inside this machine (a virtual machine's host is not seen); the receiver's ticks and the machine's are "
+             "counted apart, so a few tenths either way are noise.\n")
 
     # Goals
     L.append("## Goals (same run)\n")
