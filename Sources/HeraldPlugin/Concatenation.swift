@@ -20,3 +20,10 @@ extension String {
         }
     }
 }
+
+extension UInt8 {
+    /// The lowercase hex digit of `nibble` (0-15), for text written byte by byte (a JSON
+    /// `\u00XX` escape, an event id).
+    @inline(__always)
+    static func lowercaseHexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 48 + nibble : 87 + nibble }
+}

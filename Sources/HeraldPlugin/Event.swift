@@ -115,11 +115,10 @@ public struct Event: Sendable, Identifiable {
     public static func makeID(at date: Date = Date()) -> String {
         var t = UInt64(max(0, date.timeIntervalSince1970 * 1000))
         var random = nextIDBits() & 0xFFFF_FFFF_FFFF
-        @inline(__always) func hex(_ v: UInt64) -> UInt8 { v < 10 ? 48 + UInt8(v) : 87 + UInt8(v) }
         return String(unsafeUninitializedCapacity: 28) { out in
             out[0] = UInt8(ascii: "e"); out[1] = UInt8(ascii: "v"); out[2] = UInt8(ascii: "t"); out[3] = UInt8(ascii: "_")
-            for i in stride(from: 15, through: 4, by: -1) { out[i] = hex(t & 0xF); t >>= 4 }
-            for i in stride(from: 27, through: 16, by: -1) { out[i] = hex(random & 0xF); random >>= 4 }
+            for i in stride(from: 15, through: 4, by: -1) { out[i] = .lowercaseHexDigit(UInt8(t & 0xF)); t >>= 4 }
+            for i in stride(from: 27, through: 16, by: -1) { out[i] = .lowercaseHexDigit(UInt8(random & 0xF)); random >>= 4 }
             return 28
         }
     }

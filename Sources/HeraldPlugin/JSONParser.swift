@@ -504,9 +504,8 @@ extension JSONValue {
                 case 0x0D: out.append(UInt8(ascii: "r"))
                 case 0x09: out.append(UInt8(ascii: "t"))
                 default:
-                    func hex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 48 + nibble : 87 + nibble }
                     out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
-                    out.append(hex(byte >> 4)); out.append(hex(byte & 0xF))
+                    out.append(.lowercaseHexDigit(byte >> 4)); out.append(.lowercaseHexDigit(byte & 0xF))
                 }
             }
             if start < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...])) }
