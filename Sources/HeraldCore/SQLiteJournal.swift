@@ -1,5 +1,5 @@
-import Foundation
 import CSQLiteWAL
+import Foundation
 import GRDB
 
 /// The durable ``Journal``: one SQLite file, `journal.sqlite`, in a directory of its own.
