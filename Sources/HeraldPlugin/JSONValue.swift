@@ -126,3 +126,81 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, Expressib
     public static func == (a: JSONNumber, b: JSONNumber) -> Bool { a.value == b.value }
     public func hash(into hasher: inout Hasher) { hasher.combine(value) }
 }
+
+// MARK: - Writing
+
+extension JSONValue {
+    /// Appends compact JSON (UTF-8, `/` unescaped, object keys in dictionary order).
+    public func write(to out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: n.text.utf8)
+        case .string(let s): Self.writeString(s, to: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (i, element) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                element.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (key, value) in o {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                Self.writeString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                value.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Appends `text` as a JSON string literal. Runs of bytes that need no escape (nearly
+    /// all of them) are copied at once rather than appended byte by byte: this runs for every
+    /// string of every file line.
+    public static func writeString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { bytes in
+            var start = 0
+            var i = 0
+            while i < bytes.count {
+                // Words of eight bytes with nothing to escape are skipped whole.
+                if let base = bytes.baseAddress {
+                    while i &+ 8 <= bytes.count, !JSONParser.needsEscape(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+                        i &+= 8
+                    }
+                    guard i < bytes.count else { break }
+                }
+                let byte = bytes[i]
+                i += 1
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                if start < i - 1 { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<(i - 1)])) }
+                start = i
+                // Byte by byte: an array literal per escape was an allocation per line break.
+                out.append(UInt8(ascii: "\\"))
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(byte)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                default:
+                    out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
+                    out.append(.lowercaseHexDigit(byte >> 4)); out.append(.lowercaseHexDigit(byte & 0xF))
+                }
+            }
+            if start < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...])) }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Compact JSON text of this value.
+    public var jsonText: String {
+        var out: [UInt8] = []
+        write(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}
