@@ -27,21 +27,29 @@ public enum HMAC {
 
         /// HMAC-SHA256 over `prefix ‖ body ‖ suffix` without joining them first.
         public func mac(prefix: [UInt8] = [], _ body: UnsafeRawBufferPointer, suffix: [UInt8] = []) -> [UInt8] {
+            [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+                prefix.withUnsafeBytes { p in
+                    suffix.withUnsafeBytes { s in write(p, body, s, into: out.baseAddress!) }
+                }
+                count = 32
+            }
+        }
+
+        /// HMAC-SHA256 over `prefix ‖ body`, its 32 bytes written to `out` (for callers that
+        /// keep them on the stack).
+        func mac(prefix: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, into out: UnsafeMutablePointer<UInt8>) {
+            write(prefix, body, UnsafeRawBufferPointer(start: nil, count: 0), into: out)
+        }
+
+        private func write(_ prefix: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, _ suffix: UnsafeRawBufferPointer,
+                           into out: UnsafeMutablePointer<UInt8>) {
             guard let ctx = spare.withLock({ $0.popLast()?.pointer }) ?? EVP_MAC_CTX_dup(context) else {
                 fatalError("OpenSSL could not duplicate an HMAC-SHA256 context")
             }
-            var out = [UInt8](repeating: 0, count: 32)
-            let ok = prefix.withUnsafeBytes { p in
-                suffix.withUnsafeBytes { s in
-                    out.withUnsafeMutableBufferPointer { o in
-                        herald_hmac_sha256_reuse(ctx, p.baseAddress, p.count, body.baseAddress, body.count,
-                                                 s.baseAddress, s.count, o.baseAddress)
-                    }
-                }
-            }
+            let ok = herald_hmac_sha256_reuse(ctx, prefix.baseAddress, prefix.count, body.baseAddress, body.count,
+                                              suffix.baseAddress, suffix.count, out)
             precondition(ok == 1, "OpenSSL HMAC-SHA256 failed")
             spare.withLock { $0.append(KeyedContext(pointer: ctx)) }
-            return out
         }
 
         public func mac(prefix: [UInt8] = [], _ body: some ContiguousBytes) -> [UInt8] {
@@ -83,6 +91,17 @@ public enum HMAC {
     /// The bytes the hex digits in `utf8` stand for; nil for an odd count or a non-hex byte.
     static func unhex(_ utf8: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
+        var valid = false
+        let out = [UInt8](unsafeUninitializedCapacity: utf8.count / 2) { buffer, count in
+            valid = utf8.isEmpty || unhex(utf8, into: buffer.baseAddress!)
+            count = valid ? utf8.count / 2 : 0
+        }
+        return valid ? out : nil
+    }
+
+    /// Writes the `utf8.count / 2` bytes the hex digits in `utf8` (an even count) stand for to
+    /// `out`; false at the first byte that is not a hex digit of either case.
+    static func unhex(_ utf8: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Bool {
         func nibble(_ c: UInt8) -> UInt8? {
             switch c {
             case 48...57: c - 48
@@ -91,13 +110,12 @@ public enum HMAC {
             default: nil
             }
         }
-        var out = [UInt8]()
-        out.reserveCapacity(utf8.count / 2)
-        var it = utf8.makeIterator()
-        while let hi = it.next(), let lo = it.next() {
-            guard let h = nibble(hi), let l = nibble(lo) else { return nil }
-            out.append(h << 4 | l)
+        var i = 0
+        while i + 1 < utf8.count {
+            guard let h = nibble(utf8[i]), let l = nibble(utf8[i + 1]) else { return false }
+            out[i / 2] = h << 4 | l
+            i += 2
         }
-        return out
+        return true
     }
 }

@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 
 /// Why a webhook's signature was refused. The raw value is what clients see in a 401.
@@ -79,32 +80,61 @@ public struct JicooSignature: SignatureScheme {
 
     public func verify(body: UnsafeRawBufferPointer, header: (String) -> String?, now: Int64) throws(SignatureFailure) {
         guard var value = header(Self.headerName) else { throw .missingHeader }
-        let parsed = value.withUTF8(Self.parse)
-        guard let timestamp = parsed.timestamp, !timestamp.isEmpty, timestamp.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-              parsed.candidates > 0
-        else { throw .malformedHeader }
-        // Eighteen digits cannot overflow; more are no timestamp of this era anyway.
-        guard timestamp.count <= 18 else { throw .timestampOutsideTolerance }
-        let t = timestamp.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
-        guard abs(now - t) <= tolerance else { throw .timestampOutsideTolerance }
-        guard !parsed.signatures.isEmpty else { throw .signatureMismatch }
-        let prefix = timestamp + [UInt8(ascii: ".")]
-        for key in keys {
-            let expected = key.mac(prefix: prefix, body)
-            for candidate in parsed.signatures where HMAC.equal(expected, candidate) { return }
-        }
-        throw .signatureMismatch
+        if let failure = value.withUTF8({ verify(body: body, header: $0, now: now) }) { throw failure }
     }
 
-    /// The header's `t` (the last one given) and its `v1` values: how many there were, and
-    /// those that are 32 bytes of hex. Elements are split on `,` (empty ones skipped), blanks
-    /// before a key and after a value are ignored, and other keys are skipped. Read as bytes:
-    /// splitting Characters, or even Substrings of the UTF-8 view, cost more than the HMAC's
-    /// bookkeeping.
-    private static func parse(_ header: UnsafeBufferPointer<UInt8>) -> (timestamp: [UInt8]?, candidates: Int, signatures: [[UInt8]]) {
-        var timestamp: [UInt8]?
+    /// The check itself, over the header's bytes, with nothing allocated: the header is read
+    /// twice in place (once for `t` and the count of `v1`s, then each `v1` against each MAC),
+    /// and the MACs and candidates live on the stack. Nil when a secret signed the body.
+    private func verify(body: UnsafeRawBufferPointer, header: UnsafeBufferPointer<UInt8>, now: Int64) -> SignatureFailure? {
+        var timestamp: UnsafeBufferPointer<UInt8>?
         var candidates = 0
-        var signatures: [[UInt8]] = []
+        var wellFormed = 0
+        Self.forEachElement(of: header) { key, value in
+            if key.elementsEqual("t".utf8) {
+                timestamp = value
+            } else if key.elementsEqual("v1".utf8) {
+                candidates += 1
+                if value.count == 64 { wellFormed += 1 }
+            }
+        }
+        guard let timestamp, !timestamp.isEmpty, timestamp.allSatisfy({ $0 >= 48 && $0 <= 57 }), candidates > 0 else {
+            return .malformedHeader
+        }
+        // Eighteen digits cannot overflow; more are no timestamp of this era anyway.
+        guard timestamp.count <= 18 else { return .timestampOutsideTolerance }
+        let t = timestamp.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
+        guard abs(now - t) <= tolerance else { return .timestampOutsideTolerance }
+        guard wellFormed > 0 else { return .signatureMismatch }
+        // "<t>." (at most 19 bytes), the expected MAC, one candidate's bytes.
+        let matched = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96) { scratch -> Bool in
+            let base = scratch.baseAddress!
+            UnsafeMutableRawPointer(base).copyMemory(from: timestamp.baseAddress!, byteCount: timestamp.count)
+            base[timestamp.count] = UInt8(ascii: ".")
+            let prefix = UnsafeRawBufferPointer(start: base, count: timestamp.count + 1)
+            let expected = base + 32
+            let candidate = base + 64
+            for key in keys {
+                key.mac(prefix: prefix, body, into: expected)
+                var found = false
+                Self.forEachElement(of: header) { name, value in
+                    guard !found, value.count == 64, name.elementsEqual("v1".utf8),
+                          HMAC.unhex(value, into: candidate) else { return }
+                    found = CRYPTO_memcmp(expected, candidate, 32) == 0
+                }
+                if found { return true }
+            }
+            return false
+        }
+        return matched ? nil : .signatureMismatch
+    }
+
+    /// Calls `visit` with the key and value of each `key=value` element of the header, in
+    /// order. Elements are split on `,` (empty ones and those without `=` skipped), and blanks
+    /// before a key and after a value are ignored. Read as bytes: splitting Characters, or
+    /// even Substrings of the UTF-8 view, cost more than the HMAC's bookkeeping.
+    private static func forEachElement(of header: UnsafeBufferPointer<UInt8>,
+                                       _ visit: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void) {
         func blank(_ c: UInt8) -> Bool { c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
         var start = 0
         while start < header.count {
@@ -115,18 +145,10 @@ public struct JicooSignature: SignatureScheme {
             if let eq = header[keyStart..<end].firstIndex(of: UInt8(ascii: "=")) {
                 var valueEnd = end
                 while valueEnd > eq + 1, blank(header[valueEnd - 1]) { valueEnd -= 1 }
-                let key = UnsafeBufferPointer(rebasing: header[keyStart..<eq])
-                let value = UnsafeBufferPointer(rebasing: header[(eq + 1)..<valueEnd])
-                if key.elementsEqual("t".utf8) {
-                    timestamp = Array(value)
-                } else if key.elementsEqual("v1".utf8) {
-                    candidates += 1
-                    if let signature = HMAC.unhex(value), signature.count == 32 { signatures.append(signature) }
-                }
+                visit(UnsafeBufferPointer(rebasing: header[keyStart..<eq]), UnsafeBufferPointer(rebasing: header[(eq + 1)..<valueEnd]))
             }
             start = end + 1
         }
-        return (timestamp, candidates, signatures)
     }
 
     public func sign(body: Data, timestamp: Int64, id: String) -> [(name: String, value: String)] {

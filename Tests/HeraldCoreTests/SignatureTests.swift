@@ -56,6 +56,10 @@ struct JicooVectorTests {
         #expect(throws: Never.self) { try verify(",, \tt=1000 \t,,v1=\(signature)\t ,") }
         #expect(throws: Never.self) { try verify("t=5,v1=\(signature),t=1000") }
         #expect(throws: Never.self) { try verify("t=1000,v1=zz,v1=\(signature),v2=\(signature)") }
+        // A candidate of the right length that is not hex is skipped, and hex of either case matches.
+        let notHex = String(repeating: "g", count: 64)
+        #expect(throws: Never.self) { try verify("t=1000,v1=\(notHex),v1=\(signature.uppercased())") }
+        #expect(throws: SignatureFailure.signatureMismatch) { try verify("t=1000,v1=\(notHex)") }
         #expect(throws: SignatureFailure.malformedHeader) { try verify("t =1000,v1=\(signature)") }
         #expect(throws: SignatureFailure.malformedHeader) { try verify("t= 1000,v1=\(signature)") }
         #expect(throws: SignatureFailure.malformedHeader) { try verify("t=1000,v1 =\(signature)") }
