@@ -22,7 +22,7 @@ public protocol Journal: Sendable {
     /// ``JournalEntry/lease`` with its first attempt counted, for the caller to attempt at once;
     /// the others are pending, due at ``JournalEntry/receivedAt``. Event ids must be unique: a
     /// second append with a stored id fails.
-    func append(_ entry: JournalEntry) async throws -> AppendResult
+    func append(_ entry: consuming JournalEntry) async throws -> AppendResult
 
     /// Takes due work for one notifier: up to ``LeaseRequest/limit`` deliveries that are
     /// pending and due, or leased with an expired lease, oldest due first. Each becomes leased

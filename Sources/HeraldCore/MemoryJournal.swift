@@ -16,7 +16,7 @@ public actor MemoryJournal: Journal {
         self.clock = clock
     }
 
-    public func append(_ entry: JournalEntry) throws -> AppendResult {
+    public func append(_ entry: consuming JournalEntry) throws -> AppendResult {
         let now = clock()
         guard events[entry.eventID] == nil else {
             throw JournalError(.duplicateEventID, path: "memory", "an event with the id \(entry.eventID) is already stored")

@@ -183,7 +183,7 @@ public final class SQLiteJournal: Journal {
 
     /// Returns once the transaction holding `entry` is committed and fsynced. With group
     /// commit, the append is committed even if the calling task is cancelled meanwhile.
-    public func append(_ entry: JournalEntry) async throws -> AppendResult {
+    public func append(_ entry: consuming JournalEntry) async throws -> AppendResult {
         let item = AppendItem(entry: entry, now: clock().timeIntervalSince1970)
         guard case .appended(let result) = try await submit(.append(item)) else {
             preconditionFailure("an append answered as another write")
@@ -199,7 +199,7 @@ public final class SQLiteJournal: Journal {
         /// The journal's clock when the append was called, unix seconds.
         let now: Double
 
-        init(entry: JournalEntry, now: Double) {
+        init(entry: consuming JournalEntry, now: Double) {
             self.entry = entry
             self.now = now
         }

@@ -142,7 +142,7 @@ public final class PostgresJournal: Journal, Sendable {
 
     // MARK: Appends and outcomes (group commit)
 
-    public func append(_ entry: JournalEntry) async throws -> AppendResult {
+    public func append(_ entry: consuming JournalEntry) async throws -> AppendResult {
         guard case .appended(let result) = try await commit(.append(entry)) else { preconditionFailure("append answered as record") }
         return result
     }
