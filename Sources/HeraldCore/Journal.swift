@@ -70,7 +70,8 @@ public protocol Journal: Sendable {
     func retry(_ selection: RetrySelection) async throws -> Int
 
     /// Removes events that arrived before `cutoff` and whose deliveries are all final, with
-    /// their deliveries, and dedupe keys older than the dedupe TTL. Returns events removed.
+    /// their deliveries, dedupe keys older than the dedupe TTL, and bookings that ended
+    /// before ``BookingSnapshot/pruneHorizon(cutoff:now:)``. Returns events removed.
     func prune(before cutoff: Date) async throws -> Int
 
     /// The latest known state of bookings starting in `[from, before)`, by start then uid:
@@ -224,6 +225,13 @@ public struct BookingSnapshot: Sendable, Equatable {
         self.guestEmail = guestEmail
         self.eventID = eventID
         self.eventName = eventName
+    }
+
+    /// Bookings that ended before this (or, without an end, started before it) are pruned:
+    /// the prune's `cutoff`, but never later than two days before `now`. An agenda lists
+    /// today or tomorrow, and one missed while Herald was down still goes out that day.
+    public static func pruneHorizon(cutoff: Date, now: Date) -> Date {
+        min(cutoff, now.addingTimeInterval(-2 * 86400))
     }
 
     /// The snapshot an event gives, if it is about a booking with a uid and a start.

@@ -233,6 +233,8 @@ public actor MemoryJournal: Journal {
     public func prune(before cutoff: Date) -> Int {
         let now = clock()
         dedupe = dedupe.filter { now.timeIntervalSince($0.value.at) < dedupeTTL }
+        let horizon = BookingSnapshot.pruneHorizon(cutoff: cutoff, now: now)
+        bookingStates = bookingStates.filter { $0.value.startedAt >= horizon || ($0.value.endedAt ?? $0.value.startedAt) >= horizon }
         var removed = 0
         for (id, event) in events where event.receivedAt < cutoff {
             let mine = records.values.filter { $0.eventID == id }

@@ -590,6 +590,9 @@ public final class SQLiteJournal: Journal {
         let now = clock().timeIntervalSince1970
         return try await write { [dedupeTTL] db in
             try db.execute(sql: "DELETE FROM dedupe WHERE seen_at <= ?", arguments: [now - dedupeTTL])
+            let horizon = BookingSnapshot.pruneHorizon(cutoff: cutoff, now: Date(timeIntervalSince1970: now))
+            try db.execute(sql: "DELETE FROM bookings WHERE started_at < ?1 AND coalesce(ended_at, started_at) < ?1",
+                           arguments: [horizon.timeIntervalSince1970])
             try db.execute(sql: """
                 DELETE FROM events WHERE received_at < ? AND NOT EXISTS (
                     SELECT 1 FROM deliveries WHERE event_id = events.id AND state IN ('pending', 'leased'))

@@ -572,6 +572,10 @@ public final class PostgresJournal: Journal, Sendable {
             }
             guard locked else { return 0 }
             try await connection.query("DELETE FROM herald_dedupe WHERE seen_at <= \(expired)", logger: self.logger)
+            let horizon = BookingSnapshot.pruneHorizon(cutoff: cutoff, now: now)
+            try await connection.query("""
+                DELETE FROM herald_bookings WHERE started_at < \(horizon) AND coalesce(ended_at, started_at) < \(horizon)
+                """, logger: self.logger)
             let rows = try await connection.query("""
                 DELETE FROM herald_events e
                 WHERE e.received_at < \(cutoff)

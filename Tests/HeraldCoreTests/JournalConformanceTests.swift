@@ -575,4 +575,33 @@ struct JournalConformanceTests {
         #expect(try await f.journal.bookings(startingFrom: day + 86400, before: day + 2 * 86400).map(\.uid) == ["c"])
         #expect(try await f.journal.bookings(startingFrom: day + 2 * 3600, before: day + 2 * 3600).isEmpty)
     }
+
+    /// Bookings go with the prune once they ended before its cutoff, and never within two days.
+    @Test(arguments: JournalKind.allCases)
+    func pruneForgetsBookingsThatEndedBeforeTheCutoff(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        let now = f.clock.now
+        let day = 86400.0
+        func append(_ uid: String, startsIn start: Double, endsIn end: Double?) async throws {
+            var entry = makeEntry("evt_\(uid)", notifiers: [], receivedAt: now)
+            entry.booking = BookingSnapshot(uid: uid, status: "open", eventTypeUid: nil, startedAt: now + start,
+                                            endedAt: end.map { now + $0 }, timeZone: nil, guestName: nil, guestEmail: nil,
+                                            eventID: entry.eventID, eventName: "guest_booked")
+            _ = try await f.journal.append(entry)
+        }
+        try await append("ended_long_ago", startsIn: -40 * day, endsIn: -40 * day + 1800)
+        try await append("no_end_long_ago", startsIn: -40 * day, endsIn: nil)
+        try await append("ends_after_cutoff", startsIn: -40 * day, endsIn: -5 * day)
+        try await append("ended_yesterday", startsIn: -day, endsIn: -day + 1800)
+        try await append("upcoming", startsIn: day, endsIn: day + 1800)
+        func uids() async throws -> [String] {
+            try await f.journal.bookings(startingFrom: now - 100 * day, before: now + 100 * day).map(\.uid).sorted()
+        }
+        // A 30-day retention: what ended before then goes.
+        _ = try await f.journal.prune(before: now - 30 * day)
+        #expect(try await uids() == ["ended_yesterday", "ends_after_cutoff", "upcoming"])
+        // A retention of minutes still keeps the last two days' bookings for agendas.
+        _ = try await f.journal.prune(before: now - 60)
+        #expect(try await uids() == ["ended_yesterday", "upcoming"])
+    }
 }
