@@ -287,20 +287,21 @@ public struct Booking: Sendable, Equatable {
                 return nil
             }
         }
-        func date(_ v: consuming JSONValue?, _ key: String) -> Date? {
-            guard let text = string(v, key) else { return nil }
+        func parsed(_ text: String?, _ key: String) -> Date? {
+            guard let text else { return nil }
             if let d = ISO8601.parse(text) { return d }
             warnings.append("object.\(key): \"\(text.prefix(40))\" is not an ISO 8601 date; ignored")
             return nil
         }
-        // Each value is moved out of `fields`, read once (updatedAt twice: its text and its date).
+        func date(_ v: consuming JSONValue?, _ key: String) -> Date? { parsed(string(v, key), key) }
+        // Each value is moved out of `fields` and read once (updatedAt's text is kept too).
         uid = string(fields.uid.take(), "uid")
         eventTypeUid = string(fields.eventTypeUid.take(), "eventTypeUid")
         status = string(fields.status.take(), "status")
         timeZone = string(fields.timeZone.take(), "timeZone")
         createdAt = date(fields.createdAt.take(), "createdAt")
-        updatedAtText = string(fields.updatedAt, "updatedAt")
-        updatedAt = date(fields.updatedAt.take(), "updatedAt")
+        updatedAtText = string(fields.updatedAt.take(), "updatedAt")
+        updatedAt = parsed(updatedAtText, "updatedAt")
         startedAt = date(fields.startedAt.take(), "startedAt")
         endedAt = date(fields.endedAt.take(), "endedAt")
         cancelReason = string(fields.cancelReason.take(), "cancelReason")

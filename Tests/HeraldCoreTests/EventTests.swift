@@ -50,6 +50,18 @@ struct EventTests {
         #expect(e.warnings.first?.contains("cancelledAt") == true)
     }
 
+    /// One warning per unreadable field, also for `updatedAt`, which is read for its text and its date.
+    @Test func anUnreadableFieldWarnsOnce() throws {
+        let wrongType = try EventSource.jicoo.decode(
+            body: Data(#"{"event":"guest_booked","object":{"uid":"bk_1","updatedAt":true}}"#.utf8), endpoint: "/x")
+        #expect(wrongType.warnings == ["object.updatedAt: expected a string; ignored"])
+        #expect(wrongType.booking?.updatedAt == nil && wrongType.booking?.updatedAtText == nil)
+        let notADate = try EventSource.jicoo.decode(
+            body: Data(#"{"event":"guest_booked","object":{"uid":"bk_1","updatedAt":"soon"}}"#.utf8), endpoint: "/x")
+        #expect(notADate.warnings == [#"object.updatedAt: "soon" is not an ISO 8601 date; ignored"#])
+        #expect(notADate.booking?.updatedAt == nil && notADate.booking?.updatedAtText == "soon")
+    }
+
     @Test func missingOptionalsAreNil() throws {
         let e = try Fixtures.event("minimal_missing_optionals")
         #expect(e.booking?.cancelReason == nil)
