@@ -443,6 +443,25 @@ struct AttemptDeadlinesTests {
         deadlines.expire(now: .now + .seconds(7200))
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
     }
+
+    /// With no attempt running the clock waits instead of ticking, and the next attempt's
+    /// deadline still fires; cancelling a waiting clock ends it.
+    @Test func anIdleClockWakesForTheNextAttempt() async throws {
+        let deadlines = AttemptDeadlines()
+        let clock = Task { await deadlines.run() }
+        defer { clock.cancel() }
+        while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }
+        async let attempt = deadlines.run(.milliseconds(50)) { () async -> Bool in
+            try? await Task.sleep(for: .seconds(30))
+            return Task.isCancelled
+        }
+        let (cancelled, timedOut) = await attempt
+        #expect(cancelled && timedOut)
+        while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }
+        clock.cancel()
+        await clock.value
+        #expect(!deadlines.isIdle)
+    }
 }
 
 @Suite("Delivery queue")
