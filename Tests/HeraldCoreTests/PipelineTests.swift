@@ -444,10 +444,10 @@ struct AttemptDeadlinesTests {
         #expect(deadlines.outstanding == 0, "finished attempts leave no entry behind")
     }
 
-    /// With no attempt running the clock waits instead of ticking, and the next attempt's
-    /// deadline still fires; cancelling a waiting clock ends it.
+    /// Once no attempt has run for `idleAfter` the clock waits instead of ticking, and the
+    /// next attempt's deadline still fires; cancelling a waiting clock ends it.
     @Test func anIdleClockWakesForTheNextAttempt() async throws {
-        let deadlines = AttemptDeadlines()
+        let deadlines = AttemptDeadlines(idleAfter: .milliseconds(100))
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
         while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }
