@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where accepted events and their deliveries are kept until every delivery is done.
 ///
@@ -88,9 +89,17 @@ public protocol Journal: Sendable {
 
 extension Journal {
     /// Waits until cancelled: in a journal no other process writes, nothing arrives unseen.
+    ///
+    /// A continuation, not a long `Task.sleep`: on Linux a cancelled sleep keeps its timer
+    /// and its task until its deadline would have passed, and each dispatcher cancels this
+    /// wait on every sweep. An hour's sleep held about 730 bytes for an hour each time: some
+    /// 5 MB per notifier when idle, more while a backlog makes the sweeps quicker.
     public func waitForWork(notifier: String) async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(3600))
+        let wait = CancellationWait()
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { wait.park($0) }
+        } onCancel: {
+            wait.cancel()
         }
     }
 
@@ -197,6 +206,34 @@ public struct ScheduledReminder: Sendable, Equatable {
 
     /// The reason stored on pending reminders when their booking is cancelled.
     public static let cancelledReason = "the booking was cancelled"
+}
+
+/// A suspension that only cancellation ends (``Journal/waitForWork(notifier:)``).
+final class CancellationWait: Sendable {
+    private struct State {
+        var continuation: UnsafeContinuation<Void, Never>?
+        var cancelled = false
+    }
+    private let state = Mutex(State())
+
+    /// Keeps `continuation` until ``cancel()``; resumes it at once if that came first.
+    func park(_ continuation: UnsafeContinuation<Void, Never>) {
+        let now = state.withLock { s in
+            if s.cancelled { return true }
+            s.continuation = continuation
+            return false
+        }
+        if now { continuation.resume() }
+    }
+
+    func cancel() {
+        let parked = state.withLock { s in
+            s.cancelled = true
+            defer { s.continuation = nil }
+            return s.continuation
+        }
+        parked?.resume()
+    }
 }
 
 /// One booking as the bookings projection keeps it: its latest known state.

@@ -576,6 +576,22 @@ struct JournalConformanceTests {
         #expect(try await f.journal.bookings(startingFrom: day + 2 * 3600, before: day + 2 * 3600).isEmpty)
     }
 
+    /// A wait for other processes' work ends with its task's cancellation, whether that came
+    /// during the wait or before it (a dispatcher cancels it on every sweep).
+    @Test(.timeLimit(.minutes(1)), arguments: JournalKind.allCases)
+    func waitingForWorkEndsWhenCancelled(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        let during = Task { await f.journal.waitForWork(notifier: "slack") }
+        try await Task.sleep(for: .milliseconds(50))
+        during.cancel()
+        await during.value
+        let before = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            await f.journal.waitForWork(notifier: "slack")
+        }
+        await before.value
+    }
+
     /// Bookings go with the prune once they ended before its cutoff, and never within two days.
     @Test(arguments: JournalKind.allCases)
     func pruneForgetsBookingsThatEndedBeforeTheCutoff(kind: JournalKind) async throws {
