@@ -394,9 +394,18 @@ public struct RouteTable: Sendable {
     /// The notifiers that get `event`, in route order.
     public func targets(for event: Event) -> [Target] { walk(event, record: nil) }
 
-    /// How `notifier` renders `event`, or nil if no route sends it there.
+    /// How `notifier` renders `event`, or nil if no route sends it there: the target
+    /// ``targets(for:)`` gives it, found by the same walk stopped at the first matching route
+    /// that names it, without the targets of the others (the dispatcher asks this once per
+    /// delivery).
     public func target(for event: Event, notifier: String) -> Target? {
-        targets(for: event).first { $0.notifier == notifier }
+        for (index, route) in routes.enumerated() {
+            guard route.matches(event.name) else { continue }
+            if !route.filter.isEmpty, route.filter.firstFailure(for: event) != nil { continue }
+            if route.notify.contains(notifier) { return Target(route: route, index: index, notifier: notifier) }
+            if !route.continues { return nil }
+        }
+        return nil
     }
 
     /// The target route `index` would make for `notifier` if it matched; nil if the route

@@ -139,6 +139,31 @@ import Testing
         #expect(targets.map(\.route) == [0, 0, 1])
     }
 
+    /// One notifier's target is the one the whole walk gives it, for every mix of stopping,
+    /// continuing and failing routes.
+    @Test func aNotifiersTargetIsTheOneAmongAllTargets() throws {
+        let tables = try [
+            "  - { events: [guest_booked], notify: [a, b], template: short }\n  - { events: [\"*\"], notify: [b, c] }\n",
+            "  - { events: [guest_booked], notify: [a, b], template: short, continue: true }\n  - { events: [\"*\"], notify: [b, c] }\n",
+            "  - { events: [guest_booked], guestEmail: \"*@vip.example\", notify: [a], template: short }\n"
+                + "  - { events: [guest_booked], notify: [a, b] }\n",
+            "  - { events: [guest_booked], notify: [a], continue: true }\n  - { events: [guest_booked], notify: [a] }\n"
+                + "  - { events: [\"guest_*\"], notify: [c] }\n",
+        ].map { try table($0) }
+        let events = [try SampleEvents.event("guest_booked"), try SampleEvents.event("guest_cancelled"), try SampleEvents.genericEvent()]
+        var found = 0, missing = 0
+        for table in tables {
+            for event in events {
+                let all = table.targets(for: event)
+                for name in ["a", "b", "c", "missing"] {
+                    #expect(table.target(for: event, notifier: name) == all.first { $0.notifier == name })
+                    if all.contains(where: { $0.notifier == name }) { found += 1 } else { missing += 1 }
+                }
+            }
+        }
+        #expect(found > 0 && missing > 0, "the cases cover targets found and not found")
+    }
+
     @Test func aRouteWhoseConditionFailsLetsLaterRoutesMatch() throws {
         let routes = """
               - { events: [guest_booked], guestEmail: "*@vip.example", notify: [a], template: short }
