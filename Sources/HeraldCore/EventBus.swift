@@ -399,9 +399,7 @@ public struct RouteTable: Sendable {
     /// that names it, without the targets of the others (the dispatcher asks this once per
     /// delivery).
     public func target(for event: Event, notifier: String) -> Target? {
-        for (index, route) in routes.enumerated() {
-            guard route.matches(event.name) else { continue }
-            if !route.filter.isEmpty, route.filter.firstFailure(for: event) != nil { continue }
+        for (index, route) in routes.enumerated() where Self.refusal(of: route, for: event) == nil {
             if route.notify.contains(notifier) { return Target(route: route, index: index, notifier: notifier) }
             if !route.continues { return nil }
         }
@@ -422,6 +420,17 @@ public struct RouteTable: Sendable {
         return (steps, targets)
     }
 
+    /// Why a route does not take an event: the rule both walks apply.
+    private enum Refusal { case name, condition(RouteFilter.Condition) }
+
+    /// Why `route` does not take `event`, or nil when it does: its name matches one of its
+    /// patterns and every condition holds.
+    private static func refusal(of route: HeraldConfig.Route, for event: Event) -> Refusal? {
+        guard route.matches(event.name) else { return .name }
+        if !route.filter.isEmpty, let failed = route.filter.firstFailure(for: event) { return .condition(failed) }
+        return nil
+    }
+
     /// The one routing loop; `record` hears each route's step in order.
     private func walk(_ event: Event, record: ((Step) -> Void)?) -> [Target] {
         // Notifiers already chosen are looked for in `out` itself while there are few (a set
@@ -434,13 +443,14 @@ public struct RouteTable: Sendable {
             return seen!.insert(name).inserted
         }
         for (index, route) in routes.enumerated() {
-            guard route.matches(event.name) else {
+            switch Self.refusal(of: route, for: event) {
+            case .name?:
                 record?(.nameDiffers)
                 continue
-            }
-            if !route.filter.isEmpty, let failed = route.filter.firstFailure(for: event) {
+            case .condition(let failed)?:
                 record?(.conditionFailed(failed.description))
                 continue
+            case nil: break
             }
             let before = out.count
             for name in route.notify where isNew(name) {
