@@ -18,44 +18,87 @@ import GRDBSQLite
 /// SQLite refuses to close a connection with statements still prepared.
 final class SQLiteStatements: @unchecked Sendable {
     /// One statement of the hot path, with its SQL.
+    ///
+    /// The four inserts of an append can also store several rows in one statement (see
+    /// ``execute(_:rows:_:bind:)``): SQLite's work per statement (opening a cursor on each of
+    /// the table's b-trees, halting, resetting) is then paid once per batch, not once per row.
     enum Name: Int, CaseIterable {
-        case dedupeLookup, insertEvent, claimDedupe, forgetDedupe, insertDelivery, upsertBooking, finalOutcome
+        case dedupeLookup, insertEvent, claimDedupe, forgetDedupe, insertDelivery, upsertBooking, finalOutcome, insertEvents
 
-        var sql: String {
+        /// The values bound per row of a multi-row statement; nil for a statement of one row.
+        var columns: Int32? {
             switch self {
-            case .dedupeLookup: "SELECT event_id FROM dedupe WHERE endpoint = ? AND key = ?"
-            case .insertEvent: """
+            case .claimDedupe: 4
+            case .insertEvents: 6
+            case .insertDelivery: 8
+            case .upsertBooking: 10
+            case .dedupeLookup, .insertEvent, .forgetDedupe, .finalOutcome: nil
+            }
+        }
+
+        /// The SQL of this statement for `rows` rows (1 for a statement of one row).
+        func sql(rows: Int) -> String {
+            let values = (0..<rows).map { _ in "(" + Array(repeating: "?", count: Int(columns ?? 0)).joined(separator: ", ") + ")" }
+                .joined(separator: ", ")
+            switch self {
+            case .dedupeLookup: return "SELECT event_id FROM dedupe WHERE endpoint = ? AND key = ?"
+            case .insertEvent: return """
                 INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING
                 """
-            // Takes the key for a new event unless an event holds it still (seen after ?5, the
-            // dedupe window's start): no row changes exactly when this is a redelivery.
-            case .claimDedupe: """
-                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES (?, ?, ?, ?)
+            // No conflict clause: an id already stored fails the whole statement, which SQLite
+            // then undoes, and the journal stores that batch's events one by one.
+            case .insertEvents: return "INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES \(values)"
+            // Takes each key for its new event unless an event holds it still (seen after the
+            // dedupe window's start: the row's own time less the window, bound after the rows):
+            // no row changes exactly when this is a redelivery.
+            case .claimDedupe: return """
+                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES \(values)
                 ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
-                    WHERE dedupe.seen_at <= ?5
+                    WHERE dedupe.seen_at <= excluded.seen_at - ?
                 """
-            case .forgetDedupe: "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND event_id = ?"
-            case .insertDelivery: """
+            case .forgetDedupe: return "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND event_id = ?"
+            case .insertDelivery: return """
                 INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES \(values)
                 """
-            case .upsertBooking: """
+            case .upsertBooking: return """
                 INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
                                       event_id, event_name)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES \(values)
                 ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
                     started_at = excluded.started_at, ended_at = excluded.ended_at, time_zone = excluded.time_zone,
                     guest_name = excluded.guest_name, guest_email = excluded.guest_email, event_id = excluded.event_id,
                     event_name = excluded.event_name
                 """
-            case .finalOutcome: SQLiteJournal.OutcomeSQL.final
+            case .finalOutcome: return SQLiteJournal.OutcomeSQL.final
             }
         }
     }
 
+    /// The row counts a multi-row statement is prepared for: a batch of another size is
+    /// stored in pieces of these (11 rows as 8, 2 and 1), so that each name has at most six
+    /// prepared forms.
+    static let rowCounts = [1, 2, 4, 8, 16, 32]
+
+    /// The row counts, largest first, of the pieces that store `count` rows.
+    static func pieces(of count: Int) -> [Int] {
+        var left = count
+        var pieces: [Int] = []
+        while left > 0 {
+            let piece = rowCounts.last { $0 <= left } ?? 1
+            pieces.append(piece)
+            left -= piece
+        }
+        return pieces
+    }
+
     /// Binds a statement's values by position (1-based, as in SQLite); nil binds NULL. The
     /// first value SQLite refuses (one past its size limit) fails the statement.
+    ///
+    /// In a multi-row statement, positions count from the start of the row `row` names (set it
+    /// before each row's values); the values after all rows are bound with `row` set to the
+    /// number of rows.
     ///
     /// Text and blobs are copied into the statements' arena and bound as static: SQLite reads
     /// them there until the statement is reset, right after its step, instead of allocating
@@ -64,16 +107,21 @@ final class SQLiteStatements: @unchecked Sendable {
     struct Binder {
         fileprivate let statement: OpaquePointer
         fileprivate let arena: UnsafeMutableRawBufferPointer
+        fileprivate let columns: Int32
         fileprivate var used = 0
         fileprivate var failure = SQLITE_OK
+        /// The row whose values are being bound, from 0.
+        var row = 0
+
+        private func position(_ index: Int32) -> Int32 { Int32(row) * columns + index }
 
         mutating func text(_ index: Int32, _ value: String?) {
             guard var value else { return null(index) }
             let code = value.withUTF8 { bytes in
                 guard let (pointer, destructor) = place(UnsafeRawBufferPointer(bytes)) else {
-                    return sqlite3_bind_text(statement, index, "", 0, sqliteTransient)
+                    return sqlite3_bind_text(statement, position(index), "", 0, sqliteTransient)
                 }
-                return sqlite3_bind_text64(statement, index, pointer.assumingMemoryBound(to: CChar.self),
+                return sqlite3_bind_text64(statement, position(index), pointer.assumingMemoryBound(to: CChar.self),
                                            UInt64(bytes.count), destructor, UInt8(SQLITE_UTF8))
             }
             check(code)
@@ -81,20 +129,20 @@ final class SQLiteStatements: @unchecked Sendable {
 
         mutating func real(_ index: Int32, _ value: Double?) {
             guard let value else { return null(index) }
-            check(sqlite3_bind_double(statement, index, value))
+            check(sqlite3_bind_double(statement, position(index), value))
         }
 
         mutating func integer(_ index: Int32, _ value: Int64?) {
             guard let value else { return null(index) }
-            check(sqlite3_bind_int64(statement, index, value))
+            check(sqlite3_bind_int64(statement, position(index), value))
         }
 
         /// Binds `value` as a blob; an empty one binds NULL (how the journal stores an empty body).
         mutating func blob(_ index: Int32, _ value: Data) {
             guard !value.isEmpty else { return null(index) }
             check(value.withUnsafeBytes { bytes in
-                guard let (pointer, destructor) = place(bytes) else { return sqlite3_bind_null(statement, index) }
-                return sqlite3_bind_blob64(statement, index, pointer, UInt64(bytes.count), destructor)
+                guard let (pointer, destructor) = place(bytes) else { return sqlite3_bind_null(statement, position(index)) }
+                return sqlite3_bind_blob64(statement, position(index), pointer, UInt64(bytes.count), destructor)
             })
         }
 
@@ -109,7 +157,7 @@ final class SQLiteStatements: @unchecked Sendable {
             return (UnsafeRawPointer(pointer), nil)  // nil: SQLITE_STATIC
         }
 
-        private mutating func null(_ index: Int32) { check(sqlite3_bind_null(statement, index)) }
+        private mutating func null(_ index: Int32) { check(sqlite3_bind_null(statement, position(index))) }
 
         private mutating func check(_ code: Int32) {
             if failure == SQLITE_OK, code != SQLITE_OK { failure = code }
@@ -128,7 +176,8 @@ final class SQLiteStatements: @unchecked Sendable {
         func real(_ index: Int32) -> Double { sqlite3_column_double(statement, index) }
     }
 
-    private var prepared = [OpaquePointer?](repeating: nil, count: Name.allCases.count)
+    /// By name, then by row count (``rowCounts``).
+    private var prepared = [OpaquePointer?](repeating: nil, count: Name.allCases.count * rowCounts.count)
     /// Where one statement's text and blob values are copied for binding; reused by the next.
     private let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
 
@@ -137,11 +186,12 @@ final class SQLiteStatements: @unchecked Sendable {
         arena.deallocate()
     }
 
-    /// Runs `name` to completion with the values `bind` sets, in `db`'s transaction.
-    func execute(_ name: Name, _ db: Database, bind: (inout Binder) -> Void) throws {
-        let statement = try prepare(name, db)
+    /// Runs `name` to completion with the values `bind` sets, in `db`'s transaction: for
+    /// `rows` rows (one of ``rowCounts``) when `name` has ``Name/columns``.
+    func execute(_ name: Name, rows: Int = 1, _ db: Database, bind: (inout Binder) -> Void) throws {
+        let statement = try prepare(name, rows: rows, db)
         defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
-        try Self.bind(statement, name, db, arena, bind)
+        try Self.bind(statement, name, rows: rows, db, arena, bind)
         var code = sqlite3_step(statement)
         while code == SQLITE_ROW { code = sqlite3_step(statement) }
         guard code == SQLITE_DONE else { throw Self.error(code, name, db) }
@@ -149,9 +199,9 @@ final class SQLiteStatements: @unchecked Sendable {
 
     /// Runs `name` with the values `bind` sets and reads its first row, if any, with `read`.
     func first<T>(_ name: Name, _ db: Database, bind: (inout Binder) -> Void, read: (Columns) -> T) throws -> T? {
-        let statement = try prepare(name, db)
+        let statement = try prepare(name, rows: 1, db)
         defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
-        try Self.bind(statement, name, db, arena, bind)
+        try Self.bind(statement, name, rows: 1, db, arena, bind)
         switch sqlite3_step(statement) {
         case SQLITE_ROW: return read(Columns(statement: statement))
         case SQLITE_DONE: return nil
@@ -167,18 +217,23 @@ final class SQLiteStatements: @unchecked Sendable {
         }
     }
 
-    private func prepare(_ name: Name, _ db: Database) throws -> OpaquePointer {
-        if let statement = prepared[name.rawValue] { return statement }
+    private func prepare(_ name: Name, rows: Int, _ db: Database) throws -> OpaquePointer {
+        guard let size = Self.rowCounts.firstIndex(of: rows), rows == 1 || name.columns != nil else {
+            preconditionFailure("\(name) is not prepared for \(rows) rows")
+        }
+        let slot = name.rawValue * Self.rowCounts.count + size
+        if let statement = prepared[slot] { return statement }
         var statement: OpaquePointer?
-        let code = sqlite3_prepare_v3(db.sqliteConnection, name.sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        let code = sqlite3_prepare_v3(db.sqliteConnection, name.sql(rows: rows), -1, UInt32(SQLITE_PREPARE_PERSISTENT),
+                                      &statement, nil)
         guard code == SQLITE_OK, let statement else { throw Self.error(code, name, db) }
-        prepared[name.rawValue] = statement
+        prepared[slot] = statement
         return statement
     }
 
-    private static func bind(_ statement: OpaquePointer, _ name: Name, _ db: Database, _ arena: UnsafeMutableRawBufferPointer,
-                             _ bind: (inout Binder) -> Void) throws {
-        var binder = Binder(statement: statement, arena: arena)
+    private static func bind(_ statement: OpaquePointer, _ name: Name, rows: Int, _ db: Database,
+                             _ arena: UnsafeMutableRawBufferPointer, _ bind: (inout Binder) -> Void) throws {
+        var binder = Binder(statement: statement, arena: arena, columns: name.columns ?? 0)
         bind(&binder)
         guard binder.failure == SQLITE_OK else { throw error(binder.failure, name, db) }
     }
@@ -187,7 +242,7 @@ final class SQLiteStatements: @unchecked Sendable {
     private static func error(_ code: Int32, _ name: Name, _ db: Database) -> DatabaseError {
         let extended = sqlite3_extended_errcode(db.sqliteConnection)
         return DatabaseError(resultCode: ResultCode(rawValue: extended != SQLITE_OK ? extended : code),
-                             message: sqlite3_errmsg(db.sqliteConnection).map { String(cString: $0) }, sql: name.sql)
+                             message: sqlite3_errmsg(db.sqliteConnection).map { String(cString: $0) }, sql: name.sql(rows: 1))
     }
 }
 

@@ -232,6 +232,96 @@ struct SQLiteJournalTests {
         #expect(try await f.journal.undeliveredCount() == 19)
     }
 
+    /// A batch's appends are stored in a few statements of many rows each: every answer and
+    /// every row must be what storing them one by one gives, the unusual cases included.
+    @Test func aBatchOfAppendsStoresWhatOneByOneWould() async throws {
+        let f = try Fixture(.sqlite)
+        try await f.append("taken", key: "k_taken")
+        let day = f.clock.now
+        // 37 appends: pieces of 32, 4 and 1 rows. Some without a key, some with two notifiers
+        // (one leased), some with a booking, and one whose event id is already stored.
+        let entries = (0..<37).map { i -> JournalEntry in
+            let id = i == 20 ? "taken" : "evt_\(i)"
+            var entry = makeEntry(id, key: i.isMultiple(of: 5) ? nil : "k_\(i)",
+                                  notifiers: i.isMultiple(of: 3) ? ["slack", "mail"] : ["slack"],
+                                  body: Data("{\"n\":\(i)}".utf8), receivedAt: day)
+            entry.lease = Lease(owner: "me", until: day + 60)
+            entry.leased = i.isMultiple(of: 3) ? ["mail"] : []
+            if i.isMultiple(of: 2) {
+                entry.booking = BookingSnapshot(uid: "b_\(i)", status: "open", eventTypeUid: "et", startedAt: day + Double(i) * 60,
+                                                endedAt: nil, timeZone: "Asia/Tokyo", guestName: "客 \(i)", guestEmail: nil,
+                                                eventID: id, eventName: "guest_booked")
+            }
+            return entry
+        }
+        let before = f.sqlite.appendStatistics
+        let results = try await appendAsOneBatch(f, entries)
+        #expect(f.sqlite.appendStatistics.commits == before.commits + 1)
+        #expect(f.sqlite.appendStatistics.largestBatch == 37)
+
+        var deliveryIDs: [Int64] = []
+        for (i, result) in results.enumerated() {
+            guard i != 20 else {
+                #expect((try? result.get()) == nil && (result.error?.kind == .duplicateEventID), "\(result)")
+                continue
+            }
+            guard case .success(.accepted(let ids)) = result else {
+                Issue.record("evt_\(i): \(result)")
+                continue
+            }
+            #expect(ids.keys.sorted() == (i.isMultiple(of: 3) ? ["mail", "slack"] : ["slack"]))
+            for (notifier, id) in ids {
+                let record = try #require(try await f.delivery(id))
+                #expect(record.eventID == "evt_\(i)" && record.notifier == notifier)
+                #expect(record.state == (notifier == "mail" ? .leased : .pending))
+                deliveryIDs.append(id)
+            }
+            #expect(try await f.journal.event(id: "evt_\(i)")?.body == Data("{\"n\":\(i)}".utf8))
+        }
+        #expect(Set(deliveryIDs).count == deliveryIDs.count)
+        #expect(try await f.sqlite.scalar("SELECT COUNT(*) FROM deliveries") == 1 + deliveryIDs.count)
+        let booked = try await f.journal.bookings(startingFrom: day, before: day + 86400)
+        #expect(booked.map(\.uid) == (0..<37).filter { $0.isMultiple(of: 2) && $0 != 20 }.map { "b_\($0)" })
+        // The repeated id's key was given back: it is free for a new event.
+        #expect(try await f.append("evt_k20", key: "k_20").isAccepted)
+        #expect(try await f.append("evt_again", key: "k_taken") == .duplicate(of: "taken"))
+
+        // A batch with redeliveries: of a key stored before, and of a key another append in
+        // the same batch takes.
+        let second = (0..<12).map { i -> JournalEntry in
+            let key = switch i { case 0: "k_1"; case 1, 2: "k_shared"; default: "k2_\(i)" }
+            return makeEntry("evt2_\(i)", key: key, receivedAt: day)
+        }
+        let answers = try await appendAsOneBatch(f, second).map { try $0.get() }
+        #expect(answers[0] == .duplicate(of: "evt_1"))
+        let shared = answers[1...2]
+        #expect(shared.filter(\.isAccepted).count == 1)
+        #expect(shared.contains(.duplicate(of: "evt2_1")) || shared.contains(.duplicate(of: "evt2_2")))
+        #expect(answers[3...].allSatisfy { $0.isAccepted })
+    }
+
+    /// Appends `entries` concurrently while the writer is held, so that they make one batch;
+    /// the results in the order of `entries`.
+    private func appendAsOneBatch(_ f: Fixture, _ entries: [JournalEntry]) async throws -> [Result<AppendResult, JournalError>] {
+        let holding = Mutex(false)
+        let sqlite = f.sqlite
+        async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
+                                                 until: { sqlite.queuedWrites >= entries.count }, timeout: .seconds(30))
+        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        let results = await withTaskGroup(of: (Int, Result<AppendResult, JournalError>).self) { group in
+            for (index, entry) in entries.enumerated() {
+                group.addTask {
+                    do { return (index, .success(try await f.journal.append(entry))) } catch {
+                        return (index, .failure(error as? JournalError ?? JournalError(.other, path: "", "\(error)")))
+                    }
+                }
+            }
+            return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        try await held
+        return entries.indices.map { results[$0]! }
+    }
+
     @Test func aSecondProcessSeesAndChangesTheSameJournal() async throws {
         let f = try Fixture(.sqlite)
         let id = try #require(try await f.accept("evt_1")["slack"])
@@ -442,4 +532,9 @@ struct SQLiteJournalTests {
                 + "\(Int(2000 / elapsed.seconds)) appends/s, \(stats.commits) commits, largest batch \(stats.largestBatch)")
         }
     }
+}
+
+extension Result {
+    /// The error of a failure; nil for a success.
+    var error: Failure? { if case .failure(let error) = self { error } else { nil } }
 }
