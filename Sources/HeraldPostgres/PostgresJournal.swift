@@ -33,6 +33,8 @@ public final class PostgresJournal: Journal, Sendable {
     let wakeUps = PostgresWakeUps()
     /// For connections outside the pool.
     let direct: PostgresConnection.Configuration
+    /// Times out every operation after ``operationTimeout`` (see ``first(of:within:clock:)``).
+    let deadlines = OperationClock()
 
     /// - Parameters:
     ///   - poolSize: the most connections this instance opens.
@@ -53,12 +55,13 @@ public final class PostgresJournal: Journal, Sendable {
         commits = PostgresGroupCommit()
     }
 
-    /// Runs the connection pool until the task is cancelled. Nothing reaches the database
-    /// while it is not running.
+    /// Runs the connection pool, and the clock that times out operations, until the task is
+    /// cancelled. Nothing reaches the database while it is not running.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }
             group.addTask { await self.wakeUps.listen(self.direct, logger: self.logger) }
+            group.addTask { await self.deadlines.run() }
             await group.waitForAll()
         }
     }
@@ -697,9 +700,9 @@ public final class PostgresJournal: Journal, Sendable {
                                       _ operation: @escaping @Sendable () async throws -> R) async throws -> R {
         let timeout = timeout ?? operationTimeout
         do {
-            guard let result = try await Self.first(of: operation, within: timeout) else {
+            guard let result = try await Self.first(of: operation, within: timeout, clock: deadlines) else {
                 // The diagnosis connects afresh, which can hang the same way: bounded too.
-                if diagnose, let found = try? await Self.first(of: { await self.connectionProblem() }, within: timeout),
+                if diagnose, let found = try? await Self.first(of: { await self.connectionProblem() }, within: timeout, clock: deadlines),
                    let reason = found {
                     throw reason
                 }
@@ -712,8 +715,8 @@ public final class PostgresJournal: Journal, Sendable {
         }
     }
 
-    /// `operation`'s result, or nil once `timeout` has passed (or the caller is cancelled: then
-    /// CancellationError), whichever comes first.
+    /// `operation`'s result, or nil once `timeout` has passed (as `clock` sees it, up to one of
+    /// its ticks late), or CancellationError when the caller is cancelled, whichever comes first.
     ///
     /// Not a task group: a group returns only once every child has, and a postgres-nio query
     /// written to a connection that is closing may never complete nor heed cancellation, so the
@@ -721,7 +724,7 @@ public final class PostgresJournal: Journal, Sendable {
     /// task of its own instead, cancelled at the timeout; if it ignores that, it is left behind
     /// and its answer dropped.
     static func first<R: Sendable>(of operation: @escaping @Sendable () async throws -> R,
-                                   within timeout: Duration) async throws -> R? {
+                                   within timeout: Duration, clock: OperationClock) async throws -> R? {
         let race = Race<R?>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -729,11 +732,17 @@ public final class PostgresJournal: Journal, Sendable {
                 let work = Task {
                     do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
                 }
-                let timer = Task {
-                    try? await Task.sleep(for: timeout)
-                    if race.finish(.success(nil)) { work.cancel() }
+                let expire: @Sendable () -> Void = { if race.finish(.success(nil)) { work.cancel() } }
+                if let deadline = clock.schedule(at: .now + timeout, expire: expire) {
+                    race.onFinish { work.cancel(); clock.cancel(deadline) }
+                } else {
+                    // The journal's clock is not running (nor is its pool): a timer of its own.
+                    let timer = Task {
+                        try? await Task.sleep(for: timeout)
+                        expire()
+                    }
+                    race.onFinish { work.cancel(); timer.cancel() }
                 }
-                race.onFinish { work.cancel(); timer.cancel() }
             }
         } onCancel: {
             race.finish(.failure(CancellationError()))
