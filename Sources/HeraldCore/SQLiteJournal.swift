@@ -255,8 +255,13 @@ public final class SQLiteJournal: Journal {
         var results = [Result<AppendResult, any Error>?](repeating: nil, count: items.count)
         var stored: [Int] = []
         stored.reserveCapacity(items.count)
+        // Bodies larger together than the binding arena go one per statement, as before: SQLite
+        // would hold a copy of all of a statement's bodies at once.
+        let bodies = items.reduce(0) { $0 + $1.entry.body.count }
+        let pieces = bodies <= SQLiteStatements.arenaBytes
+            ? SQLiteStatements.pieces(of: items.count) : Array(repeating: 1, count: items.count)
         var start = 0
-        for rows in SQLiteStatements.pieces(of: items.count) {
+        for rows in pieces {
             let piece = start..<start + rows
             start += rows
             do {

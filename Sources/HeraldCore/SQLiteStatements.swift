@@ -179,7 +179,9 @@ final class SQLiteStatements: @unchecked Sendable {
     /// By name, then by row count (``rowCounts``).
     private var prepared = [OpaquePointer?](repeating: nil, count: Name.allCases.count * rowCounts.count)
     /// Where one statement's text and blob values are copied for binding; reused by the next.
-    private let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+    private let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: arenaBytes, alignment: 16)
+    /// The arena's size: the values of one statement that fit in it are not copied again by SQLite.
+    static let arenaBytes = 256 * 1024
 
     deinit {
         finalize()

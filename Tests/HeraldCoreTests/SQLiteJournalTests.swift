@@ -298,6 +298,12 @@ struct SQLiteJournalTests {
         #expect(shared.filter(\.isAccepted).count == 1)
         #expect(shared.contains(.duplicate(of: "evt2_1")) || shared.contains(.duplicate(of: "evt2_2")))
         #expect(answers[3...].allSatisfy { $0.isAccepted })
+
+        // Bodies larger together than the binding arena: stored whole, one event per statement.
+        let large = (0..<3).map { i in Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* (i + 3)) }) }
+        let third = (0..<3).map { i in makeEntry("evt3_\(i)", key: "k3_\(i)", body: large[i], receivedAt: day) }
+        #expect(try await appendAsOneBatch(f, third).allSatisfy { (try? $0.get())?.isAccepted == true })
+        for i in 0..<3 { #expect(try await f.journal.event(id: "evt3_\(i)")?.body == large[i]) }
     }
 
     /// Appends `entries` concurrently while the writer is held, so that they make one batch;
