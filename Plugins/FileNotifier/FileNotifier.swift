@@ -1,5 +1,6 @@
 import Foundation
 import HeraldPlugin
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,8 +19,9 @@ import Glibc
 /// ```
 ///
 /// Each line: `{"eventId", "event", "notifier", "deliveryKey", "attempt", "receivedAt",
-/// "title", "text", "raw"}`, where `raw` is the webhook body as JSON. Lines are written with
-/// one `write(2)` on an `O_APPEND` descriptor, so concurrent deliveries never interleave.
+/// "title", "text", "raw"}`, where `raw` is the webhook body as JSON. Lines are written whole,
+/// each in one `write(2)` on an `O_APPEND` descriptor (lines of deliveries that finish together
+/// share one), so concurrent deliveries never interleave.
 public struct FileNotifier: NotifierPlugin {
     public static let kind = "file"
     public static let usesHTML = false
@@ -129,13 +131,32 @@ public struct FileNotifier: NotifierPlugin {
 }
 
 /// Owns the file descriptor; one line at a time, rotation included.
-actor LineWriter {
+/// Appends lines to one file, each whole. Lines that arrive while another delivery is writing
+/// wait, and that delivery then writes them too, together, with one `write(2)` (and one
+/// `fsync`): under load a line costs a share of a system call instead of one of its own, and
+/// what the file holds is the same as writing the lines one by one in that order.
+final class LineWriter: Sendable {
     let path: String
     let fsync: Bool
     let maxBytes: Int
     let keep: Int
-    private var fd: Int32 = -1
-    private var size = 0
+
+    private struct Waiter {
+        let line: [UInt8]
+        let continuation: UnsafeContinuation<Void, any Error>
+    }
+
+    private struct State {
+        /// Lines waiting for the delivery that writes.
+        var queue: [Waiter] = []
+        /// A delivery is writing; it writes whatever is queued until the queue is empty.
+        var writing = false
+        /// The open file and its size: only the delivery that writes uses them.
+        var fd: Int32 = -1
+        var size = 0
+    }
+
+    private let state = Mutex(State())
 
     init(path: String, fsync: Bool, maxBytes: Int, keep: Int) {
         self.path = path
@@ -144,39 +165,122 @@ actor LineWriter {
         self.keep = keep
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        let fd = state.withLock { $0.fd }
+        if fd >= 0 { close(fd) }
+    }
 
-    func append(_ data: [UInt8]) throws {
-        try openIfNeeded()
-        if maxBytes > 0, size > 0, size + data.count > maxBytes { try rotate() }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == data.count else {
-            let reason = written < 0 ? String(cString: strerror(errno)) : "short write"
-            // A failed or short write may leave a partial line: start the next one on a fresh line.
-            if written > 0 { _ = "\n".withCString { write(fd, $0, 1) } }
-            throw DeliveryError.retryable("cannot write to \(path): \(reason)")
-        }
-        size += data.count
-        if fsync, Glibc.fsync(fd) != 0 {
-            throw DeliveryError.retryable("cannot fsync \(path): \(String(cString: strerror(errno)))")
+    func append(_ line: [UInt8]) async throws {
+        // Unsafe, not checked: each waiter is resumed exactly once, by the delivery that writes its line.
+        try await withUnsafeThrowingContinuation { continuation in
+            let writes = state.withLock { state -> Bool in
+                state.queue.append(Waiter(line: line, continuation: continuation))
+                guard !state.writing else { return false }
+                state.writing = true
+                return true
+            }
+            if writes { drain() }
         }
     }
 
-    private func openIfNeeded() throws {
-        guard fd < 0 else { return }
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+    /// Writes what is queued, then what was queued meanwhile, until nothing is.
+    private func drain() {
+        var (fd, size) = state.withLock { ($0.fd, $0.size) }
+        while true {
+            let batch = state.withLock { state -> [Waiter] in
+                defer { state.queue = [] }
+                if state.queue.isEmpty {
+                    state.writing = false
+                    state.fd = fd
+                    state.size = size
+                }
+                return state.queue
+            }
+            guard !batch.isEmpty else { return }
+            let results = write(batch.map(\.line), fd: &fd, size: &size)
+            for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
+        }
+    }
+
+    /// Writes `lines` in order: as few writes as rotation allows. Each line's result: a line
+    /// fully written before a failure succeeds, the rest fail as they would one by one.
+    private func write(_ lines: [[UInt8]], fd: inout Int32, size: inout Int) -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>](repeating: .success(()), count: lines.count)
+        var start = 0
+        while start < lines.count {
+            do {
+                if fd < 0 { (fd, size) = try open() }
+                if maxBytes > 0, size > 0, size + lines[start].count > maxBytes {
+                    close(fd)
+                    fd = -1
+                    try rotate()
+                    (fd, size) = try open()
+                }
+                // The lines that fit before the next rotation, and at least this one.
+                var end = start + 1
+                var total = lines[start].count
+                while end < lines.count, maxBytes == 0 || size + total + lines[end].count <= maxBytes {
+                    total += lines[end].count
+                    end += 1
+                }
+                let written = Self.write(lines[start..<end], total: total, to: fd)
+                if written == total {
+                    size += total
+                    if fsync, Glibc.fsync(fd) != 0 {
+                        let failure = DeliveryError.retryable("cannot fsync \(path): \(String(cString: strerror(errno)))")
+                        for index in start..<end { results[index] = .failure(failure) }
+                    }
+                    start = end
+                    continue
+                }
+                let reason = written < 0 ? String(cString: strerror(errno)) : "short write"
+                var index = start
+                if written > 0 {
+                    size += written
+                    var whole = 0
+                    while index < end, whole + lines[index].count <= written {
+                        whole += lines[index].count
+                        index += 1
+                    }
+                    // A partial line: start the next one on a fresh line.
+                    if whole < written, "\n".withCString({ Glibc.write(fd, $0, 1) }) == 1 { size += 1 }
+                }
+                for failed in index..<end {
+                    results[failed] = .failure(DeliveryError.retryable("cannot write to \(path): \(reason)"))
+                }
+                start = end
+            } catch {
+                for failed in start..<lines.count { results[failed] = .failure(error) }
+                break
+            }
+        }
+        return results
+    }
+
+    /// One `write(2)` of `lines` (copied together when there are several); bytes written, or -1.
+    private static func write(_ lines: ArraySlice<[UInt8]>, total: Int, to fd: Int32) -> Int {
+        if lines.count == 1, let line = lines.first {
+            return line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        }
+        var joined: [UInt8] = []
+        joined.reserveCapacity(total)
+        for line in lines { joined.append(contentsOf: line) }
+        return joined.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Opens the file for appending; its descriptor and size.
+    private func open() throws -> (Int32, Int) {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             throw DeliveryError.retryable("cannot open \(path): \(reason)")
         }
         var st = stat()
-        size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+        return (fd, fstat(fd, &st) == 0 ? Int(st.st_size) : 0)
     }
 
     /// bookings.jsonl → .1 → .2 … up to `keep`; the oldest is removed.
     private func rotate() throws {
-        close(fd)
-        fd = -1
         unlink("\(path).\(keep)")
         if keep > 1 {
             for n in stride(from: keep - 1, through: 1, by: -1) { rename("\(path).\(n)", "\(path).\(n + 1)") }
@@ -184,6 +288,5 @@ actor LineWriter {
         guard rename(path, "\(path).1") == 0 else {
             throw DeliveryError.retryable("cannot rotate \(path): \(String(cString: strerror(errno)))")
         }
-        try openIfNeeded()
     }
 }

@@ -130,6 +130,27 @@ struct FileNotifierTests {
         #expect(try lines("\(dir)/out.jsonl").last?["deliveryKey"] as? String == "k19")
     }
 
+    /// Lines of concurrent deliveries are written together; rotation still splits them line by
+    /// line at the size limit, and each is written whole, once, fsynced or not.
+    @Test(arguments: [false, true])
+    func concurrentDeliveriesRotateLineByLine(fsync: Bool) async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl", fsync: fsync, maxBytes: 20_000, keep: 1000))
+        let note = try notification()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<300 { group.addTask { try await n.deliver(note.with(key: "key-\(i)")) } }
+            try await group.waitForAll()
+        }
+        var keys: [String] = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: "\(dir)/\(file)")[.size] as? Int)
+            #expect(size <= 20_000, "\(file)")
+            keys += try lines("\(dir)/\(file)").compactMap { $0["deliveryKey"] as? String }
+        }
+        #expect(keys.count == 300)
+        #expect(Set(keys) == Set((0..<300).map { "key-\($0)" }))
+    }
+
     @Test func appendsToAnExistingFile() async throws {
         let dir = tempDir()
         try "{\"existing\":true}\n".write(toFile: "\(dir)/out.jsonl", atomically: true, encoding: .utf8)
