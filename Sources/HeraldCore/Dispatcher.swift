@@ -42,7 +42,7 @@ public final class Dispatcher: Service {
     /// Plugin calls in progress.
     private let running = Atomic<Int>(0)
     private let slots: DeliverySlots
-    private let deadlines = AttemptDeadlines()
+    private let deadlines = DeadlineClock()
     /// Queued deliveries whose lease a renewal found taken over: not to be attempted here.
     private let lost = Mutex<Set<Int64>>([])
     /// Metric handles, made once (the metrics system is bootstrapped before any dispatcher):

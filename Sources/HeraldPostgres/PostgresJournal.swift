@@ -34,7 +34,7 @@ public final class PostgresJournal: Journal, Sendable {
     /// For connections outside the pool.
     let direct: PostgresConnection.Configuration
     /// Times out every operation after ``operationTimeout`` (see ``first(of:within:clock:)``).
-    let deadlines = OperationClock()
+    let deadlines = DeadlineClock()
 
     /// - Parameters:
     ///   - poolSize: the most connections this instance opens.
@@ -724,7 +724,7 @@ public final class PostgresJournal: Journal, Sendable {
     /// task of its own instead, cancelled at the timeout; if it ignores that, it is left behind
     /// and its answer dropped.
     static func first<R: Sendable>(of operation: @escaping @Sendable () async throws -> R,
-                                   within timeout: Duration, clock: OperationClock) async throws -> R? {
+                                   within timeout: Duration, clock: DeadlineClock) async throws -> R? {
         let race = Race<R?>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in

@@ -410,10 +410,10 @@ extension DeliverySlotsTests {
 }
 
 @Suite("Attempt deadlines")
-struct AttemptDeadlinesTests {
+struct DeadlineClockTests {
     /// An attempt still running at its deadline is cancelled, not before, and says so.
     @Test func aDeadlineCancelsTheAttemptOnlyAfterItsTimeout() async throws {
-        let deadlines = AttemptDeadlines()
+        let deadlines = DeadlineClock()
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
         let start = ContinuousClock.now
@@ -431,7 +431,7 @@ struct AttemptDeadlinesTests {
 
     /// An attempt that ends first is left alone and leaves nothing behind.
     @Test func anAttemptThatEndsFirstIsNotCancelled() async throws {
-        let deadlines = AttemptDeadlines()
+        let deadlines = DeadlineClock()
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
         async let attempt = deadlines.run(.seconds(3600)) { () async -> Bool in
@@ -447,7 +447,7 @@ struct AttemptDeadlinesTests {
     /// Once no attempt has run for `idleAfter` the clock waits instead of ticking, and the
     /// next attempt's deadline still fires; cancelling a waiting clock ends it.
     @Test func anIdleClockWakesForTheNextAttempt() async throws {
-        let deadlines = AttemptDeadlines(idleAfter: .milliseconds(100))
+        let deadlines = DeadlineClock(idleAfter: .milliseconds(100))
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
         while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }

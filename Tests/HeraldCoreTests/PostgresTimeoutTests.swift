@@ -38,7 +38,7 @@ struct PostgresTimeoutTests {
                 #expect(answer == nil)
             }
         } else {
-            let answer = try await PostgresJournal.first(of: slow, within: .milliseconds(100), clock: OperationClock())
+            let answer = try await PostgresJournal.first(of: slow, within: .milliseconds(100), clock: DeadlineClock())
             #expect(answer == nil)
         }
         #expect(try await waitUntil { cancelled.withLock { $0 } })
@@ -62,7 +62,7 @@ struct PostgresTimeoutTests {
     /// The clock rests while nothing is pending, and wakes for the next deadline; what is
     /// still pending when it stops expires then, rather than never.
     @Test func theClockWakesForANewDeadlineAndExpiresWhatIsLeftWhenItStops() async throws {
-        let clock = OperationClock(tick: .milliseconds(10))
+        let clock = DeadlineClock(idleAfter: .zero)
         let expired = Mutex<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await clock.run() }
@@ -105,8 +105,8 @@ struct PostgresTimeoutTests {
 }
 
 /// Runs `body` with `clock` running, then stops it.
-private func withRunningClock(_ body: (OperationClock) async throws -> Void) async throws {
-    let clock = OperationClock()
+private func withRunningClock(_ body: (DeadlineClock) async throws -> Void) async throws {
+    let clock = DeadlineClock()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await clock.run() }
         defer { group.cancelAll() }
