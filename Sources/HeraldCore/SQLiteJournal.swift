@@ -235,15 +235,8 @@ public final class SQLiteJournal: Journal {
             // Every key claimed is one change; a redelivery changes no row.
             try db.cachedStatement(sql: "SAVEPOINT claims").execute()
             var claimed = 0
-            var start = 0
-            for rows in SQLiteStatements.pieces(of: keyed.count) {
-                try statements.execute(.claimDedupe, rows: rows, db) { bind in
-                    for (row, item) in keyed[start..<start + rows].enumerated() { bindClaim(item, row: row, &bind) }
-                    bind.row = rows
-                    bind.real(1, ttl)
-                }
-                claimed += db.changesCount
-                start += rows
+            for piece in SQLiteStatements.pieces(of: keyed.count) {
+                claimed += try claim(keyed[piece], ttl: ttl, db, statements)
             }
             guard claimed == keyed.count else {
                 try db.cachedStatement(sql: "ROLLBACK TO claims").execute()
@@ -258,14 +251,9 @@ public final class SQLiteJournal: Journal {
         // Bodies larger together than the binding arena go one per statement, as before: SQLite
         // would hold a copy of all of a statement's bodies at once.
         let bodies = items.reduce(0) { $0 + $1.entry.body.count }
-        let pieces = bodies <= SQLiteStatements.arenaBytes
-            ? SQLiteStatements.pieces(of: items.count) : Array(repeating: 1, count: items.count)
-        var start = 0
-        for rows in pieces {
-            let piece = start..<start + rows
-            start += rows
+        for piece in SQLiteStatements.pieces(of: items.count, atMost: bodies <= SQLiteStatements.arenaBytes ? 32 : 1) {
             do {
-                try statements.execute(.insertEvents, rows: rows, db) { bind in
+                try statements.execute(.insertEvents, rows: piece.count, db) { bind in
                     for (row, index) in piece.enumerated() { bindEvent(items[index], row: row, &bind) }
                 }
                 stored.append(contentsOf: piece)
@@ -301,12 +289,7 @@ public final class SQLiteJournal: Journal {
                               path: String) throws -> Result<AppendResult, any Error> {
         let entry = item.entry
         if let key = entry.dedupeKey {
-            try statements.execute(.claimDedupe, db) { bind in
-                bindClaim(item, row: 0, &bind)
-                bind.row = 1
-                bind.real(1, ttl)
-            }
-            if db.changesCount == 0 {
+            if try claim([item], ttl: ttl, db, statements) == 0 {
                 let seen = try statements.first(.dedupeLookup, db) { bind in
                     bind.text(1, entry.endpoint)
                     bind.text(2, key)
@@ -320,12 +303,23 @@ public final class SQLiteJournal: Journal {
         return .success(try insertRest([item], db, statements, path: path)[0])
     }
 
-    private static func bindClaim(_ item: AppendItem, row: Int, _ bind: inout SQLiteStatements.Binder) {
-        bind.row = row
-        bind.text(1, item.entry.endpoint)
-        bind.text(2, item.entry.dedupeKey)
-        bind.text(3, item.entry.eventID)
-        bind.real(4, item.now)
+    /// Claims the dedupe keys of `items` (as many as one statement takes, see
+    /// ``SQLiteStatements/rowCounts``) in one statement; how many it claimed. A redelivery's
+    /// key is not claimed: it changes no row.
+    private static func claim(_ items: ArraySlice<AppendItem>, ttl: TimeInterval, _ db: Database,
+                              _ statements: SQLiteStatements) throws -> Int {
+        try statements.execute(.claimDedupe, rows: items.count, db) { bind in
+            for (row, item) in items.enumerated() {
+                bind.row = row
+                bind.text(1, item.entry.endpoint)
+                bind.text(2, item.entry.dedupeKey)
+                bind.text(3, item.entry.eventID)
+                bind.real(4, item.now)
+            }
+            bind.row = items.count
+            bind.real(1, ttl)
+        }
+        return db.changesCount
     }
 
     private static func bindEvent(_ item: AppendItem, row: Int, _ bind: inout SQLiteStatements.Binder) {
@@ -372,10 +366,9 @@ public final class SQLiteJournal: Journal {
                 deliveries.append((index, notifier))
             }
         }
-        var start = 0
-        for rows in SQLiteStatements.pieces(of: deliveries.count) {
-            let piece = deliveries[start..<start + rows]
-            start += rows
+        for range in SQLiteStatements.pieces(of: deliveries.count) {
+            let piece = deliveries[range]
+            let rows = piece.count
             try statements.execute(.insertDelivery, rows: rows, db) { bind in
                 for (row, delivery) in piece.enumerated() {
                     let item = items[delivery.item]
@@ -400,12 +393,9 @@ public final class SQLiteJournal: Journal {
             for (offset, delivery) in piece.enumerated() { ids[delivery.item][delivery.notifier] = first + Int64(offset) }
         }
         let booked = items.filter { $0.entry.booking != nil }
-        start = 0
-        for rows in SQLiteStatements.pieces(of: booked.count) {
-            let piece = booked[start..<start + rows]
-            start += rows
-            try statements.execute(.upsertBooking, rows: rows, db) { bind in
-                for (row, item) in piece.enumerated() {
+        for range in SQLiteStatements.pieces(of: booked.count) {
+            try statements.execute(.upsertBooking, rows: range.count, db) { bind in
+                for (row, item) in booked[range].enumerated() {
                     guard let b = item.entry.booking else { continue }
                     bind.row = row
                     bind.text(1, b.uid)

@@ -81,14 +81,15 @@ final class SQLiteStatements: @unchecked Sendable {
     /// prepared forms.
     static let rowCounts = [1, 2, 4, 8, 16, 32]
 
-    /// The row counts, largest first, of the pieces that store `count` rows.
-    static func pieces(of count: Int) -> [Int] {
-        var left = count
-        var pieces: [Int] = []
-        while left > 0 {
-            let piece = rowCounts.last { $0 <= left } ?? 1
-            pieces.append(piece)
-            left -= piece
+    /// The pieces, largest first, that store rows `0..<count` in statements of at most
+    /// `atMost` rows each (each piece's size one of ``rowCounts``).
+    static func pieces(of count: Int, atMost: Int = 32) -> [Range<Int>] {
+        var start = 0
+        var pieces: [Range<Int>] = []
+        while start < count {
+            let size = rowCounts.last { $0 <= min(count - start, atMost) } ?? 1
+            pieces.append(start..<start + size)
+            start += size
         }
         return pieces
     }
