@@ -28,8 +28,12 @@ enum LogSetup {
 
 /// Filters by the process-wide ``LogSetup/level`` unless a logger sets its own level, and
 /// hands the rest to `inner` (which lets everything through).
-struct LiveLevelLogHandler: LogHandler {
-    var inner: any LogHandler
+///
+/// Generic over the inner handler rather than holding `any LogHandler`: a `Logger` is copied
+/// and given metadata for every request (Hummingbird's request id), and an existential inside
+/// the logger's existential was a second heap box to copy each time.
+struct LiveLevelLogHandler<Inner: LogHandler>: LogHandler {
+    var inner: Inner
     /// A level set on this logger (`logger.logLevel = …`), which then wins over the global one.
     var ownLevel: Logger.Level?
 
