@@ -43,6 +43,10 @@ public final class Dispatcher: Service {
     private let running = Atomic<Int>(0)
     private let slots: DeliverySlots
     private let deadlines = DeadlineClock()
+    /// The journal, when it can write an outcome without the delivery's task waiting (SQLite).
+    private let recorder: (any RecordingWithoutWaiting)?
+    /// Outcomes handed to `recorder` and not yet committed: the dispatcher stops after them.
+    private let unwritten = OutstandingWrites()
     /// Queued deliveries whose lease a renewal found taken over: not to be attempted here.
     private let lost = Mutex<Set<Int64>>([])
     /// Metric handles, made once (the metrics system is bootstrapped before any dispatcher):
@@ -60,6 +64,7 @@ public final class Dispatcher: Service {
         self.live = live
         self.queue = queue
         self.journal = journal
+        recorder = journal as? any RecordingWithoutWaiting
         self.owner = owner
         leaseTime = storage.leaseTime
         deadAfter = storage.deadAfterCrashes
@@ -134,6 +139,8 @@ public final class Dispatcher: Service {
                 group.addTask { await self.process(job) }
             }
         }
+        // Outcomes still on their way to the journal: the dispatcher has not finished before they are.
+        await unwritten.drained()
         // Shutting down with deliveries still queued: give them back as they were, in one write.
         guard !unstarted.isEmpty else { return }
         do {
@@ -230,10 +237,9 @@ public final class Dispatcher: Service {
     /// soon as the attempt ends, before its outcome is written), and its outcome written to
     /// the journal.
     func process(_ job: DeliveryJob) async {
-        defer {
-            queue.complete(job.id)
-            lost.withLock { if !$0.isEmpty { $0.remove(job.id) } }
-        }
+        // The delivery leaves the queue once its outcome is written (or nothing is to be written).
+        var completesLater = false
+        defer { if !completesLater { complete(job.id) } }
         var holdsSlot = true
         defer { if holdsSlot { slots.release() } }
         let log = DeliveryLogger(base: logger, job: job)
@@ -284,7 +290,29 @@ public final class Dispatcher: Service {
         live.release()
         slots.release()
         holdsSlot = false
+        // The common case: delivered, and a journal that calls back once the outcome is
+        // committed. This task ends here; the rest happens on the journal's writer.
+        if case .delivered = outcome, let recorder {
+            completesLater = true
+            unwritten.begin()
+            recorder.record([.delivered(job.id)], owner: owner) { result in
+                if self.recorded(result, log) {
+                    log.debug("delivered")
+                    self.finalResult("delivered")
+                }
+                self.complete(job.id)
+                self.unwritten.end()
+            }
+            return
+        }
         await record(outcome, job: job, event: event, notifier: notifier, log: log)
+    }
+
+    /// The delivery is done here, whatever its outcome: its place in the queue is free and its
+    /// lease no longer renewed.
+    private func complete(_ id: Int64) {
+        queue.complete(id)
+        lost.withLock { if !$0.isEmpty { $0.remove(id) } }
     }
 
     /// The agenda an agenda event stands for, listing the day's bookings from the journal; nil
@@ -335,12 +363,21 @@ public final class Dispatcher: Service {
     @discardableResult
     private func write(_ outcome: DeliveryOutcome, _ log: DeliveryLogger) async -> Bool {
         do {
-            guard try await journal.record([outcome], owner: owner).isEmpty else {
-                log.warning("another instance took this delivery over; its outcome here is not recorded")
-                return false
-            }
-            return true
+            return recorded(.success(try await journal.record([outcome], owner: owner)), log)
         } catch {
+            return recorded(.failure(error), log)
+        }
+    }
+
+    /// Whether one outcome was written, given the journal's answer (the ids whose lease was lost).
+    private func recorded(_ answer: Result<[Int64], any Error>, _ log: DeliveryLogger) -> Bool {
+        switch answer {
+        case .success(let lost) where lost.isEmpty:
+            return true
+        case .success:
+            log.warning("another instance took this delivery over; its outcome here is not recorded")
+            return false
+        case .failure(let error):
             log.error("cannot record the outcome in the journal (the delivery will be attempted again): \(error)")
             return false
         }
@@ -442,5 +479,41 @@ public final class Dispatcher: Service {
         (results[result] ?? Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]))
             .increment()
         onFinal()
+    }
+}
+
+/// Writes handed to the journal whose callbacks have not run yet, for a dispatcher to wait for
+/// before it returns (a continuation, woken by the last one).
+final class OutstandingWrites: Sendable {
+    private struct State {
+        var count = 0
+        var waiter: UnsafeContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func begin() { state.withLock { $0.count += 1 } }
+
+    func end() {
+        let waiter = state.withLock { s -> UnsafeContinuation<Void, Never>? in
+            s.count -= 1
+            guard s.count == 0 else { return nil }
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns once every write begun has ended. Not cancellable: each ends by itself once the
+    /// journal's writer has committed or failed it.
+    func drained() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                guard s.count > 0 else { return true }
+                s.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }

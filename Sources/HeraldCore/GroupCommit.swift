@@ -33,9 +33,22 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
 
     private enum Start { case none, now, timer }
 
+    /// Who hears an item's outcome: a task waiting for it, or a callback.
+    private enum Reply {
+        case task(UnsafeContinuation<Outcome, any Error>)
+        case call(@Sendable (Result<Outcome, any Error>) -> Void)
+
+        func send(_ result: Result<Outcome, any Error>) {
+            switch self {
+            case .task(let continuation): continuation.resume(with: result)
+            case .call(let call): call(result)
+            }
+        }
+    }
+
     private struct Waiter {
         var item: Item
-        var continuation: UnsafeContinuation<Outcome, any Error>
+        var reply: Reply
     }
 
     /// How long an item that `canWait` waits for a batch to ride in before it starts one.
@@ -86,36 +99,54 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         guard grouped else {
             return try await pool.writeWithoutTransaction { db in try self.commit([item], db)[0] }
         }
-        let waits = canWait(item)
         // Unsafe, not checked: each waiter is resumed exactly once, by the batch that takes it
         // (below). The checked kind allocated a canary and looked up its generic metadata on
         // every append and every outcome.
         return try await withUnsafeThrowingContinuation { continuation in
-            let start = state.withLock { state -> Start in
-                state.queue.append(Waiter(item: item, continuation: continuation))
-                if state.draining { return .none }
-                if waits {
-                    if state.timerArmed { return .none }
-                    state.timerArmed = true
-                    return .timer
-                }
-                state.draining = true
-                return .now
+            enqueue(Waiter(item: item, reply: .task(continuation)))
+        }
+    }
+
+    /// Queues `item` like ``submit(_:)`` and returns at once; `done` is called with its outcome
+    /// once its transaction has committed or failed, on the writer's queue. It must be quick
+    /// and must not wait for the journal: the next batch waits for it.
+    ///
+    /// For a caller with nothing left to do after the write but bookkeeping (a delivery's
+    /// outcome): its task ends now instead of being resumed only to finish.
+    func submit(_ item: Item, then done: @escaping @Sendable (Result<Outcome, any Error>) -> Void) {
+        guard grouped else {
+            pool.asyncWriteWithoutTransaction { db in done(Result { try self.commit([item], db)[0] }) }
+            return
+        }
+        enqueue(Waiter(item: item, reply: .call(done)))
+    }
+
+    private func enqueue(_ waiter: Waiter) {
+        let waits = canWait(waiter.item)
+        let start = state.withLock { state -> Start in
+            state.queue.append(waiter)
+            if state.draining { return .none }
+            if waits {
+                if state.timerArmed { return .none }
+                state.timerArmed = true
+                return .timer
             }
-            switch start {
-            case .none: break
-            case .now: scheduleBatch()
-            case .timer:
-                DispatchQueue.global().asyncAfter(deadline: .now() + waitLimit) {
-                    // No batch took them meanwhile: start one.
-                    let go = self.state.withLock { state -> Bool in
-                        state.timerArmed = false
-                        guard !state.draining, !state.queue.isEmpty else { return false }
-                        state.draining = true
-                        return true
-                    }
-                    if go { self.scheduleBatch() }
+            state.draining = true
+            return .now
+        }
+        switch start {
+        case .none: break
+        case .now: scheduleBatch()
+        case .timer:
+            DispatchQueue.global().asyncAfter(deadline: .now() + waitLimit) {
+                // No batch took them meanwhile: start one.
+                let go = self.state.withLock { state -> Bool in
+                    state.timerArmed = false
+                    guard !state.draining, !state.queue.isEmpty else { return false }
+                    state.draining = true
+                    return true
                 }
+                if go { self.scheduleBatch() }
             }
         }
     }
@@ -129,9 +160,9 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
             }
             do {
                 let outcomes = try self.commit(batch.map(\.item), db)
-                for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(returning: outcome) }
+                for (waiter, outcome) in zip(batch, outcomes) { waiter.reply.send(.success(outcome)) }
             } catch {
-                for waiter in batch { waiter.continuation.resume(throwing: error) }
+                for waiter in batch { waiter.reply.send(.failure(error)) }
             }
             let more = self.state.withLock { state in
                 state.draining = !state.queue.isEmpty

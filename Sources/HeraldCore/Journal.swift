@@ -87,6 +87,19 @@ public protocol Journal: Sendable {
     func waitForWork(notifier: String) async
 }
 
+/// A journal that can write outcomes without the writing task waiting for the commit.
+///
+/// A delivery's task has nothing left to do after its outcome but bookkeeping (its place in
+/// the queue, a counter). With this, it hands the outcome over and ends; `done` does the
+/// bookkeeping once the outcome is committed, on the journal's writer, instead of the task
+/// being suspended and resumed only to finish. Journals without it are awaited as usual.
+package protocol RecordingWithoutWaiting: Journal {
+    /// ``Journal/record(_:owner:)``, answered through `done` (the ids whose lease was lost, or
+    /// the error). `done` runs on the writer: it must be quick and must not wait for the journal.
+    func record(_ outcomes: [DeliveryOutcome], owner: String,
+                then done: @escaping @Sendable (Result<[Int64], any Error>) -> Void)
+}
+
 extension Journal {
     /// Waits until cancelled: in a journal no other process writes, nothing arrives unseen.
     ///

@@ -22,7 +22,7 @@ import GRDB
 /// SQLite's `datetime(x, 'unixepoch')`.
 /// Other processes (the CLI) may open the same file while the server runs: every connection
 /// waits up to ``busyTimeout`` for a lock before failing with ``JournalError/Kind/locked``.
-public final class SQLiteJournal: Journal {
+public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     /// The path of the SQLite file.
     public let path: String
     /// How long a connection waits for another process's lock before failing.
@@ -223,6 +223,17 @@ public final class SQLiteJournal: Journal {
             preconditionFailure("an outcome answered as another write")
         }
         return lost
+    }
+
+    package func record(_ outcomes: [DeliveryOutcome], owner: String,
+                        then done: @escaping @Sendable (Result<[Int64], any Error>) -> Void) {
+        guard !outcomes.isEmpty else { return done(.success([])) }
+        writer.submit(.record(outcomes, owner: owner, now: clock().timeIntervalSince1970)) { [path] result in
+            done(result.map { written in
+                guard case .lost(let lost) = written else { preconditionFailure("an outcome answered as another write") }
+                return lost
+            }.mapError { JournalError($0, path: path) })
+        }
     }
 
     /// ``lease(_:)`` inside the writer's transaction: the single writer is what keeps two

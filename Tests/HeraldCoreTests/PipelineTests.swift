@@ -48,6 +48,11 @@ struct Harness {
     }
 }
 
+/// Set once something has finished, read from another task.
+final class StopFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
 /// Whether `condition` holds within `timeout`, checked every 20 ms. The timeout only bounds
 /// a failing test: a debug build on a loaded, shared machine has needed more than 10 s for
 /// what takes 2 s alone.
@@ -166,6 +171,50 @@ struct PipelineTests {
         }
         #expect(try await journal.delivery(id: stored.id)?.attempts == 1)
         #expect(h.log.count("fast") == 1)
+    }
+
+    /// With SQLite, a delivered outcome is handed to the journal and the delivery's task ends;
+    /// the journal's writer finishes the bookkeeping once it is committed. A dispatcher that
+    /// stops still returns only after those outcomes are committed, so nothing delivered is
+    /// left leased (and sent again after a restart).
+    @Test func aStoppingDispatcherWaitsForTheOutcomesItHandedOver() async throws {
+        let dir = Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // An outcome waits for another write's transaction for up to an hour: here it waits
+        // until the append below.
+        let journal = try SQLiteJournal(directory: dir, dedupeTTL: .seconds(3600), outcomeWait: .seconds(3600))
+        let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }",
+                                  journal: journal)
+        let (body, hdr) = try h.signed("guest_booked")
+        guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+            Issue.record("not accepted"); return
+        }
+        let id = try #require(try await journal.deliveries(DeliveryQuery(notifier: "fast")).first?.id)
+        let stopped = StopFlag()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let services = h.pipeline.dispatchers.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+            let serviceGroup = ServiceGroup(configuration: .init(services: services, logger: Logger(label: "test")))
+            group.addTask {
+                try await serviceGroup.run()
+                stopped.value.store(true, ordering: .relaxed)
+            }
+            #expect(try await waitUntil { h.log.count("fast") == 1 && journal.queuedWrites == 1 }, "delivered, its outcome queued")
+            await serviceGroup.triggerGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(300))
+            let stoppedEarly = stopped.value.load(ordering: .relaxed)
+            #expect(!stoppedEarly, "the dispatcher stopped before its outcome was written")
+            #expect(try await journal.delivery(id: id)?.state == .leased)
+            // Another event's append: the outcome rides in its transaction.
+            let (other, otherHeader) = try h.signed("guest_cancelled")
+            guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: other, header: otherHeader) else {
+                Issue.record("not accepted"); return
+            }
+            try await group.waitForAll()
+        }
+        let stoppedAtLast = stopped.value.load(ordering: .relaxed)
+        #expect(stoppedAtLast)
+        #expect(try await journal.delivery(id: id)?.state == .delivered)
+        #expect(h.pipeline.undeliveredCount == 1, "the first is final, the second waits for the next start")
     }
 
     @Test func fullQueueIsReportedAndTheJournalCatchesUp() async throws {
