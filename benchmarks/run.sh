@@ -226,7 +226,9 @@ DESC[floor-append]="The floor that also appends the body as one line (one write(
 LABEL[aiohttp]="aiohttp (Python)"
 DESC[aiohttp]="\`benchmarks/aiohttp_receiver.py\`, one process, asyncio: verifies the Jicoo signature with Herald's rules (hmac + compare_digest, 300 s tolerance), checks the body is a JSON object, appends it as one line (one write(2), no fsync), then 202."
 LABEL[webhook-sync]="adnanh/webhook (sync)"
-DESC[webhook-sync]="Debian's \`webhook\` $(webhook -version 2>/dev/null | awk '{print $3}'), \`include-command-output-in-response: true\`: the command (a /bin/sh script appending the payload as one line) runs before the answer. Verifies \`payload-hmac-sha256\`: \`X-Signature: sha256=<hex HMAC-SHA256 of the body>\`, pre-computed by the load generator; it cannot read Jicoo's \`t=…,v1=…\` header, so it checks **no timestamp** and a MAC over the body only. Rule mismatch answers 200 with a message, not 401."
+# webhook is installed only when asked for: without it the version is left out.
+WEBHOOK_VERSION=$(command -v webhook >/dev/null && webhook -version 2>/dev/null | awk '{print $3}' || true)
+DESC[webhook-sync]="Debian's \`webhook\` $WEBHOOK_VERSION, \`include-command-output-in-response: true\`: the command (a /bin/sh script appending the payload as one line) runs before the answer. Verifies \`payload-hmac-sha256\`: \`X-Signature: sha256=<hex HMAC-SHA256 of the body>\`, pre-computed by the load generator; it cannot read Jicoo's \`t=…,v1=…\` header, so it checks **no timestamp** and a MAC over the body only. Rule mismatch answers 200 with a message, not 401."
 LABEL[webhook-async]="adnanh/webhook (default, async)"
 DESC[webhook-async]="Same hook with webhook's default \`include-command-output-in-response: false\`: it answers 202 as soon as the rule matches and runs the command in a goroutine afterwards, so an acknowledged request may not have been written yet (or ever)."
 URLPATH[herald]=/hooks/jicoo
