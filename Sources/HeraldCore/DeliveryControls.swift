@@ -3,7 +3,8 @@ import Logging
 import Synchronization
 
 // What a Dispatcher holds per delivery besides the journal: its log metadata, its slot among
-// the notifier's `concurrency`. Its attempts' deadlines are kept by `DeadlineClock`.
+// the notifier's `concurrency`, and the outcomes it handed to the journal without waiting.
+// Its attempts' deadlines are kept by `DeadlineClock`.
 
 /// The dispatcher's logger for one delivery, with its `event`, `delivery` and `attempt`
 /// metadata. The metadata is only attached when a line is actually logged: setting three
@@ -138,5 +139,41 @@ final class DeliverySlots: Sendable {
             return s.waiters.map(\.continuation)
         }
         for w in waiters { w.resume(returning: false) }
+    }
+}
+
+/// Writes handed to the journal whose callbacks have not run yet, for a dispatcher to wait for
+/// before it returns (a continuation, woken by the last one).
+final class OutstandingWrites: Sendable {
+    private struct State {
+        var count = 0
+        var waiter: UnsafeContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func begin() { state.withLock { $0.count += 1 } }
+
+    func end() {
+        let waiter = state.withLock { s -> UnsafeContinuation<Void, Never>? in
+            s.count -= 1
+            guard s.count == 0 else { return nil }
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns once every write begun has ended. Not cancellable: each ends by itself once the
+    /// journal's writer has committed or failed it.
+    func drained() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                guard s.count > 0 else { return true }
+                s.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }
