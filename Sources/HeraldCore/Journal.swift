@@ -344,11 +344,18 @@ public struct LeaseResult: Sendable {
     public var takenOver: Int
     /// Deliveries set aside as dead because they were interrupted too often.
     public var setAside: [DeliveryRecord]
+    /// When the notifier's next delivery that was not taken becomes due, or its lease expires,
+    /// as the lease saw the journal: the dispatcher's sweep sleeps until then unless something
+    /// wakes it. `.distantFuture` when nothing is waiting; nil when the journal does not say,
+    /// and the sweep then looks again after a short interval, as it did before journals said.
+    public var nextDue: Date?
 
-    public init(deliveries: [DueDelivery] = [], takenOver: Int = 0, setAside: [DeliveryRecord] = []) {
+    public init(deliveries: [DueDelivery] = [], takenOver: Int = 0, setAside: [DeliveryRecord] = [],
+                nextDue: Date? = nil) {
         self.deliveries = deliveries
         self.takenOver = takenOver
         self.setAside = setAside
+        self.nextDue = nextDue
     }
 }
 

@@ -122,6 +122,14 @@ public actor MemoryJournal: Journal {
             records[r.id] = r
             result.deliveries.append(DueDelivery(record: r, event: events[r.eventID]))
         }
+        result.nextDue = records.values.reduce(Date.distantFuture) { next, r in
+            guard r.notifier == request.notifier else { return next }
+            switch r.state {
+            case .pending: return min(next, r.dueAt ?? .distantPast)
+            case .leased: return min(next, r.leaseUntil ?? .distantPast)
+            default: return next
+            }
+        }
         return result
     }
 

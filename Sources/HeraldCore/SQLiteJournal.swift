@@ -286,6 +286,15 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
                 \(recordSelect) WHERE d.id IN (\(placeholders(setAside.count))) ORDER BY d.id
                 """, arguments: StatementArguments(setAside)).map(Self.record)
         }
+        // When the sweep must look again unless woken: the earliest due time or lease expiry
+        // left, each the first entry of its partial index.
+        let due = try Double.fetchOne(db.cachedStatement(sql: """
+            SELECT min(due_at) FROM deliveries WHERE notifier = ? AND state = 'pending'
+            """), arguments: [request.notifier])
+        let expiry = try Double.fetchOne(db.cachedStatement(sql: """
+            SELECT min(lease_until) FROM deliveries WHERE notifier = ? AND state = 'leased'
+            """), arguments: [request.notifier])
+        result.nextDue = [due, expiry].compactMap { $0 }.min().map { Date(timeIntervalSince1970: $0) } ?? .distantFuture
         return result
     }
 

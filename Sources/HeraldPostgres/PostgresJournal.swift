@@ -443,6 +443,17 @@ public final class PostgresJournal: Journal, Sendable {
             }
             result.deliveries.sort { ($0.record.dueAt ?? .distantPast, $0.record.id) < ($1.record.dueAt ?? .distantPast, $1.record.id) }
             result.setAside.sort { $0.id < $1.id }
+            // When this instance's sweep must look again unless woken: the earliest due time
+            // or lease expiry left (LEAST skips NULLs; both indexes are partial on the state).
+            var next: Date?
+            for try await row in try await connection.query("""
+                SELECT LEAST(
+                    (SELECT min(due_at) FROM herald_deliveries WHERE notifier = \(request.notifier) AND state = 'pending'),
+                    (SELECT min(lease_until) FROM herald_deliveries WHERE notifier = \(request.notifier) AND state = 'leased'))
+                """, logger: self.logger) {
+                next = try row.decode(Date?.self)
+            }
+            result.nextDue = next ?? .distantFuture
             return result
         }
     }

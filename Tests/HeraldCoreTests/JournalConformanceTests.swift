@@ -290,6 +290,31 @@ struct JournalConformanceTests {
         #expect(try await f.delivery(id)?.state == .delivered)
     }
 
+    /// A lease says when the notifier's next delivery it did not take comes due, or its lease
+    /// expires: the dispatcher's sweep sleeps until then. Nothing waiting: never.
+    @Test(arguments: JournalKind.allCases)
+    func aLeaseSaysWhenTheNextDeliveryComesDue(kind: JournalKind) async throws {
+        let f = try await Fixture.make(kind)
+        #expect(try await f.lease().nextDue == .distantFuture)
+        let ids = try await f.accept("evt_1", notifiers: ["slack", "chat"])
+        let (slack, chat) = (try #require(ids["slack"]), try #require(ids["chat"]))
+        #expect(try await f.lease().deliveries.map(\.record.id) == [slack])
+        // Only its own lease is left: due again when that expires.
+        #expect(try await f.lease().nextDue == f.clock.now + 60)
+        #expect(try await f.record(.retry(slack, at: f.clock.now + 30, error: "busy")))
+        #expect(try await f.lease().nextDue == f.clock.now + 30)
+        // Another notifier's work is not this one's.
+        #expect(try await f.lease("chat", for: 10).deliveries.map(\.record.id) == [chat])
+        #expect(try await f.lease().nextDue == f.clock.now + 30)
+        #expect(try await f.lease("chat").nextDue == f.clock.now + 10)
+        f.clock.advance(30)
+        let taken = try await f.lease()
+        #expect(taken.deliveries.map(\.record.id) == [slack])
+        #expect(taken.nextDue == f.clock.now + 60)
+        #expect(try await f.record(.delivered(slack)))
+        #expect(try await f.lease().nextDue == .distantFuture)
+    }
+
     /// A delivery interrupted three times is set aside, so it cannot keep Herald down;
     /// another delivery interrupted once goes on.
     @Test(arguments: JournalKind.allCases)
