@@ -34,6 +34,9 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     private let writer: GroupCommit<Write, Written>
     /// The writer's per-request statements, prepared once (see ``SQLiteStatements``).
     private let statements = SQLiteStatements()
+    /// The journal's directory, where other processes ring the server (``SQLiteWakeUps``).
+    private let directory: String
+    private let wakeUps: SQLiteWakeUps
 
     /// Opens (or creates) `<directory>/journal.sqlite`, creating `directory` if needed, and
     /// brings its schema up to date.
@@ -50,6 +53,8 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     public init(directory: String, dedupeTTL: Duration, groupCommit: Bool = true,
                 clock: @escaping @Sendable () -> Date = { Date() }, outcomeWait: Duration = .milliseconds(10)) throws {
         path = URL(fileURLWithPath: directory).appendingPathComponent("journal.sqlite").path
+        self.directory = directory
+        wakeUps = SQLiteWakeUps(directory: directory)
         self.dedupeTTL = dedupeTTL.seconds
         self.clock = clock
         do {
@@ -457,9 +462,15 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
 
     // MARK: - Operator changes
 
+    /// Returns when another process (`herald deliveries retry`) stored work in this journal,
+    /// or when the task is cancelled.
+    public func waitForWork(notifier: String) async {
+        await wakeUps.wait()
+    }
+
     public func retry(_ selection: RetrySelection) async throws -> Int {
         let now = clock().timeIntervalSince1970
-        return try await write { db in
+        let changed = try await write { db in
             let set = "UPDATE deliveries SET state = 'pending', due_at = ?1, owner = NULL, lease_until = NULL, updated_at = ?1"
             switch selection {
             case .allDead:
@@ -474,6 +485,9 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
                 }
             }
         }
+        // A server using this journal takes them at once (see SQLiteWakeUps).
+        if changed > 0 { SQLiteWakeUps.ring(directory: directory) }
+        return changed
     }
 
     public func prune(before cutoff: Date) async throws -> Int {
