@@ -373,7 +373,7 @@ public final class PostgresJournal: Journal, Sendable {
             deltas.append(delta)
             owners.append(owner)
         }
-        var written = Set<Int64>()
+        var written = Set<Int64>(), waiting = Set<String>()
         for try await row in try await connection.query("""
             UPDATE herald_deliveries d SET state = u.state, due_at = CASE WHEN u.has_due THEN u.due END,
                 last_error = CASE WHEN u.has_error THEN u.error ELSE d.last_error END, attempts = d.attempts + u.delta,
@@ -382,10 +382,15 @@ public final class PostgresJournal: Journal, Sendable {
                         \(hasError)::bool[], \(deltas)::int4[], \(owners)::text[])
                 AS u(id, state, due, has_due, error, has_error, delta, owner)
             WHERE d.id = u.id AND d.state = 'leased' AND d.owner = u.owner
-            RETURNING d.id
+            RETURNING d.id, d.notifier, d.state = 'pending'
             """, logger: logger) {
-            written.insert(try row.decode(Int64.self))
+            let (id, notifier, pending) = try row.decode((Int64, String, Bool).self)
+            written.insert(id)
+            if pending { waiting.insert(notifier) }
         }
+        // Pending again (a retry, a release, quiet hours): every instance's sweep learns when
+        // it is due, so it is taken even if this instance is gone by then.
+        if !waiting.isEmpty { try await Self.notify(waiting.sorted(), on: connection, logger: logger) }
         return calls.map { call in call.outcomes.map(\.id).filter { !written.contains($0) } }
     }
 

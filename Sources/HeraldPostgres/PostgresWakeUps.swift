@@ -5,10 +5,12 @@ import PostgresNIO
 import Synchronization
 
 /// Wakes the dispatchers of every instance when one stores work they could take: appends with
-/// pending deliveries and `herald deliveries retry` send `NOTIFY herald_work, '<notifier>'` in
-/// their transaction (so it goes out on commit), and each instance LISTENs on one connection of
-/// its own. Only a hint: the sweep still runs, so a notification lost while the connection is
-/// being re-made only delays work until then.
+/// pending deliveries, outcomes that make a delivery pending again (a retry, quiet hours) and
+/// `herald deliveries retry` send `NOTIFY herald_work, '<notifier>'` in their transaction (so
+/// it goes out on commit), and each instance LISTENs on one connection of its own. A woken
+/// sweep learns from its lease when the work is due. Only a hint: a sweep looks at least once
+/// per lease time, so a notification lost while the connection is being re-made only delays
+/// work until then.
 final class PostgresWakeUps: Sendable {
     static let channel = "herald_work"
 

@@ -163,6 +163,51 @@ struct PostgresJournalTests {
         }
     }
 
+    /// A retry recorded by one instance wakes the other's dispatcher too, and the other's
+    /// next lease says when it is due: it is taken on time even if the first instance is
+    /// gone by then.
+    @Test func aRetryWakesTheOtherInstancesAndTheirLeaseSaysWhenItIsDue() async throws {
+        try await TestPostgres.withDatabase { url in
+            try await TestPostgres.withJournal(url) { first in
+                try await TestPostgres.withJournal(url) { second in
+                    var entry = Self.entry("evt_retry")
+                    entry.lease = Lease(owner: "a", until: Self.start + 60)
+                    entry.leased = ["audit"]
+                    guard case .accepted(let ids) = try await first.append(entry), let id = ids["audit"] else {
+                        Issue.record("not accepted"); return
+                    }
+                    let due = Self.start.addingTimeInterval(120)
+                    let woke = try await withThrowingTaskGroup(of: Bool.self) { group in
+                        group.addTask { await second.waitForWork(notifier: "audit"); return true }
+                        group.addTask {
+                            try await Task.sleep(for: .seconds(30))
+                            return false
+                        }
+                        // The listener may still be connecting: lease it again and record the
+                        // retry again until a wake-up arrives.
+                        group.addTask {
+                            while !Task.isCancelled {
+                                _ = try await first.record([.retry(id, at: due, error: "busy")], owner: "a")
+                                try await Task.sleep(for: .milliseconds(100))
+                                _ = try await first.lease(Self.request("a", now: due))
+                            }
+                            return false
+                        }
+                        let answer = try await group.next() ?? false
+                        group.cancelAll()
+                        return answer
+                    }
+                    #expect(woke)
+                    // Pending at its due time again, whether or not the loop had leased it last.
+                    _ = try await first.record([.retry(id, at: due, error: "busy")], owner: "a")
+                    let taken = try await second.lease(Self.request("b", now: Self.start.addingTimeInterval(10)))
+                    #expect(taken.deliveries.isEmpty)
+                    #expect(taken.nextDue == due)
+                }
+            }
+        }
+    }
+
     /// Outcomes of a batch go in one statement; one naming a delivery twice is still written
     /// in order, as two calls would be: the first applies, the second finds the lease gone.
     @Test func outcomesNamingADeliveryTwiceApplyInOrder() async throws {
