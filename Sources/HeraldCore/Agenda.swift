@@ -134,6 +134,7 @@ public struct AgendaScheduler: Service {
             let entry = try Agenda.entry(notifier: notifier, schedule: schedule, occurrence: occurrence)
             if case .accepted = try await pipeline.journal.append(entry) {
                 pipeline.undelivered.value.add(1, ordering: .relaxed)
+                pipeline.bus.stored(for: notifier)
                 logger.info("agenda due", metadata: ["notifier": .string(notifier), "at": .string(ISO8601.format(occurrence))])
             }
         } catch {

@@ -3,8 +3,9 @@ import Logging
 import Synchronization
 
 // What a Dispatcher holds per delivery besides the journal: its log metadata, its slot among
-// the notifier's `concurrency`, and the outcomes it handed to the journal without waiting.
-// Its attempts' deadlines are kept by `DeadlineClock`.
+// the notifier's `concurrency`, and the outcomes it handed to the journal without waiting;
+// and, for its sweep, the alarm that says when to look in the journal again. Its attempts'
+// deadlines are kept by `DeadlineClock`.
 
 /// The dispatcher's logger for one delivery, with its `event`, `delivery` and `attempt`
 /// metadata. The metadata is only attached when a line is actually logged: setting three
@@ -175,5 +176,98 @@ final class OutstandingWrites: Sendable {
             }
             if now { continuation.resume() }
         }
+    }
+}
+
+/// When a notifier's sweep looks in the journal again: at the earliest time it knows work
+/// comes due (the journal's next due time or lease expiry, a retry or a reminder this instance
+/// has just stored), or at once when work due now was stored for it (a request whose delivery
+/// the queue had no room for), instead of on a timer. Each sweep's lease answers when to look
+/// next; what is stored after the lease rings or schedules the alarm.
+final class SweepAlarm: Sendable {
+    private struct State {
+        /// Work due now was stored since the sweep last looked: the next wait returns at once.
+        var rung = false
+        /// The earliest due time scheduled since the sweep last looked.
+        var earliest: Date?
+        var waiter: UnsafeContinuation<Void, Never>?
+        /// When the waiter's timer fires.
+        var deadline = Date.distantFuture
+        var timer: (any DispatchSourceTimer)?
+    }
+
+    private let state = Mutex(State())
+
+    /// Work due now was stored: the sweep looks at once.
+    func ring() {
+        let (waiter, timer) = state.withLock { s -> (UnsafeContinuation<Void, Never>?, (any DispatchSourceTimer)?) in
+            guard let waiter = s.waiter else {
+                s.rung = true
+                return (nil, nil)
+            }
+            defer { s.waiter = nil; s.timer = nil }
+            return (waiter, s.timer)
+        }
+        timer?.cancel()
+        waiter?.resume()
+    }
+
+    /// Work was stored that comes due at `at`: the sweep looks then at the latest.
+    func schedule(_ at: Date) {
+        guard at > Date() else { return ring() }
+        state.withLock { s in
+            s.earliest = min(s.earliest ?? at, at)
+            if s.waiter != nil, at < s.deadline { arm(&s, at) }
+        }
+    }
+
+    /// The sweep is about to lease: what was stored before now is in the journal and the lease's
+    /// next due time covers it.
+    func looking() {
+        state.withLock { s in
+            s.rung = false
+            s.earliest = nil
+        }
+    }
+
+    /// Returns when the alarm rings, at `deadline` or the earliest time scheduled if sooner, or
+    /// when the task is cancelled. A continuation and a dispatch timer, both released as the
+    /// wait ends, not a `Task.sleep`, which on Linux keeps its timer and task until its
+    /// deadline even when cancelled long before.
+    func wait(until deadline: Date) async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    let at = min(deadline, s.earliest ?? deadline)
+                    if s.rung || Task.isCancelled || at <= Date() {
+                        s.rung = false
+                        return true
+                    }
+                    s.waiter = continuation
+                    arm(&s, at)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            ring()
+            state.withLock { $0.rung = false }
+        }
+    }
+
+    /// Sets (or moves) the waiter's timer to `at`; no timer for a time that never comes.
+    private func arm(_ s: inout State, _ at: Date) {
+        s.deadline = at
+        guard at < .distantFuture else { return }
+        // At most a day ahead: a longer wait is cut short harmlessly, and the nanoseconds never overflow.
+        let nanoseconds = Int(min(max(0, at.timeIntervalSinceNow), 86_400) * 1e9)
+        let timer = s.timer ?? {
+            let made = DispatchSource.makeTimerSource(queue: .global())
+            made.setEventHandler { [weak self] in self?.ring() }
+            made.resume()
+            return made
+        }()
+        timer.schedule(deadline: .now() + .nanoseconds(nanoseconds))
+        s.timer = timer
     }
 }

@@ -36,6 +36,8 @@ public final class Dispatcher: Service {
     let leaseTime: Duration
     let deadAfter: Int
     let shutdownGrace: Duration
+    /// How soon the sweep looks again when the journal does not say when work comes due (a
+    /// journal that leaves ``LeaseResult/nextDue`` nil) or a lease failed.
     let sweepInterval: Duration
     let onFinal: @Sendable () -> Void
     private let stopping = Atomic<Bool>(false)
@@ -150,18 +152,27 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Feeds due deliveries from the journal: retries, deliveries the queue had no room for
-    /// when they were accepted, and expired leases (an instance died or stalled).
+    /// Feeds due deliveries from the journal: retries, reminders, deliveries the queue had no
+    /// room for when they were accepted, and expired leases (an instance died or stalled).
     ///
-    /// While the journal has more due than the queue could take (a backlog after a burst),
-    /// it comes back as soon as the queue has drained to half, instead of every
-    /// `sweepInterval`, so a backlog drains at delivery speed.
+    /// It looks when work is due, not on a timer: each lease answers when the next delivery
+    /// comes due or its lease expires, and the sweep sleeps until then unless its alarm rings
+    /// (a request stored a delivery its queue had no room for, a retry or reminder was stored
+    /// sooner) or the journal says another process stored work (``Journal/waitForWork(notifier:)``).
+    /// It never sleeps longer than a lease time, a safety net for work stored where nothing
+    /// says so. While the journal has more due than the queue could take (a backlog after a
+    /// burst), it comes back as soon as the queue has drained to half, so a backlog drains at
+    /// delivery speed.
     private func sweep() async {
+        let alarm = queue.alarm
         while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
             let room = max(0, queue.capacity - queue.depth)
-            var backlog = false
+            // A full queue: the sweep comes back once it has room.
+            var backlog = room == 0
+            var next: Date?
             if room > 0 {
                 do {
+                    alarm.looking()
                     let now = Date()
                     let taken = try await journal.lease(LeaseRequest(
                         notifier: name, owner: owner, now: now, until: now + leaseTime.seconds, limit: room,
@@ -178,15 +189,23 @@ public final class Dispatcher: Service {
                         }
                     }
                     backlog = taken.deliveries.count + taken.setAside.count >= room
+                    // Work due now that this lease did not take is another instance's, being
+                    // taken: look again shortly rather than at once.
+                    next = taken.nextDue.map { max($0, Date() + 0.1) }
                 } catch {
                     // Stopping (the server could not listen, or a shutdown): not a journal fault.
                     if Task.isCancelled || stopping.load(ordering: .relaxed) { return }
                     logger.error("cannot read due deliveries from the journal: \(error)")
                 }
             }
+            let now = Date()
+            // A journal that does not say when (or a failed lease): look again after the sweep
+            // interval; a backlog: when the queue has room.
+            var deadline = backlog ? Date.distantFuture : next ?? now + sweepInterval.seconds
+            deadline = min(deadline, now + leaseTime.seconds)
             await withTaskGroup(of: Void.self) { group in
                 if backlog { group.addTask { await self.queue.waitForRoom() } }
-                group.addTask { [sweepInterval] in try? await Task.sleep(for: sweepInterval) }
+                group.addTask { [deadline] in await alarm.wait(until: deadline) }
                 // Another instance stored work for this notifier (a shared journal says so).
                 group.addTask { [journal, name] in await journal.waitForWork(notifier: name) }
                 await group.next()
@@ -299,6 +318,9 @@ public final class Dispatcher: Service {
                 if self.recorded(result, log) {
                     log.debug("delivered")
                     self.finalResult("delivered")
+                } else {
+                    // Attempted again once its lease has expired.
+                    self.queue.alarm.schedule(Date() + self.leaseTime.seconds)
                 }
                 self.complete(job.id)
                 self.unwritten.end()
@@ -362,11 +384,20 @@ public final class Dispatcher: Service {
     /// the delivery is then attempted again once its lease expires).
     @discardableResult
     private func write(_ outcome: DeliveryOutcome, _ log: DeliveryLogger) async -> Bool {
+        let written: Bool
         do {
-            return recorded(.success(try await journal.record([outcome], owner: owner)), log)
+            written = recorded(.success(try await journal.record([outcome], owner: owner)), log)
         } catch {
-            return recorded(.failure(error), log)
+            written = recorded(.failure(error), log)
         }
+        // The sweep looks for it again when it is due: its next attempt, or, not written, once
+        // its lease has expired.
+        switch outcome {
+        case _ where !written: queue.alarm.schedule(Date() + leaseTime.seconds)
+        case .retry(_, let at, _), .postponed(_, let at, _): queue.alarm.schedule(at)
+        case .delivered, .dead, .skipped, .released: break
+        }
+        return written
     }
 
     /// Whether one outcome was written, given the journal's answer (the ids whose lease was lost).

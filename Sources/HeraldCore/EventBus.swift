@@ -81,6 +81,13 @@ public final class EventBus: Sendable {
         }
     }
 
+    /// Says that work for `notifier` was stored in the journal outside its queue, due at `at`
+    /// (now when nil): its dispatcher's sweep looks for it then, instead of on a timer.
+    public func stored(for notifier: String, dueAt at: Date? = nil) {
+        guard let queue = queues.withLock({ $0[notifier] }) else { return }
+        if let at { queue.alarm.schedule(at) } else { queue.alarm.ring() }
+    }
+
     /// Ends every queue: consumers drain what is buffered and stop.
     public func finish() {
         for q in queues.withLock({ Array($0.values) }) { q.finish() }
@@ -90,6 +97,8 @@ public final class EventBus: Sendable {
 /// A bounded queue of leased deliveries for one notifier that never holds the same delivery
 /// twice. Its ids (queued, reserved or running) are the leases its dispatcher keeps renewed.
 public final class DeliveryQueue: Sendable {
+    /// Wakes the dispatcher's sweep when work for this notifier is stored in the journal.
+    let alarm = SweepAlarm()
     public enum OfferResult: Sendable, Equatable { case queued, alreadyQueued, full }
 
     public let name: String

@@ -166,11 +166,15 @@ public final class Pipeline: Sendable {
         case .accepted(let deliveries):
             undelivered.value.add(deliveries.count, ordering: .relaxed)
             bus.publish(event, deliveries: deliveries, reserved: reserved)
+            for reminder in reminders.reminders where reminder.skipReason == nil {
+                bus.stored(for: reminder.notifier, dueAt: reminder.remindAt)
+            }
             let overflowed = deliveries.count - reserved.count
             if overflowed > 0 {
                 // Under load this happens per request: count it, log it only at debug.
                 for name in deliveries.keys where !reserved.contains(name) {
                     Counter(label: "herald_queue_overflows_total", dimensions: [("notifier", name)]).increment()
+                    bus.stored(for: name)
                 }
                 logger.debug("queue full, deliveries wait in the journal", metadata: ["event": .string(event.id)])
             }

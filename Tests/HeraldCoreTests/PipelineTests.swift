@@ -173,6 +173,34 @@ struct PipelineTests {
         #expect(h.log.count("fast") == 1)
     }
 
+    /// The sweep looks in the journal when work comes due, not on a timer: idle, it leases
+    /// once at start and then not again; a delivery stored for later (a retry) is leased
+    /// when it is due; another process's `herald deliveries retry` wakes it at once.
+    @Test func anIdleSweepLooksOnlyWhenWorkComesDue() async throws {
+        let dir = Fixtures.tempDir()
+        let journal = try SQLiteJournal(directory: dir, dedupeTTL: .seconds(3600))
+        let h = try await Harness("""
+              fast: { kind: recording, label: fast, retry: { initial: 100ms, factor: 2, max: 2s } }
+            """, routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        h.log.failures.withLock { $0["fast"] = [.retryable("rate limited", after: .seconds(1))] }
+        try await h.running { () async throws in
+            // Each lease is a transaction of its own (a state commit) on an idle journal.
+            #expect(try await waitUntil { journal.appendStatistics.stateCommits >= 1 })
+            try await Task.sleep(for: .milliseconds(1500))
+            let idle = journal.appendStatistics.stateCommits
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(journal.appendStatistics.stateCommits == idle)  // three sweeps before, at 500 ms
+            let (body, hdr) = try h.signed("guest_booked")
+            guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                Issue.record("not accepted"); return
+            }
+            // The first attempt fails; its retry is due a second later, and the sweep takes it
+            // then, not at its safety net a lease time (60 s) later.
+            #expect(try await waitUntil(.seconds(30)) { h.log.count("fast") == 1 })
+            #expect(try await journal.deliveries(DeliveryQuery(notifier: "fast")).first?.attempts == 2)
+        }
+    }
+
     /// With SQLite, a delivered outcome is handed to the journal and the delivery's task ends;
     /// the journal's writer finishes the bookkeeping once it is committed. A dispatcher that
     /// stops still returns only after those outcomes are committed, so nothing delivered is
