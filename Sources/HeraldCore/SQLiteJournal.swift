@@ -493,7 +493,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     public func prune(before cutoff: Date) async throws -> Int {
         let now = clock().timeIntervalSince1970
         return try await write { [dedupeTTL] db in
-            // A scan of the whole table: no index on seen_at (migration v9) taxes every request.
+            // Reads the whole table: an index on seen_at cost every request a WAL page (dropped in v9).
             try db.execute(sql: "DELETE FROM dedupe WHERE seen_at <= ?", arguments: [now - dedupeTTL])
             let horizon = BookingSnapshot.pruneHorizon(cutoff: cutoff, now: Date(timeIntervalSince1970: now))
             try db.execute(sql: "DELETE FROM bookings WHERE started_at < ?1 AND coalesce(ended_at, started_at) < ?1",
