@@ -114,15 +114,23 @@ struct QuietHoursTests {
             _ = try await waitUntil {
                 try await journal.deliveries(DeliveryQuery(state: .pending)).count == 2 || Date() >= end
             }
-            if Date() < end {  // on a very slow machine the window may be over already
-                let held = try await journal.deliveries(DeliveryQuery(state: .pending))
-                #expect(held.count == 2 && held.allSatisfy { $0.dueAt == end && $0.attempts == 0 })
-                #expect(held.allSatisfy { $0.lastError?.hasPrefix("held for quiet hours until") == true })
+            // Both held: each is pending until the window's end, unattempted, saying why. On a
+            // very slow machine (the harness took the whole window to start) the window may end
+            // between the two first attempts; the second then goes at once, before the held one,
+            // and there is no held order to check: only that nothing went early.
+            let held = try await journal.deliveries(DeliveryQuery(state: .pending))
+            let bothHeld = held.count == 2 && held.allSatisfy {
+                $0.dueAt == end && $0.attempts == 0 && $0.lastError?.hasPrefix("held for quiet hours until") == true
+            }
+            if Date() < end - 1 {  // a second to spare: the sweep has not taken them yet
+                #expect(bothHeld, "\(held)")
             }
             #expect(try await waitUntil(.seconds(30)) { h.log.count("fast") == 2 })
             let sent = h.log.entries.withLock { $0 }
             #expect(sent.allSatisfy { $0.at >= endInstant - .milliseconds(200) }, "sent before the window ended")
-            #expect(sent.map(\.notification.event.name) == ["guest_booked", "guest_cancelled"])
+            if bothHeld {
+                #expect(sent.map(\.notification.event.name) == ["guest_booked", "guest_cancelled"])
+            }
         }
     }
 
