@@ -447,6 +447,8 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     }
 
     public func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        // Reads the whole table (the bookings not yet ended), once per agenda: an index on
+        // started_at cost every booking event a WAL page (dropped in v10).
         try await read { db in
             try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email, event_id,
@@ -496,6 +498,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             // Reads the whole table: an index on seen_at cost every request a WAL page (dropped in v9).
             try db.execute(sql: "DELETE FROM dedupe WHERE seen_at <= ?", arguments: [now - dedupeTTL])
             let horizon = BookingSnapshot.pruneHorizon(cutoff: cutoff, now: Date(timeIntervalSince1970: now))
+            // Reads the whole table too (no index on started_at since v10).
             try db.execute(sql: "DELETE FROM bookings WHERE started_at < ?1 AND coalesce(ended_at, started_at) < ?1",
                            arguments: [horizon.timeIntervalSince1970])
             try db.execute(sql: """
