@@ -7,6 +7,8 @@ extension Reader {
     static let endpointRequired = "at least one endpoint is required (e.g. - { path: /hooks/jicoo, secrets: [\"${JICOO_SECRET}\"] })"
     static let topKeys: Set<String> = ["server", "storage", "log", "locale", "endpoints", "notifiers", "routes", "templates"]
 
+    // MARK: The whole file
+
     /// The configuration, or nil when anything is wrong; every mistake found is in
     /// ``problems``, so one does not hide the next.
     func read(root: Node, loader: ConfigLoader) -> HeraldConfig? {
@@ -65,6 +67,8 @@ extension Reader {
         }
         return problems.all.isEmpty ? config : nil
     }
+
+    // MARK: server, storage, log, locale
 
     func readServer(_ node: Node) throws(ConfigError) -> HeraldConfig.Server {
         var s = HeraldConfig.Server()
@@ -194,6 +198,8 @@ extension Reader {
         return l
     }
 
+    // MARK: endpoints
+
     func readEndpoints(_ node: Node) throws(ConfigError) -> [HeraldConfig.Endpoint] {
         guard let seq = node.sequence else { throw fail(node, "endpoints", "expected a list of endpoints, found \(describe(node))") }
         var out: [HeraldConfig.Endpoint] = []
@@ -279,6 +285,8 @@ extension Reader {
         }
         return out
     }
+
+    // MARK: notifiers (their policy: quiet hours, agenda, retry)
 
     /// Every notifier that could be created; each one that could not adds its error to ``problems``.
     func readNotifiers(_ node: Node, loader: ConfigLoader) throws(ConfigError) -> [HeraldConfig.Notifier] {
@@ -453,6 +461,8 @@ extension Reader {
     static let routeKeys = Set(["events", "notify", "template", "locale", "options", "continue", "remind",
                                 "reminderTemplate", "remindGrace"]).union(filterKeys)
 
+    // MARK: routes
+
     /// Every route that could be read, with its index in the file and its node; each one that
     /// could not adds its errors to ``problems``, so every bad route and condition is reported.
     func readRoutes(_ node: Node) throws(ConfigError) -> [(index: Int, route: HeraldConfig.Route, node: Node)] {
@@ -536,6 +546,8 @@ extension Reader {
         }
         return out
     }
+
+    // MARK: templates
 
     func readTemplates(_ node: Node) throws(ConfigError) -> [String: HeraldConfig.TemplateSource] {
         var out: [String: HeraldConfig.TemplateSource] = [:]
