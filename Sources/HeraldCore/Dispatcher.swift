@@ -91,6 +91,8 @@ public final class Dispatcher: Service {
     /// Deliveries queued or running.
     public var queueDepth: Int { queue.depth }
 
+    // MARK: Running: the consumer, the sweep, lease renewal
+
     public func run() async throws {
         let consumer = Task { await self.consume() }
         await withGracefulShutdownHandler {
@@ -252,6 +254,8 @@ public final class Dispatcher: Service {
         }
     }
 
+    // MARK: One delivery
+
     /// One attempt at one leased delivery, holding one of the notifier's slots (given back as
     /// soon as the attempt ends, before its outcome is written), and its outcome written to
     /// the journal.
@@ -330,11 +334,34 @@ public final class Dispatcher: Service {
         await record(outcome, job: job, event: event, notifier: notifier, log: log)
     }
 
-    /// The delivery is done here, whatever its outcome: its place in the queue is free and its
-    /// lease no longer renewed.
-    private func complete(_ id: Int64) {
-        queue.complete(id)
-        lost.withLock { if !$0.isEmpty { $0.remove(id) } }
+    /// The delivery's event: the one the request published, else decoded from the journal's
+    /// copy; nil (with the delivery written dead when the event is gone or no longer decodes)
+    /// when there is none.
+    private func loadEvent(_ job: DeliveryJob, _ log: DeliveryLogger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
+        if let event = job.event { return event }
+        do {
+            var stored = job.stored
+            if stored == nil { stored = try await journal.event(id: job.eventID) }
+            guard let stored else {
+                if await write(.dead(job.id, error: "the event is no longer in the journal"), log) { finalResult("dead") }
+                return nil
+            }
+            let source = endpoints[stored.endpoint]?.source ?? .generic
+            let field = endpoints[stored.endpoint]?.eventField
+            do {
+                // The stored name: it may have come from a header, which the journal does not keep.
+                return try source.decode(body: stored.body, endpoint: stored.endpoint, eventField: field,
+                                         eventName: stored.name, id: stored.id, receivedAt: stored.receivedAt)
+            } catch {
+                if await write(.dead(job.id, error: "the stored body no longer decodes: \(error.reason)"), log) {
+                    finalResult("dead")
+                }
+                return nil
+            }
+        } catch {
+            log.error("cannot read the event from the journal: \(error)")
+            return nil
+        }
     }
 
     /// The agenda an agenda event stands for, listing the day's bookings from the journal; nil
@@ -380,6 +407,84 @@ public final class Dispatcher: Service {
         }
     }
 
+    /// What one plugin call came to.
+    enum Outcome { case delivered, failed(DeliveryError), cancelled }
+
+    /// Calls the plugin with the notifier's timeout. The plugin runs in a child task of its
+    /// own, which the deadline clock cancels if it is still running when the timeout passes;
+    /// the cancellation stays with that child, so the outcome is then written as usual.
+    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async -> Outcome {
+        let plugin = notifier.plugin
+        let timeout = notifier.policy.timeout
+        async let run = deadlines.run(timeout) { () async -> Outcome in
+            do {
+                try await plugin.deliver(notification)
+                return .delivered
+            } catch let error as DeliveryError {
+                return .failed(error)
+            } catch is CancellationError {
+                return .cancelled
+            } catch {
+                return .failed(DeliveryError(treating: error))
+            }
+        }
+        let (outcome, timedOut) = await run
+        // Delivered after all (the plugin finished despite the cancellation): that is what happened.
+        if timedOut, case .delivered = outcome { return outcome }
+        return timedOut ? .failed(.retryable("timed out after \(timeout)")) : outcome
+    }
+
+    /// The delivery is done here, whatever its outcome: its place in the queue is free and its
+    /// lease no longer renewed.
+    private func complete(_ id: Int64) {
+        queue.complete(id)
+        lost.withLock { if !$0.isEmpty { $0.remove(id) } }
+    }
+
+    // MARK: Outcomes: written to the journal, counted, logged
+
+    /// Writes what an attempt came to: delivered, retried (shutdown), or a failure for ``handle``.
+    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: DeliveryLogger) async {
+        switch outcome {
+        case .delivered:
+            guard await write(.delivered(job.id), log) else { return }
+            log.debug("delivered")
+            finalResult("delivered")
+        case .cancelled:
+            guard await write(.retry(job.id, at: Date(), error: "interrupted by shutdown"), log) else { return }
+            log.info("interrupted by shutdown; will be retried on the next start")
+        case .failed(let error):
+            await handle(error, job: job, event: event, notifier: notifier, log: log)
+        }
+    }
+
+    /// A failed attempt: retried at the policy's next time (or the target's `Retry-After`), or
+    /// dead when the failure is permanent or the policy gives up.
+    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
+                        log: DeliveryLogger) async {
+        // The target's answer may echo a secret (the URL it was called with, a token):
+        // nothing below stores or logs the error without this.
+        let message = notifier.redact(error.description)
+        guard case .retryable(let hint) = error.disposition else {
+            guard await write(.dead(job.id, error: message), log) else { return }
+            log.error("delivery failed for good: \(message)")
+            finalResult("dead")
+            return
+        }
+        let now = Date()
+        guard let next = notifier.policy.retry.nextAttempt(afterFailure: job.attempt, hint: hint, now: now,
+                                                          receivedAt: event.receivedAt) else {
+            guard await write(.dead(job.id, error: "gave up after \(job.attempt) attempts: \(message)"), log) else { return }
+            log.error("delivery gave up after \(job.attempt) attempts: \(message)")
+            finalResult("dead")
+            return
+        }
+        guard await write(.retry(job.id, at: next, error: message), log) else { return }
+        retries.increment()
+        log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
+    }
+
     /// Writes one outcome; false if it was not written (lease lost, or the journal failed:
     /// the delivery is then attempted again once its lease expires).
     @discardableResult
@@ -414,98 +519,8 @@ public final class Dispatcher: Service {
         }
     }
 
-    private func loadEvent(_ job: DeliveryJob, _ log: DeliveryLogger, endpoints: [String: HeraldConfig.Endpoint]) async -> Event? {
-        if let event = job.event { return event }
-        do {
-            var stored = job.stored
-            if stored == nil { stored = try await journal.event(id: job.eventID) }
-            guard let stored else {
-                if await write(.dead(job.id, error: "the event is no longer in the journal"), log) { finalResult("dead") }
-                return nil
-            }
-            let source = endpoints[stored.endpoint]?.source ?? .generic
-            let field = endpoints[stored.endpoint]?.eventField
-            do {
-                // The stored name: it may have come from a header, which the journal does not keep.
-                return try source.decode(body: stored.body, endpoint: stored.endpoint, eventField: field,
-                                         eventName: stored.name, id: stored.id, receivedAt: stored.receivedAt)
-            } catch {
-                if await write(.dead(job.id, error: "the stored body no longer decodes: \(error.reason)"), log) {
-                    finalResult("dead")
-                }
-                return nil
-            }
-        } catch {
-            log.error("cannot read the event from the journal: \(error)")
-            return nil
-        }
-    }
-
-    enum Outcome { case delivered, failed(DeliveryError), cancelled }
-
-    /// Calls the plugin with the notifier's timeout. The plugin runs in a child task of its
-    /// own, which the deadline clock cancels if it is still running when the timeout passes;
-    /// the cancellation stays with that child, so the outcome is then written as usual.
-    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async -> Outcome {
-        let plugin = notifier.plugin
-        let timeout = notifier.policy.timeout
-        async let run = deadlines.run(timeout) { () async -> Outcome in
-            do {
-                try await plugin.deliver(notification)
-                return .delivered
-            } catch let error as DeliveryError {
-                return .failed(error)
-            } catch is CancellationError {
-                return .cancelled
-            } catch {
-                return .failed(DeliveryError(treating: error))
-            }
-        }
-        let (outcome, timedOut) = await run
-        // Delivered after all (the plugin finished despite the cancellation): that is what happened.
-        if timedOut, case .delivered = outcome { return outcome }
-        return timedOut ? .failed(.retryable("timed out after \(timeout)")) : outcome
-    }
-
-    private func record(_ outcome: Outcome, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
-                        log: DeliveryLogger) async {
-        switch outcome {
-        case .delivered:
-            guard await write(.delivered(job.id), log) else { return }
-            log.debug("delivered")
-            finalResult("delivered")
-        case .cancelled:
-            guard await write(.retry(job.id, at: Date(), error: "interrupted by shutdown"), log) else { return }
-            log.info("interrupted by shutdown; will be retried on the next start")
-        case .failed(let error):
-            await handle(error, job: job, event: event, notifier: notifier, log: log)
-        }
-    }
-
-    private func handle(_ error: DeliveryError, job: DeliveryJob, event: Event, notifier: HeraldConfig.Notifier,
-                        log: DeliveryLogger) async {
-        // The target's answer may echo a secret (the URL it was called with, a token):
-        // nothing below stores or logs the error without this.
-        let message = notifier.redact(error.description)
-        guard case .retryable(let hint) = error.disposition else {
-            guard await write(.dead(job.id, error: message), log) else { return }
-            log.error("delivery failed for good: \(message)")
-            finalResult("dead")
-            return
-        }
-        let now = Date()
-        guard let next = notifier.policy.retry.nextAttempt(afterFailure: job.attempt, hint: hint, now: now,
-                                                          receivedAt: event.receivedAt) else {
-            guard await write(.dead(job.id, error: "gave up after \(job.attempt) attempts: \(message)"), log) else { return }
-            log.error("delivery gave up after \(job.attempt) attempts: \(message)")
-            finalResult("dead")
-            return
-        }
-        guard await write(.retry(job.id, at: next, error: message), log) else { return }
-        retries.increment()
-        log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
-    }
-
+    /// Counts a delivery that reached a final state (`herald_deliveries_total`) and tells the
+    /// pipeline it is no longer pending.
     private func finalResult(_ result: String) {
         (results[result] ?? Counter(label: "herald_deliveries_total", dimensions: [("notifier", name), ("result", result)]))
             .increment()
