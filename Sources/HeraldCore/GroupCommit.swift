@@ -65,6 +65,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     }
 
     private let pool: DatabasePool
+    private let statements: SQLiteStatements
     private let grouped: Bool
     private let isDurable: @Sendable (Item) -> Bool
     private let canWait: @Sendable (Item) -> Bool
@@ -76,12 +77,14 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
                                    preferredDisplayUnit: .seconds)
 
     /// - Parameters:
+    ///   - statements: the writer's prepared statements, which begin and commit each batch.
     ///   - isDurable: whether an item must be fsynced before its caller hears back.
     ///   - canWait: whether an item may wait up to `waitLimit` for another batch.
-    init(pool: DatabasePool, grouped: Bool, isDurable: @escaping @Sendable (Item) -> Bool,
+    init(pool: DatabasePool, statements: SQLiteStatements, grouped: Bool, isDurable: @escaping @Sendable (Item) -> Bool,
          canWait: @escaping @Sendable (Item) -> Bool = { _ in false }, waitLimit: Duration = .milliseconds(10),
          store: @escaping Store) {
         self.pool = pool
+        self.statements = statements
         self.waitLimit = .nanoseconds(Int(clamping: max(0, waitLimit.saturatingNanoseconds)))
         self.grouped = grouped
         self.isDurable = isDurable
@@ -179,15 +182,14 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         let durableCount = items.count(where: isDurable)
         var outcomes: [Outcome] = []
         // Prepared once per connection: parsing the two pragmas again cost more than some batches.
-        if durableCount == 0 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
-        defer { if durableCount == 0 { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() } }
-        try db.inTransaction(.immediate) {
+        if durableCount == 0 { try statements.execute(.synchronousNormal, db) }
+        defer { if durableCount == 0 { try? statements.execute(.synchronousFull, db) } }
+        try statements.transaction(db) {
             outcomes = try store(items, db)
             // Every waiter is resumed with its own outcome: a short answer rolls back instead.
             guard outcomes.count == items.count else {
                 throw JournalError(.other, path: pool.path, "the journal stored \(items.count) changes but answered \(outcomes.count); nothing was committed")
             }
-            return .commit
         }
         (durableCount > 0 ? durableTimer : lightTimer)
             .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)

@@ -39,17 +39,17 @@ extension SQLiteJournal {
         let keyed = items.filter { $0.entry.dedupeKey != nil }
         if !keyed.isEmpty {
             // Every key claimed is one change; a redelivery changes no row.
-            try db.cachedStatement(sql: "SAVEPOINT claims").execute()
+            try statements.execute(.savepoint, db)
             var claimed = 0
             for piece in SQLiteStatements.pieces(of: keyed.count) {
                 claimed += try claim(keyed[piece], ttl: ttl, db, statements)
             }
             guard claimed == keyed.count else {
-                try db.cachedStatement(sql: "ROLLBACK TO claims").execute()
-                try db.cachedStatement(sql: "RELEASE claims").execute()
+                try statements.execute(.rollbackToSavepoint, db)
+                try statements.execute(.releaseSavepoint, db)
                 return try items.map { try store($0, ttl: ttl, db, statements, path: path) }
             }
-            try db.cachedStatement(sql: "RELEASE claims").execute()
+            try statements.execute(.releaseSavepoint, db)
         }
         var results = [Result<AppendResult, any Error>?](repeating: nil, count: items.count)
         var stored: [Int] = []

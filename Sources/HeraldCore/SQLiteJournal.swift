@@ -95,7 +95,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
         } catch {
             throw JournalError(error, path: path)
         }
-        writer = GroupCommit(pool: pool, grouped: groupCommit, isDurable: \.isAppend, canWait: \.isOutcome,
+        writer = GroupCommit(pool: pool, statements: statements, grouped: groupCommit, isDurable: \.isAppend, canWait: \.isOutcome,
                              waitLimit: outcomeWait) { [ttl = dedupeTTL.seconds, path, statements] writes, db in
             // The batch's appends first, together (their order among the batch's other writes
             // is free: all were submitted concurrently, and each waits for the commit).

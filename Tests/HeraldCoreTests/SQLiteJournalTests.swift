@@ -412,6 +412,35 @@ struct SQLiteJournalTests {
         #expect(wal < SQLiteJournal.checkpointPages * 4_120 + 1_000_000)
     }
 
+    /// The writer's own BEGIN and COMMIT: a batch that throws, or whose commit fails, leaves
+    /// nothing behind and the connection out of any transaction, ready for the next batch.
+    @Test func aFailedBatchIsRolledBackWhole() throws {
+        let pool = try DatabasePool(path: Fixtures.tempDir() + "/t.sqlite")
+        let statements = SQLiteStatements()
+        defer { try? pool.writeWithoutTransaction { _ in statements.finalize() } }
+        struct Refused: Error {}
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            #expect(throws: Refused.self) {
+                try statements.transaction(db) {
+                    try db.execute(sql: "INSERT INTO t VALUES (1)")
+                    throw Refused()
+                }
+            }
+            #expect(!db.isInsideTransaction)
+            // A deferred foreign key fails the COMMIT itself, which leaves the transaction open.
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            try db.execute(sql: "CREATE TABLE c (p INTEGER REFERENCES t(x) DEFERRABLE INITIALLY DEFERRED)")
+            #expect(throws: DatabaseError.self) {
+                try statements.transaction(db) { try db.execute(sql: "INSERT INTO c VALUES (7)") }
+            }
+            #expect(!db.isInsideTransaction)
+            try statements.transaction(db) { try db.execute(sql: "INSERT INTO t VALUES (2)") }
+            #expect(try Int.fetchAll(db, sql: "SELECT x FROM t") == [2])
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM c") == 0)
+        }
+    }
+
     /// Values are bound from a 256 KiB arena; a body larger than what is left of it is bound
     /// for SQLite to copy. Both come back byte for byte, next to small values.
     @Test func bodiesLargerThanTheBindingArenaAreStoredWhole() async throws {
