@@ -73,12 +73,16 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             var config = Configuration()
             config.busyMode = .timeout(Self.busyTimeout)
             config.label = "herald.journal"
+            // Before GRDB turns WAL on, which writes the file's first page: only a new journal
+            // takes this page size; an existing one keeps its own.
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = \(SQLiteJournal.pageSize)") }
             pool = try DatabasePool(path: path, configuration: config)
             // After the pool is open: GRDB's WAL setup sets `synchronous = NORMAL`, which
             // survives a killed process but not a power cut. FULL fsyncs the WAL on commit.
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
-                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.checkpointPages)")
+                let pageSize = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? Self.pageSize
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.checkpointPages(pageSize: pageSize))")
                 // Statement journals (of a multi-row insert, of the dedupe claims' savepoint) stay
                 // in memory: past 64 KiB SQLite moves one to a temporary file, a `pwrite` per page
                 // (2.4 instead of 0.7 per request under load).
@@ -113,13 +117,30 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
         }
     }
 
-    /// WAL pages after which a commit also copies the WAL into the database file (SQLite's
-    /// default is 1,000). A checkpoint runs on the writer, inside a commit, and fsyncs the
-    /// database file; between two of them a page that changes in many commits (a leaf of the
-    /// dedupe keys, of the bookings) is written back once. At 8,000 (a WAL of about 32 MB,
-    /// which SQLite then reuses from its start) a request under load cost 15 % less CPU in
-    /// `herald-bench pipeline` (five alternating pairs of runs) than at 1,000.
-    static let checkpointPages = 8000
+    /// The page size of a new journal, in bytes (SQLite's default is 4,096).
+    ///
+    /// Every commit writes each page it changed, whole, to the WAL, and a webhook's commit
+    /// changes a little of many b-trees: the newest leaf of the events, of their id index, of
+    /// the deliveries and their indexes, a leaf of the bookings and one of the dedupe keys,
+    /// the id counter, the file's first page (`benchmarks/wal_pages.py` counts them). Halving
+    /// the page halves most of those writes: under `herald-bench pipeline` a commit wrote
+    /// 20.3 pages of 2 KiB (41 KiB) instead of 15.8 of 4 KiB (65 KiB), and a request cost 3 %
+    /// fewer instructions (callgrind, two runs each: 287,916 and 286,982 against 296,282,
+    /// 297,727 and 295,643), mostly SQLite's WAL checksums and copies. 1 KiB pages saved a
+    /// little more, but a booking's row (a `WITHOUT ROWID` b-tree's entry) would then spill
+    /// into overflow pages past 231 bytes; at 2 KiB that limit is 488.
+    static let pageSize = 2048
+
+    /// WAL bytes after which a commit also copies the WAL into the database file (SQLite's
+    /// default is 1,000 pages). A checkpoint runs on the writer, inside a commit, and fsyncs
+    /// the database file; between two of them a page that changes in many commits (a leaf of
+    /// the dedupe keys, of the bookings) is written back once. At 8,000 pages of 4 KiB (a WAL
+    /// of about 32 MB, which SQLite then reuses from its start) a request under load cost 15 %
+    /// less CPU in `herald-bench pipeline` (five alternating pairs of runs) than at 1,000.
+    static let checkpointBytes = 8000 * 4096
+
+    /// ``checkpointBytes`` in pages of `pageSize` bytes: `wal_autocheckpoint` counts pages.
+    static func checkpointPages(pageSize: Int) -> Int { checkpointBytes / max(512, pageSize) }
 
     /// Refuses a damaged file (truncated, overwritten) at open, with SQLite's own finding,
     /// instead of starting and failing every append with 503 afterwards. `quick_check` reads

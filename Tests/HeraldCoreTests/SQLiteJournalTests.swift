@@ -399,17 +399,44 @@ struct SQLiteJournalTests {
         #expect(writes1 - writes0 <= (appends1 - appends0) / 2)
     }
 
-    /// The WAL is copied into the database every `checkpointPages` pages, not SQLite's 1,000:
-    /// after some 2,000 pages of commits it holds them all (a checkpoint at 1,000 would have
-    /// started it again from its beginning, where later commits reuse the same space).
+    /// The WAL is copied into the database every `checkpointBytes` (about 32 MB), not every
+    /// 1,000 pages as SQLite would: after some 1,200 pages of commits it holds them all (a
+    /// checkpoint at 1,000 would have started it again from its beginning, where later
+    /// commits reuse the same space).
     @Test func theWALIsCheckpointedEveryFewThousandPages() async throws {
         let directory = TempDirectory()
         let f = try Fixture(.sqlite, directory: directory)
         let body = Data(String(repeating: "w", count: 3_000).utf8)
         for i in 0..<250 { try await f.append("evt_\(i)", key: "k\(i)", body: body) }
+        let frame = SQLiteJournal.pageSize + 24
         let wal = try #require(try FileManager.default.attributesOfItem(atPath: f.sqlite.path + "-wal")[.size] as? Int)
-        #expect(wal > 1_200 * 4_120, "the WAL is \(wal) bytes")
-        #expect(wal < SQLiteJournal.checkpointPages * 4_120 + 1_000_000)
+        #expect(wal > 1_200 * frame, "the WAL is \(wal) bytes")
+        #expect(wal < SQLiteJournal.checkpointPages(pageSize: SQLiteJournal.pageSize) * frame + 1_000_000)
+        #expect(try await f.sqlite.scalar("PRAGMA wal_autocheckpoint") == SQLiteJournal.checkpointBytes / SQLiteJournal.pageSize)
+    }
+
+    /// A new journal takes 2 KiB pages; one made with SQLite's 4 KiB keeps them, and its WAL
+    /// is checkpointed after as many bytes.
+    @Test func aNewJournalHasSmallPagesAndAnOldOneKeepsItsOwn() async throws {
+        let fresh = try Fixture(.sqlite)
+        #expect(try await fresh.sqlite.scalar("PRAGMA page_size") == SQLiteJournal.pageSize)
+        #expect(SQLiteJournal.pageSize == 2048)
+
+        let directory = Fixtures.tempDir()
+        let old = try DatabaseQueue(path: directory + "/journal.sqlite")
+        try await old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA page_size = 4096")
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+        }
+        try old.close()
+        let journal = try SQLiteJournal(directory: directory, dedupeTTL: .seconds(60))
+        #expect(try await journal.scalar("PRAGMA page_size") == 4096)
+        #expect(try await journal.scalar("PRAGMA wal_autocheckpoint") == SQLiteJournal.checkpointBytes / 4096)
+        let event = try Fixtures.event("guest_booked")
+        let accepted = try await journal.append(JournalEntry(event: event, dedupeKey: nil, notifiers: ["slack"]))
+        guard case .accepted(let deliveries) = accepted else { Issue.record("not accepted: \(accepted)"); return }
+        #expect(deliveries.count == 1)
+        #expect(try await journal.event(id: event.id)?.body == event.body)
     }
 
     /// The writer's own BEGIN and COMMIT: a batch that throws, or whose commit fails, leaves
@@ -417,7 +444,7 @@ struct SQLiteJournalTests {
     @Test func aFailedBatchIsRolledBackWhole() throws {
         let pool = try DatabasePool(path: Fixtures.tempDir() + "/t.sqlite")
         let statements = SQLiteStatements()
-        defer { try? pool.writeWithoutTransaction { _ in statements.finalize() } }
+        defer { pool.writeWithoutTransaction { _ in statements.finalize() } }
         struct Refused: Error {}
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "CREATE TABLE t (x INTEGER PRIMARY KEY)")
