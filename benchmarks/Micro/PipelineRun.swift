@@ -16,7 +16,11 @@ func pipelineRun(count: Int, concurrency: Int, memory: Bool, prepared: Int) asyn
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("herald-bench-\(getpid())").path
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    // BENCH_KEEP=1 leaves the work directory behind, with a copy of the journal and its WAL
+    // taken before the journal closes (closing checkpoints the WAL and deletes it), for
+    // benchmarks/wal_pages.py.
+    let keep = ProcessInfo.processInfo.environment["BENCH_KEEP"] == "1"
+    defer { if !keep { try? FileManager.default.removeItem(atPath: dir) } }
     let secret = "bench-secret-0123456789abcdef"
     let yaml = """
         storage: { path: \(dir)/journal }
@@ -62,6 +66,12 @@ func pipelineRun(count: Int, concurrency: Int, memory: Bool, prepared: Int) asyn
     }
     let cpu = (cpuNanoseconds() - cpu0) / Double(count) / 1000
     let wall = (wallNanoseconds() - wall0) / Double(count) / 1000
+    if keep && !memory {
+        try FileManager.default.createDirectory(atPath: "\(dir)/kept", withIntermediateDirectories: true)
+        for name in ["journal.sqlite", "journal.sqlite-wal"] {
+            try FileManager.default.copyItem(atPath: "\(dir)/journal/\(name)", toPath: "\(dir)/kept/\(name)")
+        }
+    }
     return String(format: #"{"name":"pipeline_%@","requests":%d,"concurrency":%d,"cpu_us_per_request":%.1f,"wall_us_per_request":%.1f}"#,
                   memory ? "memory" : "sqlite", count, concurrency, cpu, wall)
 }
