@@ -37,8 +37,9 @@ public struct JournalEntry: Sendable {
     /// Who attempts the deliveries in ``leased``, and until when.
     public var lease: Lease?
     /// Notifiers whose delivery is stored leased to ``lease`` (the caller will attempt it at
-    /// once); the others are stored pending. Ignored without a lease.
-    public var leased: Set<String>
+    /// once); the others are stored pending. Ignored without a lease. A list: an event has
+    /// a handful of notifiers, and searching it costs less than hashing their names.
+    public var leased: [String]
     /// The booking the event is about (its uid): what its reminders are kept by.
     public var bookingKey: String?
     /// Reminders for the booking, scheduled in the same commit (see ``ScheduledReminder``).
@@ -49,7 +50,7 @@ public struct JournalEntry: Sendable {
     /// for its uid, in the same commit.
     public var booking: BookingSnapshot?
 
-    public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: Set<String> = [],
+    public init(event: Event, dedupeKey: String?, notifiers: [String], lease: Lease? = nil, leased: [String] = [],
                 bookingKey: String? = nil, reminders: [ScheduledReminder] = [], cancelsReminders: Bool = false,
                 booking: BookingSnapshot? = nil) {
         eventID = event.id

@@ -150,7 +150,7 @@ public final class Pipeline: Sendable {
         let result: AppendResult
         do {
             result = try await journal.append(JournalEntry(
-                event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved,
+                event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved.notifiers,
                 bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels,
                 booking: BookingSnapshot(event)))
         } catch {
@@ -169,7 +169,7 @@ public final class Pipeline: Sendable {
             for reminder in reminders.reminders where reminder.skipReason == nil {
                 bus.stored(for: reminder.notifier, dueAt: reminder.remindAt)
             }
-            let overflowed = deliveries.count - reserved.count
+            let overflowed = deliveries.count - reserved.notifiers.count
             if overflowed > 0 {
                 // Under load this happens per request: count it, log it only at debug.
                 for name in deliveries.keys where !reserved.contains(name) {

@@ -201,7 +201,7 @@ struct JournalCopyTests {
     @Test func anSQLiteJournalMovesToAnEmptyDatabaseOnce() async throws {
         let dir = tempDir()
         let sqlite = try SQLiteJournal(directory: dir, dedupeTTL: .seconds(7 * 86400))
-        func entry(_ id: String, key: String?, notifiers: [String], leased: Set<String> = []) -> JournalEntry {
+        func entry(_ id: String, key: String?, notifiers: [String], leased: [String] = []) -> JournalEntry {
             let event = Event(id: id, endpoint: "/hooks/jicoo", source: "jicoo", name: "guest_booked", receivedAt: Date(),
                               occurredAt: nil, booking: nil, payload: .null, body: Data("{\"n\":\"\(id)\"}".utf8))
             return JournalEntry(event: event, dedupeKey: key, notifiers: notifiers,

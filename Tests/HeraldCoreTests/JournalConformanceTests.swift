@@ -79,7 +79,7 @@ struct Fixture {
     /// Appends an event received now (or `receivedAt`) and returns the result.
     @discardableResult
     func append(_ id: String, endpoint: String = "/hooks/a", key: String? = nil, notifiers: [String] = ["slack"],
-                body: Data = Data("{}".utf8), receivedAt: Date? = nil, leased: Set<String> = [],
+                body: Data = Data("{}".utf8), receivedAt: Date? = nil, leased: [String] = [],
                 owner: String = "me") async throws -> AppendResult {
         var entry = makeEntry(id, endpoint: endpoint, key: key, notifiers: notifiers, body: body,
                               receivedAt: receivedAt ?? clock.now)

@@ -257,10 +257,10 @@ struct PipelineTests {
                               payload: event.payload, body: event.body)
             // As the pipeline does: a place in the queue first, then the append, leased if placed.
             let reserved = h.pipeline.bus.reserve(["fast"])
-            #expect(reserved == (i < 256 ? ["fast"] : []))
+            #expect(reserved.notifiers == (i < 256 ? ["fast"] : []))
             let r = try await journal.append(JournalEntry(event: event, dedupeKey: "k\(i)", notifiers: ["fast"],
                                                           lease: Lease(owner: h.pipeline.owner, until: Date() + 60),
-                                                          leased: reserved))
+                                                          leased: reserved.notifiers))
             guard case .accepted(let ids) = r else { continue }
             h.pipeline.bus.publish(event, deliveries: ids, reserved: reserved)
         }
@@ -575,6 +575,35 @@ struct DeliveryQueueTests {
             let mine = seen.filter { $0 / 1000 == Int64(producer) }
             #expect(mine == (0..<500).map { Int64(producer * 1000 + $0) })
         }
+    }
+
+    /// A reservation takes one place per notifier named (twice named, once taken; unknown or
+    /// full, none), publishing fills the places of the notifiers that got a delivery id and
+    /// gives the others back, and cancelling gives every place back.
+    @Test func reservationsArePublishedOrGivenBackPlaceForPlace() async throws {
+        let bus = EventBus()
+        _ = bus.subscribe("a", capacity: 2)
+        let b = bus.subscribe("b", capacity: 1)
+        #expect(b.offer(Self.job(100)) == .queued)  // b is full
+        let reserved = bus.reserve(["a", "b", "a", "nobody"])
+        #expect(reserved.notifiers == ["a"])
+        #expect(reserved.contains("a") && !reserved.contains("b"))
+        #expect(bus.reserve(["a"]).notifiers == ["a"])
+        #expect(bus.reserve(["a"]).notifiers.isEmpty, "a's two places are taken")
+        bus.cancel(bus.reserve(["b"]))
+        bus.cancel(reserved)
+        #expect(bus.reserve(["a"]).notifiers == ["a"], "a cancelled place is free again")
+
+        let event = try Fixtures.event("guest_booked")
+        let both = EventBus()
+        let c = both.subscribe("c", capacity: 1)
+        let d = both.subscribe("d", capacity: 1)
+        let places = both.reserve(["c", "d"])
+        both.publish(event, deliveries: ["c": 7], reserved: places)
+        #expect(c.depth == 1)
+        #expect(d.depth == 0)
+        #expect(both.reserve(["d"]).notifiers == ["d"], "d's unused place was given back")
+        #expect(both.reserve(["c"]).notifiers.isEmpty, "c's place holds its delivery")
     }
 
     /// Finishing lets the consumer drain what is queued, then ends its sequence; a delivery
