@@ -1,6 +1,7 @@
 import CSQLiteWAL
 import Foundation
 import GRDB
+import GRDBSQLite
 import Synchronization
 import Testing
 @testable import HeraldCore
@@ -399,10 +400,11 @@ struct SQLiteJournalTests {
         #expect(writes1 - writes0 <= (appends1 - appends0) / 2)
     }
 
-    /// The WAL is copied into the database every `checkpointBytes` (about 32 MB), not every
+    /// The WAL is copied into the database every `checkpointBytes` (64 MB), not every
     /// 1,000 pages as SQLite would: after some 1,200 pages of commits it holds them all (a
     /// checkpoint at 1,000 would have started it again from its beginning, where later
-    /// commits reuse the same space).
+    /// commits reuse the same space). SQLite's own checkpoint on the writer is off: the WAL
+    /// hook of `SQLiteCheckpoints` replaces it.
     @Test func theWALIsCheckpointedEveryFewThousandPages() async throws {
         let directory = TempDirectory()
         let f = try Fixture(.sqlite, directory: directory)
@@ -411,8 +413,81 @@ struct SQLiteJournalTests {
         let frame = SQLiteJournal.pageSize + 24
         let wal = try #require(try FileManager.default.attributesOfItem(atPath: f.sqlite.path + "-wal")[.size] as? Int)
         #expect(wal > 1_200 * frame, "the WAL is \(wal) bytes")
-        #expect(wal < SQLiteJournal.checkpointPages(pageSize: SQLiteJournal.pageSize) * frame + 1_000_000)
-        #expect(try await f.sqlite.scalar("PRAGMA wal_autocheckpoint") == SQLiteJournal.checkpointBytes / SQLiteJournal.pageSize)
+        #expect(wal < SQLiteJournal.WALBytes.standard.start + 1_000_000)
+        #expect(f.sqlite.checkpointStatistics == SQLiteCheckpoints.Statistics())
+        #expect(try await f.sqlite.scalar("PRAGMA wal_autocheckpoint") == 0)
+    }
+
+    /// A journal whose checkpoints start after `start` KiB of WAL.
+    private func smallWAL(_ directory: TempDirectory, start: Int, limit: Int) throws -> SQLiteJournal {
+        try SQLiteJournal(directory: directory.path, dedupeTTL: .seconds(60), clock: { Date() }, outcomeWait: .milliseconds(10),
+                          walBytes: .init(start: start << 10, finish: 64 << 10, limit: limit << 10))
+    }
+
+    /// The bytes of the journal's WAL file.
+    private func walSize(_ journal: SQLiteJournal) throws -> Int {
+        try #require(try FileManager.default.attributesOfItem(atPath: journal.path + "-wal")[.size] as? Int)
+    }
+
+    /// Past `start`, the WAL is copied into the database file by the second connection while
+    /// the writer goes on committing, and SQLite then starts the WAL over: 300 appends of
+    /// about 8 pages each leave a WAL file far smaller than their 2,400 pages, the writer
+    /// never had to copy everything itself, and every event is in the journal.
+    @Test func theWALIsCopiedOnASecondConnectionAndStartsOver() async throws {
+        let directory = TempDirectory()
+        let journal = try smallWAL(directory, start: 400, limit: 100_000)
+        let body = Data(String(repeating: "c", count: 3_000).utf8)
+        for i in 0..<300 {
+            _ = try await journal.append(makeEntry("evt_\(i)", key: "k\(i)", notifiers: ["slack"], body: body,
+                                                   receivedAt: Date()))
+        }
+        #expect(try await waitUntil { journal.checkpointStatistics.passes >= 1 })
+        let statistics = journal.checkpointStatistics
+        #expect(statistics.forced == 0)
+        #expect(statistics.failures == 0)
+        let frame = SQLiteJournal.pageSize + 24
+        let wal = try walSize(journal)
+        #expect(wal < 1_200 * frame, "the WAL is \(wal) bytes")
+        let database = try #require(try FileManager.default.attributesOfItem(atPath: journal.path)[.size] as? Int)
+        #expect(database > 100 * 3_000, "the database file holds copied events (\(database) bytes)")
+        for i in [0, 150, 299] { #expect(try await journal.event(id: "evt_\(i)")?.body == body) }
+    }
+
+    /// A reader holding an old snapshot keeps every frame after it in the WAL: no pass can
+    /// copy them, so the WAL grows to `limit`, where the writer tries itself after each
+    /// commit. Once the reader is gone, the writer's copy succeeds, SQLite starts the WAL
+    /// over, and the file stops growing.
+    @Test func aReaderPinningTheWALMakesTheWriterCopyAtTheLimit() async throws {
+        let directory = TempDirectory()
+        let journal = try smallWAL(directory, start: 200, limit: 600)
+        let body = Data(String(repeating: "r", count: 3_000).utf8)
+        var next = 0
+        func append(_ count: Int) async throws {
+            for _ in 0..<count {
+                _ = try await journal.append(makeEntry("evt_\(next)", key: "k\(next)", notifiers: ["slack"], body: body,
+                                                       receivedAt: Date()))
+                next += 1
+            }
+        }
+        try await append(5)
+        var reader: OpaquePointer?
+        #expect(sqlite3_open_v2(journal.path, &reader, SQLITE_OPEN_READONLY, nil) == SQLITE_OK)
+        defer { sqlite3_close_v2(reader) }
+        #expect(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM events;", nil, nil, nil) == SQLITE_OK)
+        try await append(150)
+        let frame = SQLiteJournal.pageSize + 24
+        let pinned = try walSize(journal)
+        #expect(pinned > 600 * 1024, "the WAL grew past the limit while pinned (\(pinned) bytes)")
+        #expect(journal.checkpointStatistics.forced >= 1)
+
+        #expect(sqlite3_exec(reader, "COMMIT", nil, nil, nil) == SQLITE_OK)
+        try await append(20)
+        let settled = try walSize(journal)
+        try await append(20)
+        let after = try walSize(journal)
+        #expect(after == settled, "the WAL started over instead of growing (\(settled) then \(after) bytes)")
+        #expect(settled < pinned + 40 * 8 * frame)
+        for i in [0, 100, next - 1] { #expect(try await journal.event(id: "evt_\(i)")?.body == body) }
     }
 
     /// A new journal takes 2 KiB pages; one made with SQLite's 4 KiB keeps them, and its WAL
@@ -431,7 +506,8 @@ struct SQLiteJournalTests {
         try old.close()
         let journal = try SQLiteJournal(directory: directory, dedupeTTL: .seconds(60))
         #expect(try await journal.scalar("PRAGMA page_size") == 4096)
-        #expect(try await journal.scalar("PRAGMA wal_autocheckpoint") == SQLiteJournal.checkpointBytes / 4096)
+        #expect(journal.checkpointStartPages == SQLiteJournal.WALBytes.standard.start / 4096)
+        #expect(try await journal.scalar("PRAGMA journal_size_limit") == SQLiteJournal.WALBytes.standard.limit)
         let event = try Fixtures.event("guest_booked")
         let accepted = try await journal.append(JournalEntry(event: event, dedupeKey: nil, notifiers: ["slack"]))
         guard case .accepted(let deliveries) = accepted else { Issue.record("not accepted: \(accepted)"); return }

@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+import Synchronization
+
+/// Copies the SQLite journal's WAL into its database file on a connection of its own, so that
+/// the writer's commits, and the webhooks waiting for them, wait for as little of the copy as
+/// possible.
+///
+/// SQLite's own checkpoint runs on the writer, inside the commit that passes the WAL's size:
+/// every page written since the last one is read back from the WAL, written to the database
+/// file, and that file is fsynced, while no append can commit (20–50 ms at a time, every 1–2 s
+/// at 1,000 webhooks a second). Here the writer only reports the WAL's size (SQLite's WAL hook,
+/// after each commit) and hands the copy to a second connection, which copies the WAL while the
+/// writer goes on committing (a PASSIVE checkpoint takes no lock the writer needs), then again
+/// what was committed meanwhile, until little is left. If nothing is, SQLite starts the WAL over
+/// from its beginning at the writer's next commit; otherwise the writer copies the little left
+/// after its next commit (with the database file's fsync, the part it still waits for), and
+/// the WAL starts over at the following one. Either way the WAL file keeps its size.
+///
+/// If the second connection cannot keep up (the writer appends faster than it copies), or fails,
+/// the writer copies everything itself once the WAL reaches ``limitFrames``, as SQLite would:
+/// the WAL stays bounded.
+final class SQLiteCheckpoints: Sendable {
+    /// WAL frames (one per page written) after which the copy starts.
+    let startFrames: Int
+    /// Frames a pass may leave behind for the writer to copy itself.
+    let finishFrames: Int
+    /// Frames at which the writer copies everything itself, whatever the second connection did.
+    let limitFrames: Int
+
+    /// What the journal's checkpoints have done since it was opened (for tests).
+    struct Statistics: Sendable, Equatable {
+        /// Passes of the second connection, each a PASSIVE checkpoint.
+        var passes = 0
+        /// Copies by the writer of what the passes left behind.
+        var finishes = 0
+        /// Copies by the writer because the WAL reached ``limitFrames``.
+        var forced = 0
+        /// Passes that failed (another process's checkpoint, I/O errors); the writer then copies.
+        var failures = 0
+    }
+
+    /// Where the copy stands.
+    private enum Phase: UInt8 {
+        /// Nothing to do until the WAL reaches ``startFrames``.
+        case idle
+        /// The second connection is copying.
+        case copying
+        /// The second connection left at most ``finishFrames``: the writer copies the rest.
+        case caughtUp
+    }
+
+    private let connection: DatabaseQueue
+    private let phase = Atomic<UInt8>(Phase.idle.rawValue)
+    /// The WAL's size in frames after the writer's last commit.
+    private let walFrames = Atomic<Int>(0)
+    private let counts = Mutex(Statistics())
+
+    /// Opens the second connection to the database at `path`. Thresholds are in bytes of WAL
+    /// and converted to pages of `pageSize`.
+    init(path: String, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
+        let page = max(512, pageSize)
+        startFrames = max(1, startBytes / page)
+        finishFrames = max(1, finishBytes / page)
+        limitFrames = max(startFrames + 1, limitBytes / page)
+        var config = Configuration()
+        config.label = "herald.journal.checkpoint"
+        config.busyMode = .timeout(SQLiteJournal.busyTimeout)
+        connection = try DatabaseQueue(path: path, configuration: config)
+    }
+
+    var statistics: Statistics { counts.withLock { $0 } }
+
+    /// Makes the writer connection `db` report each commit's WAL size here, instead of
+    /// checkpointing by itself (SQLite's `wal_autocheckpoint`, which this hook replaces).
+    /// The journal keeps `self` alive as long as the connection can commit.
+    func watch(_ db: Database) {
+        sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
+            guard let context, let connection else { return SQLITE_OK }
+            Unmanaged<SQLiteCheckpoints>.fromOpaque(context).takeUnretainedValue()
+                .committed(frames: Int(frames), connection)
+            // As SQLite's own hook: the commit happened, whatever the checkpoint did.
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Stops reporting commits of `db` (before the journal closes).
+    static func unwatch(_ db: Database) {
+        sqlite3_wal_hook(db.sqliteConnection, nil, nil)
+    }
+
+    /// Closes the second connection once a pass in progress has ended.
+    func close() throws {
+        try connection.close()
+    }
+
+    /// After each commit on the writer, on its thread, with the WAL's size in frames.
+    private func committed(frames: Int, _ writer: OpaquePointer) {
+        walFrames.store(frames, ordering: .releasing)
+        switch Phase(rawValue: phase.load(ordering: .acquiring)) {
+        case .caughtUp:
+            // The little left is copied here; SQLite starts the WAL over at the next commit.
+            writerCheckpoint(writer)
+            phase.store(Phase.idle.rawValue, ordering: .releasing)
+            counts.withLock { $0.finishes += 1 }
+        case .copying:
+            if frames >= limitFrames {
+                // Busy while a pass holds the checkpoint lock: the pass then leaves the rest
+                // to the writer (see `copy`).
+                writerCheckpoint(writer)
+                counts.withLock { $0.forced += 1 }
+            }
+        case .idle, nil:
+            if frames >= limitFrames {
+                writerCheckpoint(writer)
+                counts.withLock { $0.forced += 1 }
+            } else if frames >= startFrames {
+                phase.store(Phase.copying.rawValue, ordering: .releasing)
+                connection.asyncWriteWithoutTransaction { db in self.copy(db) }
+            }
+        }
+    }
+
+    /// A PASSIVE checkpoint on the writer connection: copies what is not copied yet, as
+    /// SQLite's own hook does after a commit.
+    private func writerCheckpoint(_ writer: OpaquePointer) {
+        sqlite3_wal_checkpoint_v2(writer, "main", SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+    }
+
+    /// On the second connection: a pass copies the WAL as it was when the pass began; the
+    /// writer may commit meanwhile. Passes go on until none of those commits is left
+    /// (SQLite then starts the WAL over at the writer's next commit, no copy on the writer),
+    /// or at most ``finishFrames`` are (the writer copies them after its next commit), or the
+    /// WAL reached ``limitFrames`` (the writer copies the rest, whatever it is).
+    private func copy(_ db: Database) {
+        var before = -1
+        while true {
+            let wal: Int, copied: Int
+            do {
+                (wal, copied) = try db.checkpoint(.passive)
+            } catch {
+                // Busy (another process's checkpoint) or an I/O error: the writer copies
+                // after its next commit, as SQLite would have.
+                counts.withLock { $0.failures += 1 }
+                phase.store(Phase.caughtUp.rawValue, ordering: .releasing)
+                return
+            }
+            counts.withLock { $0.passes += 1 }
+            // Frames committed since the pass began (0 once SQLite started the WAL over).
+            let left = walFrames.load(ordering: .acquiring) - copied
+            if left <= 0 {
+                phase.store(Phase.idle.rawValue, ordering: .releasing)
+                return
+            }
+            // A reader that still needs older frames stops a pass short: no progress, no loop.
+            if left <= finishFrames || wal >= limitFrames || copied <= before {
+                phase.store(Phase.caughtUp.rawValue, ordering: .releasing)
+                return
+            }
+            before = copied
+        }
+    }
+}
