@@ -15,8 +15,9 @@ import Synchronization
 /// writer goes on committing (a PASSIVE checkpoint takes no lock the writer needs), then again
 /// what was committed meanwhile, until little is left. If nothing is, SQLite starts the WAL over
 /// from its beginning at the writer's next commit; otherwise the writer copies the little left
-/// after its next commit (with the database file's fsync, the part it still waits for), and
-/// the WAL starts over at the following one. Either way the WAL file keeps its size.
+/// in a write of its own, queued once its next commit has answered its waiters (with the
+/// database file's fsync, that is what appends still wait for), and the WAL starts over at the
+/// following commit. Either way the WAL file keeps its size.
 ///
 /// If the second connection cannot keep up (the writer appends faster than it copies), or fails,
 /// the writer copies everything itself once the WAL reaches ``limitFrames``, as SQLite would:
@@ -49,6 +50,8 @@ final class SQLiteCheckpoints: Sendable {
         case copying
         /// The second connection left at most ``finishFrames``: the writer copies the rest.
         case caughtUp
+        /// The writer's copy of the rest is queued behind the commit that saw `caughtUp`.
+        case finishing
     }
 
     private let connection: DatabaseQueue
@@ -59,7 +62,12 @@ final class SQLiteCheckpoints: Sendable {
 
     /// Opens the second connection to the database at `path`. Thresholds are in bytes of WAL
     /// and converted to pages of `pageSize`.
-    init(path: String, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
+    /// The writer's connections: the rest is copied in a write of its own, after the commit
+    /// whose hook asked for it has answered its waiters.
+    private let writer: DatabasePool
+
+    init(writer: DatabasePool, path: String, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
+        self.writer = writer
         let page = max(512, pageSize)
         startFrames = max(1, startBytes / page)
         finishFrames = max(1, finishBytes / page)
@@ -100,10 +108,16 @@ final class SQLiteCheckpoints: Sendable {
         walFrames.store(frames, ordering: .releasing)
         switch Phase(rawValue: phase.load(ordering: .acquiring)) {
         case .caughtUp:
-            // The little left is copied here; SQLite starts the WAL over at the next commit.
-            writerCheckpoint(writer)
-            phase.store(Phase.idle.rawValue, ordering: .releasing)
-            counts.withLock { $0.finishes += 1 }
+            // The little left is copied by the writer, but not inside this commit: its
+            // waiters are answered first. SQLite starts the WAL over at the next commit.
+            phase.store(Phase.finishing.rawValue, ordering: .releasing)
+            self.writer.asyncWriteWithoutTransaction { db in
+                self.writerCheckpoint(db.sqliteConnection)
+                self.phase.store(Phase.idle.rawValue, ordering: .releasing)
+                self.counts.withLock { $0.finishes += 1 }
+            }
+        case .finishing:
+            break
         case .copying:
             if frames >= limitFrames {
                 // Busy while a pass holds the checkpoint lock: the pass then leaves the rest
@@ -124,7 +138,7 @@ final class SQLiteCheckpoints: Sendable {
 
     /// A PASSIVE checkpoint on the writer connection: copies what is not copied yet, as
     /// SQLite's own hook does after a commit.
-    private func writerCheckpoint(_ writer: OpaquePointer) {
+    private func writerCheckpoint(_ writer: OpaquePointer?) {
         sqlite3_wal_checkpoint_v2(writer, "main", SQLITE_CHECKPOINT_PASSIVE, nil, nil)
     }
 

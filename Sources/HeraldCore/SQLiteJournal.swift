@@ -106,7 +106,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             try Self.migrator.migrate(pool)
             try Self.checkIntegrity(pool, path: path)
             // The WAL is copied into the database file off the writer (SQLiteCheckpoints.swift).
-            checkpoints = try SQLiteCheckpoints(path: path, pageSize: pageSize, startBytes: walBytes.start,
+            checkpoints = try SQLiteCheckpoints(writer: pool, path: path, pageSize: pageSize, startBytes: walBytes.start,
                                                 finishBytes: walBytes.finish, limitBytes: walBytes.limit)
             try pool.writeWithoutTransaction { [checkpoints] db in
                 // A WAL file past this size is cut back to it when SQLite starts it over.
@@ -170,7 +170,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
         /// starts over.
         var limit: Int
 
-        static let standard = WALBytes(start: checkpointBytes, finish: 1 << 20, limit: 2 * checkpointBytes)
+        static let standard = WALBytes(start: checkpointBytes, finish: 256 << 10, limit: 2 * checkpointBytes)
     }
 
     /// Refuses a damaged file (truncated, overwritten) at open, with SQLite's own finding,
