@@ -1,4 +1,4 @@
-import FileNotifier
+@testable import FileNotifier
 import Foundation
 import Testing
 import HeraldCore
@@ -149,6 +149,24 @@ struct FileNotifierTests {
         }
         #expect(keys.count == 300)
         #expect(Set(keys) == Set((0..<300).map { "key-\($0)" }))
+    }
+
+    /// Without fsync, each MiB appended is handed to the kernel's write-back at once rather
+    /// than left to pile up in memory; with fsync nothing is left to hand over.
+    @Test(arguments: [false, true])
+    func eachMiBIsHandedToWriteBackWithoutFsync(fsync: Bool) async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl", fsync: fsync))
+        let note = try notification()
+        var count = 0
+        var size = 0
+        while size < 3 * LineWriter.handOverBytes + LineWriter.handOverBytes / 2 {
+            try await n.deliver(note.with(key: "key-\(count)"))
+            count += 1
+            size = try #require(try FileManager.default.attributesOfItem(atPath: "\(dir)/out.jsonl")[.size] as? Int)
+        }
+        #expect(n.writer.handOvers == (fsync ? 0 : 3))
+        #expect(try lines("\(dir)/out.jsonl").count == count)
     }
 
     @Test func appendsToAnExistingFile() async throws {
