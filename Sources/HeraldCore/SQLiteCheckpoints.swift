@@ -60,12 +60,12 @@ final class SQLiteCheckpoints: Sendable {
     private let walFrames = Atomic<Int>(0)
     private let counts = Mutex(Statistics())
 
-    /// Opens the second connection to the database at `path`. Thresholds are in bytes of WAL
-    /// and converted to pages of `pageSize`.
     /// The writer's connections: the rest is copied in a write of its own, after the commit
     /// whose hook asked for it has answered its waiters.
     private let writer: DatabasePool
 
+    /// Opens the second connection to the database at `path`. Thresholds are in bytes of WAL
+    /// and converted to pages of `pageSize`.
     init(writer: DatabasePool, path: String, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
         self.writer = writer
         let page = max(512, pageSize)
