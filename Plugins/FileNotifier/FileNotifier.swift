@@ -156,8 +156,6 @@ final class LineWriter: Sendable {
         var size = 0
         /// Where the kernel was last asked to write the file back (without `fsync`).
         var handedOver = 0
-        /// How many times it was asked (for tests).
-        var handOvers = 0
     }
 
     /// Without `fsync`, the bytes appended after which the kernel is asked to start writing
@@ -169,6 +167,7 @@ final class LineWriter: Sendable {
     static let handOverBytes = 1 << 20
 
     private let state = Mutex(State())
+    private let handOverCount = Atomic<Int>(0)
 
     init(path: String, fsync: Bool, maxBytes: Int, keep: Int) {
         self.path = path
@@ -196,11 +195,11 @@ final class LineWriter: Sendable {
     }
 
     /// How many times the kernel was asked to write the file back (for tests).
-    var handOvers: Int { state.withLock { $0.handOvers } }
+    var handOvers: Int { handOverCount.load(ordering: .relaxed) }
 
     /// Writes what is queued, then what was queued meanwhile, until nothing is.
     private func drain() {
-        var (fd, size, handedOver, handOvers) = state.withLock { ($0.fd, $0.size, $0.handedOver, $0.handOvers) }
+        var (fd, size, handedOver) = state.withLock { ($0.fd, $0.size, $0.handedOver) }
         while true {
             let batch = state.withLock { state -> [Waiter] in
                 defer { state.queue = [] }
@@ -209,36 +208,35 @@ final class LineWriter: Sendable {
                     state.fd = fd
                     state.size = size
                     state.handedOver = handedOver
-                    state.handOvers = handOvers
                 }
                 return state.queue
             }
             guard !batch.isEmpty else { return }
-            let opened = fd
-            let results = write(batch.map(\.line), fd: &fd, size: &size)
-            if fd != opened { handedOver = size }  // a new file (opened or rotated): from its end
-            if !fsync, fd >= 0, size - handedOver >= Self.handOverBytes {
-                _ = posix_fadvise(fd, off_t(handedOver), off_t(size - handedOver), POSIX_FADV_DONTNEED)
-                handedOver = size
-                handOvers += 1
-            }
+            let results = write(batch.map(\.line), fd: &fd, size: &size, handedOver: &handedOver)
             for (waiter, result) in zip(batch, results) { waiter.continuation.resume(with: result) }
         }
     }
 
     /// Writes `lines` in order: as few writes as rotation allows. Each line's result: a line
     /// fully written before a failure succeeds, the rest fail as they would one by one.
-    private func write(_ lines: [[UInt8]], fd: inout Int32, size: inout Int) -> [Result<Void, any Error>] {
+    /// Without `fsync`, each ``handOverBytes`` written since `handedOver` (a new file's size when
+    /// it is opened) go to write-back.
+    private func write(_ lines: [[UInt8]], fd: inout Int32, size: inout Int, handedOver: inout Int)
+        -> [Result<Void, any Error>] {
         var results = [Result<Void, any Error>](repeating: .success(()), count: lines.count)
         var start = 0
         while start < lines.count {
             do {
-                if fd < 0 { (fd, size) = try open() }
+                if fd < 0 {
+                    (fd, size) = try open()
+                    handedOver = size
+                }
                 if maxBytes > 0, size > 0, size + lines[start].count > maxBytes {
                     close(fd)
                     fd = -1
                     try rotate()
                     (fd, size) = try open()
+                    handedOver = size
                 }
                 // The lines that fit before the next rotation, and at least this one.
                 var end = start + 1
@@ -253,6 +251,10 @@ final class LineWriter: Sendable {
                     if fsync, Glibc.fsync(fd) != 0 {
                         let failure = DeliveryError.retryable("cannot fsync \(path): \(String(cString: strerror(errno)))")
                         for index in start..<end { results[index] = .failure(failure) }
+                    } else if !fsync, size - handedOver >= Self.handOverBytes {
+                        _ = posix_fadvise(fd, off_t(handedOver), off_t(size - handedOver), POSIX_FADV_DONTNEED)
+                        handedOver = size
+                        handOverCount.add(1, ordering: .relaxed)
                     }
                     start = end
                     continue

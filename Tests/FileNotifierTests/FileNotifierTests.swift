@@ -169,6 +169,29 @@ struct FileNotifierTests {
         #expect(try lines("\(dir)/out.jsonl").count == count)
     }
 
+    /// A rotated file is handed over from its own start: each file of 1.5 MiB is handed over
+    /// once, though the new file usually gets the old one's descriptor number.
+    @Test func aRotatedFileIsHandedOverFromItsStart() async throws {
+        let dir = tempDir()
+        let n = try notifier(dir, .init(path: "out.jsonl", maxBytes: 3 * LineWriter.handOverBytes / 2, keep: 10))
+        let note = try notification()
+        var written = 0
+        var count = 0
+        while written < 4 * LineWriter.handOverBytes + LineWriter.handOverBytes / 4 {
+            let line = n.line(for: note.with(key: "key-\(count)"))
+            try await n.deliver(note.with(key: "key-\(count)"))
+            written += line.count
+            count += 1
+        }
+        var full = 0
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: "\(dir)/\(file)")[.size] as? Int)
+            if size >= LineWriter.handOverBytes { full += 1 }
+        }
+        #expect(full == 3)
+        #expect(n.writer.handOvers == full)
+    }
+
     @Test func appendsToAnExistingFile() async throws {
         let dir = tempDir()
         try "{\"existing\":true}\n".write(toFile: "\(dir)/out.jsonl", atomically: true, encoding: .utf8)
