@@ -106,8 +106,8 @@ final class SQLiteCheckpoints: Sendable {
     /// After each commit on the writer, on its thread, with the WAL's size in frames.
     private func committed(frames: Int, _ writer: OpaquePointer) {
         walFrames.store(frames, ordering: .releasing)
-        switch Phase(rawValue: phase.load(ordering: .acquiring)) {
-        case .caughtUp:
+        let now = Phase(rawValue: phase.load(ordering: .acquiring))
+        if now == .caughtUp {
             // The little left is copied by the writer, but not inside this commit: its
             // waiters are answered first. SQLite starts the WAL over at the next commit.
             phase.store(Phase.finishing.rawValue, ordering: .releasing)
@@ -116,23 +116,14 @@ final class SQLiteCheckpoints: Sendable {
                 self.phase.store(Phase.idle.rawValue, ordering: .releasing)
                 self.counts.withLock { $0.finishes += 1 }
             }
-        case .finishing:
-            break
-        case .copying:
-            if frames >= limitFrames {
-                // Busy while a pass holds the checkpoint lock: the pass then leaves the rest
-                // to the writer (see `copy`).
-                writerCheckpoint(writer)
-                counts.withLock { $0.forced += 1 }
-            }
-        case .idle, nil:
-            if frames >= limitFrames {
-                writerCheckpoint(writer)
-                counts.withLock { $0.forced += 1 }
-            } else if frames >= startFrames {
-                phase.store(Phase.copying.rawValue, ordering: .releasing)
-                connection.asyncWriteWithoutTransaction { db in self.copy(db) }
-            }
+        } else if now != .finishing, frames >= limitFrames {
+            // While a pass holds the checkpoint lock this is busy: the pass then leaves the
+            // rest to the writer (see `copy`).
+            writerCheckpoint(writer)
+            counts.withLock { $0.forced += 1 }
+        } else if now == .idle, frames >= startFrames {
+            phase.store(Phase.copying.rawValue, ordering: .releasing)
+            connection.asyncWriteWithoutTransaction { db in self.copy(db) }
         }
     }
 
