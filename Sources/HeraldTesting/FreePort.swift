@@ -1,14 +1,13 @@
 import Foundation
 
-/// A free TCP port on 127.0.0.1 (bound, read, released): for a server a test starts, or as
-/// a port where nothing listens.
-public func freePort() -> Int {
-    RefusingPort().port  // released again at once
-}
-
-/// A port on 127.0.0.1 where nothing listens, kept so for as long as this object lives: its
-/// socket is bound but never listens, so a connection to it is refused, and no other server
-/// (a test running in parallel) can take the port meanwhile, as it could a ``freePort()``.
+/// A port on 127.0.0.1 where nothing listens, kept so for as long as this object lives.
+///
+/// Its socket is bound but never listens, so a connection to it is refused, and no server a
+/// test starts in parallel on port 0 is given this port meanwhile (a port bound and released
+/// at once could be, and the test would then talk to that server). The socket is bound with
+/// `SO_REUSEADDR`, so the test itself can later start its own server on the port with that
+/// option (NIO and Python's asyncio set it) while the reservation still holds: a target that
+/// is down and comes up later, with no moment in which another process can take its port.
 public final class RefusingPort: Sendable {
     public let port: Int
     private let fd: Int32
@@ -16,6 +15,8 @@ public final class RefusingPort: Sendable {
     public init() {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd
+        var reuse: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")

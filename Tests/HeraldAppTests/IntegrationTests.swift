@@ -66,7 +66,10 @@ struct IntegrationTests {
 
     /// The SMTP server is down when the events arrive, and comes up later: every mail arrives.
     @Test func mailsWaitForAnSMTPOutage() async throws {
-        let port = freePort()
+        // Held until the SMTP server has the port: no server of a test running in parallel
+        // can take it meanwhile (Herald would then wait for its greeting, not retry).
+        let down = RefusingPort()
+        let port = down.port
         let dir = tempDir()
         let path = try config(dir, notifiers: """
               desk:
@@ -88,7 +91,8 @@ struct IntegrationTests {
         #expect(pending.contains("desk"))
         let smtp = try SMTPServerProcess(port: port)
         defer { smtp.stop() }
-        #expect(try await waitUntil(.seconds(20)) { smtp.messages.count == 3 })
+        withExtendedLifetime(down) {}
+        #expect(try await waitUntil(.seconds(20)) { smtp.messages.count == 3 }, "\(herald.log)")
         try await Task.sleep(for: .milliseconds(500))
         #expect(smtp.messages.count == 3)
         #expect(try await herald.stop() == 0)

@@ -305,7 +305,9 @@ struct PostgresJournalTests {
     /// journal's timeout, and the error names host and port only.
     @Test func anUnreachableServerIsUnavailable() async throws {
         var url = try TestPostgres.url()
-        url.port = freePort()
+        let refusing = RefusingPort()
+        url.port = refusing.port
+        defer { withExtendedLifetime(refusing) {} }
         let journal = try PostgresJournal(url: url, poolSize: 1, operationTimeout: .seconds(2))
         let error = await #expect(throws: JournalError.self) {
             try await PostgresJournal.withJournal(journal) { _ in }
