@@ -490,6 +490,28 @@ struct SQLiteJournalTests {
         for i in [0, 100, next - 1] { #expect(try await journal.event(id: "evt_\(i)")?.body == body) }
     }
 
+    /// A copy into the database file reaches the disk as it is made, 512 KiB at a time
+    /// (CSQLiteWAL), not in one burst at its fsync that every commit's WAL fsync would wait
+    /// behind: a pass copying 2 MB of WAL hands the file to write-back several times, and the
+    /// file holds every event afterwards. The count is the whole process's (other tests' copies
+    /// add to it), so this checks that it grows by at least what this copy must make.
+    @Test func aCopyIntoTheDatabaseFileIsWrittenBackAsItIsMade() async throws {
+        let directory = TempDirectory()
+        let journal = try smallWAL(directory, start: 2_048, limit: 100_000)
+        let before = herald_database_hand_overs()
+        let body = Data(String(repeating: "w", count: 3_000).utf8)
+        for i in 0..<400 {
+            _ = try await journal.append(makeEntry("evt_\(i)", key: "k\(i)", notifiers: ["slack"], body: body,
+                                                   receivedAt: Date()))
+        }
+        #expect(try await waitUntil { journal.checkpointStatistics.passes >= 1 })
+        let copied = herald_database_hand_overs() - before
+        #expect(copied >= 3, "2 MB copied in chunks of 512 KiB (\(copied) chunks)")
+        try journal.close()
+        let reopened = try SQLiteJournal.openExisting(directory: directory.path, dedupeTTL: .seconds(60))
+        for i in [0, 200, 399] { #expect(try await reopened.event(id: "evt_\(i)")?.body == body) }
+    }
+
     /// A new journal takes 2 KiB pages; one made with SQLite's 4 KiB keeps them, and its WAL
     /// is checkpointed after as many bytes.
     @Test func aNewJournalHasSmallPagesAndAnOldOneKeepsItsOwn() async throws {
