@@ -17,6 +17,12 @@
 // request's scheduled send time: the whole way from send to a written notification. After the
 // last answer it waits up to 10 s more for lines still missing; an acknowledged request whose
 // line never appears counts in e2e_missing (and as "at least until the end" in the percentiles).
+//
+// With PACED_TIMELINE=FILE in the environment it also writes every request's times, to match a
+// slow answer with what the server did then (strace -ttt, the server's log): a first line
+// "# start_unix_ns N" (the wall clock of request 0's scheduled send), then one line per request:
+// index, scheduled send in ms after that, answer latency in ms (-1 unanswered), e2e latency in
+// ms (-1 no line), HTTP status.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -286,6 +292,9 @@ int main(int argc, char **argv) {
     }
 
     start_ns = now_ns() + 1000000; // first request 1 ms from now
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t start_unix_ns = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec + 1000000;
     uint64_t deadline = start_ns + (uint64_t)(seconds * 1e9) + 10000000000ull;
     long dispatched = 0;
     struct epoll_event evs[256];
@@ -325,6 +334,20 @@ int main(int argc, char **argv) {
         }
     }
     uint64_t lines_end = now_ns();
+
+    const char *timeline = getenv("PACED_TIMELINE");
+    if (timeline && *timeline) {
+        FILE *tl = fopen(timeline, "w");
+        if (!tl) die(timeline);
+        fprintf(tl, "# start_unix_ns %llu\n", (unsigned long long)start_unix_ns);
+        for (long i = 0; i < total; i++) {
+            double at = (double)(sched_ns(i) - start_ns) / 1e6;
+            double answer = done_ns[i] ? (double)(done_ns[i] - sched_ns(i)) / 1e6 : -1;
+            double line_ms = line_ns[i] ? (double)(line_ns[i] - sched_ns(i)) / 1e6 : -1;
+            fprintf(tl, "%ld %.3f %.3f %.3f %d\n", i, at, answer, line_ms, status_of[i]);
+        }
+        fclose(tl);
+    }
 
     long timeouts = total - finished;
     uint64_t *lat = malloc((size_t)total * sizeof *lat);
