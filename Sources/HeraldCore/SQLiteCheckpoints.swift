@@ -64,9 +64,15 @@ final class SQLiteCheckpoints: Sendable {
     /// whose hook asked for it has answered its waiters.
     private let writer: DatabasePool
 
-    /// Opens the second connection to the database at `path`. Thresholds are in bytes of WAL
-    /// and converted to pages of `pageSize`.
-    init(writer: DatabasePool, path: String, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
+    /// Opens the second connection to the writer's database and makes the writer report each
+    /// commit's WAL size here (SQLite's WAL hook) instead of checkpointing by itself (SQLite's
+    /// `wal_autocheckpoint`, which the hook replaces). Thresholds are in bytes of WAL and
+    /// converted to pages of `pageSize`; a WAL file past `limitBytes` is cut back to that size
+    /// when SQLite starts it over.
+    ///
+    /// The hook's context is this object, unretained (a retained one would keep the writer's
+    /// pool alive through the hook): the journal keeps it as long as its writer can commit.
+    init(writer: DatabasePool, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
         self.writer = writer
         let page = max(512, pageSize)
         startFrames = max(1, startBytes / page)
@@ -75,31 +81,25 @@ final class SQLiteCheckpoints: Sendable {
         var config = Configuration()
         config.label = "herald.journal.checkpoint"
         config.busyMode = .timeout(SQLiteJournal.busyTimeout)
-        connection = try DatabaseQueue(path: path, configuration: config)
+        connection = try DatabaseQueue(path: writer.path, configuration: config)
+        try writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_size_limit = \(limitBytes)")
+            sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
+                guard let context, let connection else { return SQLITE_OK }
+                Unmanaged<SQLiteCheckpoints>.fromOpaque(context).takeUnretainedValue()
+                    .committed(frames: Int(frames), connection)
+                // As SQLite's own hook: the commit happened, whatever the checkpoint did.
+                return SQLITE_OK
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
     }
 
     var statistics: Statistics { counts.withLock { $0 } }
 
-    /// Makes the writer connection `db` report each commit's WAL size here, instead of
-    /// checkpointing by itself (SQLite's `wal_autocheckpoint`, which this hook replaces).
-    /// The journal keeps `self` alive as long as the connection can commit.
-    func watch(_ db: Database) {
-        sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
-            guard let context, let connection else { return SQLITE_OK }
-            Unmanaged<SQLiteCheckpoints>.fromOpaque(context).takeUnretainedValue()
-                .committed(frames: Int(frames), connection)
-            // As SQLite's own hook: the commit happened, whatever the checkpoint did.
-            return SQLITE_OK
-        }, Unmanaged.passUnretained(self).toOpaque())
-    }
-
-    /// Stops reporting commits of `db` (before the journal closes).
-    static func unwatch(_ db: Database) {
-        sqlite3_wal_hook(db.sqliteConnection, nil, nil)
-    }
-
-    /// Closes the second connection once a pass in progress has ended.
+    /// Stops the writer's reports, then closes the second connection once a pass in progress
+    /// has ended (before the journal closes).
     func close() throws {
+        writer.writeWithoutTransaction { db in _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil) }
         try connection.close()
     }
 

@@ -106,13 +106,8 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             try Self.migrator.migrate(pool)
             try Self.checkIntegrity(pool, path: path)
             // The WAL is copied into the database file off the writer (SQLiteCheckpoints.swift).
-            checkpoints = try SQLiteCheckpoints(writer: pool, path: path, pageSize: pageSize, startBytes: walBytes.start,
+            checkpoints = try SQLiteCheckpoints(writer: pool, pageSize: pageSize, startBytes: walBytes.start,
                                                 finishBytes: walBytes.finish, limitBytes: walBytes.limit)
-            try pool.writeWithoutTransaction { [checkpoints] db in
-                // A WAL file past this size is cut back to it when SQLite starts it over.
-                try db.execute(sql: "PRAGMA journal_size_limit = \(walBytes.limit)")
-                checkpoints.watch(db)
-            }
         } catch {
             throw JournalError(error, path: path)
         }
@@ -201,10 +196,7 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
     public func close() throws {
         do {
             // SQLite refuses to close a connection whose statements are still prepared.
-            pool.writeWithoutTransaction { [statements] db in
-                statements.finalize()
-                SQLiteCheckpoints.unwatch(db)
-            }
+            pool.writeWithoutTransaction { [statements] db in statements.finalize() }
             try checkpoints.close()
             try pool.close()
         } catch {
