@@ -60,9 +60,9 @@ final class SQLiteCheckpoints: Sendable {
     private let walFrames = Atomic<Int>(0)
     private let counts = Mutex(Statistics())
 
-    /// The writer's connections: the rest is copied in a write of its own, after the commit
-    /// whose hook asked for it has answered its waiters.
-    private let writer: DatabasePool
+    /// The writer's pool: the rest is copied in a write of its own, after the commit whose
+    /// hook asked for it has answered its waiters.
+    private let writerPool: DatabasePool
 
     /// Opens the second connection to the writer's database and makes the writer report each
     /// commit's WAL size here (SQLite's WAL hook) instead of checkpointing by itself (SQLite's
@@ -73,7 +73,7 @@ final class SQLiteCheckpoints: Sendable {
     /// The hook's context is this object, unretained (a retained one would keep the writer's
     /// pool alive through the hook): the journal keeps it as long as its writer can commit.
     init(writer: DatabasePool, pageSize: Int, startBytes: Int, finishBytes: Int, limitBytes: Int) throws {
-        self.writer = writer
+        writerPool = writer
         let page = max(512, pageSize)
         startFrames = max(1, startBytes / page)
         finishFrames = max(1, finishBytes / page)
@@ -99,7 +99,7 @@ final class SQLiteCheckpoints: Sendable {
     /// Stops the writer's reports, then closes the second connection once a pass in progress
     /// has ended (before the journal closes).
     func close() throws {
-        writer.writeWithoutTransaction { db in _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil) }
+        writerPool.writeWithoutTransaction { db in _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil) }
         try connection.close()
     }
 
@@ -111,7 +111,7 @@ final class SQLiteCheckpoints: Sendable {
             // The little left is copied by the writer, but not inside this commit: its
             // waiters are answered first. SQLite starts the WAL over at the next commit.
             phase.store(Phase.finishing.rawValue, ordering: .releasing)
-            self.writer.asyncWriteWithoutTransaction { db in
+            writerPool.asyncWriteWithoutTransaction { db in
                 self.writerCheckpoint(db.sqliteConnection)
                 self.phase.store(Phase.idle.rawValue, ordering: .releasing)
                 self.counts.withLock { $0.finishes += 1 }
