@@ -213,19 +213,22 @@ struct PipelineTests {
         let journal = try SQLiteJournal(directory: dir, dedupeTTL: .seconds(3600), outcomeWait: .seconds(3600))
         let h = try await Harness("  fast: { kind: recording, label: fast }", routes: "  - { events: [\"*\"], notify: [fast] }",
                                   journal: journal)
-        let (body, hdr) = try h.signed("guest_booked")
-        guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
-            Issue.record("not accepted"); return
-        }
-        let id = try #require(try await journal.deliveries(DeliveryQuery(notifier: "fast")).first?.id)
         let stopped = StopFlag()
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let id = try await withThrowingTaskGroup(of: Void.self) { group -> Int64 in
             let services = h.pipeline.dispatchers.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
             let serviceGroup = ServiceGroup(configuration: .init(services: services, logger: Logger(label: "test")))
             group.addTask {
                 try await serviceGroup.run()
                 stopped.value.store(true, ordering: .relaxed)
             }
+            // The sweep's lease at start is a transaction that would carry a queued outcome
+            // with it: the event comes once it is done (an idle sweep leases only then).
+            #expect(try await waitUntil { journal.appendStatistics.stateCommits >= 1 }, "the sweep's first lease")
+            let (body, hdr) = try h.signed("guest_booked")
+            guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                Issue.record("not accepted"); return -1
+            }
+            let id = try #require(try await journal.deliveries(DeliveryQuery(notifier: "fast")).first?.id)
             #expect(try await waitUntil { h.log.count("fast") == 1 && journal.queuedWrites == 1 }, "delivered, its outcome queued")
             await serviceGroup.triggerGracefulShutdown()
             try await Task.sleep(for: .milliseconds(300))
@@ -235,9 +238,10 @@ struct PipelineTests {
             // Another event's append: the outcome rides in its transaction.
             let (other, otherHeader) = try h.signed("guest_cancelled")
             guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: other, header: otherHeader) else {
-                Issue.record("not accepted"); return
+                Issue.record("not accepted"); return id
             }
             try await group.waitForAll()
+            return id
         }
         let stoppedAtLast = stopped.value.load(ordering: .relaxed)
         #expect(stoppedAtLast)
