@@ -65,8 +65,8 @@ package final class DeadlineClock: Sendable {
 
     /// Runs `operation` in the calling task and cancels that task if `operation` is still
     /// running once `timeout` has passed. Returns its result, and whether the deadline
-    /// cancelled it. Call it in a task of its own (an `async let`): the cancellation stays
-    /// with that task.
+    /// cancelled it. Call it in a task that does nothing after `operation` that a cancellation
+    /// would cut short (the dispatcher runs each delivery in a task of its own).
     func run<T>(_ timeout: Duration, _ operation: () async -> T) async -> (result: T, timedOut: Bool) {
         let deadline = ContinuousClock.now + timeout
         let ticket: UInt64? = withUnsafeCurrentTask { task in

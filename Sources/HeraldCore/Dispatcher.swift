@@ -307,7 +307,7 @@ public final class Dispatcher: Service {
         notification.attempt = job.attempt
         running.add(1, ordering: .relaxed)
         let started = ContinuousClock.now
-        let outcome = await attempt(notification, notifier)
+        let (outcome, timedOut) = await attempt(notification, notifier)
         durationTimer.recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         running.subtract(1, ordering: .relaxed)
         live.release()
@@ -331,7 +331,15 @@ public final class Dispatcher: Service {
             }
             return
         }
-        await record(outcome, job: job, event: event, notifier: notifier, log: log)
+        guard timedOut else {
+            await record(outcome, job: job, event: event, notifier: notifier, log: log)
+            return
+        }
+        // The clock cancelled this task to stop the plugin. Writing the outcome must not be cut
+        // short by that (PostgreSQL's journal refuses a cancelled caller), so it is written from
+        // a task that is not cancelled, awaited here: the only task an attempt makes, and only
+        // when it timed out.
+        await Task { [self] in await record(outcome, job: job, event: event, notifier: notifier, log: log) }.value
     }
 
     /// The delivery's event: the one the request published, else decoded from the journal's
@@ -410,13 +418,17 @@ public final class Dispatcher: Service {
     /// What one plugin call came to.
     enum Outcome { case delivered, failed(DeliveryError), cancelled }
 
-    /// Calls the plugin with the notifier's timeout. The plugin runs in a child task of its
-    /// own, which the deadline clock cancels if it is still running when the timeout passes;
-    /// the cancellation stays with that child, so the outcome is then written as usual.
-    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async -> Outcome {
+    /// Calls the plugin with the notifier's timeout; the outcome, and whether the timeout
+    /// passed. The plugin runs in the delivery's own task (``process(_:)``), which the deadline
+    /// clock cancels if the plugin is still running when the timeout passes; the caller then
+    /// writes the outcome from a task that is not cancelled. (An `async let` child per attempt,
+    /// which kept the cancellation to itself, cost a task and its scheduling on every
+    /// delivery for a case that is rare.)
+    private func attempt(_ notification: HeraldNotification, _ notifier: HeraldConfig.Notifier) async
+        -> (outcome: Outcome, timedOut: Bool) {
         let plugin = notifier.plugin
         let timeout = notifier.policy.timeout
-        async let run = deadlines.run(timeout) { () async -> Outcome in
+        let (outcome, timedOut) = await deadlines.run(timeout) { () async -> Outcome in
             do {
                 try await plugin.deliver(notification)
                 return .delivered
@@ -428,10 +440,9 @@ public final class Dispatcher: Service {
                 return .failed(DeliveryError(treating: error))
             }
         }
-        let (outcome, timedOut) = await run
         // Delivered after all (the plugin finished despite the cancellation): that is what happened.
-        if timedOut, case .delivered = outcome { return outcome }
-        return timedOut ? .failed(.retryable("timed out after \(timeout)")) : outcome
+        if timedOut, case .delivered = outcome { return (outcome, true) }
+        return (timedOut ? .failed(.retryable("timed out after \(timeout)")) : outcome, timedOut)
     }
 
     /// The delivery is done here, whatever its outcome: its place in the queue is free and its

@@ -52,6 +52,27 @@ struct PostgresJournalTests {
         }
     }
 
+    /// A timed-out attempt's retry is written. The deadline cancels the delivery's task to stop
+    /// the plugin, and this journal refuses a cancelled caller: the dispatcher writes that
+    /// outcome from a task that is not cancelled.
+    @Test func aTimedOutAttemptIsWrittenForItsRetry() async throws {
+        try await TestPostgres.withDatabase { url in
+            try await TestPostgres.withJournal(url) { journal in
+                let h = try await Harness("  fast: { kind: recording, label: fast, timeout: 200ms, retry: { initial: 3600s } }",
+                                          routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+                h.log.delays.withLock { $0["fast"] = .seconds(30) }
+                try await h.running { () async throws in
+                    let (body, hdr) = try h.signed("guest_booked")
+                    _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+                    #expect(try await waitUntil(.seconds(30)) {
+                        let stored = try await journal.deliveries(DeliveryQuery(state: nil, notifier: "fast", limit: 1)).first
+                        return stored?.state == .pending && (stored?.lastError ?? "").contains("timed out")
+                    }, "pending for its retry, with the timeout as its error")
+                }
+            }
+        }
+    }
+
     /// Two instances taking work at once from 200 pending deliveries: each delivery goes to
     /// exactly one of them.
     @Test func twoInstancesNeverLeaseTheSameDelivery() async throws {
