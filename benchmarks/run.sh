@@ -281,6 +281,10 @@ run_receiver() { # name
     local bodies=$WRK_BODIES
     [[ $name == floor* ]] && bodies=$WRK_BODIES_FLOOR
     python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
+    # The load's own files go to disk now, not in the kernel's write-back 30 s later: that
+    # burst (up to 250 MB in 0.2 s, measured) queued in front of a receiver's fsyncs and
+    # stalled its answers for over 300 ms in the paced phase.
+    sync
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
     cpu0=$(cpu_ticks "$pid")
@@ -299,6 +303,7 @@ run_receiver() { # name
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
     python3 "$HERE/gen_bodies.py" --count $((RATE * PACED_SECONDS)) --tag "bk_${short}p_" --secret "$SECRET" --out "$dir/paced.tsv"
+    sync
     log "$name: paced $RATE req/s for ${PACED_SECONDS}s"
     "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" "${lines[@]}" > "$dir/paced.json"
     cat "$dir/paced.json" >&2
