@@ -182,9 +182,34 @@ public struct Booking: Sendable, Equatable {
     /// The booking form's questions and answers, in order.
     public var answers: [Answer]
     /// UTM parameters of the booking page visit (`utm_source`, …).
-    public var tracking: [String: String]
+    ///
+    /// Read from the body's `tracking` object each time it is asked for (a route on tracking,
+    /// a template that shows it), not for every event: building the dictionary cost 3 % of a
+    /// request's instructions, and most events are never asked.
+    public var tracking: [String: String] {
+        get { trackingSource.value }
+        set { trackingSource = .read(newValue) }
+    }
+    /// Where ``tracking`` comes from.
+    var trackingSource: Tracking
     /// `updatedAt` exactly as sent, for dedupe keys (no round trip through `Date`).
     public var updatedAtText: String?
+
+    /// The tracking parameters, read, or the bytes of a body's `tracking` object, which
+    /// ``JicooBody`` has checked as JSON. Equal when their parameters are.
+    enum Tracking: Sendable, Equatable {
+        case read([String: String])
+        case unread(Data)
+
+        var value: [String: String] {
+            switch self {
+            case .read(let tracking): tracking
+            case .unread(let bytes): JicooBody.tracking(in: bytes)
+            }
+        }
+
+        static func == (a: Tracking, b: Tracking) -> Bool { a.value == b.value }
+    }
 
     /// The members of a Jicoo `object` that a booking is read from, by position.
     enum Member: Int, CaseIterable, Sendable {
@@ -193,15 +218,16 @@ public struct Booking: Sendable, Equatable {
     }
 
     /// The values of an `object`'s members that a booking is read from, by ``Member``: the
-    /// guest, the answers and the tracking parameters read already, so that a reader of the
-    /// body's bytes builds them without a dictionary per object (see ``JicooBody``). Stored
-    /// properties: an `InlineArray` went through unspecialised generic copies per access.
+    /// guest and the answers read already (the tracking parameters as their bytes), so that a
+    /// reader of the body's bytes builds them without a dictionary per object (see
+    /// ``JicooBody``). Stored properties: an `InlineArray` went through unspecialised generic
+    /// copies per access.
     package struct Fields: Sendable {
         var uid, eventTypeUid, status, timeZone, createdAt, updatedAt, startedAt, endedAt: JSONValue?
         var cancelReason, cancelledAt, cancelledBy: JSONValue?
         var contact: Contact?
         var answers: [Answer] = []
-        var tracking: [String: String] = [:]
+        var tracking = Tracking.read([:])
 
         package init() {}
 
@@ -220,7 +246,7 @@ public struct Booking: Sendable, Equatable {
             case .cancelledBy: cancelledBy = value
             case .contact: contact = Booking.contact(value)
             case .answers: answers = Booking.answers(value)
-            case .tracking: tracking = Booking.tracking(value)
+            case .tracking: tracking = .read(Booking.tracking(value))
             }
         }
     }
@@ -309,7 +335,7 @@ public struct Booking: Sendable, Equatable {
         cancelledBy = string(fields.cancelledBy.take(), "cancelledBy")
         contact = fields.contact.take()
         answers = fields.answers
-        tracking = fields.tracking
+        trackingSource = fields.tracking
     }
 }
 

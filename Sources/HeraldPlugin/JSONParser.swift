@@ -37,6 +37,9 @@ struct JSONParser {
         return value
     }
 
+    /// Where the parser is: the offset of the next byte it reads.
+    var position: Int { index }
+
     /// Whether the value at the index is an object (it may still be malformed).
     var atObject: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "{") }
 

@@ -1,9 +1,9 @@
 import Foundation
 
 /// What Herald reads of a Jicoo body, `{event, createdAt, object: {…booking…}}`, read
-/// straight from its bytes: the three members and the booking's fields are built, every other
-/// byte is checked as ``JSONValue/parse(_:)`` would (the same errors, at the same places) and
-/// skipped. Building the whole tree first, then a dictionary per object, cost more than half
+/// straight from its bytes: the three members and the booking's fields are built (the
+/// tracking parameters only when asked for, from their bytes), every other byte is checked as
+/// ``JSONValue/parse(_:)`` would (the same errors, at the same places) and skipped. Building the whole tree first, then a dictionary per object, cost more than half
 /// of a decode.
 package struct JicooBody: Sendable {
     /// The `event` member's value.
@@ -41,7 +41,16 @@ package struct JicooBody: Sendable {
                                 switch Booking.Member(rawValue: position) {
                                 case .contact: fields.contact = try readContact(&parser)
                                 case .answers: fields.answers = try readAnswers(&parser)
-                                case .tracking: fields.tracking = try readTracking(&parser)
+                                case .tracking:
+                                    // Checked now, read when asked for (``Booking/tracking``).
+                                    guard parser.atObject else {
+                                        try parser.skipValue()
+                                        fields.tracking = .read([:])
+                                        return
+                                    }
+                                    let start = parser.position
+                                    try parser.skipValue()
+                                    fields.tracking = .unread(body[(body.startIndex + start)..<(body.startIndex + parser.position)])
                                 case let member?: fields.set(member, try parser.value())
                                 case nil: try parser.skipValue()
                                 }
@@ -94,6 +103,16 @@ package struct JicooBody: Sendable {
             if let question { answers.append(Booking.Answer(question: question, content: content)) }
         }
         return answers
+    }
+
+    /// The tracking parameters in the bytes of a `tracking` object that ``read(_:)`` checked.
+    static func tracking(in object: Data) -> [String: String] {
+        object.withUnsafeBytes { raw in
+            let read = try? JSONParser.read(raw.assumingMemoryBound(to: UInt8.self)) { parser throws(JSONValue.ParseError) in
+                try readTracking(&parser)
+            }
+            return read ?? [:]
+        }
     }
 
     /// As ``Booking/tracking(_:)`` reads the parsed value: the last value of a name counts,

@@ -41,6 +41,23 @@ struct EventTests {
         #expect(e.warnings.isEmpty)
     }
 
+    /// The tracking parameters are read from the body's bytes when asked for: the same
+    /// parameters as a parsed body gives (a later value of a name counts; one that is not a
+    /// string removes it), a malformed `tracking` still fails the decode, and a set value
+    /// replaces what the body said.
+    @Test func trackingIsReadWhenAskedForAndCanBeSet() throws {
+        let body = Data(#"{"event":"guest_booked","object":{"tracking":{"a":"1","a":2,"b":"2","c":null,"d":{"e":"f"},"u\u0074m":"\u00e9"}}}"#.utf8)
+        var booking = try #require(try EventSource.jicoo.decode(body: body, endpoint: "/x").booking)
+        #expect(booking.tracking == ["b": "2", "utm": "é"])
+        #expect(booking.tracking == ["b": "2", "utm": "é"], "read again, the same")
+        booking.tracking["z"] = "9"
+        #expect(booking.tracking == ["b": "2", "utm": "é", "z": "9"])
+        #expect(throws: DecodeError.self) {
+            try EventSource.jicoo.decode(body: Data(#"{"event":"guest_booked","object":{"tracking":{"a":"\u12"}}}"#.utf8),
+                                         endpoint: "/x")
+        }
+    }
+
     @Test func malformedDateBecomesNilWithAWarning() throws {
         let e = try Fixtures.event("seed_example")
         #expect(e.name == "guest_booked")
