@@ -281,10 +281,6 @@ run_receiver() { # name
     local bodies=$WRK_BODIES
     [[ $name == floor* ]] && bodies=$WRK_BODIES_FLOOR
     python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
-    # The load's own files go to disk now, not in the kernel's write-back 30 s later: that
-    # burst (up to 250 MB in 0.2 s, measured) queued in front of a receiver's fsyncs and
-    # stalled its answers for over 300 ms in the paced phase.
-    sync
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
     cpu0=$(cpu_ticks "$pid")
@@ -303,6 +299,12 @@ run_receiver() { # name
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
     python3 "$HERE/gen_bodies.py" --count $((RATE * PACED_SECONDS)) --tag "bk_${short}p_" --secret "$SECRET" --out "$dir/paced.tsv"
+    # What is still to be written (these bodies, the output of this receiver and of those
+    # before it) goes to disk now, not in the kernel's write-back 30 s after it was written:
+    # such a burst (250 MB in 0.2 s, measured) queues in front of a receiver's fsyncs and
+    # stalled Herald's answers for 271-338 ms. Not the wrk bodies: removed above before the
+    # kernel wrote them, they cost no write at all (syncing them first, then removing them,
+    # made the file system discard 300 MB during the paced phase).
     sync
     log "$name: paced $RATE req/s for ${PACED_SECONDS}s"
     "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" "${lines[@]}" > "$dir/paced.json"
