@@ -303,8 +303,8 @@ run_receiver() { # name
     # before it) goes to disk now, not in the kernel's write-back 30 s after it was written:
     # such a burst (250 MB in 0.2 s, measured) queues in front of a receiver's fsyncs and
     # stalled Herald's answers for 271-338 ms. Not the wrk bodies: removed above before the
-    # kernel wrote them, they cost no write at all (syncing them first, then removing them,
-    # made the file system discard 300 MB during the paced phase).
+    # kernel wrote them, they cost no write at all, where syncing them first would write
+    # 300 MB that is then freed.
     sync
     log "$name: paced $RATE req/s for ${PACED_SECONDS}s"
     "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" "${lines[@]}" > "$dir/paced.json"

@@ -3,8 +3,8 @@ import Foundation
 /// What Herald reads of a Jicoo body, `{event, createdAt, object: {…booking…}}`, read
 /// straight from its bytes: the three members and the booking's fields are built (the
 /// tracking parameters only when asked for, from their bytes), every other byte is checked as
-/// ``JSONValue/parse(_:)`` would (the same errors, at the same places) and skipped. Building the whole tree first, then a dictionary per object, cost more than half
-/// of a decode.
+/// ``JSONValue/parse(_:)`` would (the same errors, at the same places) and skipped. Building
+/// the whole tree first, then a dictionary per object, cost more than half of a decode.
 package struct JicooBody: Sendable {
     /// The `event` member's value.
     package var event: JSONValue?
