@@ -260,9 +260,10 @@ public final class Dispatcher: Service {
     /// soon as the attempt ends, before its outcome is written), and its outcome written to
     /// the journal.
     func process(_ job: DeliveryJob) async {
-        // The delivery leaves the queue once its outcome is written (or nothing is to be written).
+        // The delivery leaves the queue once its outcome is written (or nothing is to be written;
+        // a retry leaves just before its write, see `write`).
         var completesLater = false
-        defer { if !completesLater { complete(job.id) } }
+        defer { if !completesLater { complete(job) } }
         var holdsSlot = true
         defer { if holdsSlot { slots.release() } }
         let log = DeliveryLogger(base: logger, job: job)
@@ -277,7 +278,7 @@ public final class Dispatcher: Service {
            Reminders.tooLate(remindAt: reminder.remindAt, now: Date(), grace: grace) {
             let reason = "its time (\(ISO8601.format(reminder.remindAt))) passed by more than "
                 + "\(TimeText.shortDuration(grace)) before it could be sent"
-            if await write(.skipped(job.id, reason: reason), log) {
+            if await write(.skipped(job.id, reason: reason), job, log) {
                 log.notice("reminder skipped: \(reason)")
                 finalResult("skipped")
             }
@@ -326,7 +327,7 @@ public final class Dispatcher: Service {
                     // Attempted again once its lease has expired.
                     self.queue.alarm.schedule(Date() + self.leaseTime.seconds)
                 }
-                self.complete(job.id)
+                self.complete(job)
                 self.unwritten.end()
             }
             return
@@ -351,7 +352,7 @@ public final class Dispatcher: Service {
             var stored = job.stored
             if stored == nil { stored = try await journal.event(id: job.eventID) }
             guard let stored else {
-                if await write(.dead(job.id, error: "the event is no longer in the journal"), log) { finalResult("dead") }
+                if await write(.dead(job.id, error: "the event is no longer in the journal"), job, log) { finalResult("dead") }
                 return nil
             }
             let source = endpoints[stored.endpoint]?.source ?? .generic
@@ -361,7 +362,7 @@ public final class Dispatcher: Service {
                 return try source.decode(body: stored.body, endpoint: stored.endpoint, eventField: field,
                                          eventName: stored.name, id: stored.id, receivedAt: stored.receivedAt)
             } catch {
-                if await write(.dead(job.id, error: "the stored body no longer decodes: \(error.reason)"), log) {
+                if await write(.dead(job.id, error: "the stored body no longer decodes: \(error.reason)"), job, log) {
                     finalResult("dead")
                 }
                 return nil
@@ -380,7 +381,7 @@ public final class Dispatcher: Service {
         let schedule = current.notifier(named: name).policy.agenda
         guard let schedule, let at = Agenda.occurrence(of: event, schedule: schedule, notifier: name),
               let day = schedule.listedDay(for: at) else {
-            if await write(.skipped(job.id, reason: "the notifier's agenda settings changed since this agenda was due"), log) {
+            if await write(.skipped(job.id, reason: "the notifier's agenda settings changed since this agenda was due"), job, log) {
                 finalResult("skipped")
             }
             return nil
@@ -391,12 +392,12 @@ public final class Dispatcher: Service {
                 !$0.isCancelled && (schedule.eventTypes.isEmpty || schedule.eventTypes.contains($0.eventTypeUid ?? ""))
             }
         } catch {
-            await write(.retry(job.id, at: Date() + 5, error: "cannot read the day's bookings: \(error)"), log)
+            await write(.retry(job.id, at: Date() + 5, error: "cannot read the day's bookings: \(error)"), job, log)
             log.error("cannot read the day's bookings from the journal; the agenda is retried: \(error)")
             return nil
         }
         if bookings.isEmpty, schedule.skipEmpty {
-            if await write(.skipped(job.id, reason: "no bookings on \(day.date)"), log) { finalResult("skipped") }
+            if await write(.skipped(job.id, reason: "no bookings on \(day.date)"), job, log) { finalResult("skipped") }
             return nil
         }
         return current.renderer.renderAgenda(event, bookings: bookings, date: day.date, zone: schedule.zone)
@@ -407,9 +408,9 @@ public final class Dispatcher: Service {
         switch action {
         case .hold:
             let reason = "held for quiet hours until \(ISO8601.format(end))"
-            if await write(.postponed(job.id, until: end, reason: reason), log) { log.info("\(reason)") }
+            if await write(.postponed(job.id, until: end, reason: reason), job, log) { log.info("\(reason)") }
         case .drop:
-            guard await write(.skipped(job.id, reason: "dropped: sent during quiet hours"), log) else { return }
+            guard await write(.skipped(job.id, reason: "dropped: sent during quiet hours"), job, log) else { return }
             log.info("dropped: inside the notifier's quiet hours")
             finalResult("skipped")
         }
@@ -447,9 +448,9 @@ public final class Dispatcher: Service {
 
     /// The delivery is done here, whatever its outcome: its place in the queue is free and its
     /// lease no longer renewed.
-    private func complete(_ id: Int64) {
-        queue.complete(id)
-        lost.withLock { if !$0.isEmpty { $0.remove(id) } }
+    private func complete(_ job: DeliveryJob) {
+        queue.complete(job)
+        lost.withLock { if !$0.isEmpty { $0.remove(job.id) } }
     }
 
     // MARK: Outcomes: written to the journal, counted, logged
@@ -459,11 +460,11 @@ public final class Dispatcher: Service {
                         log: DeliveryLogger) async {
         switch outcome {
         case .delivered:
-            guard await write(.delivered(job.id), log) else { return }
+            guard await write(.delivered(job.id), job, log) else { return }
             log.debug("delivered")
             finalResult("delivered")
         case .cancelled:
-            guard await write(.retry(job.id, at: Date(), error: "interrupted by shutdown"), log) else { return }
+            guard await write(.retry(job.id, at: Date(), error: "interrupted by shutdown"), job, log) else { return }
             log.info("interrupted by shutdown; will be retried on the next start")
         case .failed(let error):
             await handle(error, job: job, event: event, notifier: notifier, log: log)
@@ -478,7 +479,7 @@ public final class Dispatcher: Service {
         // nothing below stores or logs the error without this.
         let message = notifier.redact(error.description)
         guard case .retryable(let hint) = error.disposition else {
-            guard await write(.dead(job.id, error: message), log) else { return }
+            guard await write(.dead(job.id, error: message), job, log) else { return }
             log.error("delivery failed for good: \(message)")
             finalResult("dead")
             return
@@ -486,20 +487,29 @@ public final class Dispatcher: Service {
         let now = Date()
         guard let next = notifier.policy.retry.nextAttempt(afterFailure: job.attempt, hint: hint, now: now,
                                                           receivedAt: event.receivedAt) else {
-            guard await write(.dead(job.id, error: "gave up after \(job.attempt) attempts: \(message)"), log) else { return }
+            guard await write(.dead(job.id, error: "gave up after \(job.attempt) attempts: \(message)"), job, log) else { return }
             log.error("delivery gave up after \(job.attempt) attempts: \(message)")
             finalResult("dead")
             return
         }
-        guard await write(.retry(job.id, at: next, error: message), log) else { return }
+        guard await write(.retry(job.id, at: next, error: message), job, log) else { return }
         retries.increment()
         log.warning("delivery failed, retrying in \(String(format: "%.1f", next.timeIntervalSince(now))) s: \(message)")
     }
 
-    /// Writes one outcome; false if it was not written (lease lost, or the journal failed:
+    /// Writes `job`'s outcome; false if it was not written (lease lost, or the journal failed:
     /// the delivery is then attempted again once its lease expires).
+    ///
+    /// A retry or a postponement leaves the queue before it is written. Once committed, the
+    /// delivery is pending, and a sweep may take it at once (its time has come, or the sweep
+    /// woke for other work): the queue must not still hold it then, or it would refuse it as
+    /// queued already, and the delivery would wait out its new lease.
     @discardableResult
-    private func write(_ outcome: DeliveryOutcome, _ log: DeliveryLogger) async -> Bool {
+    private func write(_ outcome: DeliveryOutcome, _ job: DeliveryJob, _ log: DeliveryLogger) async -> Bool {
+        switch outcome {
+        case .retry, .postponed: complete(job)
+        case .delivered, .dead, .skipped, .released: break
+        }
         let written: Bool
         do {
             written = recorded(.success(try await journal.record([outcome], owner: owner)), log)

@@ -15,6 +15,9 @@ public struct DeliveryJob: Sendable {
     public var stored: StoredEvent?
     /// For a reminder: seconds before the start, and when it was meant to go out.
     public var reminder: (offset: Int, remindAt: Date)?
+    /// Which of the queue's holds of this delivery this job is (set when it is queued), so
+    /// that finishing it cannot release a later hold of the same delivery.
+    var place: UInt64 = 0
 
     public init(id: Int64, eventID: String, event: Event?, attempt: Int, stored: StoredEvent? = nil,
                 reminder: (offset: Int, remindAt: Date)? = nil) {
@@ -165,8 +168,10 @@ public final class DeliveryQueue: Sendable {
     }
 
     private struct State {
-        /// Ids queued or being delivered; released by ``complete(_:)``.
-        var held: Set<Int64> = []
+        /// Ids queued or being delivered, each with the place it was queued in; released by
+        /// ``complete(_:)``.
+        var held: [Int64: UInt64] = [:]
+        var nextPlace: UInt64 = 1
         var buffer = Buffer()
         /// The consumer, waiting for the next delivery.
         var consumer: UnsafeContinuation<DeliveryJob?, Never>?
@@ -178,6 +183,13 @@ public final class DeliveryQueue: Sendable {
         /// Waiting for the depth to fall to half the capacity (the sweep waits for room), by ticket.
         var roomWaiters: [UInt64: RoomWaiter] = [:]
         var nextTicket: UInt64 = 0
+
+        /// Holds `id` in a new place.
+        mutating func hold(_ id: Int64) -> UInt64 {
+            defer { nextPlace += 1 }
+            held[id] = nextPlace
+            return nextPlace
+        }
     }
 
     private enum RoomWaiter {
@@ -197,10 +209,11 @@ public final class DeliveryQueue: Sendable {
 
     /// Queues a delivery unless it is already queued or running, or the queue is full.
     public func offer(_ job: DeliveryJob) -> OfferResult {
+        var job = job
         let result = state.withLock { s -> OfferResult in
-            if s.held.contains(job.id) { return .alreadyQueued }
+            if s.held[job.id] != nil { return .alreadyQueued }
             guard s.held.count + s.reserved < capacity else { return .full }
-            s.held.insert(job.id)
+            job.place = s.hold(job.id)
             return .queued
         }
         if result == .queued { yield(job) }
@@ -227,9 +240,12 @@ public final class DeliveryQueue: Sendable {
 
     /// Queues a delivery in a reserved place (the reservation guarantees room).
     func fulfil(_ job: DeliveryJob) {
+        var job = job
         let fresh = state.withLock { s in
             s.reserved = max(0, s.reserved - 1)
-            return s.held.insert(job.id).inserted
+            guard s.held[job.id] == nil else { return false }
+            job.place = s.hold(job.id)
+            return true
         }
         if fresh { yield(job) }
     }
@@ -250,7 +266,7 @@ public final class DeliveryQueue: Sendable {
         switch handoff {
         case .buffered: break
         case .consumer(let consumer): consumer.resume(returning: job)
-        case .finished: complete(job.id)
+        case .finished: complete(job)
         }
     }
 
@@ -287,7 +303,7 @@ public final class DeliveryQueue: Sendable {
                 s.finished = true
                 // Nobody will take what is buffered: its leases are no longer renewed here
                 // and lapse, so the journal has those deliveries due again.
-                while let job = s.buffer.popFirst() { s.held.remove(job.id) }
+                while let job = s.buffer.popFirst() { s.held[job.id] = nil }
                 defer { s.consumer = nil }
                 return (s.consumer, takeRoomWaiters(&s))
             }
@@ -298,8 +314,19 @@ public final class DeliveryQueue: Sendable {
 
     /// The delivery left the queue and finished (whatever its outcome).
     public func complete(_ id: Int64) {
+        release { s in s.held[id] = nil }
+    }
+
+    /// The job left the queue: its place is free. Nothing happens when its place was already
+    /// given back, even if the delivery was queued again since (a retry its dispatcher wrote
+    /// and the sweep took at once): that later hold is not this job's to release.
+    public func complete(_ job: DeliveryJob) {
+        release { s in if s.held[job.id] == job.place { s.held[job.id] = nil } }
+    }
+
+    private func release(_ change: (inout State) -> Void) {
         let waiters = state.withLock { s in
-            s.held.remove(id)
+            change(&s)
             return takeRoomWaiters(&s)
         }
         for w in waiters { w.resume() }
@@ -364,7 +391,7 @@ public final class DeliveryQueue: Sendable {
     public var depth: Int { state.withLock { $0.held.count + $0.reserved } }
 
     /// The deliveries this queue holds (queued or running): the leases to keep renewed.
-    var heldIDs: [Int64] { state.withLock { Array($0.held) } }
+    var heldIDs: [Int64] { state.withLock { Array($0.held.keys) } }
 
     /// Takes no more deliveries; the consumer drains what is buffered, then its sequence ends.
     func finish() {

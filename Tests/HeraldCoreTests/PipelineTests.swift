@@ -313,6 +313,25 @@ struct PipelineTests {
         }
     }
 
+    /// A retry that the sweep takes the moment it is written, before the failed attempt's task
+    /// has finished, is attempted at once. (The queue used to hold the delivery until that task
+    /// ended, so the sweep's offer was refused as queued already and the retry waited out the
+    /// 60 s lease it had just been given: CI saw one of three mails wait.)
+    @Test func aRetryTakenTheMomentItIsWrittenIsAttempted() async throws {
+        let journal = RetryRacingJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 10ms } }",
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        journal.bus.withLock { $0 = h.pipeline.bus }
+        h.log.failures.withLock { $0["fast"] = [.retryable("down")] }
+        try await h.running { () async throws in
+            let (body, hdr) = try h.signed("guest_booked")
+            _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
+            #expect(try await waitUntil(.seconds(10)) { h.log.count("fast") == 1 })
+            // The race happened: the sweep leased the retry while its write had not returned.
+            #expect(try await waitUntil(.seconds(10)) { journal.takenWhileWriting.withLock { $0 } == 1 })
+        }
+    }
+
     @Test func timeoutCountsAsRetryable() async throws {
         let journal: any Journal = MemoryJournal()
         let h = try await Harness("  fast: { kind: recording, label: fast, timeout: 200ms, retry: { initial: 50ms } }",
@@ -611,6 +630,24 @@ struct DeliveryQueueTests {
         #expect(d.depth == 0)
         #expect(both.reserve(["d"]).notifiers == ["d"], "d's unused place was given back")
         #expect(both.reserve(["c"]).notifiers.isEmpty, "c's place holds its delivery")
+    }
+
+    /// A job's place is its own: once given back, finishing that job again does not release
+    /// the same delivery queued anew (its retry, which the sweep took at once).
+    @Test func finishingAJobReleasesOnlyItsOwnPlace() async {
+        let queue = DeliveryQueue(name: "a", capacity: 10)
+        var jobs = queue.jobs.makeAsyncIterator()
+        #expect(queue.offer(Self.job(1)) == .queued)
+        guard let first = await jobs.next() else { Issue.record("no job"); return }
+        #expect(queue.offer(Self.job(1)) == .alreadyQueued)
+        queue.complete(first)
+        #expect(queue.offer(Self.job(1)) == .queued)
+        guard let again = await jobs.next() else { Issue.record("no job"); return }
+        queue.complete(first)
+        #expect(queue.depth == 1, "the delivery queued again keeps its place")
+        #expect(queue.heldIDs == [1])
+        queue.complete(again)
+        #expect(queue.depth == 0)
     }
 
     /// Finishing lets the consumer drain what is queued, then ends its sequence; a delivery

@@ -99,3 +99,51 @@ extension ConfigLoader {
         ConfigLoader(registry: try PluginRegistry([RecordingNotifier.self, ServiceNotifier.self]), environment: env, shared: shared)
     }
 }
+
+/// A memory journal that makes one race happen every time: when a retry is written, it wakes
+/// the notifier's sweep for it and returns only once the sweep has leased it again, so the
+/// dispatcher sees its retry taken before the failed attempt's task has finished.
+final class RetryRacingJournal: Journal {
+    let inner = MemoryJournal()
+    /// The bus whose sweep is woken (set once the pipeline exists).
+    let bus = Mutex<EventBus?>(nil)
+    /// Retries written and not yet leased again.
+    private let written = Mutex<Set<Int64>>([])
+    /// Retries the sweep leased while their write was still waiting here.
+    let takenWhileWriting = Mutex(0)
+
+    func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        let lost = try await inner.record(outcomes, owner: owner)
+        for case let .retry(id, at, _) in outcomes where !lost.contains(id) {
+            written.withLock { _ = $0.insert(id) }
+            let records = try await inner.deliveries(DeliveryQuery(state: nil, notifier: nil, limit: 100))
+            guard let notifier = records.first(where: { $0.id == id })?.notifier else { continue }
+            bus.withLock { $0 }?.stored(for: notifier, dueAt: at)
+            let taken = try await waitUntil(.seconds(5)) { !written.withLock { $0.contains(id) } }
+            if taken { takenWhileWriting.withLock { $0 += 1 } }
+        }
+        return lost
+    }
+
+    func lease(_ request: LeaseRequest) async throws -> LeaseResult {
+        let result = try await inner.lease(request)
+        written.withLock { w in for item in result.deliveries { w.remove(item.record.id) } }
+        return result
+    }
+
+    func append(_ entry: consuming JournalEntry) async throws -> AppendResult { try await inner.append(entry) }
+    func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
+        try await inner.renew(ids, owner: owner, until: until)
+    }
+    func instanceStarted(owner: String) async throws -> Int { try await inner.instanceStarted(owner: owner) }
+    func event(id: String) async throws -> StoredEvent? { try await inner.event(id: id) }
+    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { try await inner.deliveries(query) }
+    func counts() async throws -> [DeliveryCount] { try await inner.counts() }
+    func undeliveredCount() async throws -> Int { try await inner.undeliveredCount() }
+    func retry(_ selection: RetrySelection) async throws -> Int { try await inner.retry(selection) }
+    func prune(before cutoff: Date) async throws -> Int { try await inner.prune(before: cutoff) }
+    func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await inner.bookings(startingFrom: from, before: before)
+    }
+    func waitForWork(notifier: String) async { await inner.waitForWork(notifier: notifier) }
+}
