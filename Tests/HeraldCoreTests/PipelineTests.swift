@@ -316,19 +316,21 @@ struct PipelineTests {
     /// A retry that the sweep takes the moment it is written, before the failed attempt's task
     /// has finished, is attempted at once. (The queue used to hold the delivery until that task
     /// ended, so the sweep's offer was refused as queued already and the retry waited out the
-    /// 60 s lease it had just been given: CI saw one of three mails wait.)
+    /// lease it had just been given (60 s by default): CI saw one of three mails wait.)
     @Test func aRetryTakenTheMomentItIsWrittenIsAttempted() async throws {
         let journal = RetryRacingJournal()
+        // A lease far longer than the test waits: a retry left waiting for it cannot pass.
         let h = try await Harness("  fast: { kind: recording, label: fast, retry: { initial: 10ms } }",
-                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", extra: ", leaseTime: 600s",
+                                  journal: journal)
         journal.bus.withLock { $0 = h.pipeline.bus }
         h.log.failures.withLock { $0["fast"] = [.retryable("down")] }
         try await h.running { () async throws in
             let (body, hdr) = try h.signed("guest_booked")
             _ = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr)
-            #expect(try await waitUntil(.seconds(10)) { h.log.count("fast") == 1 })
+            #expect(try await waitUntil { h.log.count("fast") == 1 })
             // The race happened: the sweep leased the retry while its write had not returned.
-            #expect(try await waitUntil(.seconds(10)) { journal.takenWhileWriting.withLock { $0 } == 1 })
+            #expect(try await waitUntil { journal.takenWhileWriting.withLock { $0 } == 1 })
         }
     }
 

@@ -119,7 +119,7 @@ final class RetryRacingJournal: Journal {
             let records = try await inner.deliveries(DeliveryQuery(state: nil, notifier: nil, limit: 100))
             guard let notifier = records.first(where: { $0.id == id })?.notifier else { continue }
             bus.withLock { $0 }?.stored(for: notifier, dueAt: at)
-            let taken = try await waitUntil(.seconds(5)) { !written.withLock { $0.contains(id) } }
+            let taken = try await waitUntil(.seconds(30)) { !written.withLock { $0.contains(id) } }
             if taken { takenWhileWriting.withLock { $0 += 1 } }
         }
         return lost
