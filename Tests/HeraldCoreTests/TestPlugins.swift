@@ -104,7 +104,7 @@ extension ConfigLoader {
 /// the notifier's sweep for it and returns only once the sweep has leased it again, so the
 /// dispatcher sees its retry taken before the failed attempt's task has finished.
 final class RetryRacingJournal: Journal {
-    let inner = MemoryJournal()
+    let inner: any Journal = MemoryJournal()
     /// The bus whose sweep is woken (set once the pipeline exists).
     let bus = Mutex<EventBus?>(nil)
     /// Retries written and not yet leased again.
