@@ -191,7 +191,7 @@ extension SQLiteJournal {
                 }
             }
             // One statement's rows take consecutive ids, in their order: each new id is one
-            // past the largest (AUTOINCREMENT), and nothing else writes meanwhile.
+            // past the largest, and nothing else writes meanwhile.
             guard db.changesCount == rows else {
                 throw JournalError(.other, path: path, "storing \(rows) deliveries changed \(db.changesCount) rows")
             }

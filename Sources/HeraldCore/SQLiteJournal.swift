@@ -428,11 +428,21 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             // Reads the whole table too (no index on started_at since v10).
             try db.execute(sql: "DELETE FROM bookings WHERE started_at < ?1 AND coalesce(ended_at, started_at) < ?1",
                            arguments: [horizon.timeIntervalSince1970])
+            // The finished deliveries of old events, then the events left without any (the
+            // deliveries had a foreign key with ON DELETE CASCADE until v11). The newest
+            // delivery stays, with its event: a new delivery's id is one past the largest, so
+            // ids are never reused.
             try db.execute(sql: """
-                DELETE FROM events WHERE received_at < ? AND NOT EXISTS (
-                    SELECT 1 FROM deliveries WHERE event_id = events.id AND state IN ('pending', 'leased'))
+                DELETE FROM deliveries WHERE event_id IN (
+                    SELECT id FROM events WHERE received_at < ?1
+                        AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                                        WHERE d.event_id = events.id AND d.state IN ('pending', 'leased'))
+                        AND id IS NOT (SELECT event_id FROM deliveries ORDER BY id DESC LIMIT 1))
                 """, arguments: [cutoff.timeIntervalSince1970])
-            return db.changesCount  // deliveries go by ON DELETE CASCADE, not counted here
+            try db.execute(sql: """
+                DELETE FROM events WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = events.id)
+                """, arguments: [cutoff.timeIntervalSince1970])
+            return db.changesCount  // the events; their deliveries are not counted
         }
     }
 

@@ -596,9 +596,9 @@ struct SQLiteJournalTests {
     }
 
     /// A journal from before v7, whose state rule was an `IN` list, is rebuilt with the same
-    /// rows, ids and id counter, and its indexes; the rule still refuses an unknown state, and no
-    /// delivery write builds a temporary b-tree for it any more.
-    @Test func upgradingToV7KeepsDeliveriesAndTheirIDCounter() async throws {
+    /// rows and ids, and its indexes; the rule still refuses an unknown state, and no delivery
+    /// write builds a temporary b-tree for it any more.
+    @Test func upgradingToV7KeepsDeliveriesAndTheirIDs() async throws {
         let directory = TempDirectory()
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
         do {
@@ -612,14 +612,15 @@ struct SQLiteJournalTests {
                         VALUES ('evt_1', 'slack', ?, 2, 1, 'bk_1', 3600)
                         """, arguments: [state])
                 }
-                // Pruned: its id must not come back.
-                try db.execute(sql: "DELETE FROM deliveries WHERE id = 5")
+                // Pruned (the newest delivery stays from v11 on; see the v11 test for a pruned newest).
+                try db.execute(sql: "DELETE FROM deliveries WHERE id = 3")
             }
             try old.close()
         }
         let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
         #expect(try await journal.scalar("SELECT COUNT(*) FROM deliveries WHERE attempts = 2 AND booking_key = 'bk_1'") == 4)
         #expect(try await journal.delivery(id: 4)?.state == .dead)
+        #expect(try await journal.delivery(id: 3) == nil)
         #expect(try await journal.undeliveredCount() == 2)
         #expect(try await journal.scalar("""
             SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'deliveries' AND type = 'index'
@@ -692,6 +693,74 @@ struct SQLiteJournalTests {
         #expect(after.map(\.uid) == ["bk_b", "bk_a"])
         #expect(after.last?.status == "cancel")
         #expect(after.last?.eventID == event.id)
+    }
+
+    /// A v10 journal's deliveries are rebuilt without AUTOINCREMENT and without the foreign key
+    /// to their event (v11), with the same rows and ids and their four indexes. A new delivery
+    /// takes the id after the largest. An id pruned before the upgrade comes back only when it
+    /// was the newest, which the prune no longer removes (next test).
+    @Test func upgradingToV11KeepsDeliveriesAndTheirIDs() async throws {
+        let directory = TempDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        do {
+            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+            try SQLiteJournal.migrator.migrate(old, upTo: "v10: no index on bookings' start times")
+            try await old.write { db in
+                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
+                for state in ["pending", "leased", "delivered", "dead", "skipped"] {
+                    try db.execute(sql: """
+                        INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, owner, booking_key,
+                                                reminder_offset, remind_at)
+                        VALUES ('evt_1', 'slack', ?, 2, 1, 'me', 'bk_1', 3600, 7)
+                        """, arguments: [state])
+                }
+                try db.execute(sql: "DELETE FROM deliveries WHERE id = 2")
+            }
+            try old.close()
+        }
+        let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM sqlite_schema WHERE name = 'deliveries'
+            AND sql NOT LIKE '%AUTOINCREMENT%' AND sql NOT LIKE '%REFERENCES%'
+            """) == 1)
+        #expect(try await journal.scalar("SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'deliveries'") == 0)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'deliveries' AND type = 'index'
+            AND name IN ('deliveries_due', 'deliveries_lease', 'deliveries_event', 'deliveries_reminders')
+            """) == 4)
+        #expect(try await journal.scalar("""
+            SELECT COUNT(*) FROM deliveries WHERE event_id = 'evt_1' AND attempts = 2 AND owner = 'me'
+            AND booking_key = 'bk_1' AND reminder_offset = 3600 AND remind_at = 7
+            """) == 4)
+        #expect(try await journal.delivery(id: 2) == nil)
+        #expect(try await journal.delivery(id: 5)?.state == .skipped)
+        let entry = makeEntry("evt_2", endpoint: "/h", key: nil, notifiers: ["slack", "mail"], body: Data("{}".utf8),
+                              receivedAt: Date())
+        guard case .accepted(let ids) = try await journal.append(entry) else { Issue.record("not accepted"); return }
+        #expect(Set(ids.values) == [6, 7])
+    }
+
+    /// The prune keeps the newest delivery and its event, however old: a new delivery takes
+    /// the id after the largest, so no id is given out twice. Deliveries go with their events
+    /// (no foreign key does it since v11), and the kept one goes once a newer one exists.
+    @Test func pruneKeepsTheNewestDeliverySoItsIDIsNotGivenOutAgain() async throws {
+        let f = try Fixture(.sqlite)
+        let old = f.clock.now - 100
+        let first = try #require(try await f.accept("evt_1", receivedAt: old)["slack"])
+        let newest = try #require(try await f.accept("evt_2", notifiers: ["slack", "mail"], receivedAt: old))
+        _ = try await f.lease("slack")
+        _ = try await f.lease("mail")
+        for id in [first] + Array(newest.values) { #expect(try await f.record(.delivered(id))) }
+        #expect(try await f.journal.prune(before: f.clock.now - 10) == 1)
+        #expect(try await f.journal.event(id: "evt_1") == nil)
+        #expect(try await f.delivery(first) == nil)
+        #expect(try await f.journal.event(id: "evt_2") != nil)
+        #expect(try await f.sqlite.scalar("SELECT COUNT(*) FROM deliveries") == 2)
+        let next = try #require(try await f.accept("evt_3")["slack"])
+        #expect(next == newest.values.max()! + 1)
+        #expect(try await f.journal.prune(before: f.clock.now - 10) == 1)
+        #expect(try await f.journal.event(id: "evt_2") == nil)
+        #expect(try await f.sqlite.scalar("SELECT COUNT(*) FROM deliveries") == 1)
     }
 
     /// Not an assertion: prints throughput with group commit on and off.
