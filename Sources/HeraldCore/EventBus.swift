@@ -317,10 +317,11 @@ public final class DeliveryQueue: Sendable {
         release { s in s.held[id] = nil }
     }
 
-    /// The job left the queue: its place is free. Nothing happens when its place was already
-    /// given back, even if the delivery was queued again since (a retry its dispatcher wrote
-    /// and the sweep took at once): that later hold is not this job's to release.
-    public func complete(_ job: DeliveryJob) {
+    /// The job, as this queue handed it out, left the queue: its place is free. Nothing happens
+    /// when its place was already given back, even if the delivery was queued again since (a
+    /// retry its dispatcher wrote and the sweep took at once): that later hold is not this
+    /// job's to release. Internal: only a job from ``jobs`` carries its place.
+    func complete(_ job: DeliveryJob) {
         release { s in if s.held[job.id] == job.place { s.held[job.id] = nil } }
     }
 
