@@ -595,27 +595,33 @@ struct SQLiteJournalTests {
         #expect(try await f.append("evt_again", key: String(repeating: "k", count: 200)) == .duplicate(of: "evt_large"))
     }
 
+    /// A journal directory whose journal stops at migration `last`, with `fill`'s rows: what
+    /// an older Herald left, for the upgrade tests.
+    private static func journal(upTo last: String, _ fill: @escaping @Sendable (Database) throws -> Void) async throws
+        -> TempDirectory {
+        let directory = TempDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
+        try SQLiteJournal.migrator.migrate(old, upTo: last)
+        try await old.write(fill)
+        try old.close()
+        return directory
+    }
+
     /// A journal from before v7, whose state rule was an `IN` list, is rebuilt with the same
     /// rows and ids, and its indexes; the rule still refuses an unknown state, and no delivery
     /// write builds a temporary b-tree for it any more.
     @Test func upgradingToV7KeepsDeliveriesAndTheirIDs() async throws {
-        let directory = TempDirectory()
-        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
-        do {
-            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
-            try SQLiteJournal.migrator.migrate(old, upTo: "v6: no index on state alone")
-            try await old.write { db in
-                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
-                for state in ["pending", "leased", "delivered", "dead", "skipped"] {
-                    try db.execute(sql: """
-                        INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, booking_key, reminder_offset)
-                        VALUES ('evt_1', 'slack', ?, 2, 1, 'bk_1', 3600)
-                        """, arguments: [state])
-                }
-                // Pruned (the newest delivery stays from v11 on; see the v11 test for a pruned newest).
-                try db.execute(sql: "DELETE FROM deliveries WHERE id = 3")
+        let directory = try await Self.journal(upTo: "v6: no index on state alone") { db in
+            try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
+            for state in ["pending", "leased", "delivered", "dead", "skipped"] {
+                try db.execute(sql: """
+                    INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, booking_key, reminder_offset)
+                    VALUES ('evt_1', 'slack', ?, 2, 1, 'bk_1', 3600)
+                    """, arguments: [state])
             }
-            try old.close()
+            // Pruned (the newest delivery stays from v11 on; see the v11 test for a pruned newest).
+            try db.execute(sql: "DELETE FROM deliveries WHERE id = 3")
         }
         let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
         #expect(try await journal.scalar("SELECT COUNT(*) FROM deliveries WHERE attempts = 2 AND booking_key = 'bk_1'") == 4)
@@ -648,26 +654,19 @@ struct SQLiteJournalTests {
     /// upgrade is still a duplicate, the day's bookings still list, and a new event replaces
     /// its booking as before.
     @Test func upgradingToV8KeepsDedupeKeysAndBookings() async throws {
-        let directory = TempDirectory()
-        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
         let now = Date().timeIntervalSince1970
-        do {
-            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
-            try SQLiteJournal.migrator.migrate(old, upTo: "v7: deliveries' state rule and indexes")
-            try await old.write { db in
-                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', ?)",
-                               arguments: [now])
-                try db.execute(sql: "INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES ('/h', 'k1', 'evt_1', ?)",
-                               arguments: [now])
-                for (uid, start) in [("bk_a", 7200.0), ("bk_b", 3600.0)] {
-                    try db.execute(sql: """
-                        INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
-                                              guest_email, event_id, event_name)
-                        VALUES (?, 'open', 'et_1', ?, NULL, 'Asia/Tokyo', 'Guest', 'g@example.com', 'evt_1', 'guest_booked')
-                        """, arguments: [uid, start])
-                }
+        let directory = try await Self.journal(upTo: "v7: deliveries' state rule and indexes") { db in
+            try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', ?)",
+                           arguments: [now])
+            try db.execute(sql: "INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES ('/h', 'k1', 'evt_1', ?)",
+                           arguments: [now])
+            for (uid, start) in [("bk_a", 7200.0), ("bk_b", 3600.0)] {
+                try db.execute(sql: """
+                    INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name,
+                                          guest_email, event_id, event_name)
+                    VALUES (?, 'open', 'et_1', ?, NULL, 'Asia/Tokyo', 'Guest', 'g@example.com', 'evt_1', 'guest_booked')
+                    """, arguments: [uid, start])
             }
-            try old.close()
         }
         let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
         #expect(try await journal.scalar("""
@@ -700,23 +699,16 @@ struct SQLiteJournalTests {
     /// takes the id after the largest. An id pruned before the upgrade comes back only when it
     /// was the newest, which the prune no longer removes (next test).
     @Test func upgradingToV11KeepsDeliveriesAndTheirIDs() async throws {
-        let directory = TempDirectory()
-        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
-        do {
-            let old = try DatabaseQueue(path: directory.path + "/journal.sqlite")
-            try SQLiteJournal.migrator.migrate(old, upTo: "v10: no index on bookings' start times")
-            try await old.write { db in
-                try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
-                for state in ["pending", "leased", "delivered", "dead", "skipped"] {
-                    try db.execute(sql: """
-                        INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, owner, booking_key,
-                                                reminder_offset, remind_at)
-                        VALUES ('evt_1', 'slack', ?, 2, 1, 'me', 'bk_1', 3600, 7)
-                        """, arguments: [state])
-                }
-                try db.execute(sql: "DELETE FROM deliveries WHERE id = 2")
+        let directory = try await Self.journal(upTo: "v10: no index on bookings' start times") { db in
+            try db.execute(sql: "INSERT INTO events (id, endpoint, name, received_at) VALUES ('evt_1', '/h', 'guest_booked', 1)")
+            for state in ["pending", "leased", "delivered", "dead", "skipped"] {
+                try db.execute(sql: """
+                    INSERT INTO deliveries (event_id, notifier, state, attempts, updated_at, owner, booking_key,
+                                            reminder_offset, remind_at)
+                    VALUES ('evt_1', 'slack', ?, 2, 1, 'me', 'bk_1', 3600, 7)
+                    """, arguments: [state])
             }
-            try old.close()
+            try db.execute(sql: "DELETE FROM deliveries WHERE id = 2")
         }
         let journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Fixture.ttl)
         #expect(try await journal.scalar("""

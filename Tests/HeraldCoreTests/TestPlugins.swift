@@ -116,8 +116,7 @@ final class RetryRacingJournal: Journal {
         let lost = try await inner.record(outcomes, owner: owner)
         for case let .retry(id, at, _) in outcomes where !lost.contains(id) {
             written.withLock { _ = $0.insert(id) }
-            let records = try await inner.deliveries(DeliveryQuery(state: nil, notifier: nil, limit: 100))
-            guard let notifier = records.first(where: { $0.id == id })?.notifier else { continue }
+            guard let notifier = try await inner.delivery(id: id)?.notifier else { continue }
             bus.withLock { $0 }?.stored(for: notifier, dueAt: at)
             let taken = try await waitUntil(.seconds(30)) { !written.withLock { $0.contains(id) } }
             if taken { takenWhileWriting.withLock { $0 += 1 } }
