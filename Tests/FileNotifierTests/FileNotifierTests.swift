@@ -83,6 +83,19 @@ struct FileNotifierTests {
         #expect(NSDictionary(dictionary: raws[0]).isEqual(to: raws[1]))
     }
 
+    /// The attempt is a JSON number for one digit and for several (written two ways).
+    @Test(arguments: [1, 9, 10, 123])
+    func attemptIsANumber(attempt: Int) throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var note = try notification()
+        note.attempt = attempt
+        let text = String(decoding: try notifier(dir, .init(path: "out.jsonl")).line(for: note), as: UTF8.self)
+        #expect(text.contains(",\"attempt\":\(attempt),\"receivedAt\":"))
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(line["attempt"] as? Int == attempt)
+    }
+
     @Test func writesOneJSONLinePerNotification() async throws {
         let dir = tempDir()
         let n = try notifier(dir, .init(path: "out.jsonl", fsync: true))
