@@ -37,8 +37,9 @@ public enum TimeText {
     /// Zones looked up so far (nil: no such zone): `TimeZone(identifier:)` costs more than
     /// the rest of a time's formatting, and every request and render looks the booking's zone
     /// up. Bounded, since a sender can name any zone: past `zoneCacheCapacity` names, lookups
-    /// are made but not kept.
-    private static let zones = Mutex<[String: TimeZone?]>([:])
+    /// are made but not kept. The last zone found is compared first: a deployment mostly
+    /// renders one zone, which is then found without hashing its name.
+    private static let zones = Mutex<(last: (identifier: String, zone: TimeZone?)?, all: [String: TimeZone?])>((nil, [:]))
     static let zoneCacheCapacity = 256
     private static let utc = TimeZone(identifier: "UTC")!
 
@@ -48,10 +49,17 @@ public enum TimeText {
     /// The IANA zone named `identifier` (`Asia/Tokyo`), or nil when there is none by that
     /// name (`Mars/Base`, an empty string); times in such a zone are shown in UTC, labelled so.
     public static func knownZone(_ identifier: String) -> TimeZone? {
-        if let cached = zones.withLock({ $0[identifier] }) { return cached }
+        let cached = zones.withLock { cache -> TimeZone?? in
+            if let last = cache.last, last.identifier == identifier { return last.zone }
+            guard let zone = cache.all[identifier] else { return nil }
+            cache.last = (identifier, zone)
+            return zone
+        }
+        if let cached { return cached }
         let zone = TimeZone(identifier: identifier)
         zones.withLock { cache in
-            if cache.count < zoneCacheCapacity { cache[identifier] = zone }
+            if cache.all.count < zoneCacheCapacity { cache.all[identifier] = zone }
+            cache.last = (identifier, zone)
         }
         return zone
     }
