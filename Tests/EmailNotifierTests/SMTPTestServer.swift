@@ -77,7 +77,7 @@ final class SMTPTestServer {
 
     /// Starts the server with extra command-line `arguments` (see the script) and waits for
     /// its port, at most 20 seconds.
-    init(_ arguments: [String] = []) throws {
+    init(_ arguments: [String] = []) async throws {
         outFile = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-\(UUID().uuidString).jsonl")
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -87,19 +87,9 @@ final class SMTPTestServer {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        var output = Data()
-        var found: Int?
-        while found == nil, Date() < deadline {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { break }  // the server exited
-            output += chunk
-            let text = String(decoding: output, as: UTF8.self)
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) {
-                found = Int(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
-            }
-        }
+        let text = try await ChildProcess.start(process, output: stdout)
+        let found = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") })
+            .flatMap { Int($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
         guard let found else {
             process.terminate()
             throw ServerError(reason: "smtp_server.py did not report a port (is python3-aiosmtpd installed?)")
@@ -137,7 +127,7 @@ final class SMTPTestServer {
 
 /// Runs `body` with a server that is stopped afterwards, whatever happens.
 func withSMTPServer<T>(_ arguments: [String] = [], _ body: (SMTPTestServer) async throws -> T) async throws -> T {
-    let server = try SMTPTestServer(arguments)
+    let server = try await SMTPTestServer(arguments)
     defer { server.stop() }
     return try await body(server)
 }

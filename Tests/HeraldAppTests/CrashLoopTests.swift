@@ -21,7 +21,7 @@ extension IntegrationTests {
             // The 429, then the retry about 2 s later (the cap), which the recorder answers 200.
             #expect(try await waitUntil(.seconds(20)) { recorder.requests(to: "/hook").count == 2 })
             #expect(herald.process.isRunning, "herald stopped after a 429 with Retry-After: \(retryAfter)")
-            #expect(try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
+            #expect(try await waitUntil { try await cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
             #expect(try await herald.stop() == 0)
             #expect(!herald.log.contains("cannot be converted"))
         }
@@ -57,7 +57,7 @@ extension IntegrationTests {
             }
             let herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
             #expect(try await waitUntil(.seconds(20)) { recorder.requests(to: "/hook").count == 1 })
-            let (status, shown) = try cli(["deliveries", "show", String(stuck), "--config", path])
+            let (status, shown) = try await cli(["deliveries", "show", String(stuck), "--config", path])
             #expect(status == 0)
             #expect(shown.contains("dead"))
             #expect(shown.contains("the process stopped during this delivery 3 times"))

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldCore
+import HeraldTesting
 import Testing
 
 /// The real binary: `herald serve`, signed events over real HTTP, lines in a real file.
@@ -55,15 +56,14 @@ struct EndToEndTests {
         p.arguments = ["send-test", "host_booking_request_accepted", "--url", "\(herald.url)/hooks/jicoo", "--secret", secret]
         let out = Pipe()
         p.standardOutput = out
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-        #expect(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).hasPrefix("202 Accepted"))
+        let (status, output) = try await ChildProcess.run(p, output: out)
+        #expect(status == 0)
+        #expect(String(decoding: output, as: UTF8.self).hasPrefix("202 Accepted"))
         #expect(try await waitUntil { jsonLines("\(dir)/out.jsonl").first?["event"] as? String == "host_booking_request_accepted" })
         #expect(try await herald.stop(signal: SIGINT) == 0)
     }
 
-    @Test func checkCommandReportsEveryErrorWithLineNumbers() throws {
+    @Test func checkCommandReportsEveryErrorWithLineNumbers() async throws {
         let dir = tempDir()
         try """
             endpoints:
@@ -79,11 +79,10 @@ struct EndToEndTests {
         p.arguments = ["check", "--config", "\(dir)/bad.yaml"]
         let err = Pipe()
         p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1)
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.standardOutput = FileHandle.nullDevice
+        let (status, errors) = try await ChildProcess.run(p, output: err)
+        #expect(status == 1)
+        let text = String(decoding: errors, as: UTF8.self)
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.count == 4, "\(text)")
         #expect(lines.first?.hasPrefix("\(dir)/bad.yaml:5:") == true)

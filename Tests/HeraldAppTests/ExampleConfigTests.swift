@@ -14,7 +14,7 @@ import Testing
         "CRM_WEBHOOK_URL": "https://crm.example.com/in", "CRM_WEBHOOK_SECRET": "whsec_c2VjcmV0",
     ]
 
-    @Test func everyExampleConfigurationPassesCheck() throws {
+    @Test func everyExampleConfigurationPassesCheck() async throws {
         let examples = HeraldProcess.repoRoot.appendingPathComponent("examples")
         let files = (FileManager.default.enumerator(atPath: examples.path)?.allObjects as? [String] ?? [])
             .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
@@ -23,7 +23,7 @@ import Testing
         for file in files {
             // The custom plugin's example needs the binary that registers its kind.
             let binary = file.hasPrefix("CustomNotifier/") ? HeraldProcess.executable("custom-herald") : HeraldProcess.binary
-            let (status, out) = try runHerald(["check", "-c", examples.appendingPathComponent(file).path],
+            let (status, out) = try await runHerald(["check", "-c", examples.appendingPathComponent(file).path],
                                               environment: Self.environment, binary: binary)
             #expect(status == 0, "\(file): \(out)")
             #expect(out.contains(": OK"), "\(file): \(out)")

@@ -15,17 +15,17 @@ struct FirstRunTests {
             """.write(toFile: "\(dir)/herald.yaml", atomically: true, encoding: .utf8)
     }
 
-    @Test func versionNamesTheCommitOrSaysItIsUnknown() throws {
-        let (status, output) = try runHerald(["--version"])
+    @Test func versionNamesTheCommitOrSaysItIsUnknown() async throws {
+        let (status, output) = try await runHerald(["--version"])
         #expect(status == 0)
         #expect(output.wholeMatch(of: /0\.3\.0-dev \((commit [0-9a-f]{7,40}(-dirty)?|unknown commit)\)\n/) != nil, "\(output)")
     }
 
     /// `herald check -c herald.yaml` from the config's folder printed `././herald-data`.
-    @Test func checkPrintsPathsAsWritten() throws {
+    @Test func checkPrintsPathsAsWritten() async throws {
         let dir = tempDir()
         try writeConfig(dir)
-        let (status, output) = try runHerald(["check", "-c", "herald.yaml"], in: dir)
+        let (status, output) = try await runHerald(["check", "-c", "herald.yaml"], in: dir)
         #expect(status == 0, "\(output)")
         #expect(output.contains("  storage    herald-data\n"), "\(output)")
         #expect(!output.contains("./"))
@@ -33,14 +33,14 @@ struct FirstRunTests {
 
     /// A file notifier that cannot write its path used to pass check and start, and then
     /// retried every delivery for 24 hours.
-    @Test func unwritableFileNotifierFailsCheckAndStart() throws {
+    @Test func unwritableFileNotifierFailsCheckAndStart() async throws {
         let dir = tempDir()
         try writeConfig(dir, notifierPath: "/proc/herald-bookings.jsonl")
-        let check = try runHerald(["check", "-c", "\(dir)/herald.yaml"])
+        let check = try await runHerald(["check", "-c", "\(dir)/herald.yaml"])
         #expect(check.status == 1)
         #expect(check.output.contains("herald.yaml:4:"), "\(check.output)")
         #expect(check.output.contains("notifiers.audit.path: cannot create /proc/herald-bookings.jsonl"), "\(check.output)")
-        let serve = try runHerald(["serve", "-c", "\(dir)/herald.yaml", "--listen", "127.0.0.1:0"])
+        let serve = try await runHerald(["serve", "-c", "\(dir)/herald.yaml", "--listen", "127.0.0.1:0"])
         #expect(serve.status == 1)
         #expect(serve.output.contains("notifiers.audit.path: cannot create /proc/herald-bookings.jsonl"), "\(serve.output)")
     }
@@ -53,7 +53,7 @@ struct FirstRunTests {
         let first = try await HeraldProcess(config: "\(dir)/herald.yaml")
         let other = tempDir()
         try writeConfig(other)
-        let (status, output) = try runHerald(["serve", "-c", "\(other)/herald.yaml", "--listen", "127.0.0.1:\(first.port)"])
+        let (status, output) = try await runHerald(["serve", "-c", "\(other)/herald.yaml", "--listen", "127.0.0.1:\(first.port)"])
         #expect(status == 1)
         let lines = output.split(separator: "\n")
         #expect(lines.last == "herald: cannot listen on 127.0.0.1:\(first.port): address already in use", "\(output)")

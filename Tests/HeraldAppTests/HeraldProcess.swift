@@ -98,7 +98,7 @@ func postSigned(_ url: String, body: Data, secret: String, timestamp: Int64 = In
 
 /// Runs a `herald` command to its end: exit status and what it printed (stdout and stderr).
 func runHerald(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
-               binary: String = HeraldProcess.binary) throws -> (status: Int32, output: String) {
+               binary: String = HeraldProcess.binary) async throws -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = arguments
@@ -107,10 +107,8 @@ func runHerald(_ arguments: [String], in directory: String? = nil, environment: 
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let (status, data) = try await ChildProcess.run(p, output: out)
+    return (status, String(decoding: data, as: UTF8.self))
 }
 
 func tempDir() -> String {

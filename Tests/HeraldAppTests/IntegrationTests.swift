@@ -32,10 +32,10 @@ struct IntegrationTests {
         return "\(dir)/herald.yaml"
     }
 
-    func cli(_ arguments: [String]) throws -> (Int32, String) { try runHerald(arguments) }
+    func cli(_ arguments: [String]) async throws -> (Int32, String) { try await runHerald(arguments) }
 
     @Test func bookingMailArrivesAtARealSMTPServer() async throws {
-        let smtp = try SMTPServerProcess()
+        let smtp = try await SMTPServerProcess()
         defer { smtp.stop() }
         let dir = tempDir()
         let path = try config(dir, notifiers: """
@@ -87,9 +87,9 @@ struct IntegrationTests {
             #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event(name), secret: secret).0 == 202)
         }
         try await Task.sleep(for: .seconds(2))   // several failed attempts against a closed port
-        let (_, pending) = try cli(["deliveries", "list", "--state", "pending", "--config", path])
+        let (_, pending) = try await cli(["deliveries", "list", "--state", "pending", "--config", path])
         #expect(pending.contains("desk"))
-        let smtp = try SMTPServerProcess(port: port)
+        let smtp = try await SMTPServerProcess(port: port)
         defer { smtp.stop() }
         withExtendedLifetime(down) {}
         #expect(try await waitUntil(.seconds(20)) { smtp.messages.count == 3 }, "\(herald.log)")
@@ -146,7 +146,7 @@ struct IntegrationTests {
             for (a, b) in zip(attempts, attempts.dropFirst()) {
                 #expect(b.receivedAt - a.receivedAt >= .seconds(1.9), "a retry came \(b.receivedAt - a.receivedAt) after a 429 with Retry-After: 2")
             }
-            #expect(try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
+            #expect(try await waitUntil { try await cli(["deliveries", "list", "--config", path]).1.contains("delivered") })
             #expect(try await herald.stop() == 0)
         }
     }
@@ -162,23 +162,23 @@ struct IntegrationTests {
             #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
             var dead = ""
             #expect(try await waitUntil {
-                dead = try cli(["deliveries", "list", "--state", "dead", "--config", path]).1
+                dead = try await cli(["deliveries", "list", "--state", "dead", "--config", path]).1
                 return dead.contains("sales")
             })
             #expect(dead.contains("permanent"))
             let id = try #require(dead.split(separator: "\n").dropFirst().first?.split(separator: " ").first.map(String.init))
-            let (showStatus, show) = try cli(["deliveries", "show", id, "--config", path])
+            let (showStatus, show) = try await cli(["deliveries", "show", id, "--config", path])
             #expect(showStatus == 0)
             #expect(show.contains("guest_booked") && show.contains("bk_7Qx2mZp9"))
             // The endpoint is fixed (it now answers 200); retry from the CLI while the server runs.
-            let (status, retried) = try cli(["deliveries", "retry", "--all-dead", "--config", path])
+            let (status, retried) = try await cli(["deliveries", "retry", "--all-dead", "--config", path])
             #expect(status == 0)
             #expect(retried.hasPrefix("1 delivery queued"))
             #expect(try await waitUntil { recorder.requests(to: "/broken").count == 2 })
             // The outcome is written just after the request: wait for the final state.
             var salesRow: [String]?
             #expect(try await waitUntil {
-                let table = try cli(["status", "--config", path]).1
+                let table = try await cli(["status", "--config", path]).1
                 salesRow = table.split(separator: "\n").first { $0.hasPrefix("sales") }.map { $0.split(separator: " ").map(String.init) }
                 return salesRow == ["sales", "0", "0", "1", "0", "0"]
             })
@@ -192,7 +192,7 @@ struct IntegrationTests {
         try await HTTPRecorder.with(reply: { _ in .init(body: #"{"ok":true,"message_id":"1"}"#) }) { recorder in
             let dir = tempDir()
             try "smtp-password-secret-77\n".write(toFile: "\(dir)/smtp.pw", atomically: true, encoding: .utf8)
-            let smtp = try SMTPServerProcess()
+            let smtp = try await SMTPServerProcess()
             defer { smtp.stop() }
             let path = try config(dir, notifiers: """
                   sales: { kind: slack, webhookURL: "\(recorder.base)/services/TSECRET/BSECRET/tok3n-secret-55" }

@@ -17,7 +17,7 @@ enum AppPostgres {
     static var enabled: Bool { url != nil || environment["CI"] == "true" }
 
     /// The URL of a new, empty database.
-    static func newDatabase() throws -> String {
+    static func newDatabase() async throws -> String {
         guard let url, let bin = environment["HERALD_TEST_POSTGRES_BIN"] else {
             Issue.record(Comment(rawValue: missing))
             throw HeraldProcessError(message: missing)
@@ -27,9 +27,7 @@ enum AppPostgres {
         p.executableURL = URL(fileURLWithPath: bin + "/psql")
         p.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", "CREATE DATABASE \(name)"]
         p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw HeraldProcessError(message: "psql could not create \(name)") }
+        guard try await ChildProcess.run(p).status == 0 else { throw HeraldProcessError(message: "psql could not create \(name)") }
         // The test URL names its database last, with no parameters after it.
         guard let slash = url.lastIndex(of: "/") else { throw HeraldProcessError(message: "unexpected test URL form") }
         return url[..<slash] + "/" + name
@@ -77,7 +75,7 @@ struct PostgresEndToEndTests {
     /// taking over the dead instance's leases, and a notification is repeated only for a
     /// delivery that was in flight in the killed process.
     @Test func threeInstancesLoseNothingWhenOneIsKilled() async throws {
-        let database = try AppPostgres.newDatabase()
+        let database = try await AppPostgres.newDatabase()
         let dir = tempDir()
         let config = try writeConfig(dir)
         var instances: [HeraldProcess] = []
@@ -135,11 +133,11 @@ struct PostgresEndToEndTests {
 
     /// The database goes away for 10 s under load: requests get 503 with Retry-After (never a
     /// 202 that was not committed), `/readyz` turns 503, and once the database is back Herald
-    /// accepts and delivers again by itself, having lost nothing it t.acknowledged.
+    /// accepts and delivers again by itself, having lost nothing it acknowledged.
     @Test func aDatabaseOutageAnswers503AndLosesNothing() async throws {
-        let database = try AppPostgres.newDatabase()
+        let database = try await AppPostgres.newDatabase()
         let port = try #require(AppPostgres.port(of: database))
-        let proxy = try CuttableProxy(targetPort: port)
+        let proxy = try await CuttableProxy(targetPort: port)
         defer { proxy.stop() }
         let viaProxy = database.replacingOccurrences(of: ":\(port)/", with: ":\(proxy.port)/")
         let dir = tempDir()
@@ -215,8 +213,8 @@ struct JournalCopyTests {
         let before = try await sqlite.deliveries(DeliveryQuery(limit: 100))
         try sqlite.close()
 
-        let database = try AppPostgres.newDatabase()
-        let copy = try runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
+        let database = try await AppPostgres.newDatabase()
+        let copy = try await runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
         #expect(copy.status == 0, "\(copy.output)")
         #expect(copy.output.contains("copied 3 events, 4 deliveries (3 not yet done) and 2 dedupe keys"))
         let password = try #require(try PostgresURL(parsing: database).password.map { String(decoding: $0.bytes, as: UTF8.self) })
@@ -244,7 +242,7 @@ struct JournalCopyTests {
             #expect(Set(taken.deliveries.map(\.record.eventID)) == ["evt_waiting", "evt_in_flight", "evt_new"])
         }
 
-        let again = try runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
+        let again = try await runHerald(["journal", "copy", "--from", "sqlite:\(dir)", "--to", "postgres:\(database)"])
         #expect(again.status == 1)
         #expect(again.output.contains("is not empty"), "\(again.output)")
     }
@@ -269,8 +267,8 @@ final class CuttableProxy: Sendable {
     private let input: Pipe
     private let output: Pipe
 
-    init(targetPort: Int) throws {
-        let helper = try SupportScript("tcp_proxy.py", arguments: [String(targetPort)])
+    init(targetPort: Int) async throws {
+        let helper = try await SupportScript("tcp_proxy.py", arguments: [String(targetPort)])
         let p = helper.process
         process = p
         input = helper.input

@@ -10,20 +10,20 @@ import Testing
 
     /// `routes test` also says which reminders an event would schedule (here: too late, since
     /// the sample booking is in the past) and which agenda would list it.
-    @Test func routesTestShowsRemindersAndAgendas() throws {
+    @Test func routesTestShowsRemindersAndAgendas() async throws {
         let example = HeraldProcess.repoRoot.appendingPathComponent("examples/reminders.yaml").path
-        let (status, out) = try runHerald(["routes", "test", "guest_booked", "-c", example])
+        let (status, out) = try await runHerald(["routes", "test", "guest_booked", "-c", example])
         #expect(status == 0, "\(out)")
         #expect(out.contains("remind     desk 1d before the start, at 2026-11-26T05:00:00Z; skipped: its time"), "\(out)")
         #expect(out.contains("remind     desk 1h before the start, at 2026-11-27T04:00:00Z; skipped: its time"), "\(out)")
         #expect(out.contains("agenda     desk lists it in the agenda for 2026-11-27, sent at 2026-11-26T23:00:00Z"), "\(out)")
-        let (_, cancelled) = try runHerald(["routes", "test", "guest_cancelled", "-c", example])
+        let (_, cancelled) = try await runHerald(["routes", "test", "guest_cancelled", "-c", example])
         #expect(cancelled.contains("reminders  cancels the pending reminders of booking bk_7Qx2mZp9"), "\(cancelled)")
         #expect(!cancelled.contains("agenda     "), "\(cancelled)")
     }
 
-    @Test func routesTestNamesMatchesTheConditionThatFailedAndTheNotifiers() throws {
-        let (status, out) = try runHerald(["routes", "test", "guest_booked", "-c", Self.example])
+    @Test func routesTestNamesMatchesTheConditionThatFailedAndTheNotifiers() async throws {
+        let (status, out) = try await runHerald(["routes", "test", "guest_booked", "-c", Self.example])
         #expect(status == 0, "\(out)")
         #expect(out.contains("event      guest_booked evt_0000sample0001 on /hooks/jicoo (source jicoo)"), "\(out)")
         #expect(out.contains("routes[0]  match → audit; continue: true"), "\(out)")
@@ -36,7 +36,7 @@ import Testing
         #expect(!out.contains("notify     enterprise"), "\(out)")
     }
 
-    @Test func routesTestDecodesABodyAsTheChosenEndpoint() throws {
+    @Test func routesTestDecodesABodyAsTheChosenEndpoint() async throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let toMain = "\(dir)/main.json", toDevelop = "\(dir)/develop.json"
@@ -46,19 +46,19 @@ import Testing
             .write(to: URL(fileURLWithPath: toDevelop))
         let arguments = ["routes", "test", "-c", Self.example, "--endpoint", "/hooks/github", "--header", "X-GitHub-Event: pull_request"]
 
-        let (status, out) = try runHerald(arguments + ["--body", toMain])
+        let (status, out) = try await runHerald(arguments + ["--body", toMain])
         #expect(status == 0, "\(out)")
         #expect(out.contains("event      pull_request "), "\(out)")
         #expect(out.contains("routes[0]  no match: events [\"guest_*\", \"host_*\"] do not name pull_request"), "\(out)")
         #expect(out.contains("notify     releases"), "\(out)")
 
-        let (_, excluded) = try runHerald(arguments + ["--body", toDevelop])
+        let (_, excluded) = try await runHerald(arguments + ["--body", toDevelop])
         #expect(excluded.contains("no match: where[0] pull_request.base.ref in [\"main\", \"release\"] does not hold"), "\(excluded)")
         #expect(excluded.contains("no notifier gets this event"), "\(excluded)")
     }
 
-    @Test func renderShowsTheEmailWithItsInvitation() throws {
-        let (status, out) = try runHerald(["render", "guest_booked", "--notifier", "front-desk", "-c", Self.example])
+    @Test func renderShowsTheEmailWithItsInvitation() async throws {
+        let (status, out) = try await runHerald(["render", "guest_booked", "--notifier", "front-desk", "-c", Self.example])
         #expect(status == 0, "\(out)")
         #expect(out.contains("route     routes[2], template pricing, locale ja"), "\(out)")
         #expect(out.contains("title     料金のご相談: 山田 太郎 様"), "\(out)")
@@ -71,12 +71,12 @@ import Testing
         #expect(out.contains("DTSTART:20261127T050000Z"), "\(out)")
     }
 
-    @Test func renderOfAnExcludedEventSaysSoUnlessARouteIsNamed() throws {
-        let (status, out) = try runHerald(["render", "guest_booked", "--notifier", "enterprise", "-c", Self.example])
+    @Test func renderOfAnExcludedEventSaysSoUnlessARouteIsNamed() async throws {
+        let (status, out) = try await runHerald(["render", "guest_booked", "--notifier", "enterprise", "-c", Self.example])
         #expect(status == 1)
         #expect(out.contains("no route sends guest_booked to enterprise"), "\(out)")
 
-        let (forced, line) = try runHerald(["render", "guest_booked", "--notifier", "enterprise", "--route", "1",
+        let (forced, line) = try await runHerald(["render", "guest_booked", "--notifier", "enterprise", "--route", "1",
                                             "-c", Self.example, "--format", "json"])
         #expect(forced == 0, "\(line)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
@@ -93,16 +93,16 @@ import Testing
 
     /// A plugin without `preview(_:)` (the custom example) gets the default: its notification
     /// is shown, its payload is null.
-    @Test func aPluginWithoutPreviewShowsItsNotification() throws {
+    @Test func aPluginWithoutPreviewShowsItsNotification() async throws {
         let config = HeraldProcess.repoRoot.appendingPathComponent("examples/CustomNotifier/herald.yaml").path
-        let (status, out) = try runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config, "--format", "json"],
+        let (status, out) = try await runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config, "--format", "json"],
                                           binary: HeraldProcess.executable("custom-herald"))
         #expect(status == 0, "\(out)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
         #expect(json["kind"] as? String == "csv")
         #expect((json["title"] as? String)?.hasPrefix("New booking: 山田 太郎") == true)
         #expect(json["payload"] is NSNull)
-        let (_, text) = try runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config],
+        let (_, text) = try await runHerald(["render", "guest_booked", "--notifier", "sheet", "-c", config],
                                       binary: HeraldProcess.executable("custom-herald"))
         #expect(text.contains("(the csv plugin does not show its payload: it implements no preview)"), "\(text)")
     }
@@ -126,7 +126,7 @@ import Testing
             try Data(yaml.utf8).write(to: URL(fileURLWithPath: "\(dir)/herald.yaml"))
             var outputs: [String: String] = [:]
             for notifier in ["slack", "line", "hook"] {
-                let (status, out) = try runHerald(["render", "guest_cancelled", "--notifier", notifier, "-c", "\(dir)/herald.yaml",
+                let (status, out) = try await runHerald(["render", "guest_cancelled", "--notifier", notifier, "-c", "\(dir)/herald.yaml",
                                                    "--format", "json"])
                 #expect(status == 0, "\(out)")
                 outputs[notifier] = out

@@ -20,12 +20,12 @@ extension IntegrationTests {
 
         var herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
         #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
-        _ = try await waitUntil { try cli(["deliveries", "list", "--config", path]).1.contains("held for quiet hours") || Date() >= end }
+        _ = try await waitUntil { try await cli(["deliveries", "list", "--config", path]).1.contains("held for quiet hours") || Date() >= end }
         if Date() < end - 2 {  // a very slow machine may already be past the window
             #expect(lines() == 0)
             #expect(try await herald.stop() == 0)
             herald = try await HeraldProcess(config: path, environment: ["IT_JICOO_SECRET": secret])
-            #expect(try cli(["deliveries", "list", "--state", "pending", "--config", path]).1.contains("held for quiet hours"))
+            #expect(try await cli(["deliveries", "list", "--state", "pending", "--config", path]).1.contains("held for quiet hours"))
         }
         #expect(try await waitUntil(.seconds(30)) { lines() == 1 })
         #expect(Date() >= end, "the line was written before the quiet hours ended")

@@ -111,7 +111,7 @@ struct ReloadEndToEndTests {
     /// The email notifier is a service with a connection pool: after a reload that changes
     /// its sender, the next mail goes out through the new instance.
     @Test func emailSettingsChangeOnReload() async throws {
-        let smtp = try SMTPServerProcess()
+        let smtp = try await SMTPServerProcess()
         defer { smtp.stop() }
         let dir = tempDir()
         try "\(oldSecret)\n".write(toFile: "\(dir)/jicoo.secret", atomically: true, encoding: .utf8)

@@ -41,7 +41,7 @@ extension IntegrationTests {
         // Killed once the three notifications are written and recorded (a line written but not
         // yet recorded would be written again after the restart: at-least-once).
         let recorded = try await waitUntil {
-            let delivered = try cli(["deliveries", "list", "--state", "delivered", "--config", path]).1
+            let delivered = try await cli(["deliveries", "list", "--state", "delivered", "--config", path]).1
             return lines().count == 3 && delivered.split(separator: "\n").count == 4  // a header and three rows
         }
         #expect(recorded)
@@ -57,7 +57,7 @@ extension IntegrationTests {
         let reminders = written.filter { $0.contains("\"title\":\"Reminder: ") }
         #expect(reminders.count == 1)
         #expect(reminders.first?.contains("bk_kept") == true)
-        let (_, list) = try cli(["deliveries", "list", "--state", "skipped", "--config", path])
+        let (_, list) = try await cli(["deliveries", "list", "--state", "skipped", "--config", path])
         #expect(list.contains("the booking was cancelled"))
         #expect(try await second.stop() == 0)
     }
@@ -65,9 +65,9 @@ extension IntegrationTests {
 
 extension IntegrationTests {
     /// The example configuration for reminders and quiet hours passes `herald check`.
-    @Test func theRemindersExampleChecksClean() throws {
+    @Test func theRemindersExampleChecksClean() async throws {
         let example = HeraldProcess.repoRoot.appendingPathComponent("examples/reminders.yaml").path
-        let (status, output) = try cli(["check", "--config", example])
+        let (status, output) = try await cli(["check", "--config", example])
         #expect(status == 0, "\(output)")
     }
 }

@@ -48,13 +48,13 @@ extension IntegrationTests {
             #expect(try await postSigned("\(herald.url)/hooks/jicoo", body: try event("guest_booked"), secret: secret).0 == 202)
             // 400 is permanent: every delivery ends dead, with the target's answer as its error.
             #expect(try await waitUntil(.seconds(20)) {
-                try cli(["deliveries", "list", "--state", "dead", "--config", path]).1.split(separator: "\n").count >= 10
+                try await cli(["deliveries", "list", "--state", "dead", "--config", path]).1.split(separator: "\n").count >= 10
             })
             var seen = herald.log
-            let (_, list) = try cli(["deliveries", "list", "--config", path])
+            let (_, list) = try await cli(["deliveries", "list", "--config", path])
             seen += list
             for id in list.split(separator: "\n").compactMap({ $0.split(separator: " ").first.flatMap { Int($0) } }) {
-                let (_, shown) = try cli(["deliveries", "show", String(id), "--config", path])
+                let (_, shown) = try await cli(["deliveries", "show", String(id), "--config", path])
                 #expect(shown.contains("<redacted>") || !shown.contains("you called"), "delivery \(id) shows the echo without redaction")
                 seen += shown
             }

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldTesting
 
 /// Debian's aiosmtpd, through `Tests/Support/smtp_server.py`, recording what it receives.
 final class SMTPServerProcess: Sendable {
@@ -7,9 +8,9 @@ final class SMTPServerProcess: Sendable {
     let outFile: String
     private let stdin: Pipe
 
-    init(port: Int = 0, arguments: [String] = []) throws {
+    init(port: Int = 0, arguments: [String] = []) async throws {
         outFile = tempDir() + "/mail.jsonl"
-        let helper = try SupportScript(
+        let helper = try await SupportScript(
             "smtp_server.py", arguments: ["--out", outFile, "--port", String(port)] + arguments)
         let p = helper.process
         process = p
@@ -35,7 +36,7 @@ final class SMTPServerProcess: Sendable {
 
 /// A Python script of `Tests/Support` started with its standard input and output on pipes,
 /// once it has printed its first line (how each says it is ready, and on which port) or
-/// exited, or 20 s have passed.
+/// exited, or 20 s have passed (then it is terminated).
 struct SupportScript {
     let process: Process
     let input: Pipe
@@ -43,7 +44,7 @@ struct SupportScript {
     /// What the script printed before its first newline (with it), or until it stopped.
     let firstLine: String
 
-    init(_ name: String, arguments: [String]) throws {
+    init(_ name: String, arguments: [String]) async throws {
         let script = HeraldProcess.repoRoot.appendingPathComponent("Tests/Support/\(name)").path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -53,14 +54,7 @@ struct SupportScript {
         p.standardOutput = out
         p.standardInput = input
         p.standardError = FileHandle.nullDevice
-        try p.run()
-        var text = ""
-        let deadline = Date().addingTimeInterval(20)
-        while !text.contains("\n"), Date() < deadline, p.isRunning {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let text = try await ChildProcess.start(p, output: out)
         process = p
         self.input = input
         output = out
