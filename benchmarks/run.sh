@@ -324,22 +324,29 @@ run_receiver() { # name
     # stacks (benchmarks/budget.py). Apart from the phases above, which it would slow.
     echo '{}' > "$dir/budget.json"
     if [[ " $PROFILE " == *" $name "* ]]; then
-        python3 "$HERE/gen_bodies.py" --count $((bodies / 2)) --tag "bk_${short}f_" --secret "$SECRET" --out "$dir/wrk.tsv"
-        log "$name: wrk -d${PROFILE_SECONDS}s under perf record"
-        perf record -q -F 499 --call-graph=dwarf,16384 -p "$pid" -o "$dir/perf.data" >/dev/null 2>&1 &
-        local perf_pid=$!
-        sleep 1
-        BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk-profile.json" \
-            wrk -t"$THREADS" -c"$CONNS" -d"${PROFILE_SECONDS}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > /dev/null
-        settle "bk_${short}f_" > /dev/null
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" || true
-        if ! perf script -i "$dir/perf.data" -F comm,ip,sym,dso 2>/dev/null | python3 "$HERE/budget.py" > "$dir/budget.tmp"; then
+        # Tried twice: now and then perf records no samples at all (seen at ecb688b, cause not found).
+        # The second try sends bodies of its own (the first's would be duplicates).
+        local try
+        for try in f g; do
+            python3 "$HERE/gen_bodies.py" --count $((bodies / 2)) --tag "bk_${short}${try}_" --secret "$SECRET" --out "$dir/wrk.tsv"
+            log "$name: wrk -d${PROFILE_SECONDS}s under perf record"
+            perf record -q -F 499 --call-graph=dwarf,16384 -p "$pid" -o "$dir/perf.data" >"$dir/perf-record.log" 2>&1 &
+            local perf_pid=$!
+            sleep 1
+            BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk-profile.json" \
+                wrk -t"$THREADS" -c"$CONNS" -d"${PROFILE_SECONDS}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > /dev/null
+            settle "bk_${short}${try}_" > /dev/null
+            kill -INT "$perf_pid" 2>/dev/null || true
+            wait "$perf_pid" || true
+            if perf script -i "$dir/perf.data" -F comm,ip,sym,dso 2>/dev/null | python3 "$HERE/budget.py" > "$dir/budget.tmp"; then
+                break
+            fi
             log "$name: no profile (perf record failed; perf_event_paranoid, or a container without perf events?)"
+            tail -n 5 "$dir/perf-record.log" >&2 || true
             echo '{}' > "$dir/budget.tmp"
-        fi
+        done
         mv "$dir/budget.tmp" "$dir/budget.json"
-        rm -f "$dir/wrk.tsv" "$dir/perf.data"
+        rm -f "$dir/wrk.tsv" "$dir/perf.data" "$dir/perf-record.log"
     fi
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
