@@ -29,11 +29,12 @@ package enum ChildProcess {
     /// line break, or all of it if it ended first: how a test server says that it is ready and
     /// on which port. A child that has written no line break within `limit` is terminated, and
     /// what it wrote is returned.
-    package static func start(_ process: Process, output: Pipe, limit: Duration = .seconds(20)) async throws -> String {
+    package static func start(_ process: Process, output: Pipe, limit: DispatchTimeInterval = .seconds(20)) async throws
+        -> String {
         try process.run()
         let handle = output.fileHandleForReading
         let done = Atomic(false)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Int(limit.components.seconds))) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit) {
             if !done.load(ordering: .acquiring) { process.terminate() }
         }
         return await onThread {
