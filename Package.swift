@@ -1,9 +1,15 @@
 // swift-tools-version:6.2
 import PackageDescription
 
+// fuzz/run.sh sets HERALD_FUZZ_BUILD=1: Herald's own Swift targets then get libFuzzer's coverage
+// and AddressSanitizer, and its dependencies keep the flags of the normal debug build. The fuzz
+// build so reuses the dependencies already in `.build` and recompiles only Herald's modules,
+// where `swift build --sanitize` would build the whole graph a second time.
+let fuzzing = Context.environment["HERALD_FUZZ_BUILD"] == "1"
+
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-]
+] + (fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("HERALD_FUZZING")] : [])
 
 // The commit `herald --version` names. scripts/release-build.sh sets HERALD_BUILD_COMMIT from
 // git; other builds leave it unset and the binary says "unknown commit" instead of guessing.
@@ -223,7 +229,8 @@ let package = Package(
             name: "herald-fuzz",
             dependencies: ["HeraldFuzzTargets"],
             path: "fuzz/Runner",
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
         ),
         // Microbenchmarks for benchmarks/run.sh (never run as tests).
         .executableTarget(
