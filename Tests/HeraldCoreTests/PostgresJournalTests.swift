@@ -198,25 +198,34 @@ struct PostgresJournalTests {
                         Issue.record("not accepted"); return
                     }
                     let due = Self.start.addingTimeInterval(120)
-                    let woke = try await withThrowingTaskGroup(of: Bool.self) { group in
-                        group.addTask { await second.waitForWork(notifier: "audit"); return true }
-                        group.addTask {
-                            try await Task.sleep(for: .seconds(30))
-                            return false
-                        }
+                    let stop = StopFlag()
+                    let woke = try await withThrowingTaskGroup(of: Bool?.self) { group in
                         // The listener may still be connecting: lease it again and record the
-                        // retry again until a wake-up arrives.
+                        // retry again until a wake-up arrives. Stopped by a flag, not cancelled:
+                        // a cancelled journal call returns at once while its statement may still
+                        // commit (PostgresJournal.first), after the checks below had begun.
                         group.addTask {
-                            while !Task.isCancelled {
+                            while !stop.value.load(ordering: .acquiring) {
                                 _ = try await first.record([.retry(id, at: due, error: "busy")], owner: "a")
                                 try await Task.sleep(for: .milliseconds(100))
                                 _ = try await first.lease(Self.request("a", now: due))
                             }
-                            return false
+                            return nil
                         }
-                        let answer = try await group.next() ?? false
-                        group.cancelAll()
-                        return answer
+                        group.addTask {
+                            let woke = await withTaskGroup(of: Bool.self) { wait in
+                                wait.addTask { await second.waitForWork(notifier: "audit"); return true }
+                                wait.addTask { try? await Task.sleep(for: .seconds(30)); return false }
+                                let answer = await wait.next() ?? false
+                                wait.cancelAll()
+                                return answer
+                            }
+                            stop.value.store(true, ordering: .releasing)
+                            return woke
+                        }
+                        var woke = false
+                        for try await answer in group { woke = answer ?? woke }
+                        return woke
                     }
                     #expect(woke)
                     // Pending at its due time again, whether or not the loop had leased it last.
