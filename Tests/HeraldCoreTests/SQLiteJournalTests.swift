@@ -490,13 +490,13 @@ struct SQLiteJournalTests {
         for i in [0, 100, next - 1] { #expect(try await journal.event(id: "evt_\(i)")?.body == body) }
     }
 
-    /// A copy into the database file reaches the disk as it is made, 512 KiB at a time
-    /// (CSQLiteWAL), not in one burst at its fsync that every commit's WAL fsync would wait
-    /// behind: one checkpoint copying about 3 MB from the WAL hands the file to write-back
-    /// several times, and the file holds every row afterwards. The copy is made here, in one
-    /// call, not by the journal's second connection, whose passes depend on timing. The count is
-    /// the whole process's (other tests' copies only add to it).
-    @Test func aCopyIntoTheDatabaseFileIsWrittenBackAsItIsMade() throws {
+    /// A checkpoint announced as a copy (what the journal's second connection does) syncs the
+    /// database file every 256 KiB and keeps to its pace; the same checkpoint on a thread that
+    /// announced nothing (the writer's own copies) is made as SQLite makes it. Each copies
+    /// about 3 MB from the WAL, in one call here, not by the journal's connections, whose
+    /// passes depend on timing; the file holds every row afterwards. Chunks are counted per
+    /// thread, so other tests' copies do not add to them.
+    @Test func aCopyIntoTheDatabaseFileIsSyncedInPacedChunks() throws {
         #expect(herald_wal_buffer_install() == SQLITE_OK)
         let directory = TempDirectory()
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
@@ -505,16 +505,32 @@ struct SQLiteJournalTests {
         var db: OpaquePointer?
         #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK)
         #expect(run(db, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)") == SQLITE_OK)
-        #expect(run(db, """
-            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-            INSERT INTO t SELECT randomblob(3000) FROM n
-            """) == SQLITE_OK)
-        let before = herald_database_hand_overs()
-        var wal: Int32 = 0, copied: Int32 = 0
-        #expect(sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &wal, &copied) == SQLITE_OK)
-        let chunks = herald_database_hand_overs() - before
-        #expect(copied == wal && copied > 700, "the whole WAL was copied (\(copied) of \(wal) frames)")
-        #expect(chunks >= 4, "about 3 MB copied in chunks of 512 KiB (\(chunks) chunks)")
+        /// 1,000 rows of 3,000 bytes, then the WAL copied; the chunks synced meanwhile.
+        func insertAndCopy(_ from: Int) -> Int64 {
+            #expect(run(db, """
+                WITH RECURSIVE n(i) AS (SELECT \(from) UNION ALL SELECT i + 1 FROM n WHERE i < \(from + 999))
+                INSERT INTO t SELECT zeroblob(3000) FROM n
+                """) == SQLITE_OK)
+            let before = herald_database_copy_chunks()
+            var wal: Int32 = 0, copied: Int32 = 0
+            #expect(sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &wal, &copied) == SQLITE_OK)
+            #expect(copied == wal && copied > 700, "the whole WAL was copied (\(copied) of \(wal) frames)")
+            return herald_database_copy_chunks() - before
+        }
+
+        #expect(insertAndCopy(1) == 0, "a copy nobody announced is not synced in chunks")
+
+        // 10 MB a second: the 3 MB copy's chunks after the first 256 KiB wait, 0.26 s at least.
+        let rate = 10_000_000
+        let began = ContinuousClock.now
+        herald_database_copy_begin(Int64(rate))
+        let chunks = insertAndCopy(1_001)
+        herald_database_copy_end()
+        let took = ContinuousClock.now - began
+        #expect(chunks >= 10, "about 3 MB copied in chunks of 256 KiB (\(chunks) chunks)")
+        let paced = Double((chunks - 1) * 256 * 1024) / Double(rate)
+        #expect(took >= .seconds(paced), "the copy kept to its pace: \(took) for \(chunks) chunks")
+        #expect(insertAndCopy(2_001) == 0, "after the copy ended, nothing on this thread is chunked")
         sqlite3_close_v2(db)
 
         var reopened: OpaquePointer?
@@ -524,8 +540,8 @@ struct SQLiteJournalTests {
         #expect(sqlite3_prepare_v2(reopened, "SELECT count(*), sum(length(b)) FROM t", -1, &statement, nil) == SQLITE_OK)
         defer { sqlite3_finalize(statement) }
         #expect(sqlite3_step(statement) == SQLITE_ROW)
-        #expect(sqlite3_column_int64(statement, 0) == 1_000)
-        #expect(sqlite3_column_int64(statement, 1) == 3_000_000)
+        #expect(sqlite3_column_int64(statement, 0) == 3_000)
+        #expect(sqlite3_column_int64(statement, 1) == 9_000_000)
     }
 
     /// A new journal takes 2 KiB pages; one made with SQLite's 4 KiB keeps them, and its WAL
