@@ -25,10 +25,11 @@ final class HeraldProcess: Sendable {
     }
 
     let process: Process
-    private let output: OutputBuffer
+    private let watch = ProcessWatch()
     let port: Int
 
-    /// Starts `herald serve --config <config> --listen 127.0.0.1:0` and waits until it listens.
+    /// Starts `herald serve --config <config> --listen 127.0.0.1:0` and waits until it listens:
+    /// woken by its "listening" line or by its exit, whichever comes first, within 30 s.
     init(config: String, environment: [String: String] = [:], extraArguments: [String] = [],
          binary: String = HeraldProcess.binary) async throws {
         let p = Process()
@@ -39,37 +40,26 @@ final class HeraldProcess: Sendable {
         p.standardError = pipe
         p.standardOutput = pipe
         process = p
-        let sink = OutputBuffer()
-        output = sink
-        pipe.fileHandleForReading.readabilityHandler = { handle in
+        pipe.fileHandleForReading.readabilityHandler = { [watch] handle in
             let data = handle.availableData
-            if !data.isEmpty { sink.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+            if !data.isEmpty { watch.append(data) }
         }
+        p.terminationHandler = { [watch] _ in watch.exited() }
         try p.run()
-        var found = 0
-        let deadline = ContinuousClock.now + .seconds(30)
-        while found == 0, ContinuousClock.now < deadline, p.isRunning {
-            if let match = sink.text.withLock({ $0.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/) }) {
-                found = Int(match.1) ?? 0
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        guard let found = await watch.port(within: .seconds(30)) else {
+            p.terminate()
+            throw HeraldProcessError(message: "herald did not start: \(watch.text)")
         }
         port = found
-        if found == 0 {
-            p.terminate()
-            throw HeraldProcessError(message: "herald did not start: \(sink.text.withLock { $0 })")
-        }
     }
 
-    var log: String { output.text.withLock { $0 } }
+    var log: String { watch.text }
     var url: String { "http://127.0.0.1:\(port)" }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Sends SIGTERM and waits for the exit status (woken by the exit itself).
     func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(20)) async throws -> Int32 {
         kill(process.processIdentifier, signal)
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
+        guard await watch.exit(within: timeout) else {
             kill(process.processIdentifier, SIGKILL)
             throw HeraldProcessError(message: "herald did not exit within \(timeout)")
         }
@@ -131,7 +121,91 @@ func waitUntil(_ timeout: Duration = .seconds(15), _ condition: () async throws 
     return try await condition()
 }
 
-/// What the process printed, collected as it arrives.
-final class OutputBuffer: Sendable {
-    let text = Mutex<String>("")
+/// What a served `herald` printed, collected as it arrives, and the two moments a test waits
+/// for: the port in its "listening" line, and its exit. Each wait is resumed by the pipe's or
+/// the process's handler, or by its time limit, whichever comes first.
+final class ProcessWatch: Sendable {
+    private struct State {
+        var text = ""
+        var port: Int?
+        var exited = false
+        var portWaiter: CheckedContinuation<Int?, Never>?
+        var exitWaiter: CheckedContinuation<Bool, Never>?
+    }
+    private let state = Mutex(State())
+
+    var text: String { state.withLock { $0.text } }
+
+    /// From the pipe's handler: more output. The first "listening" line gives the port.
+    func append(_ data: Data) {
+        let waiter = state.withLock { s -> (CheckedContinuation<Int?, Never>, Int)? in
+            s.text += String(decoding: data, as: UTF8.self)
+            guard s.port == nil, let match = s.text.firstMatch(of: /listening on http:\/\/127\.0\.0\.1:(\d+)/),
+                  let port = Int(match.1) else { return nil }
+            s.port = port
+            defer { s.portWaiter = nil }
+            return s.portWaiter.map { ($0, port) }
+        }
+        if let (continuation, port) = waiter { continuation.resume(returning: port) }
+    }
+
+    /// From the process's termination handler.
+    func exited() {
+        let (portWaiter, exitWaiter) = state.withLock { s in
+            s.exited = true
+            defer { s.portWaiter = nil; s.exitWaiter = nil }
+            return (s.portWaiter, s.exitWaiter)
+        }
+        portWaiter?.resume(returning: nil)
+        exitWaiter?.resume(returning: true)
+    }
+
+    /// The port, or nil if the process exits first or `limit` passes.
+    func port(within limit: Duration) async -> Int? {
+        await first(within: limit, timeout: nil) { continuation in
+            state.withLock { s -> Int?? in
+                if let port = s.port { return .some(port) }
+                if s.exited { return .some(nil) }
+                s.portWaiter = continuation
+                return nil
+            }
+        } expire: {
+            self.state.withLock { s in defer { s.portWaiter = nil }; return s.portWaiter }
+        }
+    }
+
+    /// Whether the process exited within `limit`.
+    func exit(within limit: Duration) async -> Bool {
+        await first(within: limit, timeout: false) { continuation in
+            state.withLock { s -> Bool? in
+                if s.exited { return true }
+                s.exitWaiter = continuation
+                return nil
+            }
+        } expire: {
+            self.state.withLock { s in defer { s.exitWaiter = nil }; return s.exitWaiter }
+        }
+    }
+
+    /// Waits for a continuation that `install` stores (or answers at once). Once it is stored,
+    /// a timer races the handlers: at `limit` it takes the continuation back with `expire`
+    /// and resumes it with `timeout`, unless a handler took it first.
+    private func first<R: Sendable>(within limit: Duration, timeout: R,
+                                    install: (CheckedContinuation<R, Never>) -> R?,
+                                    expire: @escaping @Sendable () -> CheckedContinuation<R, Never>?) async -> R {
+        await withTaskGroup(of: Void.self) { group in
+            let answer = await withCheckedContinuation { continuation in
+                if let now = install(continuation) {
+                    continuation.resume(returning: now)
+                } else {
+                    group.addTask {
+                        try? await Task.sleep(for: limit)
+                        expire()?.resume(returning: timeout)
+                    }
+                }
+            }
+            group.cancelAll()
+            return answer
+        }
+    }
 }
