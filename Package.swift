@@ -6,10 +6,11 @@ import PackageDescription
 // build so reuses the dependencies already in `.build` and recompiles only Herald's modules,
 // where `swift build --sanitize` would build the whole graph a second time.
 let fuzzing = Context.environment["HERALD_FUZZ_BUILD"] == "1"
+let fuzzSanitizers = ["-sanitize=fuzzer,address"]
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-] + (fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("HERALD_FUZZING")] : [])
+] + (fuzzing ? [.unsafeFlags(fuzzSanitizers), .define("HERALD_FUZZING")] : [])
 
 // The commit `herald --version` names. scripts/release-build.sh sets HERALD_BUILD_COMMIT from
 // git; other builds leave it unset and the binary says "unknown commit" instead of guessing.
@@ -230,7 +231,7 @@ let package = Package(
             dependencies: ["HeraldFuzzTargets"],
             path: "fuzz/Runner",
             swiftSettings: strict,
-            linkerSettings: fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+            linkerSettings: fuzzing ? [.unsafeFlags(fuzzSanitizers)] : []
         ),
         // Microbenchmarks for benchmarks/run.sh (never run as tests).
         .executableTarget(
