@@ -98,6 +98,17 @@ def proc(pid: int) -> None:
     print(json.dumps(out))
 
 
+def perf_count(path: str, event: str) -> int | None:
+    """The count of `event` in `perf stat -x,` output; None without one (no perf, not counted)."""
+    if not path or not os.path.exists(path):
+        return None
+    for line in open(path):
+        fields = line.strip().split(",")
+        if len(fields) > 2 and fields[2] == event and fields[0].isdigit():
+            return int(fields[0])
+    return None
+
+
 def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str]) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
     until its lines stopped growing (so a delivery backlog is charged to the requests that made
@@ -110,6 +121,12 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
     paced_n = max(1, p.get("answered", 0))
     out = {"wrk_cpu_s": round((t1 - t0) / tick, 2), "wrk_us_per_req": round((t1 - t0) / tick * 1e6 / wrk_n, 1),
            "paced_cpu_s": round((t2 - t1) / tick, 2), "paced_us_per_req": round((t2 - t1) / tick * 1e6 / paced_n, 1)}
+    # Context switches of the receiver's threads over each phase (perf stat, run.sh), per request:
+    # what a request costs in thread wake-ups, which a virtual machine makes dear.
+    for phase, path, n in zip(("wrk", "paced"), os.environ.get("SWITCHES", ":").split(":"), (wrk_n, paced_n)):
+        switches = perf_count(path, "context-switches")
+        if switches is not None:
+            out[f"{phase}_switches_per_req"] = round(switches / n, 2)
     if len(marks) == 3:
         (b0, s0), (b1, s1), (b2, s2) = [(int(m.split(":")[0]), float(m.split(":")[1])) for m in marks]
         out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
@@ -206,8 +223,8 @@ def report(results_dir: str, out_dir: str) -> None:
     L.append("| receiver | wrk req/s | wrk p50 / p99 ms | CPU µs/req (wrk) | × floor CPU | paced achieved req/s "
              "| paced p50 / p90 / p99 ms | paced max ms | paced send → line p99 ms | CPU µs/req (paced) "
              "| peak RSS MB | lost (wrk / paced) | duplicate lines | lines done after wrk, s | non-2xx + errors "
-             "| other processes, cores (wrk / paced) |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| other processes, cores (wrk / paced) | context switches per request (wrk / paced) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     floor_us = by.get("floor", {}).get("cpu", {}).get("wrk_us_per_req")
     for r in rows:
         w, p, c = r.get("wrk", {}), r.get("paced", {}), r.get("cpu", {})
@@ -227,7 +244,8 @@ def report(results_dir: str, out_dir: str) -> None:
                  f"| {fmt(p.get('max_ms'), 1)} | {e2e} | {fmt(c.get('paced_us_per_req'))} | {fmt(r.get('vmhwm_kb', 0) / 1024, 1)} "
                  f"| {wrk_lost} / {r.get('paced_settle', {}).get('lost', '–')} "
                  f"| {dup} | {fmt(None if settle_s is None else max(0.0, settle_s - 2), 0)} "
-                 f"| {bad} | {fmt(c.get('wrk_other_cores'), 2)} / {fmt(c.get('paced_other_cores'), 2)} |")
+                 f"| {bad} | {fmt(c.get('wrk_other_cores'), 2)} / {fmt(c.get('paced_other_cores'), 2)} "
+                 f"| {fmt(c.get('wrk_switches_per_req'), 2)} / {fmt(c.get('paced_switches_per_req'), 2)} |")
     L.append("")
     L.append("CPU µs/req = user+system CPU of the receiver's process over a phase, from just before the load until its "
              "output file stopped growing (a delivery backlog is charged to the requests that caused it), divided by the "
@@ -241,7 +259,10 @@ def report(results_dir: str, out_dir: str) -> None:
              "machine's busy CPU over the phase minus the receiver's, in cores: the load generator (at Herald's rates "
              "about 0.3 for wrk and 0.1-0.25 for `paced`, settling included, on a quiet machine) and anything else that "
              "ran inside this machine (a virtual machine's host is not seen); the receiver's ticks and the machine's are "
-             "counted apart, so a few tenths either way are noise.\n")
+             "counted apart, so a few tenths either way are noise. Context switches per request = "
+             "the switches of all the receiver's threads over the same phase (`perf stat -e context-switches`), "
+             "divided by the requests answered: each is a thread that went to sleep or was preempted, and each "
+             "wake-up costs CPU, more so in a virtual machine.\n")
 
     # Goals
     L.append("## Goals (same run)\n")

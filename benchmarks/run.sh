@@ -241,6 +241,21 @@ URLPATH[webhook-async]=/hooks/jicoo
 
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The context switches of all of a process's threads, those that end meanwhile included, from
+# switches_start PID FILE until switches_stop (perf stat; without perf, none are counted).
+SWITCHES_PID=
+switches_start() {
+    SWITCHES_PID=
+    command -v perf >/dev/null || return 0
+    perf stat -x, -e context-switches -p "$1" -o "$2" >/dev/null 2>&1 &
+    SWITCHES_PID=$!
+    sleep 0.3  # perf attaches to each thread before counting
+}
+switches_stop() {
+    [[ -n $SWITCHES_PID ]] || return 0
+    kill -INT "$SWITCHES_PID" 2>/dev/null || true
+    wait "$SWITCHES_PID" 2>/dev/null || true
+}
 # The whole machine's busy CPU (user, nice, system, irq, softirq, steal) in clock ticks, and the
 # time: with the receiver's own ticks, what everything else ran meanwhile (noise, the client).
 machine_mark() { echo "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat):$(date +%s.%N)"; }
@@ -283,6 +298,7 @@ run_receiver() { # name
     python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
+    switches_start "$pid" "$dir/wrk-switches.csv"
     cpu0=$(cpu_ticks "$pid")
     local mark0 mark1 mark2
     mark0=$(machine_mark)
@@ -295,6 +311,7 @@ run_receiver() { # name
     cat "$dir/wrk-settle.json" >&2
     cpu1=$(cpu_ticks "$pid")
     mark1=$(machine_mark)
+    switches_stop
     rm -f "$dir/wrk.tsv"
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
@@ -306,6 +323,7 @@ run_receiver() { # name
     # kernel wrote them, they cost no write at all, where syncing them first would write
     # 300 MB that is then freed.
     sync
+    switches_start "$pid" "$dir/paced-switches.csv"
     log "$name: paced $RATE req/s for ${PACED_SECONDS}s"
     "$WORK/paced" 127.0.0.1 "$port" "${URLPATH[$name]}" "$RATE" "$PACED_SECONDS" "$PACED_CONNS" "$dir/paced.tsv" "$dir/paced-acked.txt" "${lines[@]}" > "$dir/paced.json"
     cat "$dir/paced.json" >&2
@@ -313,7 +331,9 @@ run_receiver() { # name
     cat "$dir/paced-settle.json" >&2
     cpu2=$(cpu_ticks "$pid")
     mark2=$(machine_mark)
-    python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" > "$dir/cpu.json"
+    switches_stop
+    SWITCHES="$dir/wrk-switches.csv:$dir/paced-switches.csv" \
+        python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" > "$dir/cpu.json"
     cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
