@@ -30,16 +30,15 @@ public enum TimeText {
 
     static let enWeekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     static let jaWeekdays = ["日", "月", "火", "水", "木", "金", "土"]
-    /// Zone names worked out so far, by zone and daylight-saving time, and the last one
-    /// asked for: a deployment mostly renders one zone, whose name is then found without
-    /// building and hashing a key.
-    private static let abbreviations = Mutex<(last: (zone: String, dst: Bool, text: String)?, all: [String: String])>((nil, [:]))
+    /// Zone names worked out so far, by zone and daylight-saving time (at most two per zone
+    /// ``knownZone(_:)`` found).
+    private static let abbreviations = RecentCache<ZoneName, String>(capacity: 2 * zoneCacheCapacity)
+    private struct ZoneName: Hashable, Sendable { let zone: String; let dst: Bool }
     /// Zones looked up so far (nil: no such zone): `TimeZone(identifier:)` costs more than
     /// the rest of a time's formatting, and every request and render looks the booking's zone
     /// up. Bounded, since a sender can name any zone: past `zoneCacheCapacity` names, lookups
-    /// are made but not kept. The last zone found is compared first: a deployment mostly
-    /// renders one zone, which is then found without hashing its name.
-    private static let zones = Mutex<(last: (identifier: String, zone: TimeZone?)?, all: [String: TimeZone?])>((nil, [:]))
+    /// are made but not kept.
+    private static let zones = RecentCache<String, TimeZone?>(capacity: zoneCacheCapacity)
     static let zoneCacheCapacity = 256
     private static let utc = TimeZone(identifier: "UTC")!
 
@@ -49,19 +48,7 @@ public enum TimeText {
     /// The IANA zone named `identifier` (`Asia/Tokyo`), or nil when there is none by that
     /// name (`Mars/Base`, an empty string); times in such a zone are shown in UTC, labelled so.
     public static func knownZone(_ identifier: String) -> TimeZone? {
-        let cached = zones.withLock { cache -> TimeZone?? in
-            if let last = cache.last, last.identifier == identifier { return last.zone }
-            guard let zone = cache.all[identifier] else { return nil }
-            cache.last = (identifier, zone)
-            return zone
-        }
-        if let cached { return cached }
-        let zone = TimeZone(identifier: identifier)
-        zones.withLock { cache in
-            if cache.all.count < zoneCacheCapacity { cache.all[identifier] = zone }
-            cache.last = (identifier, zone)
-        }
-        return zone
+        zones.value(for: identifier) { TimeZone(identifier: $0) }
     }
 
     /// The zone times are shown in: `identifier`'s when known, else UTC.
@@ -125,33 +112,51 @@ public enum TimeText {
     static func abbreviation(_ tz: TimeZone, at date: Date) -> String {
         let zone = tz.identifier
         if zone == "UTC" || zone == "GMT" { return "UTC" }
-        let dst = tz.isDaylightSavingTime(for: date)
-        let last = abbreviations.withLock { cache in
-            cache.last.flatMap { $0.dst == dst && $0.zone == zone ? $0.text : nil }
+        let key = ZoneName(zone: zone, dst: tz.isDaylightSavingTime(for: date))
+        return abbreviations.value(for: key) { _ in
+            var best = ""
+            for id in ["en_US", "ja_JP", "en_GB", "de_DE", "fr_FR"] {
+                let f = DateFormatter()
+                f.locale = Locale(identifier: id)
+                f.timeZone = tz
+                f.dateFormat = "zzz"
+                let s = f.string(from: date)
+                if best.isEmpty { best = s }
+                if !s.hasPrefix("GMT") && !s.hasPrefix("UTC") { best = s; break }
+            }
+            return best.isEmpty ? tz.identifier : best
         }
-        if let last { return last }
-        let key = zone + (dst ? "|1" : "|0")
-        let known = abbreviations.withLock { cache -> String? in
-            guard let text = cache.all[key] else { return nil }
-            cache.last = (zone, dst, text)
-            return text
+    }
+}
+
+/// Values worked out once per key and kept, the last key asked for compared first: a
+/// deployment mostly renders one time zone, which is then found without hashing. Bounded:
+/// past `capacity` keys, values are worked out each time and not kept (a sender can name
+/// any zone). Thread-safe.
+final class RecentCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private struct State {
+        var last: (key: Key, value: Value)?
+        var all: [Key: Value] = [:]
+    }
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// The value kept for `key`, else `make(key)`, kept while there is room.
+    func value(for key: Key, make: (Key) -> Value) -> Value {
+        let kept = state.withLock { state -> Value? in
+            if let last = state.last, last.key == key { return last.value }
+            guard let value = state.all[key] else { return nil }
+            state.last = (key, value)
+            return value
         }
-        if let known { return known }
-        var best = ""
-        for id in ["en_US", "ja_JP", "en_GB", "de_DE", "fr_FR"] {
-            let f = DateFormatter()
-            f.locale = Locale(identifier: id)
-            f.timeZone = tz
-            f.dateFormat = "zzz"
-            let s = f.string(from: date)
-            if best.isEmpty { best = s }
-            if !s.hasPrefix("GMT") && !s.hasPrefix("UTC") { best = s; break }
+        if let kept { return kept }
+        let made = make(key)
+        state.withLock { state in
+            if state.all.count < capacity { state.all[key] = made }
+            state.last = (key, made)
         }
-        if best.isEmpty { best = tz.identifier }
-        abbreviations.withLock { cache in
-            cache.all[key] = best
-            cache.last = (zone, dst, best)
-        }
-        return best
+        return made
     }
 }

@@ -140,6 +140,29 @@ struct RendererTests {
         #expect(lines[4] == "|T 山田 太郎|cancel|2026-11-22T03:04:05.000Z")
     }
 
+    /// What the zone caches are made of: a value is worked out once per key while there is
+    /// room, the last key and the others alike; past the capacity, a new key's value is worked
+    /// out on every ask and not kept, so a sender naming endless zones cannot grow it.
+    @Test func aRecentCacheKeepsValuesUpToItsCapacity() {
+        let cache = RecentCache<String, Int?>(capacity: 2)
+        var made: [String] = []
+        func ask(_ key: String) -> Int? {
+            cache.value(for: key) { key in
+                made.append(key)
+                return key == "none" ? nil : key.count
+            }
+        }
+        #expect(ask("a") == 1)
+        #expect(ask("none") == nil)
+        #expect(ask("a") == 1)
+        #expect(ask("none") == nil, "a kept nil is an answer, not a miss")
+        #expect(ask("ccc") == 3)
+        #expect(ask("ccc") == 3)
+        #expect(ask("a") == 1)
+        #expect(ask("ccc") == 3)
+        #expect(made == ["a", "none", "ccc", "ccc"], "past its two keys, \"ccc\" is not kept, but the last asked is")
+    }
+
     /// Zone lookups are cached, and a sender naming more zones than the cache holds still gets
     /// each one right (made-up names stay unknown, real ones are found).
     @Test func zoneLookupsStayRightPastTheCache() {
