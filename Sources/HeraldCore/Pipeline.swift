@@ -33,8 +33,12 @@ public final class Pipeline: Sendable {
     /// Set while ``reload(to:services:)`` runs: reloads happen one at a time.
     let reloadInProgress = Atomic<Bool>(false)
     /// `herald_requests_total` per endpoint and result, made once each: making a metric
-    /// looks it up in the metrics system's registry under a lock, every request.
-    let requestCounters = MetricHandles()
+    /// looks it up in the metrics system's registry under a lock, every request. Keys come
+    /// from the configuration (endpoint paths) and a fixed set (results), so the table stays
+    /// small; past its capacity (only after many reloads with new paths) a counter is looked
+    /// up each time.
+    let requestCounters = RecentCache<RequestCounterKey, Counter>(capacity: 4096)
+    struct RequestCounterKey: Hashable, Sendable { let endpoint: String; let result: String }
 
     /// The configuration in use now.
     public var config: HeraldConfig { live.snapshot.config }
@@ -107,8 +111,8 @@ public final class Pipeline: Sendable {
         case .unavailable: result = "unavailable"
         case .unknownEndpoint: result = "unknown"
         }
-        requestCounters.counter(path, result) {
-            Counter(label: "herald_requests_total", dimensions: [("endpoint", path), ("result", result)])
+        requestCounters.value(for: RequestCounterKey(endpoint: path, result: result)) { key in
+            Counter(label: "herald_requests_total", dimensions: [("endpoint", key.endpoint), ("result", key.result)])
         }.increment()
         return outcome
     }
@@ -186,25 +190,6 @@ public final class Pipeline: Sendable {
                 logger.debug("accepted", metadata: ["event": .string(event.id), "name": .string(event.name), "deliveries": .stringConvertible(deliveries.count)])
             }
             return .accepted(eventID: event.id, deliveries: deliveries.count)
-        }
-    }
-}
-
-/// Metric handles made once per key and reused. Keys come from the configuration (endpoint
-/// paths) and fixed sets (results), so the table stays small.
-final class MetricHandles: Sendable {
-    private struct Key: Hashable { let a: String; let b: String }
-    private let counters = Mutex<[Key: Counter]>([:])
-
-    /// The counter for `(a, b)`, made with `make` the first time.
-    func counter(_ a: String, _ b: String, make: () -> Counter) -> Counter {
-        let key = Key(a: a, b: b)
-        if let known = counters.withLock({ $0[key] }) { return known }
-        let made = make()
-        return counters.withLock { table in
-            if let known = table[key] { return known }
-            table[key] = made
-            return made
         }
     }
 }
