@@ -109,7 +109,7 @@ def perf_count(path: str, event: str) -> int | None:
     return None
 
 
-def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str]) -> None:
+def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str], switches: list[str]) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
     until its lines stopped growing (so a delivery backlog is charged to the requests that made
     it), divided by the requests answered in that phase. With the machine's busy ticks and the
@@ -123,7 +123,7 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
            "paced_cpu_s": round((t2 - t1) / tick, 2), "paced_us_per_req": round((t2 - t1) / tick * 1e6 / paced_n, 1)}
     # Context switches of the receiver's threads over each phase (perf stat, run.sh), per request:
     # what a request costs in thread wake-ups, which a virtual machine makes dear.
-    for phase, path, n in zip(("wrk", "paced"), os.environ.get("SWITCHES", ":").split(":"), (wrk_n, paced_n)):
+    for phase, path, n in zip(("wrk", "paced"), switches, (wrk_n, paced_n)):
         switches = perf_count(path, "context-switches")
         if switches is not None:
             out[f"{phase}_switches_per_req"] = round(switches / n, 2)
@@ -382,7 +382,8 @@ def main() -> None:
     elif cmd == "proc":
         proc(int(args[0]))
     elif cmd == "cpu":
-        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8])
+        switches = args[args.index("--switches") + 1:args.index("--switches") + 3] if "--switches" in args else []
+        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8], switches)
     elif cmd == "report":
         report(args[0], args[1])
     else:

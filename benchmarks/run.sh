@@ -332,8 +332,8 @@ run_receiver() { # name
     cpu2=$(cpu_ticks "$pid")
     mark2=$(machine_mark)
     switches_stop
-    SWITCHES="$dir/wrk-switches.csv:$dir/paced-switches.csv" \
-        python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" > "$dir/cpu.json"
+    python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" \
+        --switches "$dir/wrk-switches.csv" "$dir/paced-switches.csv" > "$dir/cpu.json"
     cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
