@@ -47,4 +47,24 @@ struct TestKitTests {
         #expect(embedded == (try JSONValue.parse(SharedVectors.jicooBody(name))))
         #expect(try SampleEvents.event(name).booking?.uid != nil)
     }
+
+    /// A child's exit is awaited with a time limit and without holding a thread: nil while it
+    /// runs, then its status (a signal's number when a signal ended it).
+    @Test func aChildsExitIsAwaitedWithATimeLimit() async throws {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["30"]
+        let sleeping = ChildExit(of: sleeper)
+        try ChildProcess.launch(sleeper)
+        #expect(await sleeping.status(within: .milliseconds(200)) == nil)
+        sleeper.terminate()
+        #expect(await sleeping.status(within: .seconds(20)) == SIGTERM)
+
+        let quitter = Process()
+        quitter.executableURL = URL(fileURLWithPath: "/bin/sh")
+        quitter.arguments = ["-c", "exit 3"]
+        let quitting = ChildExit(of: quitter)
+        try ChildProcess.launch(quitter)
+        #expect(await quitting.status == 3)
+    }
 }

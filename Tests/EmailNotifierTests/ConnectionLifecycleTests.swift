@@ -61,13 +61,13 @@ struct ConnectionLifecycleTests {
     }
 
     @Test func traceLogNeverShowsCredentials() async throws {
-        let args = try tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret"]
+        let args = try await tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret"]
         try await withSMTPServer(args) { server in
             let lines = LogCapture()
             var logger = Logger(label: "herald.test.trace") { _ in lines }
             logger.logLevel = .trace
             let context = PluginContext.testing(name: "mail", baseDirectory: "/", logger: logger)
-            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls), context: context)
+            let notifier = try await EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls), context: context)
             try await notifier.deliver(try Fixtures.notification())
             await notifier.shutdown()
 

@@ -154,9 +154,9 @@ struct SMTPDeliveryTests {
     @Test(arguments: ["PLAIN", "LOGIN"])
     func startTLSWithAuthentication(mechanism: String) async throws {
         let hidden = mechanism == "PLAIN" ? "LOGIN" : "PLAIN"
-        let args = try tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret", "--auth-exclude", hidden]
+        let args = try await tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret", "--auth-exclude", hidden]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, host: "localhost"),
+            let notifier = try await EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, host: "localhost"),
                                              context: Fixtures.context())
             try await notifier.deliver(try Fixtures.notification())
             await notifier.shutdown()
@@ -165,9 +165,9 @@ struct SMTPDeliveryTests {
     }
 
     @Test func implicitTLSWithAuthentication() async throws {
-        let args = try tlsArguments("tls") + ["--auth", "bot@example.com:s3cret"]
+        let args = try await tlsArguments("tls") + ["--auth", "bot@example.com:s3cret"]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .tls),
+            let notifier = try await EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .tls),
                                              context: Fixtures.context())
             try await notifier.deliver(try Fixtures.notification())
             try await notifier.deliver(try Fixtures.notification())
@@ -177,9 +177,9 @@ struct SMTPDeliveryTests {
     }
 
     @Test func wrongPasswordIsAConfigurationErrorWithoutThePassword() async throws {
-        let args = try tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret"]
+        let args = try await tlsArguments("starttls") + ["--auth", "bot@example.com:s3cret"]
         try await withSMTPServer(args) { server in
-            let notifier = try EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, password: "wrong-password"),
+            let notifier = try await EmailNotifier(settings: Fixtures.tlsSettings(port: server.port, security: .starttls, password: "wrong-password"),
                                              context: Fixtures.context())
             let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })
             await notifier.shutdown()
@@ -192,7 +192,7 @@ struct SMTPDeliveryTests {
     }
 
     @Test func untrustedCertificateIsAConfigurationError() async throws {
-        try await withSMTPServer(try tlsArguments("starttls")) { server in
+        try await withSMTPServer(try await tlsArguments("starttls")) { server in
             let notifier = try EmailNotifier(settings: Fixtures.settings(port: server.port) { $0.security = .starttls },
                                              context: Fixtures.context())
             let error = try #require(await DeliveryError.thrown { try await notifier.deliver(try Fixtures.notification()) })

@@ -2,6 +2,7 @@ import Foundation
 import HeraldCore
 import HeraldTesting
 import Logging
+import Synchronization
 import Testing
 @testable import EmailNotifier
 
@@ -13,30 +14,32 @@ enum TestPaths {
     static let serverScript = repoRoot.appendingPathComponent("Tests/Support/smtp_server.py")
 }
 
-/// A self-signed certificate for `localhost` and `127.0.0.1`, made once per test run with
-/// openssl; the tests trust it through `caFile`.
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made with openssl on first use;
+/// the tests trust it through `caFile`.
 enum TestCertificate {
-    static let files: (cert: String, key: String)? = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-cert-\(getpid())")
+    private static let made = Mutex<(cert: String, key: String)?>(nil)
+
+    /// The certificate's and key's paths, or nil if openssl could not make them. Tests asking
+    /// at once may each make one; the first made is kept and used by all.
+    static func files() async -> (cert: String, key: String)? {
+        if let files = made.withLock({ $0 }) { return files }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("herald-smtp-cert-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let cert = dir.appendingPathComponent("cert.pem").path
         let key = dir.appendingPathComponent("key.pem").path
-        let status = run("/usr/bin/openssl", [
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
-        return status == 0 ? (cert, key) : nil
-    }()
-
-    private static func run(_ tool: String, _ arguments: [String]) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
+        ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return -1 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        guard (try? await ChildProcess.run(process).status) == 0 else { return nil }
+        return made.withLock { kept in
+            if kept == nil { kept = (cert, key) }
+            return kept
+        }
     }
 }
 
@@ -72,6 +75,7 @@ struct ReceivedMessage: Decodable {
 final class SMTPTestServer {
     let port: Int
     private let process: Process
+    private let exit: ChildExit
     private let stdin: Pipe
     private let outFile: URL
 
@@ -87,6 +91,7 @@ final class SMTPTestServer {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = FileHandle.nullDevice
+        exit = ChildExit(of: process)
         let text = try await ChildProcess.start(process, output: stdout)
         let found = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") })
             .flatMap { Int($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
@@ -113,28 +118,46 @@ final class SMTPTestServer {
         return text.split(separator: "\n").compactMap { Int($0) }
     }
 
-    /// Stops the server and removes its output.
-    func stop() {
+    /// Stops the server, waits for it to exit (suspended, holding no thread; killed if it has
+    /// not exited within 20 seconds) and removes its output.
+    func stop() async {
         try? stdin.fileHandleForWriting.close()
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
+        if await exit.status(within: .seconds(20)) == nil {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        removeOutput()
+    }
+
+    private func removeOutput() {
         try? FileManager.default.removeItem(at: outFile)
         try? FileManager.default.removeItem(atPath: outFile.path + ".quit")
     }
 
-    deinit { stop() }
+    /// A server not stopped by ``stop()`` is terminated here, without waiting for it.
+    deinit {
+        if process.isRunning { process.terminate() }
+        removeOutput()
+    }
 }
 
 /// Runs `body` with a server that is stopped afterwards, whatever happens.
 func withSMTPServer<T>(_ arguments: [String] = [], _ body: (SMTPTestServer) async throws -> T) async throws -> T {
     let server = try await SMTPTestServer(arguments)
-    defer { server.stop() }
-    return try await body(server)
+    let result: T
+    do {
+        result = try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+    return result
 }
 
 /// Arguments for the TLS modes, with the test certificate.
-func tlsArguments(_ mode: String) throws -> [String] {
-    let files = try #require(TestCertificate.files, "openssl could not make a test certificate")
+func tlsArguments(_ mode: String) async throws -> [String] {
+    let files = try #require(await TestCertificate.files(), "openssl could not make a test certificate")
     return ["--mode", mode, "--cert", files.cert, "--key", files.key]
 }
 
@@ -171,11 +194,12 @@ enum Fixtures {
 
     /// Settings for the TLS modes: the test CA as `caFile`, and the test user.
     static func tlsSettings(port: Int, security: SMTPSecurity, password: String = "s3cret",
-                            host: String = "127.0.0.1") -> EmailNotifier.Settings {
-        settings(port: port) {
+                            host: String = "127.0.0.1") async throws -> EmailNotifier.Settings {
+        let files = try #require(await TestCertificate.files(), "openssl could not make a test certificate")
+        return settings(port: port) {
             $0.host = host
             $0.security = security
-            $0.caFile = TestCertificate.files?.cert
+            $0.caFile = files.cert
             $0.username = "bot@example.com"
             $0.password = password
         }

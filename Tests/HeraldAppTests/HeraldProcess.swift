@@ -45,7 +45,7 @@ final class HeraldProcess: Sendable {
             if !data.isEmpty { watch.append(data) }
         }
         p.terminationHandler = { [watch] _ in watch.exited() }
-        try p.run()
+        try ChildProcess.launch(p)
         guard let found = await watch.port(within: .seconds(30)) else {
             p.terminate()
             throw HeraldProcessError(message: "herald did not start: \(watch.text)")
