@@ -101,6 +101,7 @@ public final class Dispatcher: Service {
                     group.addTask { await self.sweep() }
                     group.addTask { await self.renewLeases() }
                     group.addTask { await self.deadlines.run() }
+                    group.addTask { await self.endDeliveriesAfterTheGrace(consumer) }
                     await consumer.value
                     group.cancelAll()
                 }
@@ -108,20 +109,28 @@ public final class Dispatcher: Service {
                 consumer.cancel()
             }
         } onGracefulShutdown: {
-            // Stop taking work now; running deliveries get `shutdownGrace`, then are cancelled
-            // (and written back as pending, or left in flight for recovery on the next start).
+            // Stop taking work now; running deliveries get `shutdownGrace` (see
+            // `endDeliveriesAfterTheGrace`).
             self.stopping.store(true, ordering: .relaxed)
             self.queue.finish()
             self.slots.close()
-            let grace = self.shutdownGrace
-            Task {
-                try? await Task.sleep(for: grace)
-                let running = self.running.load(ordering: .relaxed)
-                if running > 0 {
-                    self.logger.warning("shutdown deadline reached; \(running) deliveries stay pending for the next start")
-                    consumer.cancel()
-                }
-            }
+        }
+    }
+
+    /// Once a graceful shutdown has begun, waits `shutdownGrace` and cancels the deliveries
+    /// still running (each is written back as pending, or left in flight for recovery on the
+    /// next start). Ends early, doing nothing, if the dispatcher finishes first.
+    private func endDeliveriesAfterTheGrace(_ consumer: Task<Void, Never>) async {
+        do {
+            try await gracefulShutdown()
+            try await Task.sleep(for: shutdownGrace)
+        } catch {
+            return
+        }
+        let running = running.load(ordering: .relaxed)
+        if running > 0 {
+            logger.warning("shutdown deadline reached; \(running) deliveries stay pending for the next start")
+            consumer.cancel()
         }
     }
 
