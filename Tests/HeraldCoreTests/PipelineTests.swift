@@ -555,14 +555,14 @@ struct DeadlineClockTests {
         let deadlines = DeadlineClock(idleAfter: .milliseconds(100))
         let clock = Task { await deadlines.run() }
         defer { clock.cancel() }
-        while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await waitUntil { deadlines.isIdle }, "the clock never went idle")
         async let attempt = deadlines.run(.milliseconds(50)) { () async -> Bool in
             try? await Task.sleep(for: .seconds(30))
             return Task.isCancelled
         }
         let (cancelled, timedOut) = await attempt
         #expect(cancelled && timedOut)
-        while !deadlines.isIdle { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await waitUntil { deadlines.isIdle }, "the clock never went idle")
         clock.cancel()
         await clock.value
         #expect(!deadlines.isIdle)

@@ -129,7 +129,7 @@ struct SQLiteJournalTests {
         let sqlite = f.sqlite
         async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
                                                  until: { sqlite.queuedWrites >= 50 }, timeout: .seconds(30))
-        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await waitUntil { holding.withLock { $0 } }, "the writer was never held")
         let results = try await withThrowingTaskGroup(of: AppendResult.self) { group in
             for i in 0..<50 { group.addTask { try await f.append("evt_\(i)", key: i.isMultiple(of: 2) ? "even" : "odd") } }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -162,7 +162,7 @@ struct SQLiteJournalTests {
         let sqlite = f.sqlite
         async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
                                                  until: { sqlite.queuedWrites >= 49 }, timeout: .seconds(30))
-        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await waitUntil { holding.withLock { $0 } }, "the writer was never held")
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<30 { group.addTask { try await f.append("new_\(i)") } }
             for id in ids.dropFirst() {
@@ -314,7 +314,7 @@ struct SQLiteJournalTests {
         let sqlite = f.sqlite
         async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
                                                  until: { sqlite.queuedWrites >= entries.count }, timeout: .seconds(30))
-        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await waitUntil { holding.withLock { $0 } }, "the writer was never held")
         let results = await withTaskGroup(of: (Int, Result<AppendResult, JournalError>).self) { group in
             for (index, entry) in entries.enumerated() {
                 group.addTask {
