@@ -139,7 +139,10 @@ package final class ChildExit: Sendable {
                 continuation.resume(returning: ended)
             } else if let limit {
                 let (seconds, attoseconds) = limit.components
-                let nanoseconds = Int(clamping: seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000)
+                // Checked: a limit past what DispatchTime holds waits as long as it can.
+                let (whole, overflow) = Int(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
+                let (sum, overflowAgain) = whole.addingReportingOverflow(Int(attoseconds / 1_000_000_000))
+                let nanoseconds = overflow || overflowAgain ? Int.max : max(0, sum)
                 DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
                     let late = state.withLock { state -> CheckedContinuation<Int32?, Never>? in
                         guard let waiter = state.waiter, waiter.wait == wait else { return nil }
