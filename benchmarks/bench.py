@@ -191,7 +191,7 @@ def report(results_dir: str, out_dir: str) -> None:
     import matplotlib.pyplot as plt
 
     meta = json.load(open(os.path.join(results_dir, "meta.json")))
-    order = ["floor", "floor-append", "aiohttp", "herald-memory", "herald", "webhook-sync", "webhook-async"]
+    order = ["floor", "floor-append", "floor-nio", "aiohttp", "herald-memory", "herald", "webhook-sync", "webhook-async"]
     rows = []
     for name in order:
         p = os.path.join(results_dir, f"{name}.json")

@@ -13,7 +13,7 @@
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
 # PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000; WRK_BODIES_FLOOR 1000000 for the
 # floor, which answers far more), HERALD_LOG (info),
-# RECEIVERS (floor floor-append aiohttp herald-memory herald; also webhook-sync webhook-async),
+# RECEIVERS (floor floor-append floor-nio aiohttp herald-memory herald; also webhook-sync webhook-async),
 # HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
 # MICRO (1: run herald-bench and openssl speed), HERALD_CONCURRENCY (the file notifier's
 # `concurrency:`; unset = Herald's default), BENCH_NOTE (a sentence printed in results.md),
@@ -32,7 +32,7 @@ PACED_SECONDS=${PACED_SECONDS:-10}
 PACED_CONNS=${PACED_CONNS:-50}
 WRK_BODIES=${WRK_BODIES:-250000}
 WRK_BODIES_FLOOR=${WRK_BODIES_FLOOR:-1000000}  # the floor answers 50-70,000 req/s, unevenly per wrk thread
-RECEIVERS=${RECEIVERS:-"floor floor-append aiohttp herald-memory herald"}
+RECEIVERS=${RECEIVERS:-"floor floor-append floor-nio aiohttp herald-memory herald"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
 HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-}
@@ -171,11 +171,11 @@ EOF
     "$BIN/herald" serve --config "$1/herald.yaml" --listen "127.0.0.1:$2" >"$1/herald.log" 2>&1 &
     PID=$!
 }
-start_floor() { # dir port append(true|false)
+start_floor() { # dir port append(true|false) [--nio]
     mkdir -p "$1"
     local out=()
     [[ $3 == true ]] && out=("$1/out.jsonl")
-    "$FLOOR_BIN" "$2" "$SECRET" "${out[@]}" >"$1/floor.log" 2>&1 &
+    "$FLOOR_BIN" ${4:+"$4"} "$2" "$SECRET" "${out[@]}" >"$1/floor.log" 2>&1 &
     PID=$!
 }
 start_aiohttp() {
@@ -223,6 +223,8 @@ LABEL[floor]="floor: Hummingbird, verify only"
 DESC[floor]="\`benchmarks/Floor\` (\`herald-floor\`), release build: Hummingbird 2 on SwiftNIO as Herald uses it, reads the body, verifies the Jicoo signature (OpenSSL HMAC-SHA256, constant-time compare, 300 s tolerance), answers 202. What the HTTP stack and the verification cost on this machine: Herald cannot go below it."
 LABEL[floor-append]="floor: verify + append"
 DESC[floor-append]="The floor that also appends the body as one line (one write(2), O_APPEND, no fsync), as aiohttp does."
+LABEL[floor-nio]="floor: SwiftNIO handler, verify + append"
+DESC[floor-nio]="\`herald-floor --nio\`: the same work as the floor with append, served by one plain SwiftNIO channel handler on the event loop that read the request (no Hummingbird router, no async body or response stream, no hop to Swift's thread pool). What that work costs below Hummingbird's layers."
 LABEL[aiohttp]="aiohttp (Python)"
 DESC[aiohttp]="\`benchmarks/aiohttp_receiver.py\`, one process, asyncio: verifies the Jicoo signature with Herald's rules (hmac + compare_digest, 300 s tolerance), checks the body is a JSON object, appends it as one line (one write(2), no fsync), then 202."
 LABEL[webhook-sync]="adnanh/webhook (sync)"
@@ -235,6 +237,7 @@ URLPATH[herald]=/hooks/jicoo
 URLPATH[herald-memory]=/hooks/jicoo
 URLPATH[floor]=/hooks/jicoo
 URLPATH[floor-append]=/hooks/jicoo
+URLPATH[floor-nio]=/hooks/jicoo
 URLPATH[aiohttp]=/hooks/jicoo
 URLPATH[webhook-sync]=/hooks/jicoo
 URLPATH[webhook-async]=/hooks/jicoo
@@ -270,6 +273,7 @@ run_receiver() { # name
         herald-memory) start_herald "$dir" "$port" memory ;;
         floor) start_floor "$dir" "$port" false ;;
         floor-append) start_floor "$dir" "$port" true ;;
+        floor-nio) start_floor "$dir" "$port" true --nio ;;
         aiohttp) start_aiohttp "$dir" "$port" ;;
         webhook-sync) start_webhook "$dir" "$port" true ;;
         webhook-async) start_webhook "$dir" "$port" false ;;

@@ -1,4 +1,4 @@
-// herald-floor PORT SECRET [OUTFILE]
+// herald-floor [--nio] PORT SECRET [OUTFILE]
 //
 // The floor for benchmarks/run.sh: the least a Swift receiver on Herald's HTTP stack
 // (Hummingbird 2 over SwiftNIO) must do for a Jicoo webhook, and nothing more. POST
@@ -16,9 +16,11 @@ import Hummingbird
 import Glibc
 #endif
 
-let arguments = CommandLine.arguments
+// `--nio`: the plain SwiftNIO handler of NIOFloor.swift instead of Hummingbird.
+let nio = CommandLine.arguments.dropFirst().first == "--nio"
+let arguments = nio ? [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst(2) : CommandLine.arguments
 guard arguments.count == 3 || arguments.count == 4, let port = Int(arguments[1]) else {
-    FileHandle.standardError.write(Data("usage: herald-floor PORT SECRET [OUTFILE]\n".utf8))
+    FileHandle.standardError.write(Data("usage: herald-floor [--nio] PORT SECRET [OUTFILE]\n".utf8))
     exit(2)
 }
 
@@ -97,6 +99,7 @@ if arguments.count == 4 && fd < 0 {
     exit(1)
 }
 let receiver = Receiver(keyed: keyed, fd: fd)
+if nio { try runNIOFloor(port: port, receiver: receiver) }
 
 let signatureHeader = HTTPField.Name("Jicoo-Webhook-Signature")!
 let router = Router()
