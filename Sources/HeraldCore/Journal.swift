@@ -87,6 +87,19 @@ public protocol Journal: Sendable {
     func waitForWork(notifier: String) async
 }
 
+/// A journal that can answer an append by calling back instead of resuming a task.
+///
+/// With one, the HTTP server answers a webhook from the event loop that read it: the request
+/// goes from the socket to the journal's writer and back, without a task per request and
+/// without hops to Swift's thread pool and back (`WebhookChannel` in HeraldApp). Journals
+/// without it are served through the router, awaited as usual.
+package protocol AppendingWithoutWaiting: Journal {
+    /// ``Journal/append(_:)``, whose result goes to `done`, called once on the journal's own
+    /// thread after the commit (or the failure). `done` must be quick: the journal's next
+    /// write waits for it.
+    func append(_ entry: consuming JournalEntry, then done: @escaping @Sendable (Result<AppendResult, any Error>) -> Void)
+}
+
 /// A journal that can write outcomes without the writing task waiting for the commit.
 ///
 /// A delivery's task has nothing left to do after its outcome but bookkeeping (its place in

@@ -102,6 +102,34 @@ public final class Pipeline: Sendable {
         let live = live.snapshot
         guard let endpoint = live.endpointsByPath[path] else { return .unknownEndpoint }
         let outcome = await receive(endpoint: endpoint, body: body, header: header, now: now, live: live)
+        count(outcome, path: path)
+        return outcome
+    }
+
+    /// The same for a journal that answers appends by callback (``AppendingWithoutWaiting``): `done`
+    /// gets the outcome once, on the journal's thread after its commit, or on the caller's
+    /// before this returns when the request is answered without the journal (a bad signature,
+    /// an unknown endpoint). For a server that answers from the thread that read the request,
+    /// without a task to resume; `done` must be quick.
+    package func receive(path: String, body: Data, header: (String) -> String?, now: Date = Date(),
+                         journal: any AppendingWithoutWaiting, done: @escaping @Sendable (Outcome) -> Void) {
+        let live = live.snapshot
+        guard let endpoint = live.endpointsByPath[path] else { return done(.unknownEndpoint) }
+        switch admit(endpoint: endpoint, body: body, header: header, now: now, live: live) {
+        case .answered(let outcome):
+            count(outcome, path: path)
+            done(outcome)
+        case .append(let entry, let admitted):
+            journal.append(entry) { result in
+                let outcome = self.settle(admitted, result)
+                self.count(outcome, path: path)
+                done(outcome)
+            }
+        }
+    }
+
+    /// Counts a request's outcome in `herald_requests_total`.
+    private func count(_ outcome: Outcome, path: String) {
         let result: String
         switch outcome {
         case .accepted: result = "accepted"
@@ -114,22 +142,52 @@ public final class Pipeline: Sendable {
         requestCounters.value(for: RequestCounterKey(endpoint: path, result: result)) { key in
             Counter(label: "herald_requests_total", dimensions: [("endpoint", key.endpoint), ("result", key.result)])
         }.increment()
-        return outcome
     }
 
     func receive(endpoint: HeraldConfig.Endpoint, body: Data, header: (String) -> String?, now: Date,
                  live: LiveConfig) async -> Outcome {
+        switch admit(endpoint: endpoint, body: body, header: header, now: now, live: live) {
+        case .answered(let outcome):
+            return outcome
+        case .append(let entry, let admitted):
+            do {
+                return settle(admitted, .success(try await journal.append(entry)))
+            } catch {
+                return settle(admitted, .failure(error))
+            }
+        }
+    }
+
+    /// What a request came to before the journal: an answer, or the entry to append and what
+    /// ``settle(_:_:)`` needs once the journal has answered.
+    enum Admission {
+        case answered(Outcome)
+        case append(JournalEntry, Admitted)
+    }
+
+    /// A request admitted for the journal: its event and the queue places reserved for it.
+    struct Admitted: Sendable {
+        let event: Event
+        let reserved: Reservation
+        let reminders: [ScheduledReminder]
+        let routed: Bool
+    }
+
+    /// Verifies, decodes and routes one request, and reserves its deliveries' queue places:
+    /// everything before the journal, on the caller's thread.
+    private func admit(endpoint: HeraldConfig.Endpoint, body: Data, header: (String) -> String?, now: Date,
+                       live: LiveConfig) -> Admission {
         do {
             try endpoint.scheme.verify(body: body, header: header, now: Int64(now.timeIntervalSince1970))
         } catch {
             rejections.log(logger, .info, "rejected webhook", metadata: ["endpoint": .string(endpoint.path), "reason": .string(error.rawValue)])
-            return .rejected(error)
+            return .answered(.rejected(error))
         }
         let event: Event
         do {
             event = try endpoint.decode(body: body, header: header, receivedAt: now)
         } catch {
-            return .malformed(error.reason)
+            return .answered(.malformed(error.reason))
         }
         for warning in event.warnings {
             logger.warning("event field ignored: \(warning)", metadata: ["event": .string(event.id)])
@@ -144,33 +202,38 @@ public final class Pipeline: Sendable {
         let reminders = Reminders.plan(for: event, targets: routed, now: now)
         let maxPending = live.config.storage.maxPending
         if undelivered.value.load(ordering: .relaxed) + targets.count > maxPending {
-            return .unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later")
+            return .answered(.unavailable(retryAfter: 30, reason: "\(maxPending) deliveries are waiting; try again later"))
         }
         let dedupeKey = endpoint.dedupe ? endpoint.dedupeKey(for: event, header: header) : nil
         // Deliveries whose notifier has room in memory are stored leased to this instance and
         // attempted at once; the others wait in the journal until their dispatcher has room.
         let reserved = bus.reserve(targets)
         let lease = Lease(owner: owner, until: Date() + live.config.storage.leaseTime.seconds)
-        let result: AppendResult
-        do {
-            result = try await journal.append(JournalEntry(
-                event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved.notifiers,
-                bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels,
-                booking: BookingSnapshot(event)))
-        } catch {
+        let entry = JournalEntry(
+            event: event, dedupeKey: dedupeKey, notifiers: targets, lease: lease, leased: reserved.notifiers,
+            bookingKey: reminders.bookingKey, reminders: reminders.reminders, cancelsReminders: reminders.cancels,
+            booking: BookingSnapshot(event))
+        return .append(entry, Admitted(event: event, reserved: reserved, reminders: reminders.reminders,
+                                       routed: !targets.isEmpty))
+    }
+
+    /// What the journal's answer to an admitted request means: the deliveries published on
+    /// the bus once accepted, the reservations given back otherwise.
+    private func settle(_ admitted: Admitted, _ result: Result<AppendResult, any Error>) -> Outcome {
+        let event = admitted.event, reserved = admitted.reserved
+        switch result {
+        case .failure(let error):
             bus.cancel(reserved)
             journalFailures.log(logger, .error, "cannot store the event; answering 503: \(error)")
             return .unavailable(retryAfter: 5, reason: "the journal cannot store events right now")
-        }
-        switch result {
-        case .duplicate(let original):
+        case .success(.duplicate(let original)):
             bus.cancel(reserved)
             logger.info("duplicate webhook ignored", metadata: ["event": .string(original)])
             return .duplicate(eventID: original)
-        case .accepted(let deliveries):
+        case .success(.accepted(let deliveries)):
             undelivered.value.add(deliveries.count, ordering: .relaxed)
             bus.publish(event, deliveries: deliveries, reserved: reserved)
-            for reminder in reminders.reminders where reminder.skipReason == nil {
+            for reminder in admitted.reminders where reminder.skipReason == nil {
                 bus.stored(for: reminder.notifier, dueAt: reminder.remindAt)
             }
             let overflowed = deliveries.count - reserved.notifiers.count
@@ -182,7 +245,7 @@ public final class Pipeline: Sendable {
                 }
                 logger.debug("queue full, deliveries wait in the journal", metadata: ["event": .string(event.id)])
             }
-            if targets.isEmpty {
+            if !admitted.routed {
                 logger.notice("no route matches this event; stored but sent nowhere", metadata: ["event": .string(event.id), "name": .string(event.name)])
             } else {
                 // One line per accepted webhook only at debug: at info it cost more CPU than

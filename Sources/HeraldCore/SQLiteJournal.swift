@@ -22,7 +22,7 @@ import GRDB
 /// SQLite's `datetime(x, 'unixepoch')`.
 /// Other processes (the CLI) may open the same file while the server runs: every connection
 /// waits up to ``busyTimeout`` for a lock before failing with ``JournalError/Kind/locked``.
-public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
+public final class SQLiteJournal: Journal, AppendingWithoutWaiting, RecordingWithoutWaiting {
     /// The path of the SQLite file.
     public let path: String
     /// How long a connection waits for another process's lock before failing.
@@ -257,6 +257,21 @@ public final class SQLiteJournal: Journal, RecordingWithoutWaiting {
             preconditionFailure("an append answered as another write")
         }
         do { return try result.get() } catch { throw JournalError(error, path: path) }
+    }
+
+    /// The same as ``append(_:)``, answered by calling `done` on the writer's queue once the
+    /// transaction holding `entry` is committed and fsynced (``AppendingWithoutWaiting``).
+    package func append(_ entry: consuming JournalEntry,
+                        then done: @escaping @Sendable (Result<AppendResult, any Error>) -> Void) {
+        let item = AppendItem(entry: entry, now: clock().timeIntervalSince1970)
+        writer.submit(.append(item)) { [path] written in
+            done(Result {
+                guard case .appended(let result) = try written.get() else {
+                    preconditionFailure("an append answered as another write")
+                }
+                return try result.get()
+            }.mapError { JournalError($0, path: path) })
+        }
     }
 
     // MARK: - Leases and outcomes (what each writes: SQLiteLeases.swift)
