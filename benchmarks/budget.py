@@ -34,6 +34,9 @@ STAGES = [
                r"|SHA256|sha256|EVP_|HMAC_|CRYPTO_|ossl_"),
     ("decode", r"JicooBody|JSONParser|decodeJicoo|EndpointV6decode|EventSourceO6decode|HeraldPlugin7BookingV"
                r"|EventV6makeID"),
+    # Herald's channel handler reads requests and writes answers for SwiftNIO, as the
+    # router's streams do: HTTP, like them (checked before the rest of HeraldApp).
+    ("http", r"HeraldApp14WebhookChannel|HeraldApp8HTTPDate"),
     # Herald's own work around a request: routing, the dedupe key, the booking snapshot, the
     # reminder plan, the bus, metrics, logs, its handler's answer.
     ("request", r"HeraldCore|HeraldApp|Logging|Metrics|Prometheus"),

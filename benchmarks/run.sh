@@ -218,7 +218,7 @@ declare -A LABEL DESC URLPATH
 LABEL[herald]="Herald, durable (release)"
 DESC[herald]="\`herald serve\`, release build; journal: $JOURNAL (storage.path, group commit); file notifier (one JSON line per event, fsync off: the journal is the durable copy); log level $HERALD_LOG to a file; 202 after the journal append. Verifies Jicoo's t=/v1= signature (300 s tolerance) and decodes the event before answering."
 LABEL[herald-memory]="Herald, memory journal (release)"
-DESC[herald-memory]="The same with \`storage: { memory: true }\`: no SQLite, no fsync; everything else (verify, decode, route, render, file line) as the durable run. The difference to the durable row is the journal's cost."
+DESC[herald-memory]="The same with \`storage: { memory: true }\`: no SQLite, no fsync; everything else (verify, decode, route, render, file line) as the durable run, except that the router serves its webhooks (the memory journal cannot answer by callback, so the event loop does not): the difference to the durable row is the journal's cost less what the event loop saves."
 LABEL[floor]="floor: Hummingbird, verify only"
 DESC[floor]="\`benchmarks/Floor\` (\`herald-floor\`), release build: Hummingbird 2 on SwiftNIO as Herald uses it, reads the body, verifies the Jicoo signature (OpenSSL HMAC-SHA256, constant-time compare, 300 s tolerance), answers 202. What the HTTP stack and the verification cost on this machine: Herald cannot go below it."
 LABEL[floor-append]="floor: verify + append"

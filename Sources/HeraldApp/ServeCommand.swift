@@ -69,7 +69,8 @@ struct ServeCommand: AsyncParsableCommand {
                 return registry.emitToString()
             }, journalReachable: journalReachable)
             let host = config.server.host
-            let app = WebhookServer.application(router: router, server: config.server, logger: Logger(label: "herald.http")) { channel in
+            let app = WebhookServer.application(router: router, server: config.server, pipeline: pipeline,
+                                                logger: Logger(label: "herald.http")) { channel in
                 readiness.set(true)
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("listening on http://\(host):\(port)", metadata: ["port": .stringConvertible(port)])

@@ -93,24 +93,35 @@ public enum WebhookServer {
     }
 
     /// The HTTP/1 application serving `router` on `server`'s address, with the connection cap and
-    /// timeouts of `server` (see ``ConnectionGuard``) and accept errors logged.
+    /// timeouts of `server` (see ``ConnectionGuard``) and accept errors logged. With `pipeline`,
+    /// when its journal answers appends by callback, webhooks are served from the event loop
+    /// (``WebhookChannel``) and everything else by `router`.
     public static func application(
-        router: Router<BasicRequestContext>, server: HeraldConfig.Server, logger: Logger,
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, pipeline: Pipeline? = nil, logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        application(router: router, server: server, limits: ConnectionLimits(server, logger: logger), logger: logger,
-                    onServerRunning: onServerRunning)
+        application(router: router, server: server, pipeline: pipeline, limits: ConnectionLimits(server, logger: logger),
+                    logger: logger, onServerRunning: onServerRunning)
     }
 
     /// The same with the ``ConnectionLimits`` given (tests read the body bytes in flight from it).
     static func application(
-        router: Router<BasicRequestContext>, server: HeraldConfig.Server, limits: ConnectionLimits, logger: Logger,
+        router: Router<BasicRequestContext>, server: HeraldConfig.Server, pipeline: Pipeline? = nil,
+        limits: ConnectionLimits, logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void
     ) -> some ApplicationProtocol {
-        Application(
+        let serverName = "Herald"
+        let webhooks = pipeline.flatMap { pipeline in
+            (pipeline.journal as? any AppendingWithoutWaiting).map { (pipeline, $0) }
+        }
+        return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits)])),
-            configuration: .init(address: .hostname(server.host, port: server.port), serverName: "Herald"),
+            server: .http1(configuration: .init(additionalChannelHandlers: {
+                guard let (pipeline, journal) = webhooks else { return [ConnectionGuard(limits: limits)] }
+                return [ConnectionGuard(limits: limits),
+                        WebhookChannel(pipeline: pipeline, journal: journal, serverName: serverName)]
+            }())),
+            configuration: .init(address: .hostname(server.host, port: server.port), serverName: serverName),
             onServerRunning: { channel in
                 await limits.watchAccepts(on: channel)
                 await onServerRunning(channel)
@@ -118,39 +129,57 @@ public enum WebhookServer {
             logger: logger)
     }
 
+    /// A status, header fields and a body: what the router's `Response` carries, and what
+    /// ``WebhookChannel`` writes itself.
+    struct Answer {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var body: ByteBuffer
+
+        var response: Response { Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body)) }
+    }
+
     /// The status and JSON body for each pipeline outcome.
-    static func response(for outcome: Pipeline.Outcome) -> Response {
+    static func response(for outcome: Pipeline.Outcome) -> Response { answer(for: outcome).response }
+
+    /// The same as an ``Answer``.
+    static func answer(for outcome: Pipeline.Outcome) -> Answer {
         switch outcome {
         case .accepted(let id, let deliveries):
             // The hot path: a fixed shape (event ids are [a-z0-9_]) without JSONSerialization.
             var buffer = ByteBuffer()
             buffer.writeString(#"{"deliveries":\#(deliveries),"id":"\#(id)"}"# + "\n")
-            return Response(status: .accepted, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: buffer))
+            return Answer(status: .accepted, headers: [.contentType: "application/json"], body: buffer)
         case .duplicate(let id):
-            return json(.ok, ["id": id, "duplicate": true])
+            return jsonAnswer(.ok, ["id": id, "duplicate": true])
         case .rejected(let reason):
-            return json(.unauthorized, ["error": reason.rawValue])
+            return jsonAnswer(.unauthorized, ["error": reason.rawValue])
         case .malformed(let reason):
-            return json(.badRequest, ["error": "malformed_body", "detail": reason])
+            return jsonAnswer(.badRequest, ["error": "malformed_body", "detail": reason])
         case .unavailable(let retryAfter, let reason):
-            var r = json(.serviceUnavailable, ["error": "unavailable", "detail": reason])
-            r.headers[.retryAfter] = String(retryAfter)
-            return r
+            var answer = jsonAnswer(.serviceUnavailable, ["error": "unavailable", "detail": reason])
+            answer.headers[.retryAfter] = String(retryAfter)
+            return answer
         case .unknownEndpoint:
-            return json(.notFound, ["error": "no_such_endpoint"])
+            return jsonAnswer(.notFound, ["error": "no_such_endpoint"])
         }
     }
 
     /// `closing`: the response says `Connection: close`, and ``ConnectionGuard`` closes the
     /// connection once it is written (the rest of the request is not worth reading).
     static func json(_ status: HTTPResponse.Status, _ object: [String: any Sendable], closing: Bool = false) -> Response {
+        jsonAnswer(status, object, closing: closing).response
+    }
+
+    /// The same as an ``Answer``.
+    static func jsonAnswer(_ status: HTTPResponse.Status, _ object: [String: any Sendable], closing: Bool = false) -> Answer {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         var buffer = ByteBuffer()
         buffer.writeBytes(data)
         buffer.writeInteger(UInt8(ascii: "\n"))
         var headers: HTTPFields = [.contentType: "application/json"]
         if closing { headers[.connection] = "close" }
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffer))
+        return Answer(status: status, headers: headers, body: buffer)
     }
 
     /// Why a request body could not be read, for the 400 answer: the HTTP parser's reason in

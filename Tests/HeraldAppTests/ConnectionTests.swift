@@ -1,7 +1,9 @@
 import Foundation
-import HeraldCore
+@testable import HeraldCore
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import Synchronization
 import Testing
 
 @testable import HeraldApp
@@ -11,20 +13,28 @@ import Testing
 /// tests check what the server did (closed the connection, answered 400), never how fast.
 @Suite("Connections")
 struct ConnectionTests {
+    /// Who serves a POST to the webhook endpoint: the router (a journal in memory, awaited in
+    /// a task) or `WebhookChannel` on the event loop (a SQLite journal, answering by callback).
+    /// Both must answer alike.
+    enum Served: CaseIterable, Sendable { case router, eventLoop }
+
     /// Runs Herald's HTTP application in-process with `server` settings and gives the port.
-    func withServer(_ server: String, _ body: @Sendable (Int) async throws -> Void) async throws {
-        try await withServer(server) { port, _ in try await body(port) }
+    func withServer(_ server: String, served: Served = .router, _ body: @Sendable (Int) async throws -> Void) async throws {
+        try await withServer(server, served: served) { port, _ in try await body(port) }
     }
 
     /// The same, also giving the server's connection limits and body budget.
-    func withServer(_ server: String, _ body: @Sendable (Int, ConnectionLimits) async throws -> Void) async throws {
-        let pipeline = try await WebhookRouteTests.pipeline(server: "listen: \"127.0.0.1:0\", \(server)")
+    func withServer(_ server: String, served: Served = .router,
+                    _ body: @Sendable (Int, ConnectionLimits) async throws -> Void) async throws {
+        let pipeline = try await WebhookRouteTests.pipeline(server: "listen: \"127.0.0.1:0\", \(server)",
+                                                            sqlite: served == .eventLoop)
         let config = pipeline.config
         let router = WebhookServer.router(pipeline: pipeline, readiness: WebhookServer.Readiness())
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         let logger = Logger(label: "test.http")
         let limits = ConnectionLimits(config.server, logger: logger)
-        let app = WebhookServer.application(router: router, server: config.server, limits: limits, logger: logger) { channel in
+        let app = WebhookServer.application(router: router, server: config.server, pipeline: pipeline, limits: limits,
+                                            logger: logger) { channel in
             portSink.yield(channel.localAddress?.port ?? 0)
             portSink.finish()
         }
@@ -47,8 +57,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test func partialBodyIsClosedAfterTheBodyTimeout() async throws {
-        try await withServer("bodyTimeout: 200ms") { port in
+    @Test(arguments: Served.allCases)
+    func partialBodyIsClosedAfterTheBodyTimeout(_ served: Served) async throws {
+        try await withServer("bodyTimeout: 200ms", served: served) { port in
             let c = try RawConnection(port: port)
             defer { c.close() }
             c.send("POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -109,8 +120,9 @@ struct ConnectionTests {
         return (response.status, response.headers, body, awaitClose ? await c.readUntilClosed().closed : false)
     }
 
-    @Test func brokenFramingIs400WithTheReason() async throws {
-        try await withServer("maxBodyBytes: 4096") { port in
+    @Test(arguments: Served.allCases)
+    func brokenFramingIs400WithTheReason(_ served: Served) async throws {
+        try await withServer("maxBodyBytes: 4096", served: served) { port in
             let head = "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             let badChunk = try await exchange(port, head + "Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n", awaitClose: true)
             #expect(badChunk.status == 400)
@@ -142,8 +154,9 @@ struct ConnectionTests {
         }
     }
 
-    @Test func bodiesPastTheBudgetGet503AndTheBudgetComesBack() async throws {
-        try await withServer("maxBodyBytes: 2048, maxBodyBytesInFlight: 2048, bodyTimeout: 60s") { port, limits in
+    @Test(arguments: Served.allCases)
+    func bodiesPastTheBudgetGet503AndTheBudgetComesBack(_ served: Served) async throws {
+        try await withServer("maxBodyBytes: 2048, maxBodyBytesInFlight: 2048, bodyTimeout: 60s", served: served) { port, limits in
             let head = "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             func post(_ size: Int) -> String { head + "Content-Length: \(size)\r\n\r\n" + String(repeating: " ", count: size) }
             // `holder` sends 1,500 of its 2,000 bytes and waits: those bytes are held.
@@ -173,6 +186,112 @@ struct ConnectionTests {
             // So does a request answered before its body was read (413 on Content-Length).
             #expect(try await exchange(port, head + "Content-Length: 4096\r\n\r\n" + String(repeating: " ", count: 1000)).status == 413)
             #expect(try await waitUntil { limits.bodies.inUse == 0 })
+        }
+    }
+
+    /// A signed Jicoo request for `/hooks/jicoo` with its own booking uid; `close` asks the
+    /// server to close the connection after answering.
+    func signedRequest(uid: String, close: Bool = false) throws -> String {
+        let template = try String(contentsOf: HeraldProcess.sharedVectors.appendingPathComponent("jicoo-events/guest_booked.json"),
+                                  encoding: .utf8)
+        let body = template.replacingOccurrences(of: "bk_7Qx2mZp9", with: uid)
+        let signature = JicooSignature(secrets: [Secret(WebhookRouteTests.secret)])
+            .sign(body: Data(body.utf8), timestamp: Int64(Date().timeIntervalSince1970), id: "")
+            .map { "\($0.name): \($0.value)\r\n" }.joined()
+        return "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(signature)"
+            + (close ? "Connection: close\r\n" : "") + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    @Test func theEventLoopAnswersWebhooksAsTheRouterDoes() async throws {
+        try await withServer("maxBodyBytes: 65536", served: .eventLoop) { port in
+            let first = try await exchange(port, try signedRequest(uid: "bk_loop_1"))
+            #expect(first.status == 202)
+            #expect((first.body["id"] as? String)?.hasPrefix("evt_") == true)
+            #expect(first.body["deliveries"] as? Int == 1)
+            let headers = first.headers.lowercased()
+            #expect(headers.contains("server: herald"))
+            #expect(headers.contains("date: "))
+            #expect(headers.contains("content-type: application/json"))
+            #expect(!headers.contains("connection: close"))
+            // The same booking event again: a duplicate of the first.
+            let again = try await exchange(port, try signedRequest(uid: "bk_loop_1"))
+            #expect(again.status == 200)
+            #expect(again.body["duplicate"] as? Bool == true)
+            #expect(again.body["id"] as? String == first.body["id"] as? String)
+            // A path with a query and a trailing slash is the same endpoint; an unknown one is
+            // the router's 404; a bad signature is 401.
+            let query = try signedRequest(uid: "bk_loop_2").replacingOccurrences(of: "POST /hooks/jicoo ", with: "POST /hooks/jicoo/?x=1 ")
+            #expect(try await exchange(port, query).status == 202)
+            let unknown = try signedRequest(uid: "bk_loop_3").replacingOccurrences(of: "POST /hooks/jicoo ", with: "POST /hooks/other ")
+            let notFound = try await exchange(port, unknown)
+            #expect(notFound.status == 404)
+            #expect(notFound.body["error"] as? String == "no_such_endpoint")
+            let forged = try signedRequest(uid: "bk_loop_4").replacingOccurrences(of: "v1=", with: "v1=00")
+            #expect(try await exchange(port, forged).status == 401)
+            // A sender that closes its side once the request is sent still gets the answer.
+            #expect(try await exchange(port, try signedRequest(uid: "bk_loop_5"), halfClose: true).status == 202)
+        }
+    }
+
+    /// Hummingbird's own connection state never sees a webhook served on the event loop: told
+    /// to quiesce, it would close the connection at once, before the journal has answered.
+    @Test func aWebhookWithTheJournalWhenShutdownStartsIsStillAnswered() async throws {
+        let pipeline = try await WebhookRouteTests.pipeline(server: "listen: \"127.0.0.1:0\"", sqlite: true)
+        let journal = try #require(pipeline.journal as? SQLiteJournal)
+        let router = WebhookServer.router(pipeline: pipeline, readiness: WebhookServer.Readiness())
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        let logger = Logger(label: "test.http")
+        let app = WebhookServer.application(router: router, server: pipeline.config.server, pipeline: pipeline,
+                                            logger: logger) { channel in
+            portSink.yield(channel.localAddress?.port ?? 0)
+            portSink.finish()
+        }
+        let services = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            var listening = ports.makeAsyncIterator()
+            let port = await listening.next() ?? 0
+            try #require(port != 0)
+            // The writer is held, so the webhook below waits in the journal.
+            let holding = Mutex(false), released = Mutex(false)
+            group.addTask {
+                try await journal.holdWriter(holding: { holding.withLock { $0 = true } },
+                                             until: { released.withLock { $0 } }, timeout: .seconds(30))
+            }
+            #expect(try await waitUntil { holding.withLock { $0 } })
+            let c = try RawConnection(port: port)
+            defer { c.close() }
+            c.send(try signedRequest(uid: "bk_quiesce"))
+            #expect(try await waitUntil { journal.queuedWrites == 1 })
+            // Shutdown starts: the server stops accepting and asks every connection to quiesce.
+            await services.triggerGracefulShutdown()
+            #expect(try await waitUntil {
+                guard let other = try? RawConnection(port: port) else { return true }
+                other.close()
+                return false
+            })
+            released.withLock { $0 = true }
+            let answer = await c.readResponse()
+            #expect(answer?.status == 202)
+            // Then the connection closes, and the server with it.
+            #expect(await c.readUntilClosed().closed)
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothServers() async throws {
+        try await withServer("maxBodyBytes: 65536", served: .eventLoop) { port in
+            let c = try RawConnection(port: port)
+            defer { c.close() }
+            // Webhooks (the event loop), a health check (the router) between them, a webhook
+            // while the router still owes its answer, and the last one closing the connection.
+            let unsigned = "POST /hooks/jicoo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
+            c.send(try signedRequest(uid: "bk_pipe_1") + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                   + signedRequest(uid: "bk_pipe_2") + unsigned + signedRequest(uid: "bk_pipe_1", close: true))
+            let (text, closed) = await c.readUntilClosed()
+            let statuses = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { Int($0.prefix(3)) ?? 0 }
+            #expect(statuses == [202, 200, 202, 401, 200])
+            #expect(closed)
         }
     }
 }

@@ -13,8 +13,9 @@ struct WebhookRouteTests {
     static let secret = "route-test-secret"
 
     /// A pipeline with one Jicoo endpoint at `/hooks/jicoo` and a file notifier; `server` is
-    /// the inside of the `server:` mapping.
-    static func pipeline(server: String) async throws -> Pipeline {
+    /// the inside of the `server:` mapping. `sqlite`: a SQLite journal in a temporary directory
+    /// (whose appends the event loop serves, see `WebhookChannel`) instead of one in memory.
+    static func pipeline(server: String, sqlite: Bool = false) async throws -> Pipeline {
         let dir = tempDir()
         let yaml = """
             server: { \(server) }
@@ -26,7 +27,9 @@ struct WebhookRouteTests {
               - { events: ["*"], notify: [audit] }
             """
         let config = try ConfigLoader(registry: try PluginRegistry(Herald.builtInPlugins)).load(yaml: yaml)
-        return try await Pipeline(config: config, journal: MemoryJournal())
+        let journal: any Journal = sqlite ? try SQLiteJournal(directory: "\(dir)/journal", dedupeTTL: .seconds(3600))
+                                          : MemoryJournal()
+        return try await Pipeline(config: config, journal: journal)
     }
 
     func app(maxBody: Int = 65536) async throws -> (some ApplicationProtocol, Pipeline, WebhookServer.Readiness) {

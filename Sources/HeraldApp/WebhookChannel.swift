@@ -1,0 +1,256 @@
+import Foundation
+import HTTPTypes
+import HeraldCore
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Synchronization
+
+/// Serves webhooks from the event loop that read them, when the journal answers appends by
+/// callback (``AppendingWithoutWaiting``, Herald's SQLite journal).
+///
+/// A POST to a configured endpoint is read, verified, decoded and routed here, handed to the
+/// journal's writer, and answered here once the writer has committed it: no task per request,
+/// no hop to Swift's thread pool and back for the body and again for the answer. Those hops
+/// and the router's async streams cost about 30 µs of CPU per request, a quarter of a
+/// webhook's (benchmarks/README.md, "floor: SwiftNIO handler"). Everything else (health
+/// checks, metrics, unknown paths, and every request while the router still owes an answer on
+/// the connection) goes on to Hummingbird's router unchanged, and the answers are the same:
+/// ``WebhookServer/answer(for:)``, 413 past `server.maxBodyBytes`, 400 with the reason for a
+/// broken body.
+///
+/// One request at a time per connection: what arrives while the journal has a request
+/// (pipelining) is held and read once that request is answered, so answers keep the order of
+/// their requests. A graceful shutdown's quiesce and the sender's half-close wait for the
+/// answer too: Hummingbird's side, which never sees these requests, would close at once.
+final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum Reading {
+        /// Between requests.
+        case idle
+        /// A request for the router: its parts go on.
+        case forwarding
+        /// A webhook being read here.
+        case taking(path: String, head: HTTPRequest, body: ByteBuffer)
+        /// A webhook already answered (413): the rest of its body is read and dropped.
+        case dropping
+    }
+
+    private let pipeline: Pipeline
+    private let journal: any AppendingWithoutWaiting
+    private let serverName: String
+    private var reading = Reading.idle
+    /// Requests sent on to the router whose answer has not been written in full.
+    private var routerOwes = 0
+    /// A webhook is with the journal; what arrives meanwhile waits in `held`.
+    private var waiting = false
+    private var held: [NIOAny] = []
+    /// A read the channel asked for while a webhook was with the journal: made once it is answered.
+    private var readPending = false
+    /// Events that would end the connection (a quiesce, the sender's half-close), held while a
+    /// webhook is being read or stored.
+    private var endings: [Any] = []
+    private var removed = false
+
+    init(pipeline: Pipeline, journal: any AppendingWithoutWaiting, serverName: String) {
+        self.pipeline = pipeline
+        self.journal = journal
+        self.serverName = serverName
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { removed = true }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if waiting || !held.isEmpty {
+            held.append(data)
+            return
+        }
+        take(context, data)
+    }
+
+    private func take(_ context: ChannelHandlerContext, _ data: NIOAny) {
+        switch (unwrapInboundIn(data), reading) {
+        case (.head(let head), _):
+            guard routerOwes == 0, head.method == .post, let path = Self.webhookPath(head),
+                  pipeline.endpoint(path: path) != nil else {
+                routerOwes += 1
+                reading = .forwarding
+                context.fireChannelRead(data)
+                return
+            }
+            let limit = pipeline.config.server.maxBodyBytes
+            if let length = head.headerFields[.contentLength].flatMap(Int.init), length > limit {
+                reading = .dropping
+                answer(context, WebhookServer.jsonAnswer(.contentTooLarge, Self.tooLarge(limit)), request: head)
+                return
+            }
+            reading = .taking(path: path, head: head, body: ByteBuffer())
+        case (.body, .forwarding), (.end, .forwarding):
+            if case .end = unwrapInboundIn(data) { reading = .idle }
+            context.fireChannelRead(data)
+        case (.body, .dropping):
+            break
+        case (.end, .dropping):
+            reading = .idle
+        case (.body(let part), .taking(let path, let head, var body)):
+            let limit = pipeline.config.server.maxBodyBytes
+            guard part.readableBytes <= limit - body.readableBytes else {
+                reading = .dropping
+                answer(context, WebhookServer.jsonAnswer(.contentTooLarge, Self.tooLarge(limit)), request: head)
+                return
+            }
+            // A body in one part is used as it is; one in several is copied into a buffer
+            // sized once from Content-Length, rather than one that doubles as it grows.
+            reading = .idle  // lets `body` go uniquely referenced while it grows
+            if body.readableBytes == 0 {
+                body = part
+            } else {
+                if let length = head.headerFields[.contentLength].flatMap(Int.init), body.capacity < length {
+                    body.reserveCapacity(length)
+                }
+                body.writeImmutableBuffer(part)
+            }
+            reading = .taking(path: path, head: head, body: body)
+        case (.end, .taking(let path, let head, let body)):
+            reading = .idle
+            store(context, path: path, head: head, body: body)
+        case (.body, .idle), (.end, .idle):
+            // Parts of no request: not produced by NIO's parser; the router reports them.
+            context.fireChannelRead(data)
+        }
+    }
+
+    /// Hands the webhook to the pipeline and answers once the journal has (or at once when
+    /// the pipeline needs no journal for it).
+    private func store(_ context: ChannelHandlerContext, path: String, head: HTTPRequest, body: ByteBuffer) {
+        waiting = true
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        let headers = head.headerFields
+        pipeline.receive(path: path, body: Data(buffer: body, byteTransferStrategy: .noCopy), header: { name in
+            HTTPField.Name(name).flatMap { headers[$0] }
+        }, journal: journal) { outcome in
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.answered(context, WebhookServer.answer(for: outcome), request: head)
+            }
+        }
+    }
+
+    private func answered(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequest) {
+        waiting = false
+        guard !removed else { return }
+        self.answer(context, answer, request: request)
+        // What arrived meanwhile, in order, until a webhook goes to the journal again. The
+        // router reads what it is passed at the end of a read (NIOAsyncChannel delivers its
+        // buffered parts on `channelReadComplete`), so one is signalled after the replay.
+        if !held.isEmpty {
+            while !waiting, !held.isEmpty, !removed {
+                take(context, held.removeFirst())
+            }
+            if !removed { context.fireChannelReadComplete() }
+        }
+        if !waiting, readPending, !removed {
+            readPending = false
+            context.read()
+        }
+        passEndingsIfIdle(context)
+    }
+
+    /// Writes `answer` for `request`, closing after it when the sender asked to.
+    private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequest) {
+        var fields = answer.headers
+        fields[.contentLength] = String(answer.body.readableBytes)
+        fields[.date] = HTTPDate.now()
+        fields[.server] = serverName
+        // ConnectionGuard closes the connection once an answer that says so is written.
+        if request.headerFields[.connection]?.lowercased() == "close" { fields[.connection] = "close" }
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// No more is read from the socket while a webhook is with the journal: what a pipelining
+    /// sender sends meanwhile stays in the kernel's buffers, not in `held`.
+    func read(context: ChannelHandlerContext) {
+        if waiting { readPending = true } else { context.read() }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // Only the router's answers pass here (this handler's own start below it).
+        if case .end = unwrapOutboundIn(data) { routerOwes = max(0, routerOwes - 1) }
+        context.write(data, promise: promise)
+    }
+
+    /// A broken body (truncated, a bad chunk) of a webhook read here: 400 with the reason and
+    /// the connection closed, as the router answers; other errors go on.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard case .taking(_, let head, _) = reading else { return context.fireErrorCaught(error) }
+        reading = .dropping
+        let detail = WebhookServer.describe(readError: error)
+        var answer = WebhookServer.jsonAnswer(.badRequest, ["error": "malformed_request", "detail": detail], closing: true)
+        answer.headers[.connection] = "close"
+        self.answer(context, answer, request: head)
+    }
+
+    /// A graceful shutdown's quiesce and the sender's half-close wait for the webhook being
+    /// read or stored here: Hummingbird's side of the connection, which never sees that
+    /// request, would close the connection at once, before its answer.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        endings.append(event)
+        passEndingsIfIdle(context)
+    }
+
+    /// Passes held ending events on once no webhook is being read or stored here.
+    private func passEndingsIfIdle(_ context: ChannelHandlerContext) {
+        guard !endings.isEmpty, !waiting, held.isEmpty else { return }
+        if case .taking = reading { return }
+        let events = endings
+        endings.removeAll()
+        for event in events { context.fireUserInboundEventTriggered(event) }
+    }
+
+    /// The path of a request for one of the webhook endpoints (query dropped, one trailing
+    /// slash dropped, as the router does); nil for a request target of another form.
+    static func webhookPath(_ head: HTTPRequest) -> String? {
+        guard let target = head.path, target.hasPrefix("/") else { return nil }
+        var path = target.prefix { $0 != "?" && $0 != "#" }
+        if path.count > 1, path.hasSuffix("/") { path.removeLast() }
+        return String(path)
+    }
+
+    static func tooLarge(_ limit: Int) -> [String: any Sendable] {
+        ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"]
+    }
+}
+
+/// The `Date` header's text (RFC 9110, IMF-fixdate), made once a second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+
+    static func now() -> String {
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        let second = clock.tv_sec
+        return cache.withLock { cached in
+            if cached.second == second { return cached.text }
+            var time = second
+            var parts = tm()
+            gmtime_r(&time, &parts)
+            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+            let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+            cached = (second, text)
+            return text
+        }
+    }
+}
