@@ -14,7 +14,9 @@ import Synchronization
 /// would take the bytes held by all requests past `server.maxBodyBytesInFlight`), hands it to
 /// ``Pipeline/receive(path:body:header:now:)`` and maps the outcome to a status:
 /// 202 accepted (after the journal commit), 200 duplicate, 401 bad signature with the reason,
-/// 400 malformed JSON, 503 with `Retry-After` when Herald cannot keep more.
+/// 400 malformed JSON, 503 with `Retry-After` when Herald cannot keep more. With a journal
+/// that appends by callback (the SQLite journal), ``WebhookChannel`` serves these POSTs from
+/// the event loop instead, with the same answers, and the router serves the rest.
 public enum WebhookServer {
     /// Whether `/readyz` answers 200: set once everything has started, cleared on shutdown.
     public final class Readiness: Sendable {
