@@ -11,7 +11,7 @@
 # Writes docs/benchmarks/results.md, docs/benchmarks/throughput.png and the run's raw JSON in
 # docs/benchmarks/raw/. BENCH_KEEP=1 keeps the work dir (configs, logs, output files).
 # Knobs (environment): DURATION (wrk seconds, 10), THREADS (2), CONNS (50), RATE (1000 req/s),
-# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000; WRK_BODIES_FLOOR 1000000 for the
+# PACED_SECONDS (10), PACED_CONNS (50), WRK_BODIES (250000; WRK_BODIES_FLOOR 1300000 for the
 # floor, which answers far more), HERALD_LOG (info),
 # RECEIVERS (floor floor-append floor-nio aiohttp herald-memory herald; also webhook-sync webhook-async),
 # HERALD_GROUP_COMMIT (true; false = one transaction and fsync per request),
@@ -31,7 +31,7 @@ RATE=${RATE:-1000}
 PACED_SECONDS=${PACED_SECONDS:-10}
 PACED_CONNS=${PACED_CONNS:-50}
 WRK_BODIES=${WRK_BODIES:-250000}
-WRK_BODIES_FLOOR=${WRK_BODIES_FLOOR:-1000000}  # the floor answers 50-70,000 req/s, unevenly per wrk thread
+WRK_BODIES_FLOOR=${WRK_BODIES_FLOOR:-1300000}  # the floors answer 50-100,000 req/s, unevenly per wrk thread
 RECEIVERS=${RECEIVERS:-"floor floor-append floor-nio aiohttp herald-memory herald"}
 HERALD_LOG=${HERALD_LOG:-info}
 MICRO=${MICRO:-1}
