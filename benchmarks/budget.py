@@ -36,7 +36,7 @@ STAGES = [
                r"|EventV6makeID"),
     # Herald's channel handler reads requests and writes answers for SwiftNIO, as the
     # router's streams do: HTTP, like them (checked before the rest of HeraldApp).
-    ("http", r"HeraldApp14WebhookChannel|HeraldApp8HTTPDate"),
+    ("http", r"HeraldApp14WebhookChannel|HeraldApp10DateHeader"),
     # Herald's own work around a request: routing, the dedupe key, the booking snapshot, the
     # reminder plan, the bus, metrics, logs, its handler's answer.
     ("request", r"HeraldCore|HeraldApp|Logging|Metrics|Prometheus"),

@@ -165,7 +165,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequest) {
         var fields = answer.headers
         fields[.contentLength] = String(answer.body.readableBytes)
-        fields[.date] = HTTPDate.now()
+        fields[.date] = DateHeader.now()
         fields[.server] = serverName
         // ConnectionGuard closes the connection once an answer that says so is written.
         if request.headerFields[.connection]?.lowercased() == "close" { fields[.connection] = "close" }
@@ -231,26 +231,16 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// The `Date` header's text (RFC 9110, IMF-fixdate), made once a second.
-enum HTTPDate {
+/// The `Date` header's text (``HTTPDate/format(_:)``), made once a second.
+enum DateHeader {
     private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
 
     static func now() -> String {
-        var clock = timespec()
-        clock_gettime(CLOCK_REALTIME, &clock)
-        let second = clock.tv_sec
+        let now = Date()
+        let second = Int(now.timeIntervalSince1970.rounded(.down))
         return cache.withLock { cached in
-            if cached.second == second { return cached.text }
-            var time = second
-            var parts = tm()
-            gmtime_r(&time, &parts)
-            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-            func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-            let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
-                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
-            cached = (second, text)
-            return text
+            if cached.second != second { cached = (second, HTTPDate.format(now)) }
+            return cached.text
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 
-/// HTTP dates as services send them in `Retry-After` (RFC 9110 §5.6.7), parsed byte by byte.
+/// HTTP dates as services send them in `Retry-After` (RFC 9110 §5.6.7), parsed byte by byte,
+/// and as Herald's server sends them in `Date`.
 ///
 /// Only the IMF-fixdate form that every current server sends, `Sun, 06 Nov 1994 08:49:37 GMT`.
 /// Foundation's `DateFormatter` is not used: on Linux it traps on some strings a hostile
@@ -21,6 +22,17 @@ public enum HTTPDate {
         else { return nil }
         let days = ISO8601.daysFromCivil(year: year, month: month, day: day)
         return Date(timeIntervalSince1970: Double(days * 86400 + hour * 3600 + minute * 60 + second))
+    }
+
+    /// `date` as an IMF-fixdate, whole seconds (a server's `Date` header).
+    package static func format(_ date: Date) -> String {
+        let (days, second) = ISO8601.dayAndSecond(date)
+        let (year, month, day) = ISO8601.civilFromDays(days)
+        // 1970-01-01, day 0, was a Thursday: index 3 of `weekdays`.
+        let weekday = weekdays[((days + 3) % 7 + 7) % 7]
+        let two = ISO8601.twoDigits
+        return "\(String(decoding: weekday, as: UTF8.self)), \(two(day)) \(String(decoding: months[month - 1], as: UTF8.self)) "
+            + "\(year) \(two(second / 3600)):\(two(second % 3600 / 60)):\(two(second % 60)) GMT"
     }
 
     private static let weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].map { Array($0.utf8) }

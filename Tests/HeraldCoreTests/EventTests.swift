@@ -189,6 +189,17 @@ struct EventTests {
         #expect(ISO8601.dayAndSecond(Date(timeIntervalSince1970: -1)) == (-1, 86399))
     }
 
+    @Test func httpDatesAreWrittenAsTheyAreRead() {
+        // RFC 9110's example, and a Thursday on day 0 and a Wednesday before it.
+        #expect(HTTPDate.format(Date(timeIntervalSince1970: 784111777)) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(Date(timeIntervalSince1970: 0.9)) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(Date(timeIntervalSince1970: -1)) == "Wed, 31 Dec 1969 23:59:59 GMT")
+        for seconds in stride(from: 0, to: 4_000_000_000, by: 123_456_789) {
+            let date = Date(timeIntervalSince1970: Double(seconds))
+            #expect(HTTPDate.parse(HTTPDate.format(date)) == date)
+        }
+    }
+
     @Test func concatenationJoinsPiecesWholly() {
         #expect(String(concatenating: []) == "")
         #expect(String(concatenating: ["", ""]) == "")
