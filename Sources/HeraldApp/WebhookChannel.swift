@@ -85,7 +85,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
             let limit = pipeline.config.server.maxBodyBytes
             if let length = head.headerFields[.contentLength].flatMap(Int.init), length > limit {
                 reading = .dropping
-                answer(context, WebhookServer.jsonAnswer(.contentTooLarge, Self.tooLarge(limit)), request: head)
+                answer(context, WebhookServer.bodyTooLarge(limit: limit), request: head)
                 return
             }
             reading = .taking(path: path, head: head, body: ByteBuffer())
@@ -98,21 +98,12 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
             reading = .idle
         case (.body(let part), .taking(let path, let head, var body)):
             let limit = pipeline.config.server.maxBodyBytes
-            guard part.readableBytes <= limit - body.readableBytes else {
-                reading = .dropping
-                answer(context, WebhookServer.jsonAnswer(.contentTooLarge, Self.tooLarge(limit)), request: head)
-                return
-            }
-            // A body in one part is used as it is; one in several is copied into a buffer
-            // sized once from Content-Length, rather than one that doubles as it grows.
             reading = .idle  // lets `body` go uniquely referenced while it grows
-            if body.readableBytes == 0 {
-                body = part
-            } else {
-                if let length = head.headerFields[.contentLength].flatMap(Int.init), body.capacity < length {
-                    body.reserveCapacity(length)
-                }
-                body.writeImmutableBuffer(part)
+            let length = head.headerFields[.contentLength].flatMap(Int.init)
+            guard WebhookServer.collect(part, into: &body, length: length, limit: limit) else {
+                reading = .dropping
+                answer(context, WebhookServer.bodyTooLarge(limit: limit), request: head)
+                return
             }
             reading = .taking(path: path, head: head, body: body)
         case (.end, .taking(let path, let head, let body)):
@@ -192,9 +183,8 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .taking(_, let head, _) = reading else { return context.fireErrorCaught(error) }
         reading = .dropping
         let detail = WebhookServer.describe(readError: error)
-        var answer = WebhookServer.jsonAnswer(.badRequest, ["error": "malformed_request", "detail": detail], closing: true)
-        answer.headers[.connection] = "close"
-        self.answer(context, answer, request: head)
+        self.answer(context, WebhookServer.jsonAnswer(.badRequest, ["error": "malformed_request", "detail": detail],
+                                                      closing: true), request: head)
     }
 
     /// A graceful shutdown's quiesce and the sender's half-close wait for the webhook being
@@ -221,13 +211,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     /// slash dropped, as the router does); nil for a request target of another form.
     static func webhookPath(_ head: HTTPRequest) -> String? {
         guard let target = head.path, target.hasPrefix("/") else { return nil }
-        var path = target.prefix { $0 != "?" && $0 != "#" }
-        if path.count > 1, path.hasSuffix("/") { path.removeLast() }
-        return String(path)
-    }
-
-    static func tooLarge(_ limit: Int) -> [String: any Sendable] {
-        ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"]
+        return WebhookServer.endpointPath(target.prefix { $0 != "?" && $0 != "#" })
     }
 }
 

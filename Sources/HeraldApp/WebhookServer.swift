@@ -42,27 +42,16 @@ public enum WebhookServer {
         // One route for every POST: the endpoints are looked up per request in the live
         // configuration, so a reload can add, remove or change them without a new router.
         router.post("**") { request, _ -> Response in
-            var path = request.uri.path
-            if path.count > 1, path.hasSuffix("/") { path.removeLast() }
+            let path = endpointPath(request.uri.path[...])
             guard pipeline.endpoint(path: path) != nil else { return response(for: .unknownEndpoint) }
             let length = request.headers[.contentLength].flatMap(Int.init)
-            if let length, length > limit {
-                return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
-            }
+            if let length, length > limit { return bodyTooLarge(limit: limit).response }
             // The body's bytes already count against server.maxBodyBytesInFlight (ConnectionGuard).
-            // A body in one part is used as it is; one in several is copied into a buffer sized
-            // once from Content-Length, rather than one that doubles as it grows.
             var buffer = ByteBuffer()
             do {
                 for try await part in request.body {
-                    guard part.readableBytes <= limit - buffer.readableBytes else {
-                        return json(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
-                    }
-                    if buffer.readableBytes == 0 {
-                        buffer = part
-                    } else {
-                        if let length, buffer.capacity < length { buffer.reserveCapacity(length) }
-                        buffer.writeImmutableBuffer(part)
+                    guard collect(part, into: &buffer, length: length, limit: limit) else {
+                        return bodyTooLarge(limit: limit).response
                     }
                 }
             } catch {
@@ -182,6 +171,31 @@ public enum WebhookServer {
         var headers: HTTPFields = [.contentType: "application/json"]
         if closing { headers[.connection] = "close" }
         return Answer(status: status, headers: headers, body: buffer)
+    }
+
+    /// The endpoint a request path names: one trailing slash is not part of it.
+    static func endpointPath(_ path: Substring) -> String {
+        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : String(path)
+    }
+
+    /// Adds one part of a request body to `body`; false, leaving `body` as it was, when the
+    /// body would pass `limit` bytes. A body in one part is used as it is; one in several is
+    /// copied into a buffer sized once from Content-Length (`length`), rather than one that
+    /// doubles as it grows.
+    static func collect(_ part: ByteBuffer, into body: inout ByteBuffer, length: Int?, limit: Int) -> Bool {
+        guard part.readableBytes <= limit - body.readableBytes else { return false }
+        if body.readableBytes == 0 {
+            body = part
+        } else {
+            if let length, body.capacity < length { body.reserveCapacity(length) }
+            body.writeImmutableBuffer(part)
+        }
+        return true
+    }
+
+    /// 413 for a body larger than `server.maxBodyBytes`.
+    static func bodyTooLarge(limit: Int) -> Answer {
+        jsonAnswer(.contentTooLarge, ["error": "body_too_large", "detail": "the body is larger than \(limit) bytes"])
     }
 
     /// Why a request body could not be read, for the 400 answer: the HTTP parser's reason in
