@@ -20,8 +20,8 @@ import Synchronization
 /// broken body.
 ///
 /// One request at a time per connection: what arrives while the journal has a request
-/// (pipelining) is held and read once that request is answered, so answers keep the order of
-/// their requests. A graceful shutdown's quiesce and the sender's half-close wait for the
+/// (pipelining) is held, and no more read, until that request is answered, so answers keep the
+/// order of their requests. A graceful shutdown's quiesce and the sender's half-close wait for the
 /// answer too: Hummingbird's side, which never sees these requests, would close at once.
 final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
@@ -145,7 +145,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if !removed { context.fireChannelReadComplete() }
         }
-        if !waiting, readPending, !removed {
+        if readPending, held.isEmpty, !removed {
             readPending = false
             context.read()
         }
@@ -165,10 +165,13 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
-    /// No more is read from the socket while a webhook is with the journal: what a pipelining
-    /// sender sends meanwhile stays in the kernel's buffers, not in `held`.
+    /// Reading goes on while a webhook is with the journal until something arrives meanwhile
+    /// (a pipelining sender): from then on no more is read until it is answered, so the rest
+    /// stays in the kernel's buffers and `held` gets at most the one read already asked for.
+    /// Not pausing at every webhook: SwiftNIO stops watching a socket whose read ended with no
+    /// next read asked for, and watching it again cost two `epoll_ctl` calls per request.
     func read(context: ChannelHandlerContext) {
-        if waiting { readPending = true } else { context.read() }
+        if waiting && !held.isEmpty { readPending = true } else { context.read() }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
