@@ -23,6 +23,13 @@ import Synchronization
 /// it. At low load every request otherwise cost two transactions, its append and its
 /// outcome, each with its own hop to the writer's thread and the same delivery pages written
 /// twice to the WAL.
+/// Under load a batch gathers before it starts: when the last batch holding durable items held
+/// at least ``gatherFrom`` of them, the next waits until as many are queued, or for as long as
+/// that batch's commit took (at most ``gatherLimit``), whichever comes first. The appenders
+/// that arrive meanwhile would otherwise wait for this commit and then for one of their own;
+/// now they share it, and each transaction's fsync, WAL pages and locks serve more requests.
+/// (wrk, 50 connections: 97.1 and 97.3 µs of CPU per webhook without, 89.9 and 90.7 with a
+/// fixed 0.8 ms, at the same throughput.) At low load batches are small and start at once.
 /// With `grouped: false` every item is a transaction of its own (for comparison).
 final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     /// Stores items inside the current transaction, one outcome per item, in order.
@@ -30,6 +37,12 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
 
     /// The most items in one transaction, to bound its duration and memory.
     static var maxBatch: Int { 512 }
+
+    /// The durable items a batch must have held for the next to gather (see above).
+    static var gatherFrom: Int { 4 }
+
+    /// The longest a batch gathers, whatever the last commit took.
+    static var gatherLimit: Duration { .milliseconds(1) }
 
     private enum Start { case none, now, timer }
 
@@ -49,6 +62,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     private struct Waiter {
         var item: Item
         var reply: Reply
+        var isDurable: Bool
     }
 
     /// How long an item that `canWait` waits for a batch to ride in before it starts one.
@@ -62,6 +76,14 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         var timerArmed = false
         /// Of transactions holding durable items, counting those items.
         var statistics = SQLiteJournal.AppendStatistics()
+        /// Durable items in `queue`.
+        var durableQueued = 0
+        /// The durable items of the last batch that held any, and how long its commit took.
+        var lastDurable = 0
+        var lastDurableCommit: Duration = .zero
+        /// While the writer gathers: the durable items it waits for (`gathered` is signalled
+        /// once they are queued).
+        var gatherTarget: Int?
     }
 
     private let pool: DatabasePool
@@ -71,6 +93,10 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     private let canWait: @Sendable (Item) -> Bool
     private let store: Store
     private let state = Mutex(State())
+    /// Wakes the writer gathering a batch once the items it waits for are queued.
+    private let gathered = DispatchSemaphore(value: 0)
+    /// How long a batch gathers; nil: as long as the last commit took, at most ``gatherLimit``.
+    private let gatherWait: Duration?
     private let durableTimer = Timer(label: "herald_journal_commit_duration_seconds", dimensions: [("sync", "full")],
                                      preferredDisplayUnit: .seconds)
     private let lightTimer = Timer(label: "herald_journal_commit_duration_seconds", dimensions: [("sync", "normal")],
@@ -80,10 +106,13 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     ///   - statements: the writer's prepared statements, which begin and commit each batch.
     ///   - isDurable: whether an item must be fsynced before its caller hears back.
     ///   - canWait: whether an item may wait up to `waitLimit` for another batch.
+    ///   - gatherWait: how long a batch gathers under load; nil, the default, is as long as the
+    ///     last commit took, at most ``gatherLimit`` (tests give a fixed one).
     init(pool: DatabasePool, statements: SQLiteStatements, grouped: Bool, isDurable: @escaping @Sendable (Item) -> Bool,
          canWait: @escaping @Sendable (Item) -> Bool = { _ in false }, waitLimit: Duration = .milliseconds(10),
-         store: @escaping Store) {
+         gatherWait: Duration? = nil, store: @escaping Store) {
         self.pool = pool
+        self.gatherWait = gatherWait
         self.statements = statements
         self.waitLimit = .nanoseconds(Int(clamping: max(0, waitLimit.saturatingNanoseconds)))
         self.grouped = grouped
@@ -106,7 +135,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         // (below). The checked kind allocated a canary and looked up its generic metadata on
         // every append and every outcome.
         return try await withUnsafeThrowingContinuation { continuation in
-            enqueue(Waiter(item: item, reply: .task(continuation)))
+            enqueue(Waiter(item: item, reply: .task(continuation), isDurable: isDurable(item)))
         }
     }
 
@@ -121,13 +150,21 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
             pool.asyncWriteWithoutTransaction { db in done(Result { try self.commit([item], db)[0] }) }
             return
         }
-        enqueue(Waiter(item: item, reply: .call(done)))
+        enqueue(Waiter(item: item, reply: .call(done), isDurable: isDurable(item)))
     }
 
     private func enqueue(_ waiter: Waiter) {
         let waits = canWait(waiter.item)
+        var wake = false
         let start = state.withLock { state -> Start in
             state.queue.append(waiter)
+            if waiter.isDurable {
+                state.durableQueued += 1
+                if let target = state.gatherTarget, state.durableQueued >= target {
+                    state.gatherTarget = nil
+                    wake = true
+                }
+            }
             if state.draining { return .none }
             if waits {
                 if state.timerArmed { return .none }
@@ -137,6 +174,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
             state.draining = true
             return .now
         }
+        if wake { gathered.signal() }
         switch start {
         case .none: break
         case .now: scheduleBatch()
@@ -156,10 +194,13 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
 
     private func scheduleBatch() {
         pool.asyncWriteWithoutTransaction { db in
+            self.gather()
             let batch = self.state.withLock { state in
                 let count = min(state.queue.count, Self.maxBatch)
                 defer { state.queue.removeFirst(count) }
-                return state.queue.prefix(count)
+                let batch = state.queue.prefix(count)
+                state.durableQueued -= batch.count(where: \.isDurable)
+                return batch
             }
             do {
                 let outcomes = try self.commit(batch.map(\.item), db)
@@ -173,6 +214,27 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
             }
             if more { self.scheduleBatch() }
         }
+    }
+
+    /// Under load, waits on the writer's queue (not a task's thread) for the batch to fill (see
+    /// the type's notes). The wait ends at once when the items it waits for are queued.
+    private func gather() {
+        let wait = state.withLock { state -> Duration? in
+            guard state.lastDurable >= Self.gatherFrom, state.durableQueued > 0,
+                  state.durableQueued < state.lastDurable else { return nil }
+            state.gatherTarget = min(state.lastDurable, Self.maxBatch)
+            return gatherWait ?? min(state.lastDurableCommit, Self.gatherLimit)
+        }
+        guard let wait else { return }
+        let nanoseconds = Int(clamping: wait.saturatingNanoseconds)
+        guard gathered.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .timedOut else { return }
+        let signalled = state.withLock { state in
+            defer { state.gatherTarget = nil }
+            return state.gatherTarget == nil
+        }
+        // The items arrived between the timeout and the lock: take the signal they sent, so
+        // that it cannot end the next gathering early.
+        if signalled { gathered.wait() }
     }
 
     /// Stores `items` in one transaction, committed (and, if any is durable, fsynced) when
@@ -191,8 +253,8 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
                 throw JournalError(.other, path: pool.path, "the journal stored \(items.count) changes but answered \(outcomes.count); nothing was committed")
             }
         }
-        (durableCount > 0 ? durableTimer : lightTimer)
-            .recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
+        let took = started.duration(to: .now)
+        (durableCount > 0 ? durableTimer : lightTimer).recordNanoseconds(took.saturatingNanoseconds)
         if durableCount == 0 {
             state.withLock { $0.statistics.stateCommits += 1 }
         } else {
@@ -200,6 +262,8 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
                 $0.statistics.commits += 1
                 $0.statistics.appends += durableCount
                 $0.statistics.largestBatch = max($0.statistics.largestBatch, durableCount)
+                $0.lastDurable = durableCount
+                $0.lastDurableCommit = took
             }
         }
         return outcomes

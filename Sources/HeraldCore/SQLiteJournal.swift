@@ -59,9 +59,10 @@ public final class SQLiteJournal: Journal, AppendingWithoutWaiting, RecordingWit
                       outcomeWait: outcomeWait, walBytes: .standard)
     }
 
-    /// The same, with the WAL's checkpoint thresholds given (tests use small ones).
+    /// The same, with the WAL's checkpoint thresholds given (tests use small ones), and how
+    /// long a batch gathers under load (nil: as long as the last commit took; see GroupCommit).
     init(directory: String, dedupeTTL: Duration, groupCommit: Bool = true, clock: @escaping @Sendable () -> Date,
-         outcomeWait: Duration, walBytes: WALBytes) throws {
+         outcomeWait: Duration, walBytes: WALBytes, gatherWait: Duration? = nil) throws {
         path = URL(fileURLWithPath: directory).appendingPathComponent("journal.sqlite").path
         self.directory = directory
         wakeUps = SQLiteWakeUps(directory: directory)
@@ -112,7 +113,7 @@ public final class SQLiteJournal: Journal, AppendingWithoutWaiting, RecordingWit
             throw JournalError(error, path: path)
         }
         writer = GroupCommit(pool: pool, statements: statements, grouped: groupCommit, isDurable: \.isAppend, canWait: \.isOutcome,
-                             waitLimit: outcomeWait) { [ttl = dedupeTTL.seconds, path, statements, checkpoints] writes, db in
+                             waitLimit: outcomeWait, gatherWait: gatherWait) { [ttl = dedupeTTL.seconds, path, statements, checkpoints] writes, db in
             // The WAL hook's context: alive as long as a batch can commit.
             _ = checkpoints
             // The batch's appends first, together (their order among the batch's other writes

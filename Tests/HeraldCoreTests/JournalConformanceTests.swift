@@ -46,15 +46,16 @@ struct Fixture {
 
     /// A fixture for the journals that open synchronously (memory and SQLite).
     init(_ kind: JournalKind, clock: TestClock = TestClock(), directory: TempDirectory = TempDirectory(),
-         outcomeWait: Duration = .milliseconds(10)) throws {
+         outcomeWait: Duration = .milliseconds(10), gatherWait: Duration? = nil) throws {
         self.clock = clock
         self.directory = directory
         switch kind {
         case .memory:
             journal = MemoryJournal(dedupeTTL: Self.ttl, clock: clock.function)
         case .sqlite, .sqliteWithoutGroupCommit:
-            journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Self.ttl,
-                                        groupCommit: kind == .sqlite, clock: clock.function, outcomeWait: outcomeWait)
+            journal = try SQLiteJournal(directory: directory.path, dedupeTTL: Self.ttl, groupCommit: kind == .sqlite,
+                                        clock: clock.function, outcomeWait: outcomeWait, walBytes: .standard,
+                                        gatherWait: gatherWait)
         case .postgres:
             throw TestPostgres.Missing()
         }

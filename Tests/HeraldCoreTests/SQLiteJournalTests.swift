@@ -145,6 +145,57 @@ struct SQLiteJournalTests {
         #expect(results.filter { winners.map(AppendResult.duplicate(of:)).contains($0) }.count == 48)
     }
 
+    /// Eight appends queued behind a busy writer: one batch of eight. The writer then gathers
+    /// the next batch until eight appends are queued again (here it would wait an hour), so
+    /// one append and seven sent later share a transaction instead of taking two.
+    @Test(.timeLimit(.minutes(1))) func underLoadABatchGathersTheAppendsAboutToArrive() async throws {
+        let f = try Fixture(.sqlite, gatherWait: .seconds(3600))
+        try await appendBehindHeldWriter(f, count: 8, prefix: "crowd")
+        let before = f.sqlite.appendStatistics
+        #expect(before.largestBatch == 8)
+        async let first = f.append("first")
+        try #require(try await waitUntil(.seconds(10)) { f.sqlite.queuedWrites == 1 }, "the first append waits in the queue")
+        // Not yet committed: it waits for its batch.
+        #expect(f.sqlite.appendStatistics.commits == before.commits)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<7 { group.addTask { try await f.append("later_\(i)") } }
+            try await group.waitForAll()
+        }
+        #expect(try await first.isAccepted)
+        let after = f.sqlite.appendStatistics
+        #expect(after.commits == before.commits + 1, "\(after)")
+        #expect(after.appends == before.appends + 8)
+        #expect(try await f.journal.undeliveredCount() == 16)
+    }
+
+    /// When fewer arrive than the last batch held, the gathering batch commits once its wait is over.
+    @Test func aGatheringBatchCommitsWhatItHasWhenItsWaitIsOver() async throws {
+        let f = try Fixture(.sqlite, gatherWait: .milliseconds(80))
+        try await appendBehindHeldWriter(f, count: 8, prefix: "crowd")
+        let before = f.sqlite.appendStatistics
+        let start = ContinuousClock.now
+        #expect(try await f.append("alone").isAccepted)
+        #expect(ContinuousClock.now - start >= .milliseconds(80))
+        #expect(f.sqlite.appendStatistics.commits == before.commits + 1)
+        // A batch of one is no crowd: the next append does not wait.
+        #expect(try await f.append("next").isAccepted)
+        #expect(f.sqlite.appendStatistics.commits == before.commits + 2)
+    }
+
+    /// Appends `count` events while the writer is held, so that they make one batch.
+    private func appendBehindHeldWriter(_ f: Fixture, count: Int, prefix: String) async throws {
+        let holding = Mutex(false)
+        let sqlite = f.sqlite
+        async let held: Void = sqlite.holdWriter(holding: { holding.withLock { $0 = true } },
+                                                 until: { sqlite.queuedWrites >= count }, timeout: .seconds(30))
+        try #require(try await waitUntil { holding.withLock { $0 } }, "the writer was never held")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count { group.addTask { try await f.append("\(prefix)_\(i)") } }
+            try await group.waitForAll()
+        }
+        try await held
+    }
+
     /// Delivery state changes queued with appends ride in the appends' transaction (no
     /// commit of their own); alone they commit without counting as append commits.
     @Test func stateChangesShareTheAppendsTransaction() async throws {
