@@ -34,8 +34,8 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         case idle
         /// A request for the router: its parts go on.
         case forwarding
-        /// A webhook being read here.
-        case taking(path: String, head: HTTPRequest, body: ByteBuffer)
+        /// A webhook being read here, with its `Content-Length` (read once, not per part).
+        case taking(path: String, head: HTTPRequest, length: Int?, body: ByteBuffer)
         /// A webhook already answered (413): the rest of its body is read and dropped.
         case dropping
     }
@@ -83,12 +83,13 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             let limit = pipeline.config.server.maxBodyBytes
-            if let length = head.headerFields[.contentLength].flatMap(Int.init), length > limit {
+            let length = head.headerFields[.contentLength].flatMap(Int.init)
+            if let length, length > limit {
                 reading = .dropping
                 answer(context, WebhookServer.bodyTooLarge(limit: limit), request: head)
                 return
             }
-            reading = .taking(path: path, head: head, body: ByteBuffer())
+            reading = .taking(path: path, head: head, length: length, body: ByteBuffer())
         case (.body, .forwarding), (.end, .forwarding):
             if case .end = unwrapInboundIn(data) { reading = .idle }
             context.fireChannelRead(data)
@@ -96,17 +97,16 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
             break
         case (.end, .dropping):
             reading = .idle
-        case (.body(let part), .taking(let path, let head, var body)):
+        case (.body(let part), .taking(let path, let head, let length, var body)):
             let limit = pipeline.config.server.maxBodyBytes
             reading = .idle  // lets `body` go uniquely referenced while it grows
-            let length = head.headerFields[.contentLength].flatMap(Int.init)
             guard WebhookServer.collect(part, into: &body, length: length, limit: limit) else {
                 reading = .dropping
                 answer(context, WebhookServer.bodyTooLarge(limit: limit), request: head)
                 return
             }
-            reading = .taking(path: path, head: head, body: body)
-        case (.end, .taking(let path, let head, let body)):
+            reading = .taking(path: path, head: head, length: length, body: body)
+        case (.end, .taking(let path, let head, _, let body)):
             reading = .idle
             store(context, path: path, head: head, body: body)
         case (.body, .idle), (.end, .idle):
@@ -183,7 +183,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     /// A broken body (truncated, a bad chunk) of a webhook read here: 400 with the reason and
     /// the connection closed, as the router answers; other errors go on.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard case .taking(_, let head, _) = reading else { return context.fireErrorCaught(error) }
+        guard case .taking(_, let head, _, _) = reading else { return context.fireErrorCaught(error) }
         reading = .dropping
         let detail = WebhookServer.describe(readError: error)
         self.answer(context, WebhookServer.jsonAnswer(.badRequest, ["error": "malformed_request", "detail": detail],
