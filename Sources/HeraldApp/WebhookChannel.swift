@@ -82,7 +82,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(data)
                 return
             }
-            let limit = pipeline.config.server.maxBodyBytes
+            let limit = pipeline.maxBodyBytes
             let length = head.headerFields[.contentLength].flatMap(Int.init)
             if let length, length > limit {
                 reading = .dropping
@@ -98,7 +98,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         case (.end, .dropping):
             reading = .idle
         case (.body(let part), .taking(let path, let head, let length, var body)):
-            let limit = pipeline.config.server.maxBodyBytes
+            let limit = pipeline.maxBodyBytes
             reading = .idle  // lets `body` go uniquely referenced while it grows
             guard WebhookServer.collect(part, into: &body, length: length, limit: limit) else {
                 reading = .dropping

@@ -43,6 +43,11 @@ public final class Pipeline: Sendable {
     /// The configuration in use now.
     public var config: HeraldConfig { live.snapshot.config }
 
+    /// `server.maxBodyBytes` of the configuration in use now, read without copying the whole
+    /// configuration (and retaining each of its strings and arrays), as `config` does: the
+    /// server reads it for every webhook.
+    public var maxBodyBytes: Int { live.snapshot.config.server.maxBodyBytes }
+
     /// What happened to a webhook.
     public enum Outcome: Sendable, Equatable {
         /// Stored durably; `deliveries` notifiers will get it.
