@@ -4,7 +4,6 @@ import HeraldCore
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
 import Synchronization
 
 /// What every connection of one server shares: the open-connection count and cap, the
@@ -104,9 +103,9 @@ final class AcceptErrorLog: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// One per connection, between the HTTP codec and Hummingbird: enforces the connection cap,
-/// the header, body and idle timeouts and the body budget, and closes the connection after a
-/// response that says `Connection: close`.
+/// One per connection, right after SwiftNIO's HTTP/1 parser (``HTTPServerChannel``): enforces
+/// the connection cap, the header, body and idle timeouts and the body budget, and closes the
+/// connection after a response that says `Connection: close`.
 ///
 /// Body bytes are counted against ``BodyBudget`` as they come off the socket, before anything
 /// buffers them, and given back once the request is answered or the connection closes. A part
@@ -119,10 +118,10 @@ final class AcceptErrorLog: ChannelInboundHandler, RemovableChannelHandler {
 /// connection has `idleTimeout` to deliver its next header. While Herald itself works on a
 /// request (the body is in, the response is not out), no timer runs.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     /// What a connection is waiting for when its deadline passes, for the debug line.
     private enum Wait: String {
@@ -209,7 +208,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapOutboundIn(data) {
         case .head(let response):
             responseStarted = true
-            if response.headerFields[.connection]?.lowercased() == "close" { closeAfterResponse = true }
+            if response.headers.first(name: "connection")?.lowercased() == "close" { closeAfterResponse = true }
             context.write(data, promise: promise)
         case .body:
             context.write(data, promise: promise)
@@ -292,8 +291,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         body.writeString("\n")
         var fields: HTTPFields = [.contentType: "application/json", .contentLength: String(body.readableBytes), .connection: "close"]
         if let retryAfter { fields[.retryAfter] = retryAfter }
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let answer = WebhookServer.Answer(status: status, headers: fields, body: body)
+        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         context.close(mode: .output, promise: nil)
         arm(context, limits.bodyTimeout, .drain)

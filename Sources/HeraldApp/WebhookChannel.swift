@@ -3,7 +3,6 @@ import HTTPTypes
 import HeraldCore
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
 import Synchronization
 
 /// Serves webhooks from the event loop that read them, when the journal answers appends by
@@ -19,15 +18,19 @@ import Synchronization
 /// ``WebhookServer/answer(for:)``, 413 past `server.maxBodyBytes`, 400 with the reason for a
 /// broken body.
 ///
+/// It reads SwiftNIO's HTTP/1 request parts as the parser makes them, below Hummingbird's
+/// HTTPTypes codec (``HTTPServerChannel``): a webhook never becomes an `HTTPRequest`, and its
+/// answer is written as SwiftNIO's response head. What goes on to the router passes the codec.
+///
 /// One request at a time per connection: what arrives while the journal has a request
 /// (pipelining) is held, and no more read, until that request is answered, so answers keep the
 /// order of their requests. A graceful shutdown's quiesce and the sender's half-close wait for the
 /// answer too: Hummingbird's side, which never sees these requests, would close at once.
 final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     private enum Reading {
         /// Between requests.
@@ -35,7 +38,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         /// A request for the router: its parts go on.
         case forwarding
         /// A webhook being read here, with its `Content-Length` (read once, not per part).
-        case taking(path: String, head: HTTPRequest, length: Int?, body: ByteBuffer)
+        case taking(path: String, head: HTTPRequestHead, length: Int?, body: ByteBuffer)
         /// A webhook already answered (413): the rest of its body is read and dropped.
         case dropping
     }
@@ -75,7 +78,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     private func take(_ context: ChannelHandlerContext, _ data: NIOAny) {
         switch (unwrapInboundIn(data), reading) {
         case (.head(let head), _):
-            guard routerOwes == 0, head.method == .post, let path = Self.webhookPath(head),
+            guard routerOwes == 0, head.method == .POST, let path = Self.webhookPath(head.uri),
                   pipeline.endpoint(path: path) != nil else {
                 routerOwes += 1
                 reading = .forwarding
@@ -83,7 +86,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             let limit = pipeline.maxBodyBytes
-            let length = head.headerFields[.contentLength].flatMap(Int.init)
+            let length = head.headers.first(name: "content-length").flatMap { Int($0) }
             if let length, length > limit {
                 reading = .dropping
                 answer(context, WebhookServer.bodyTooLarge(limit: limit), request: head)
@@ -117,13 +120,13 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Hands the webhook to the pipeline and answers once the journal has (or at once when
     /// the pipeline needs no journal for it).
-    private func store(_ context: ChannelHandlerContext, path: String, head: HTTPRequest, body: ByteBuffer) {
+    private func store(_ context: ChannelHandlerContext, path: String, head: HTTPRequestHead, body: ByteBuffer) {
         waiting = true
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        let headers = head.headerFields
+        let headers = head.headers
         pipeline.receive(path: path, body: Data(buffer: body, byteTransferStrategy: .noCopy), header: { name in
-            HTTPField.Name(name).flatMap { headers[$0] }
+            Self.value(of: name, in: headers)
         }, journal: journal) { outcome in
             loop.execute {
                 let (handler, context) = bound.value
@@ -132,7 +135,7 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func answered(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequest) {
+    private func answered(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequestHead) {
         waiting = false
         guard !removed else { return }
         self.answer(context, answer, request: request)
@@ -153,15 +156,17 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Writes `answer` for `request`, closing after it when the sender asked to.
-    private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequest) {
-        var fields = answer.headers
-        fields[.contentLength] = String(answer.body.readableBytes)
-        fields[.date] = DateHeader.now()
-        fields[.server] = serverName
+    private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequestHead) {
+        var head = answer.head
+        head.headers.add(name: "Content-Length", value: String(answer.body.readableBytes))
+        head.headers.add(name: "Date", value: DateHeader.now())
+        head.headers.add(name: "Server", value: serverName)
         // ConnectionGuard closes the connection once an answer that says so is written.
-        if request.headerFields[.connection]?.lowercased() == "close" { fields[.connection] = "close" }
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
+        if answer.headers[.connection] == nil, request.headers.first(name: "connection")?.lowercased() == "close" {
+            head.headers.add(name: "Connection", value: "close")
+        }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(answer.body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
@@ -212,9 +217,20 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The path of a request for one of the webhook endpoints (query dropped, one trailing
     /// slash dropped, as the router does); nil for a request target of another form.
-    static func webhookPath(_ head: HTTPRequest) -> String? {
-        guard let target = head.path, target.hasPrefix("/") else { return nil }
+    static func webhookPath(_ target: String) -> String? {
+        guard target.hasPrefix("/") else { return nil }
         return WebhookServer.endpointPath(target.prefix { $0 != "?" && $0 != "#" })
+    }
+
+    /// A request header's value as the router's `HTTPFields` gives it: the values of all
+    /// fields of that name (case-insensitive), joined with ", "; nil if there is none.
+    static func value(of name: String, in headers: HTTPHeaders) -> String? {
+        let values = headers[name]
+        switch values.count {
+        case 0: return nil
+        case 1: return values[0]
+        default: return values.joined(separator: ", ")
+        }
     }
 }
 

@@ -107,11 +107,11 @@ public enum WebhookServer {
         }
         return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: {
+            server: HTTPServerChannel.builder(handlers: {
                 guard let (pipeline, journal) = webhooks else { return [ConnectionGuard(limits: limits)] }
                 return [ConnectionGuard(limits: limits),
                         WebhookChannel(pipeline: pipeline, journal: journal, serverName: serverName)]
-            }())),
+            }),
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: serverName),
             onServerRunning: { channel in
                 await limits.watchAccepts(on: channel)
@@ -128,6 +128,17 @@ public enum WebhookServer {
         var body: ByteBuffer
 
         var response: Response { Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body)) }
+
+        /// The status and header fields as SwiftNIO's HTTP/1 head, for the handlers that answer
+        /// below Hummingbird's HTTPTypes codec (``WebhookChannel``, ``ConnectionGuard``).
+        var head: HTTPResponseHead {
+            var fields = HTTPHeaders()
+            fields.reserveCapacity(headers.count + 4)
+            for field in headers { fields.add(name: field.name.rawName, value: field.value) }
+            return HTTPResponseHead(version: .http1_1,
+                                    status: HTTPResponseStatus(statusCode: status.code, reasonPhrase: status.reasonPhrase),
+                                    headers: fields)
+        }
     }
 
     /// The status and JSON body for each pipeline outcome.
