@@ -119,6 +119,14 @@ final class DeliverySlots: Sendable {
         }
     }
 
+    /// Whether a slot held may go on to another delivery: false when a lowered limit wants it
+    /// back (the holder then releases it). It never passes a waiter: nobody waits for a slot
+    /// while one is held that may go on, except the dispatcher's loop, which waits for the
+    /// next job only once it has a slot.
+    func keep() -> Bool {
+        state.withLock { $0.free >= 0 }
+    }
+
     /// Gives a slot back, to the longest waiter if any.
     func release() {
         let next = state.withLock { s -> UnsafeContinuation<Bool, Never>? in

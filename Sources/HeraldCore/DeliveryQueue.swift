@@ -157,6 +157,11 @@ public final class DeliveryQueue: Sendable {
         }
     }
 
+    /// The next buffered delivery, without waiting: nil when none is buffered.
+    func takeBuffered() -> DeliveryJob? {
+        state.withLock { $0.buffer.popFirst() }
+    }
+
     /// The next delivery: buffered, or the next one yielded; nil once the queue is finished
     /// and drained, or the calling task is cancelled (which ends the sequence).
     func next() async -> DeliveryJob? {

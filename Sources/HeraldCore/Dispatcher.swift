@@ -134,23 +134,41 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Takes jobs off the queue in order, each once one of the notifier's `concurrency` slots
-    /// is free, and runs it in a task of its own that gives the slot back after its attempt.
-    /// Attempts therefore start in queue order (one at a time with `concurrency: 1`), and
-    /// what waits stays in the bounded queue, or in the journal when the queue is full.
+    /// Runs the queue's jobs in order, at most `concurrency` at once: each of the notifier's
+    /// slots, once free, takes the next job and runs it in a task of its own, which then goes
+    /// on with the jobs queued meanwhile, in order, until none is left, and gives its slot back.
+    /// Attempts therefore start in queue order (one at a time with `concurrency: 1`), and what
+    /// waits stays in the bounded queue, or in the journal when the queue is full.
+    ///
+    /// A slot is taken before a job, not after: a job taken first waited in this loop for a
+    /// slot, and every delivery that ended handed its slot back here, resuming this task to
+    /// start a task for the next job. Under load that was a resume, a task and often a thread
+    /// woken per delivery; a task that goes on needs none of them.
     private func consume() async {
         var unstarted: [Int64] = []
         await withDiscardingTaskGroup { group in
-            for await job in queue.jobs {
+            while true {
                 // Read per job: a reload may change `concurrency`.
                 slots.resize(to: notifier.policy.concurrency)
-                guard !stopping.load(ordering: .relaxed), await slots.acquire() else {
+                guard !stopping.load(ordering: .relaxed), await slots.acquire() else { break }
+                guard let job = await queue.next() else {
+                    slots.release()
+                    break
+                }
+                guard !stopping.load(ordering: .relaxed) else {
+                    slots.release()
                     unstarted.append(job.id)
                     queue.complete(job.id)
-                    continue
+                    break
                 }
-                group.addTask { await self.process(job) }
+                group.addTask { await self.work(from: job) }
             }
+        }
+        // Shutting down: what is still queued was never started (the queue is finished, so
+        // this ends once it is drained).
+        for await job in queue.jobs {
+            unstarted.append(job.id)
+            queue.complete(job.id)
         }
         // Outcomes still on their way to the journal: the dispatcher has not finished before they are.
         await unwritten.drained()
@@ -161,6 +179,20 @@ public final class Dispatcher: Service {
         } catch {
             logger.warning("cannot give \(unstarted.count) queued deliveries back; they are due again once their lease expires: \(error)")
         }
+    }
+
+    /// Runs `first`, then the jobs queued meanwhile, holding one slot, which it gives back once
+    /// the queue is empty (or shutdown has begun, or the slot is no longer within a lowered
+    /// `concurrency`).
+    private func work(from first: DeliveryJob) async {
+        var job = first
+        while true {
+            await process(job)
+            guard !stopping.load(ordering: .relaxed), !Task.isCancelled, slots.keep(),
+                  let next = queue.takeBuffered() else { break }
+            job = next
+        }
+        slots.release()
     }
 
     /// Feeds due deliveries from the journal: retries, reminders, deliveries the queue had no
@@ -265,16 +297,13 @@ public final class Dispatcher: Service {
 
     // MARK: One delivery
 
-    /// One attempt at one leased delivery, holding one of the notifier's slots (given back as
-    /// soon as the attempt ends, before its outcome is written), and its outcome written to
-    /// the journal.
+    /// One attempt at one leased delivery, in a task that holds one of the notifier's slots,
+    /// and its outcome written to the journal (or handed to it, when it calls back).
     func process(_ job: DeliveryJob) async {
         // The delivery leaves the queue once its outcome is written (or nothing is to be written;
         // a retry leaves just before its write, see `write`).
         var completesLater = false
         defer { if !completesLater { complete(job) } }
-        var holdsSlot = true
-        defer { if holdsSlot { slots.release() } }
         let log = DeliveryLogger(base: logger, job: job)
         // Nearly always empty: asked first, so the common case hashes nothing.
         if lost.withLock({ !$0.isEmpty && $0.remove(job.id) != nil }) { return }
@@ -321,8 +350,6 @@ public final class Dispatcher: Service {
         durationTimer.recordNanoseconds(started.duration(to: .now).saturatingNanoseconds)
         running.subtract(1, ordering: .relaxed)
         live.release()
-        slots.release()
-        holdsSlot = false
         // The common case: delivered, and a journal that calls back once the outcome is
         // committed. This task ends here; the rest happens on the journal's writer.
         if case .delivered = outcome, let recorder {

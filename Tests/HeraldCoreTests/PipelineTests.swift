@@ -153,6 +153,31 @@ struct PipelineTests {
         #expect(slow.map(\.attempts).sorted() == [0, 0, 0, 0, 1])
     }
 
+    /// A burst of deliveries runs at most `concurrency` at once, each slot going on with the
+    /// deliveries queued behind it, and with `concurrency: 1` in the order they were accepted.
+    @Test func aBurstRunsWithinConcurrencyAndInOrder() async throws {
+        let h = try await Harness("""
+              fast: { kind: recording, label: fast, concurrency: 1 }
+              slow: { kind: recording, label: slow, concurrency: 2 }
+            """)
+        h.log.delays.withLock { $0["fast"] = .milliseconds(5); $0["slow"] = .milliseconds(40) }
+        var accepted: [String] = []
+        try await h.running { () async throws in
+            for i in 0..<12 {
+                let (body, hdr) = try h.signed("guest_booked") { $0.replacingOccurrences(of: "bk_7Qx2mZp9", with: "bk_burst\(i)") }
+                guard case .accepted(let id, _) = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                    Issue.record("not accepted"); return
+                }
+                accepted.append(id)
+            }
+            #expect(try await waitUntil { h.log.count("fast") == 12 && h.log.count("slow") == 12 })
+        }
+        let order = h.log.entries.withLock { $0.filter { $0.notifier == "fast" }.map(\.notification.deliveryKey) }
+        #expect(order == accepted.map { HeraldNotification.deliveryKey(eventID: $0, notifier: "fast") })
+        #expect(h.log.mostInFlight("fast") == 1)
+        #expect(h.log.mostInFlight("slow") == 2)
+    }
+
     /// A fresh delivery is stored leased to the accepting instance, its first attempt counted,
     /// so the attempt costs one more write (its outcome) and no claim.
     @Test func acceptedDeliveriesAreLeasedToThisInstanceAndCostOneOutcomeWrite() async throws {

@@ -40,7 +40,19 @@ final class DeliveryLog: Sendable {
     /// Per notifier label: how long each delivery takes.
     let delays = Mutex<[String: Duration]>([:])
 
+    /// Per notifier label: deliveries inside the plugin now, and the most there were at once.
+    let inFlight = Mutex<[String: (now: Int, most: Int)]>([:])
+
+    func mostInFlight(_ label: String) -> Int { inFlight.withLock { $0[label]?.most ?? 0 } }
+
     func deliver(_ n: HeraldNotification, as label: String) async throws {
+        inFlight.withLock { counts in
+            var count = counts[label] ?? (0, 0)
+            count.now += 1
+            count.most = max(count.most, count.now)
+            counts[label] = count
+        }
+        defer { inFlight.withLock { $0[label]?.now -= 1 } }
         if let delay = delays.withLock({ $0[label] }) { try await Task.sleep(for: delay) }
         if let error = failures.withLock({ f -> DeliveryError? in
             guard var list = f[label], !list.isEmpty else { return nil }
