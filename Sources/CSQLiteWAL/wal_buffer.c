@@ -53,6 +53,10 @@ typedef struct {
     sqlite3_file *real;       // the wrapped VFS's file, in the same allocation after this struct
     int fd;                   // the file opened again, read-only, for fdatasync; -1 if not
     sqlite3_int64 bytes;      // bytes written on a copy's thread since the last sync
+    unsigned char *pending;   // a copy's contiguous page writes not made yet (see dbWrite)
+    int pendingUsed;
+    sqlite3_int64 pendingStart;  // file offset of pending[0]
+    int writeError;           // a failed write of pending pages, for the next sync to report
 } DbFile;
 
 static sqlite3_vfs shim;
@@ -69,6 +73,7 @@ static _Thread_local long long copyRate;       // bytes per second; 0: not paced
 static _Thread_local long long copyWritten;    // bytes synced since the copy began
 static _Thread_local struct timespec copyBegan;
 static _Thread_local long long chunkCount;     // chunks synced on this thread, ever
+static _Thread_local long long copyWriteCount; // write(2) calls of copies on this thread, ever
 
 enum { frameHeaderSize = 24, bufferLimit = 4 << 20, writeLimit = 124 * 1024 };
 
@@ -178,9 +183,14 @@ static int walClose(sqlite3_file *file) {
     return flushed != SQLITE_OK ? flushed : rc;
 }
 
-// The database file's methods: the wrapped file's, and write-back as writes are made.
+static int dbFlush(DbFile *f);
+
+// The database file's methods: the wrapped file's, after the copy's pending writes are made
+// (see dbWrite), and write-back as writes are made.
 #define PASSED(call) \
     DbFile *f = (DbFile *)file; \
+    int flushed = dbFlush(f); \
+    if (flushed != SQLITE_OK) return flushed; \
     return f->real->pMethods->call
 
 // Syncs what this copy wrote since its last chunk, then, when paced, sleeps until the copy's
@@ -203,9 +213,47 @@ static void syncChunk(DbFile *f) {
     }
 }
 
+// A copy writes the pages it copies in page order, one pwrite(2) each, and the pages it
+// copies are mostly new ones, appended to the file one after the other: about one 2 KiB page
+// per webhook. On a copy's thread, writes that continue the one before are gathered (up to
+// writeLimit) and made as one; any other call on the file makes them first. They are made
+// before the checkpoint lock is let go (an xShmLock call on this file) and before the sync
+// that ends the copy, so no other connection's copy can write the same page in between.
+static int dbFlush(DbFile *f) {
+    if (f->pendingUsed == 0) return SQLITE_OK;
+    int amount = f->pendingUsed;
+    f->pendingUsed = 0;
+    int rc = f->real->pMethods->xWrite(f->real, f->pending, amount, f->pendingStart);
+    copyWriteCount += 1;
+    if (rc != SQLITE_OK) {
+        f->writeError = rc;
+        return rc;
+    }
+    if (f->fd < 0) return rc;
+    f->bytes += amount;
+    if (f->bytes >= copyChunkBytes) syncChunk(f);
+    return SQLITE_OK;
+}
+
 static int dbWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int64 offset) {
     DbFile *f = (DbFile *)file;
+    if (copying && f->fd >= 0 && amount <= writeLimit) {
+        if (f->pendingUsed > 0 && (offset != f->pendingStart + f->pendingUsed || f->pendingUsed + amount > writeLimit)) {
+            int rc = dbFlush(f);
+            if (rc != SQLITE_OK) return rc;
+        }
+        if (f->pending == NULL) f->pending = malloc(writeLimit);
+        if (f->pending != NULL) {
+            if (f->pendingUsed == 0) f->pendingStart = offset;
+            memcpy(f->pending + f->pendingUsed, data, (size_t)amount);
+            f->pendingUsed += amount;
+            return SQLITE_OK;
+        }
+    }
+    int flushed = dbFlush(f);
+    if (flushed != SQLITE_OK) return flushed;
     int rc = f->real->pMethods->xWrite(f->real, data, amount, offset);
+    if (copying) copyWriteCount += 1;
     if (rc != SQLITE_OK || f->fd < 0 || !copying) return rc;
     f->bytes += amount;
     if (f->bytes >= copyChunkBytes) syncChunk(f);
@@ -213,16 +261,27 @@ static int dbWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int
 }
 static int dbSync(sqlite3_file *file, int flags) {
     DbFile *f = (DbFile *)file;
+    dbFlush(f);
+    // A write that failed where its error could not be returned fails the copy here, before
+    // SQLite counts the pages as copied.
+    if (f->writeError != SQLITE_OK) {
+        int failed = f->writeError;
+        f->writeError = SQLITE_OK;
+        return failed;
+    }
     // Whatever was written is on disk after this (or the sync failed and SQLite reports it).
     f->bytes = 0;
     return f->real->pMethods->xSync(f->real, flags);
 }
 static int dbClose(sqlite3_file *file) {
     DbFile *f = (DbFile *)file;
+    int flushed = dbFlush(f);
     int rc = f->real->pMethods->xClose(f->real);
     if (f->fd >= 0) close(f->fd);
     f->fd = -1;
-    return rc;
+    free(f->pending);
+    f->pending = NULL;
+    return flushed != SQLITE_OK ? flushed : rc;
 }
 static int dbRead(sqlite3_file *file, void *data, int amount, sqlite3_int64 offset) {
     PASSED(xRead(f->real, data, amount, offset));
@@ -233,14 +292,18 @@ static int dbLock(sqlite3_file *file, int level) { PASSED(xLock(f->real, level))
 static int dbUnlock(sqlite3_file *file, int level) { PASSED(xUnlock(f->real, level)); }
 static int dbCheckReservedLock(sqlite3_file *file, int *out) { PASSED(xCheckReservedLock(f->real, out)); }
 static int dbFileControl(sqlite3_file *file, int op, void *arg) { PASSED(xFileControl(f->real, op, arg)); }
-static int dbSectorSize(sqlite3_file *file) { PASSED(xSectorSize(f->real)); }
-static int dbDeviceCharacteristics(sqlite3_file *file) { PASSED(xDeviceCharacteristics(f->real)); }
+// Not error codes: answered without making the pending writes.
+static int dbSectorSize(sqlite3_file *file) { return ((DbFile *)file)->real->pMethods->xSectorSize(((DbFile *)file)->real); }
+static int dbDeviceCharacteristics(sqlite3_file *file) {
+    return ((DbFile *)file)->real->pMethods->xDeviceCharacteristics(((DbFile *)file)->real);
+}
 static int dbShmMap(sqlite3_file *file, int page, int size, int extend, void volatile **out) {
     PASSED(xShmMap(f->real, page, size, extend, out));
 }
 static int dbShmLock(sqlite3_file *file, int offset, int n, int flags) { PASSED(xShmLock(f->real, offset, n, flags)); }
 static void dbShmBarrier(sqlite3_file *file) {
     DbFile *f = (DbFile *)file;
+    (void)dbFlush(f);  // a failed write is reported by the sync that ends the copy
     f->real->pMethods->xShmBarrier(f->real);
 }
 static int dbShmUnmap(sqlite3_file *file, int deleteFlag) { PASSED(xShmUnmap(f->real, deleteFlag)); }
@@ -356,4 +419,8 @@ void herald_database_copy_end(void) {
 
 long long herald_database_copy_chunks(void) {
     return chunkCount;
+}
+
+long long herald_database_copy_writes(void) {
+    return copyWriteCount;
 }

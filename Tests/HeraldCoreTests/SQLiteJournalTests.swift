@@ -542,7 +542,8 @@ struct SQLiteJournalTests {
     }
 
     /// A checkpoint announced as a copy (what the journal's second connection does) syncs the
-    /// database file every 256 KiB and keeps to its pace; the same checkpoint on a thread that
+    /// database file every 256 KiB, keeps to its pace, and writes its consecutive pages
+    /// together, not one write(2) each; the same checkpoint on a thread that
     /// announced nothing (the writer's own copies) is made as SQLite makes it. Each copies
     /// about 3 MB from the WAL, in one call here, not by the journal's connections, whose
     /// passes depend on timing; the file holds every row afterwards. Chunks are counted per
@@ -557,6 +558,7 @@ struct SQLiteJournalTests {
         #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK)
         #expect(run(db, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)") == SQLITE_OK)
         /// 1,000 rows of 3,000 bytes, then the WAL copied; the chunks synced meanwhile.
+        var pages: Int32 = 0
         func insertAndCopy(_ from: Int) -> Int64 {
             #expect(run(db, """
                 WITH RECURSIVE n(i) AS (SELECT \(from) UNION ALL SELECT i + 1 FROM n WHERE i < \(from + 999))
@@ -566,6 +568,7 @@ struct SQLiteJournalTests {
             var wal: Int32 = 0, copied: Int32 = 0
             #expect(sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &wal, &copied) == SQLITE_OK)
             #expect(copied == wal && copied > 700, "the whole WAL was copied (\(copied) of \(wal) frames)")
+            pages = copied
             return herald_database_copy_chunks() - before
         }
 
@@ -574,10 +577,14 @@ struct SQLiteJournalTests {
         // 10 MB a second: the 3 MB copy's chunks after the first 256 KiB wait, 0.26 s at least.
         let rate = 10_000_000
         let began = ContinuousClock.now
+        let writesBefore = herald_database_copy_writes()
         herald_database_copy_begin(Int64(rate))
         let chunks = insertAndCopy(1_001)
         herald_database_copy_end()
         let took = ContinuousClock.now - began
+        // About 3 MB in writes of up to 124 KiB: 25 or so, against one per page (over 700).
+        let writes = herald_database_copy_writes() - writesBefore
+        #expect(writes > 0 && writes < Int64(pages) / 10, "\(writes) writes for \(pages) pages")
         #expect(chunks >= 10, "about 3 MB copied in chunks of 256 KiB (\(chunks) chunks)")
         let paced = Double((chunks - 1) * 256 * 1024) / Double(rate)
         #expect(took >= .seconds(paced), "the copy kept to its pace: \(took) for \(chunks) chunks")

@@ -9,7 +9,9 @@
 /// `herald_database_copy_begin` announced on the calling thread (a checkpoint on the journal's
 /// second connection) is synced every 256 KiB, at a paced rate if one is given, so that the
 /// copy does not reach the disk in one burst at its final fsync, in front of a commit's WAL
-/// fsync. Every other file, and every other call, goes straight to the wrapped VFS.
+/// fsync; its writes of consecutive pages are gathered into one write(2) of up to 124 KiB,
+/// made before any other call on the file (the sync that ends the copy, the checkpoint lock
+/// let go). Every other file, and every other call, goes straight to the wrapped VFS.
 /// Returns 0 (SQLITE_OK) on success, or SQLite's error code.
 int herald_wal_buffer_install(void);
 
@@ -26,5 +28,8 @@ void herald_database_copy_end(void);
 
 /// Chunks synced by copies on the calling thread since it started, for tests.
 long long herald_database_copy_chunks(void);
+
+/// write(2) calls made by copies on the calling thread since it started, for tests.
+long long herald_database_copy_writes(void);
 
 #endif
