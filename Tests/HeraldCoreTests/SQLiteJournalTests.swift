@@ -556,13 +556,13 @@ struct SQLiteJournalTests {
         func run(_ db: OpaquePointer?, _ sql: String) -> Int32 { sqlite3_exec(db, sql, nil, nil, nil) }
         var db: OpaquePointer?
         #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK)
-        #expect(run(db, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)") == SQLITE_OK)
+        #expect(run(db, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (i INTEGER, b BLOB)") == SQLITE_OK)
         /// 1,000 rows of 3,000 bytes, then the WAL copied; the chunks synced meanwhile.
         var pages: Int32 = 0
         func insertAndCopy(_ from: Int) -> Int64 {
             #expect(run(db, """
                 WITH RECURSIVE n(i) AS (SELECT \(from) UNION ALL SELECT i + 1 FROM n WHERE i < \(from + 999))
-                INSERT INTO t SELECT zeroblob(3000) FROM n
+                INSERT INTO t SELECT i, randomblob(3000) FROM n
                 """) == SQLITE_OK)
             let before = herald_database_copy_chunks()
             var wal: Int32 = 0, copied: Int32 = 0
@@ -595,11 +595,17 @@ struct SQLiteJournalTests {
         #expect(sqlite3_open_v2(path, &reopened, SQLITE_OPEN_READONLY, nil) == SQLITE_OK)
         defer { sqlite3_close_v2(reopened) }
         var statement: OpaquePointer?
-        #expect(sqlite3_prepare_v2(reopened, "SELECT count(*), sum(length(b)) FROM t", -1, &statement, nil) == SQLITE_OK)
+        #expect(sqlite3_prepare_v2(reopened, "SELECT count(*), sum(length(b)), sum(i) FROM t", -1, &statement, nil) == SQLITE_OK)
         defer { sqlite3_finalize(statement) }
         #expect(sqlite3_step(statement) == SQLITE_ROW)
         #expect(sqlite3_column_int64(statement, 0) == 3_000)
         #expect(sqlite3_column_int64(statement, 1) == 9_000_000)
+        #expect(sqlite3_column_int64(statement, 2) == 3_000 * 3_001 / 2)
+        var check: OpaquePointer?
+        #expect(sqlite3_prepare_v2(reopened, "PRAGMA integrity_check", -1, &check, nil) == SQLITE_OK)
+        defer { sqlite3_finalize(check) }
+        #expect(sqlite3_step(check) == SQLITE_ROW)
+        #expect(sqlite3_column_text(check, 0).map { String(cString: $0) } == "ok")
     }
 
     /// A new journal takes 2 KiB pages; one made with SQLite's 4 KiB keeps them, and its WAL
