@@ -183,11 +183,11 @@ public final class Dispatcher: Service {
 
     /// Runs `first`, then the jobs queued meanwhile, holding one slot, which it gives back once
     /// the queue is empty (or shutdown has begun, or the slot is no longer within a lowered
-    /// `concurrency`).
+    /// `concurrency`), or as soon as an attempt's outcome must be waited for (see `process`).
     private func work(from first: DeliveryJob) async {
         var job = first
         while true {
-            await process(job)
+            guard await process(job) else { return }
             guard !stopping.load(ordering: .relaxed), !Task.isCancelled, slots.keep(),
                   let next = queue.takeBuffered() else { break }
             job = next
@@ -298,18 +298,22 @@ public final class Dispatcher: Service {
     // MARK: One delivery
 
     /// One attempt at one leased delivery, in a task that holds one of the notifier's slots,
-    /// and its outcome written to the journal (or handed to it, when it calls back).
-    func process(_ job: DeliveryJob) async {
+    /// and its outcome written to the journal (or handed to it, when it calls back). Returns
+    /// whether the task still holds its slot: an outcome the task waits for is written after
+    /// the slot is given back, so that the next attempt does not wait for the write (behind
+    /// other writes, in a journal that serializes them).
+    @discardableResult
+    func process(_ job: DeliveryJob) async -> Bool {
         // The delivery leaves the queue once its outcome is written (or nothing is to be written;
         // a retry leaves just before its write, see `write`).
         var completesLater = false
         defer { if !completesLater { complete(job) } }
         let log = DeliveryLogger(base: logger, job: job)
         // Nearly always empty: asked first, so the common case hashes nothing.
-        if lost.withLock({ !$0.isEmpty && $0.remove(job.id) != nil }) { return }
+        if lost.withLock({ !$0.isEmpty && $0.remove(job.id) != nil }) { return true }
         // Until the attempt starts, the current configuration is read without a lease.
         let current = live.snapshot
-        guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return }
+        guard let event = await loadEvent(job, log, endpoints: current.endpointsByPath) else { return true }
         // Routing runs again for the attempt below: only a reminder needs its route's grace here.
         if let reminder = job.reminder,
            case let grace = current.router.target(for: event, notifier: name)?.remindGrace ?? .seconds(600),
@@ -320,15 +324,15 @@ public final class Dispatcher: Service {
                 log.notice("reminder skipped: \(reason)")
                 finalResult("skipped")
             }
-            return
+            return true
         }
         if let quiet = current.notifier(named: name).policy.quietHours, let window = quiet.window(containing: Date()) {
             await keepQuiet(job, quiet.action, until: window.end, log)
-            return
+            return true
         }
         var agenda: HeraldNotification?
         if event.endpoint == Agenda.endpoint {
-            guard let made = await agendaNotification(job, event, current, log) else { return }
+            guard let made = await agendaNotification(job, event, current, log) else { return true }
             agenda = made
         }
         // One configuration for the attempt, taken once it can start; its plugin stays up
@@ -366,17 +370,19 @@ public final class Dispatcher: Service {
                 self.complete(job)
                 self.unwritten.end()
             }
-            return
+            return true
         }
+        slots.release()
         guard timedOut else {
             await record(outcome, job: job, event: event, notifier: notifier, log: log)
-            return
+            return false
         }
         // The clock cancelled this task to stop the plugin. Writing the outcome must not be cut
         // short by that (PostgreSQL's journal refuses a cancelled caller), so it is written from
         // a task that is not cancelled, awaited here: the only task an attempt makes, and only
         // when it timed out.
         await Task { [self] in await record(outcome, job: job, event: event, notifier: notifier, log: log) }.value
+        return false
     }
 
     /// The delivery's event: the one the request published, else decoded from the journal's

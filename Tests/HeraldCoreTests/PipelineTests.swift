@@ -178,6 +178,29 @@ struct PipelineTests {
         #expect(h.log.mostInFlight("slow") == 2)
     }
 
+    /// An outcome the dispatcher waits for (a journal that does not call back) is written after
+    /// its slot is given back: with `concurrency: 1` and the first outcome's write held up, the
+    /// next delivery is attempted all the same.
+    @Test func theNextAttemptDoesNotWaitForAnOutcomeWrite() async throws {
+        let journal = GatedOutcomeJournal()
+        let h = try await Harness("  fast: { kind: recording, label: fast, concurrency: 1 }",
+                                  routes: "  - { events: [\"*\"], notify: [fast] }", journal: journal)
+        try await h.running { () async throws in
+            for i in 0..<2 {
+                let (body, hdr) = try h.signed("guest_booked") { $0.replacingOccurrences(of: "bk_7Qx2mZp9", with: "bk_gate\(i)") }
+                guard case .accepted = await h.pipeline.receive(path: "/hooks/jicoo", body: body, header: hdr) else {
+                    Issue.record("not accepted"); return
+                }
+            }
+            #expect(try await waitUntil(.seconds(20)) { h.log.count("fast") == 2 })
+            #expect(journal.waiting.withLock { $0 } >= 1, "the first outcome is still held at the gate")
+            journal.open()
+            #expect(try await waitUntil {
+                try await journal.deliveries(DeliveryQuery(notifier: "fast")).filter { $0.state == .delivered }.count == 2
+            })
+        }
+    }
+
     /// A fresh delivery is stored leased to the accepting instance, its first attempt counted,
     /// so the attempt costs one more write (its outcome) and no claim.
     @Test func acceptedDeliveriesAreLeasedToThisInstanceAndCostOneOutcomeWrite() async throws {

@@ -158,3 +158,38 @@ final class RetryRacingJournal: Journal {
     }
     func waitForWork(notifier: String) async { await inner.waitForWork(notifier: notifier) }
 }
+
+/// A memory journal whose outcome writes wait until the test opens its gate: the fault of a
+/// journal that is slow to write (a busy disk, writes queued behind others).
+final class GatedOutcomeJournal: Journal {
+    let inner: any Journal = MemoryJournal()
+    private let isOpen = Mutex(false)
+    /// Outcome writes waiting at the gate now.
+    let waiting = Mutex(0)
+
+    func open() { isOpen.withLock { $0 = true } }
+
+    func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        waiting.withLock { $0 += 1 }
+        _ = try await waitUntil(.seconds(60)) { isOpen.withLock { $0 } }
+        waiting.withLock { $0 -= 1 }
+        return try await inner.record(outcomes, owner: owner)
+    }
+
+    func lease(_ request: LeaseRequest) async throws -> LeaseResult { try await inner.lease(request) }
+    func append(_ entry: consuming JournalEntry) async throws -> AppendResult { try await inner.append(entry) }
+    func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
+        try await inner.renew(ids, owner: owner, until: until)
+    }
+    func instanceStarted(owner: String) async throws -> Int { try await inner.instanceStarted(owner: owner) }
+    func event(id: String) async throws -> StoredEvent? { try await inner.event(id: id) }
+    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { try await inner.deliveries(query) }
+    func counts() async throws -> [DeliveryCount] { try await inner.counts() }
+    func undeliveredCount() async throws -> Int { try await inner.undeliveredCount() }
+    func retry(_ selection: RetrySelection) async throws -> Int { try await inner.retry(selection) }
+    func prune(before cutoff: Date) async throws -> Int { try await inner.prune(before: cutoff) }
+    func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
+        try await inner.bookings(startingFrom: from, before: before)
+    }
+    func waitForWork(notifier: String) async { await inner.waitForWork(notifier: notifier) }
+}
