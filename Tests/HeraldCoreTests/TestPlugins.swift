@@ -115,7 +115,7 @@ extension ConfigLoader {
 /// A memory journal that makes one race happen every time: when a retry is written, it wakes
 /// the notifier's sweep for it and returns only once the sweep has leased it again, so the
 /// dispatcher sees its retry taken before the failed attempt's task has finished.
-final class RetryRacingJournal: Journal {
+final class RetryRacingJournal: ForwardingJournal {
     let inner: any Journal = MemoryJournal()
     /// The bus whose sweep is woken (set once the pipeline exists).
     let bus = Mutex<EventBus?>(nil)
@@ -142,26 +142,11 @@ final class RetryRacingJournal: Journal {
         return result
     }
 
-    func append(_ entry: consuming JournalEntry) async throws -> AppendResult { try await inner.append(entry) }
-    func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
-        try await inner.renew(ids, owner: owner, until: until)
-    }
-    func instanceStarted(owner: String) async throws -> Int { try await inner.instanceStarted(owner: owner) }
-    func event(id: String) async throws -> StoredEvent? { try await inner.event(id: id) }
-    func deliveries(_ query: DeliveryQuery) async throws -> [DeliveryRecord] { try await inner.deliveries(query) }
-    func counts() async throws -> [DeliveryCount] { try await inner.counts() }
-    func undeliveredCount() async throws -> Int { try await inner.undeliveredCount() }
-    func retry(_ selection: RetrySelection) async throws -> Int { try await inner.retry(selection) }
-    func prune(before cutoff: Date) async throws -> Int { try await inner.prune(before: cutoff) }
-    func bookings(startingFrom from: Date, before: Date) async throws -> [BookingSnapshot] {
-        try await inner.bookings(startingFrom: from, before: before)
-    }
-    func waitForWork(notifier: String) async { await inner.waitForWork(notifier: notifier) }
 }
 
 /// A memory journal whose outcome writes wait until the test opens its gate: the fault of a
 /// journal that is slow to write (a busy disk, writes queued behind others).
-final class GatedOutcomeJournal: Journal {
+final class GatedOutcomeJournal: ForwardingJournal {
     let inner: any Journal = MemoryJournal()
     private let isOpen = Mutex(false)
     /// Outcome writes waiting at the gate now.
@@ -176,7 +161,18 @@ final class GatedOutcomeJournal: Journal {
         return try await inner.record(outcomes, owner: owner)
     }
 
+}
+
+/// A test's journal that wraps another: every call it does not implement itself goes to `inner`.
+protocol ForwardingJournal: Journal {
+    var inner: any Journal { get }
+}
+
+extension ForwardingJournal {
     func lease(_ request: LeaseRequest) async throws -> LeaseResult { try await inner.lease(request) }
+    func record(_ outcomes: [DeliveryOutcome], owner: String) async throws -> [Int64] {
+        try await inner.record(outcomes, owner: owner)
+    }
     func append(_ entry: consuming JournalEntry) async throws -> AppendResult { try await inner.append(entry) }
     func renew(_ ids: [Int64], owner: String, until: Date) async throws -> [Int64] {
         try await inner.renew(ids, owner: owner, until: until)
