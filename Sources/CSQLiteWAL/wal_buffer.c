@@ -213,6 +213,13 @@ static void syncChunk(DbFile *f) {
     }
 }
 
+// Counts `amount` bytes a copy wrote, and syncs a chunk once there are enough.
+static void copied(DbFile *f, int amount) {
+    if (f->fd < 0) return;
+    f->bytes += amount;
+    if (f->bytes >= copyChunkBytes) syncChunk(f);
+}
+
 // A copy writes the pages it copies in page order, one pwrite(2) each, and the pages it
 // copies are mostly new ones, appended to the file one after the other: about one 2 KiB page
 // per webhook. On a copy's thread, writes that continue the one before are gathered (up to
@@ -229,9 +236,7 @@ static int dbFlush(DbFile *f) {
         f->writeError = rc;
         return rc;
     }
-    if (f->fd < 0) return rc;
-    f->bytes += amount;
-    if (f->bytes >= copyChunkBytes) syncChunk(f);
+    copied(f, amount);
     return SQLITE_OK;
 }
 
@@ -253,11 +258,10 @@ static int dbWrite(sqlite3_file *file, const void *data, int amount, sqlite3_int
     int flushed = dbFlush(f);
     if (flushed != SQLITE_OK) return flushed;
     int rc = f->real->pMethods->xWrite(f->real, data, amount, offset);
-    if (copying) copyWriteCount += 1;
-    if (rc != SQLITE_OK || f->fd < 0 || !copying) return rc;
-    f->bytes += amount;
-    if (f->bytes >= copyChunkBytes) syncChunk(f);
-    return SQLITE_OK;
+    if (!copying) return rc;
+    copyWriteCount += 1;
+    if (rc == SQLITE_OK) copied(f, amount);
+    return rc;
 }
 static int dbSync(sqlite3_file *file, int flags) {
     DbFile *f = (DbFile *)file;
