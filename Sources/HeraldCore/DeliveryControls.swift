@@ -119,10 +119,9 @@ final class DeliverySlots: Sendable {
         }
     }
 
-    /// Whether a slot held may go on to another delivery: false when a lowered limit wants it
-    /// back (the holder then releases it). It never passes a waiter: nobody waits for a slot
-    /// while one is held that may go on, except the dispatcher's loop, which waits for the
-    /// next job only once it has a slot.
+    /// Whether the caller, holding a slot, may keep it for another delivery: false when a
+    /// lowered limit wants it back (the caller then releases it). The only waiter it can pass
+    /// is the dispatcher's loop, which would take the same next job with the slot.
     func keep() -> Bool {
         state.withLock { $0.free >= 0 }
     }

@@ -302,7 +302,6 @@ public final class Dispatcher: Service {
     /// whether the task still holds its slot: an outcome the task waits for is written after
     /// the slot is given back, so that the next attempt does not wait for the write (behind
     /// other writes, in a journal that serializes them).
-    @discardableResult
     func process(_ job: DeliveryJob) async -> Bool {
         // The delivery leaves the queue once its outcome is written (or nothing is to be written;
         // a retry leaves just before its write, see `write`).
@@ -355,7 +354,8 @@ public final class Dispatcher: Service {
         running.subtract(1, ordering: .relaxed)
         live.release()
         // The common case: delivered, and a journal that calls back once the outcome is
-        // committed. This task ends here; the rest happens on the journal's writer.
+        // committed. The rest happens on the journal's writer; the task keeps its slot and
+        // goes on to the next delivery.
         if case .delivered = outcome, let recorder {
             completesLater = true
             unwritten.begin()

@@ -29,7 +29,8 @@ import Synchronization
 /// that arrive meanwhile would otherwise wait for this commit and then for one of their own;
 /// now they share it, and each transaction's fsync, WAL pages and locks serve more requests.
 /// (wrk, 50 connections, four alternating pairs: 97.6–99.2 µs of CPU per webhook without,
-/// 89.8–96.6 with, at the same throughput; full commits per run 10,470 → 5,640.) At low load batches are small and start at once.
+/// 89.8–96.6 with, at the same throughput; full commits per run 10,470 → 5,640.) At low
+/// load batches are small and start at once.
 /// With `grouped: false` every item is a transaction of its own (for comparison).
 final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     /// Stores items inside the current transaction, one outcome per item, in order.
@@ -129,7 +130,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     /// Returns once `item` is committed; throws if its transaction failed.
     func submit(_ item: Item) async throws -> Outcome {
         guard grouped else {
-            return try await pool.writeWithoutTransaction { db in try self.commit([item], durable: self.isDurable(item) ? 1 : 0, db)[0] }
+            return try await pool.writeWithoutTransaction { db in try self.commitAlone(item, db) }
         }
         // Unsafe, not checked: each waiter is resumed exactly once, by the batch that takes it
         // (below). The checked kind allocated a canary and looked up its generic metadata on
@@ -147,7 +148,7 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
     /// outcome): its task ends now instead of being resumed only to finish.
     func submit(_ item: Item, then done: @escaping @Sendable (Result<Outcome, any Error>) -> Void) {
         guard grouped else {
-            pool.asyncWriteWithoutTransaction { db in done(Result { try self.commit([item], durable: self.isDurable(item) ? 1 : 0, db)[0] }) }
+            pool.asyncWriteWithoutTransaction { db in done(Result { try self.commitAlone(item, db) }) }
             return
         }
         enqueue(Waiter(item: item, reply: .call(done), isDurable: isDurable(item)))
@@ -236,6 +237,11 @@ final class GroupCommit<Item: Sendable, Outcome: Sendable>: Sendable {
         // The items arrived between the timeout and the lock: take the signal they sent, so
         // that it cannot end the next gathering early.
         if signalled { gathered.wait() }
+    }
+
+    /// Stores `item` in a transaction of its own (`grouped: false`).
+    private func commitAlone(_ item: Item, _ db: Database) throws -> Outcome {
+        try commit([item], durable: isDurable(item) ? 1 : 0, db)[0]
     }
 
     /// Stores `items`, `durableCount` of them durable, in one transaction, committed (and, if
