@@ -134,11 +134,15 @@ public struct BookingSnapshot: Sendable, Equatable {
     }
 
     /// The snapshot an event gives, if it is about a booking with a uid and a start.
+    ///
+    /// The booking's fields are read one by one: binding the whole booking (`let b =
+    /// event.booking`) copied each of its strings and arrays, and released them again.
     public init?(_ event: Event) {
-        guard let b = event.booking, let uid = b.uid, !uid.isEmpty, let start = b.startedAt else { return nil }
-        self.init(uid: uid, status: b.status, eventTypeUid: b.eventTypeUid, startedAt: start, endedAt: b.endedAt,
-                  timeZone: b.timeZone, guestName: b.contact?.name, guestEmail: b.contact?.email, eventID: event.id,
-                  eventName: event.name)
+        guard let uid = event.booking?.uid, !uid.isEmpty, let start = event.booking?.startedAt else { return nil }
+        let contact = event.booking?.contact
+        self.init(uid: uid, status: event.booking?.status, eventTypeUid: event.booking?.eventTypeUid, startedAt: start,
+                  endedAt: event.booking?.endedAt, timeZone: event.booking?.timeZone, guestName: contact?.name,
+                  guestEmail: contact?.email, eventID: event.id, eventName: event.name)
     }
 
     /// Cancelled or declined: left out of agendas.

@@ -14,13 +14,14 @@ public enum Reminders {
     /// offset; one whose time passed longer ago than the route's grace is planned as skipped.
     /// A cancellation plans none and cancels the booking's pending ones.
     public static func plan(for event: Event, targets: [RouteTable.Target], now: Date) -> Plan {
-        guard let booking = event.booking, let uid = booking.uid, !uid.isEmpty else { return Plan() }
+        // Field by field, not `let booking = event.booking`, which copied all of it.
+        guard let uid = event.booking?.uid, !uid.isEmpty else { return Plan() }
         var plan = Plan(bookingKey: uid)
-        if BookingSnapshot.isCancellation(eventName: event.name, status: booking.status) {
+        if BookingSnapshot.isCancellation(eventName: event.name, status: event.booking?.status) {
             plan.cancels = true
             return plan
         }
-        guard let start = booking.startedAt else { return plan }
+        guard let start = event.booking?.startedAt else { return plan }
         for target in targets {
             for offset in target.remind {
                 let seconds = Int(offset.components.seconds)

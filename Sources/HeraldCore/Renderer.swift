@@ -304,27 +304,34 @@ public struct Renderer: Sendable {
     }
 
     /// The labelled facts shown under a notification.
+    ///
+    /// The booking's fields are read one by one: binding the whole booking copied each of its
+    /// strings and arrays, and released them again.
     static func fields(for event: Event, locale: HeraldLocale, when: String?) -> [HeraldNotification.Field] {
-        guard let b = event.booking else {
+        guard event.hasBooking else {
             return [HeraldNotification.Field(DefaultTemplates.label(.event, locale), event.name)]
                 + PayloadSummary.fields(for: event, locale: locale)
         }
+        let answers = event.booking?.answers ?? []
+        let contact = event.booking?.contact
         var out: [HeraldNotification.Field] = []
-        out.reserveCapacity(6 + b.answers.count)
+        out.reserveCapacity(6 + answers.count)
         if let when { out.append(.init(DefaultTemplates.label(.when, locale), when)) }
-        if let name = b.contact?.name, !name.isEmpty {
+        if let name = contact?.name, !name.isEmpty {
             out.append(.init(DefaultTemplates.label(.guest, locale), locale == .ja ? "\(name) 様" : name, short: true))
         }
-        if let email = b.contact?.email, !email.isEmpty { out.append(.init(DefaultTemplates.label(.email, locale), email, short: true)) }
-        if let reason = b.cancelReason, !reason.isEmpty { out.append(.init(DefaultTemplates.label(.reason, locale), reason)) }
-        if let by = b.cancelledBy, !by.isEmpty, HeraldNotification.Kind(eventName: event.name) == .cancelled || event.name.hasSuffix("declined") {
+        if let email = contact?.email, !email.isEmpty { out.append(.init(DefaultTemplates.label(.email, locale), email, short: true)) }
+        if let reason = event.booking?.cancelReason, !reason.isEmpty {
+            out.append(.init(DefaultTemplates.label(.reason, locale), reason))
+        }
+        if let by = event.booking?.cancelledBy, !by.isEmpty, HeraldNotification.Kind(eventName: event.name) == .cancelled || event.name.hasSuffix("declined") {
             let who = by == "host" ? DefaultTemplates.label(.host, locale) : by == "guest" ? DefaultTemplates.label(.guestWho, locale) : by
             out.append(.init(DefaultTemplates.label(.cancelledBy, locale), who, short: true))
         }
-        for a in b.answers where !a.content.isEmpty {
+        for a in answers where !a.content.isEmpty {
             out.append(.init(a.question, a.content.joined(separator: locale == .ja ? "、" : ", ")))
         }
-        if let uid = b.uid { out.append(.init(DefaultTemplates.label(.booking, locale), uid, short: true)) }
+        if let uid = event.booking?.uid { out.append(.init(DefaultTemplates.label(.booking, locale), uid, short: true)) }
         return out
     }
 
