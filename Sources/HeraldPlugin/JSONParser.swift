@@ -46,6 +46,9 @@ struct JSONParser {
     /// Whether the value at the index is an array (it may still be malformed).
     var atArray: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "[") }
 
+    /// Whether the value at the index is a string (it may still be malformed).
+    var atString: Bool { index < bytes.count && bytes[index] == UInt8(ascii: "\"") }
+
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private func error(_ reason: String) -> JSONValue.ParseError {
@@ -231,7 +234,7 @@ struct JSONParser {
     }
 
     /// A string starting at the opening quote; the index ends after the closing one.
-    private mutating func string() throws(JSONValue.ParseError) -> String {
+    mutating func string() throws(JSONValue.ParseError) -> String {
         if let raw = try scanString() { return String(decoding: raw, as: UTF8.self) }
         return String(decoding: scratch, as: UTF8.self)
     }

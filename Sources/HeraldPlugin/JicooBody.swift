@@ -97,12 +97,27 @@ package struct JicooBody: Sendable {
             var question: String?
             var content: [String] = []
             try parser.readObject(keys: answerNames) { parser, position throws(JSONValue.ParseError) in
-                let value = try parser.value()
-                if position == 0 { question = value.stringValue } else { content = Booking.content(value) }
+                if position == 0 { question = try parser.value().stringValue } else { content = try readContent(&parser) }
             }
             if let question { answers.append(Booking.Answer(question: question, content: content)) }
         }
         return answers
+    }
+
+    /// As ``Booking/content(_:)`` reads the parsed value (an array's strings, or a string
+    /// alone), read from the bytes: building the array as a `JSONValue` first allocated its
+    /// elements twice.
+    private static func readContent(_ parser: inout JSONParser) throws(JSONValue.ParseError) -> [String] {
+        if parser.atString { return [try parser.string()] }
+        guard parser.atArray else {
+            try parser.skipValue()
+            return []
+        }
+        var content: [String] = []
+        try parser.readArray { parser throws(JSONValue.ParseError) in
+            if parser.atString { content.append(try parser.string()) } else { try parser.skipValue() }
+        }
+        return content
     }
 
     /// The tracking parameters in the bytes of a `tracking` object that ``read(_:)`` checked.
