@@ -299,9 +299,11 @@ public final class Dispatcher: Service {
 
     /// One attempt at one leased delivery, in a task that holds one of the notifier's slots,
     /// and its outcome written to the journal (or handed to it, when it calls back). Returns
-    /// whether the task still holds its slot: an outcome the task waits for is written after
-    /// the slot is given back, so that the next attempt does not wait for the write (behind
-    /// other writes, in a journal that serializes them).
+    /// whether the task still holds its slot: an attempt's outcome that the task waits for is
+    /// written after the slot is given back, so that the next attempt does not wait for the
+    /// write (behind other writes, in a journal that serializes them). The rare outcomes
+    /// decided before any attempt (the event gone, a reminder too late, quiet hours, an agenda
+    /// with nothing to send) are written holding the slot, as they always were.
     func process(_ job: DeliveryJob) async -> Bool {
         // The delivery leaves the queue once its outcome is written (or nothing is to be written;
         // a retry leaves just before its write, see `write`).

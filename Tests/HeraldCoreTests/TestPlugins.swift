@@ -141,7 +141,6 @@ final class RetryRacingJournal: ForwardingJournal {
         written.withLock { w in for item in result.deliveries { w.remove(item.record.id) } }
         return result
     }
-
 }
 
 /// A memory journal whose outcome writes wait until the test opens its gate: the fault of a
@@ -160,7 +159,6 @@ final class GatedOutcomeJournal: ForwardingJournal {
         waiting.withLock { $0 -= 1 }
         return try await inner.record(outcomes, owner: owner)
     }
-
 }
 
 /// A test's journal that wraps another: every call it does not implement itself goes to `inner`.
