@@ -476,8 +476,11 @@ public final class SQLiteJournal: Journal, AppendingWithoutWaiting, RecordingWit
         do { return try await pool.write(body) } catch { throw JournalError(error, path: path) }
     }
 
-    /// Writes waiting for the group commit's next batch (for tests).
+    /// Writes waiting for their commit: queued, or in the transaction being written (for tests).
     var queuedWrites: Int { writer.queued }
+
+    /// Writes taken into the transaction being written, not yet committed (for tests).
+    var writesInTransaction: Int { writer.taken }
 
     /// Keeps the writer connection busy until `released` is true or `timeout` has passed, so
     /// that tests can queue writes behind it; `holding` is called once it holds the writer.

@@ -168,6 +168,37 @@ struct SQLiteJournalTests {
         #expect(try await f.journal.undeliveredCount() == 16)
     }
 
+    /// A gathering batch does not wait idle: the appends that arrive meanwhile are stored in
+    /// its open transaction as they come, a few at a time, and all are committed together.
+    /// Until then no reader sees any of them.
+    @Test(.timeLimit(.minutes(1))) func aGatheringBatchStoresWhatArrivesBeforeItCommits() async throws {
+        let f = try Fixture(.sqlite, gatherWait: .seconds(3600))
+        try await appendBehindHeldWriter(f, count: 8, prefix: "crowd")
+        let before = f.sqlite.appendStatistics
+        #expect(try await f.journal.undeliveredCount() == 8)
+        async let first = f.append("first")
+        try #require(try await waitUntil(.seconds(10)) { f.sqlite.writesInTransaction == 1 }, "the first append is stored at once")
+        // Two more: the batch (waiting for eight) takes them as one part of two.
+        async let second = f.append("second")
+        async let third = f.append("third")
+        try #require(try await waitUntil(.seconds(10)) { f.sqlite.writesInTransaction == 3 },
+                     "the parts that arrive are stored while the batch gathers")
+        #expect(f.sqlite.appendStatistics.commits == before.commits)
+        #expect(try await f.journal.undeliveredCount() == 8, "nothing is committed before the batch is whole")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<5 { group.addTask { try await f.append("later_\(i)") } }
+            try await group.waitForAll()
+        }
+        #expect(try await first.isAccepted)
+        #expect(try await second.isAccepted)
+        #expect(try await third.isAccepted)
+        let after = f.sqlite.appendStatistics
+        #expect(after.commits == before.commits + 1, "\(after)")
+        #expect(after.largestBatch == 8)
+        #expect(f.sqlite.writesInTransaction == 0)
+        #expect(try await f.journal.undeliveredCount() == 16)
+    }
+
     /// When fewer arrive than the last batch held, the gathering batch commits once its wait is over.
     @Test func aGatheringBatchCommitsWhatItHasWhenItsWaitIsOver() async throws {
         let f = try Fixture(.sqlite, gatherWait: .milliseconds(80))
