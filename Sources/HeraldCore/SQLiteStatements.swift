@@ -55,21 +55,27 @@ final class SQLiteStatements: @unchecked Sendable {
             // No conflict clause: an id already stored fails the whole statement, which SQLite
             // then undoes, and the journal stores that batch's events one by one.
             case .insertEvents: return "INSERT INTO events (id, endpoint, name, received_at, body, dedupe_key) VALUES \(values)"
+            // `OR FAIL` on the statements of many rows that no conflict can fail (the ones below
+            // but the events'): SQLite then keeps no statement journal, a copy of every page the
+            // statement changes, for undoing it alone (`herald-bench pipeline`, 10 in flight: 1.3 %
+            // fewer instructions per request). Any error they meet still fails the whole batch,
+            // whose transaction is rolled back.
+            //
             // Takes each key for its new event unless an event holds it still (seen after the
             // dedupe window's start: the row's own time less the window, bound after the rows):
             // no row changes exactly when this is a redelivery.
             case .claimDedupe: return """
-                INSERT INTO dedupe (endpoint, key, event_id, seen_at) VALUES \(values)
+                INSERT OR FAIL INTO dedupe (endpoint, key, event_id, seen_at) VALUES \(values)
                 ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, seen_at = excluded.seen_at
                     WHERE dedupe.seen_at <= excluded.seen_at - ?
                 """
             case .forgetDedupe: return "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND event_id = ?"
             case .insertDelivery: return """
-                INSERT INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
+                INSERT OR FAIL INTO deliveries (event_id, notifier, state, attempts, due_at, owner, lease_until, updated_at)
                 VALUES \(values)
                 """
             case .upsertBooking: return """
-                INSERT INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
+                INSERT OR FAIL INTO bookings (uid, status, event_type_uid, started_at, ended_at, time_zone, guest_name, guest_email,
                                       event_id, event_name)
                 VALUES \(values)
                 ON CONFLICT (uid) DO UPDATE SET status = excluded.status, event_type_uid = excluded.event_type_uid,
