@@ -218,8 +218,11 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     /// The path of a request for one of the webhook endpoints (query dropped, one trailing
     /// slash dropped, as the router does); nil for a request target of another form.
     static func webhookPath(_ target: String) -> String? {
-        guard target.hasPrefix("/") else { return nil }
-        return WebhookServer.endpointPath(target.prefix { $0 != "?" && $0 != "#" })
+        // Bytes, as the router splits a target; its separators are ASCII.
+        let utf8 = target.utf8
+        guard utf8.first == UInt8(ascii: "/") else { return nil }
+        let end = utf8.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? utf8.endIndex
+        return WebhookServer.endpointPath(Substring(utf8[..<end]))
     }
 
     /// A request header's value as the router's `HTTPFields` gives it: the values of all

@@ -185,8 +185,13 @@ public enum WebhookServer {
     }
 
     /// The endpoint a request path names: one trailing slash is not part of it.
+    ///
+    /// Read as bytes: counting the path's Characters walked all of it with grapheme breaking,
+    /// on every webhook.
     static func endpointPath(_ path: Substring) -> String {
-        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : String(path)
+        let utf8 = path.utf8
+        guard utf8.count > 1, utf8.last == UInt8(ascii: "/") else { return String(path) }
+        return String(Substring(utf8.dropLast()))
     }
 
     /// Adds one part of a request body to `body`; false, leaving `body` as it was, when the

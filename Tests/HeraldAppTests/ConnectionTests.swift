@@ -233,6 +233,22 @@ struct ConnectionTests {
         }
     }
 
+    /// The path the event loop looks a webhook up by: the query and fragment dropped, then one
+    /// trailing slash; a request target of another form (`*`, an absolute URL) is no webhook.
+    @Test func aWebhookPathIsTheTargetWithoutQueryAndOneTrailingSlash() {
+        #expect(WebhookChannel.webhookPath("/hooks/jicoo") == "/hooks/jicoo")
+        #expect(WebhookChannel.webhookPath("/hooks/jicoo/") == "/hooks/jicoo")
+        #expect(WebhookChannel.webhookPath("/hooks/jicoo//") == "/hooks/jicoo/")
+        #expect(WebhookChannel.webhookPath("/hooks/jicoo/?x=1#top") == "/hooks/jicoo")
+        #expect(WebhookChannel.webhookPath("/hooks/jicoo#a?b") == "/hooks/jicoo")
+        #expect(WebhookChannel.webhookPath("/フック/予約/") == "/フック/予約")
+        #expect(WebhookChannel.webhookPath("/") == "/")
+        #expect(WebhookChannel.webhookPath("/?x") == "/")
+        #expect(WebhookChannel.webhookPath("*") == nil)
+        #expect(WebhookChannel.webhookPath("http://127.0.0.1/hooks/jicoo") == nil)
+        #expect(WebhookChannel.webhookPath("") == nil)
+    }
+
     /// Hummingbird's own connection state never sees a webhook served on the event loop: told
     /// to quiesce, it would close the connection at once, before the journal has answered.
     @Test func aWebhookWithTheJournalWhenShutdownStartsIsStillAnswered() async throws {
