@@ -109,12 +109,16 @@ def perf_count(path: str, event: str) -> int | None:
     return None
 
 
-def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str], switches: list[str]) -> None:
+def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str], switches: list[str],
+        wrk_end: str | None = None) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
     until its lines stopped growing (so a delivery backlog is charged to the requests that made
     it), divided by the requests answered in that phase. With the machine's busy ticks and the
     time at the same points (`busy:seconds`), also the cores everything else used meanwhile:
-    the load generator, and whatever else ran on the machine (a noisy run shows here)."""
+    the load generator, and whatever else ran on the machine (a noisy run shows here). With the
+    machine's mark when wrk ended (`wrk_end`), the share of the CPUs' time nothing ran while wrk
+    did: a receiver that keeps its clients waiting on something other than the CPU (a commit's
+    fsync) leaves cores idle, and its throughput is below what its CPU per request allows."""
     tick = os.sysconf("SC_CLK_TCK")
     w, p = json.load(open(wrk_json)), json.load(open(paced_json))
     wrk_n = max(1, w.get("requests", 0))
@@ -131,6 +135,10 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
         (b0, s0), (b1, s1), (b2, s2) = [(int(m.split(":")[0]), float(m.split(":")[1])) for m in marks]
         out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
         out["paced_other_cores"] = round(((b2 - b1) - (t2 - t1)) / tick / max(s2 - s1, 1e-9), 2)
+        if wrk_end:
+            bw, sw = int(wrk_end.split(":")[0]), float(wrk_end.split(":")[1])
+            capacity = (os.cpu_count() or 1) * max(sw - s0, 1e-9)
+            out["wrk_idle_share"] = round(max(0.0, 1 - (bw - b0) / tick / capacity), 3)
     print(json.dumps(out))
 
 
@@ -223,8 +231,8 @@ def report(results_dir: str, out_dir: str) -> None:
     L.append("| receiver | wrk req/s | wrk p50 / p99 ms | CPU µs/req (wrk) | × floor CPU | paced achieved req/s "
              "| paced p50 / p90 / p99 ms | paced max ms | paced send → line p99 ms | CPU µs/req (paced) "
              "| peak RSS MB | lost (wrk / paced) | duplicate lines | lines done after wrk, s | non-2xx + errors "
-             "| other processes, cores (wrk / paced) | context switches per request (wrk / paced) |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| other processes, cores (wrk / paced) | CPUs idle during wrk | context switches per request (wrk / paced) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     floor_us = by.get("floor", {}).get("cpu", {}).get("wrk_us_per_req")
     for r in rows:
         w, p, c = r.get("wrk", {}), r.get("paced", {}), r.get("cpu", {})
@@ -237,6 +245,7 @@ def report(results_dir: str, out_dir: str) -> None:
         # lost and duplicate counts mean nothing (the paced run's still do).
         repeated = w.get("wrapped", 0) > 0 and r.get("wrk_settle", {}).get("lines") is not None
         wrk_lost = "repeated bodies" if repeated else r.get('wrk_settle', {}).get('lost', '–')
+        idle = f"{c['wrk_idle_share'] * 100:.0f} %" if c.get("wrk_idle_share") is not None else "–"
         dup = dups(r) if not repeated else r.get("paced_settle", {}).get("lines", 0) - r.get("paced_settle", {}).get("unique_lines", 0)
         L.append(f"| {r['label']} | {fmt(w.get('rps'), 0)} | {fmt(w.get('p50_ms'), 2)} / {fmt(w.get('p99_ms'), 2)} "
                  f"| {fmt(us)} | {times_floor} "
@@ -245,6 +254,7 @@ def report(results_dir: str, out_dir: str) -> None:
                  f"| {wrk_lost} / {r.get('paced_settle', {}).get('lost', '–')} "
                  f"| {dup} | {fmt(None if settle_s is None else max(0.0, settle_s - 2), 0)} "
                  f"| {bad} | {fmt(c.get('wrk_other_cores'), 2)} / {fmt(c.get('paced_other_cores'), 2)} "
+                 f"| {idle} "
                  f"| {fmt(c.get('wrk_switches_per_req'), 2)} / {fmt(c.get('paced_switches_per_req'), 2)} |")
     L.append("")
     L.append("CPU µs/req = user+system CPU of the receiver's process over a phase, from just before the load until its "
@@ -259,7 +269,10 @@ def report(results_dir: str, out_dir: str) -> None:
              "machine's busy CPU over the phase minus the receiver's, in cores: the load generator (at Herald's rates "
              "about 0.3 for wrk and 0.1-0.25 for `paced`, settling included, on a quiet machine) and anything else that "
              "ran inside this machine (a virtual machine's host is not seen); the receiver's ticks and the machine's are "
-             "counted apart, so a few tenths either way are noise. Context switches per request = "
+             "counted apart, so a few tenths either way are noise. CPUs idle during wrk = the share of all the machine's CPU "
+             "time in which nothing ran, from just before wrk started until it ended: cores left idle while every "
+             "connection waits on something else (for Herald, a commit's fsync), so throughput is below what the CPU "
+             "per request would allow. Context switches per request = "
              "the switches of all the receiver's threads over the same phase (`perf stat -e context-switches`), "
              "divided by the requests answered: each is a thread that went to sleep or was preempted, and each "
              "wake-up costs CPU, more so in a virtual machine.\n")
@@ -383,7 +396,8 @@ def main() -> None:
         proc(int(args[0]))
     elif cmd == "cpu":
         switches = args[args.index("--switches") + 1:args.index("--switches") + 3] if "--switches" in args else []
-        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8], switches)
+        wrk_end = args[args.index("--wrk-end") + 1] if "--wrk-end" in args else None
+        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8], switches, wrk_end)
     elif cmd == "report":
         report(args[0], args[1])
     else:

@@ -304,10 +304,11 @@ run_receiver() { # name
     local cpu0 cpu1 cpu2
     switches_start "$pid" "$dir/wrk-switches.csv"
     cpu0=$(cpu_ticks "$pid")
-    local mark0 mark1 mark2
+    local mark0 mark1 mark2 markw
     mark0=$(machine_mark)
     BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk.json" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > "$dir/wrk.txt"
+    markw=$(machine_mark)
     cat "$dir/wrk.json" >&2
     local ok
     ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_2xx"])' "$dir/wrk.json")
@@ -337,7 +338,7 @@ run_receiver() { # name
     mark2=$(machine_mark)
     switches_stop
     python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" \
-        --switches "$dir/wrk-switches.csv" "$dir/paced-switches.csv" > "$dir/cpu.json"
+        --wrk-end "$markw" --switches "$dir/wrk-switches.csv" "$dir/paced-switches.csv" > "$dir/cpu.json"
     cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
