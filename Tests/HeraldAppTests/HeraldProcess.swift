@@ -40,12 +40,9 @@ final class HeraldProcess: Sendable {
         p.standardError = pipe
         p.standardOutput = pipe
         process = p
-        pipe.fileHandleForReading.readabilityHandler = { [watch] handle in
-            let data = handle.availableData
-            if !data.isEmpty { watch.append(data) }
-        }
         p.terminationHandler = { [watch] _ in watch.exited() }
         try ChildProcess.launch(p)
+        watch.read(pipe.fileHandleForReading)
         guard let found = await watch.port(within: .seconds(30)) else {
             p.terminate()
             throw HeraldProcessError(message: "herald did not start: \(watch.text)")
@@ -136,7 +133,31 @@ final class ProcessWatch: Sendable {
 
     var text: String { state.withLock { $0.text } }
 
-    /// From the pipe's handler: more output. The first "listening" line gives the port.
+    /// Reads `output` on a thread of its own until every writer has closed it, appending what
+    /// arrives. The thread holds the handle, so its descriptor stays open while it reads.
+    ///
+    /// Not `readabilityHandler`: that is a dispatch read source, and on Linux libdispatch can
+    /// free the registration of one such source while epoll still reports it when others are
+    /// made and cancelled at the same moment (swift-corelibs-libdispatch issue 949). Its
+    /// manager thread then crashed the whole test run, right as the crash-recovery test's
+    /// two servers were released and the next test's server started.
+    func read(_ output: FileHandle) {
+        Thread.detachNewThread { [self] in
+            let fd = output.fileDescriptor
+            let size = 16_384
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 1)
+            defer { buffer.deallocate() }
+            while true {
+                let count = Glibc.read(fd, buffer, size)
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                append(Data(bytes: buffer, count: count))
+            }
+            withExtendedLifetime(output) {}
+        }
+    }
+
+    /// More output. The first "listening" line gives the port.
     func append(_ data: Data) {
         let waiter = state.withLock { s -> (CheckedContinuation<Int?, Never>, Int)? in
             s.text += String(decoding: data, as: UTF8.self)

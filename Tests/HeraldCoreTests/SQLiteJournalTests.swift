@@ -866,6 +866,52 @@ struct SQLiteJournalTests {
         #expect(try await f.sqlite.scalar("SELECT COUNT(*) FROM deliveries") == 1)
     }
 
+    /// Another process's ring (`herald deliveries retry` rewriting `wake`) ends a wait; a
+    /// write to any other file in the directory does not, cancellation does, and releasing
+    /// the wake-ups ends the watch: no descriptor of this process watches the directory then.
+    @Test func wakeUpsWakeOnTheWakeFileAndStopWhenReleased() async throws {
+        let directory = TempDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        var wakeUps: SQLiteWakeUps? = SQLiteWakeUps(directory: directory.path)
+        let woken = StopFlag()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [wakeUps] in
+                await wakeUps?.wait()
+                woken.value.store(true, ordering: .relaxed)
+            }
+            // The watch starts with the first wait: until it is there, nothing can be seen.
+            #expect(try await waitUntil(.seconds(20)) { !Self.inotifyWatches(of: directory.path).isEmpty })
+            try Data("x".utf8).write(to: URL(fileURLWithPath: directory.path).appendingPathComponent("journal.sqlite-wal"))
+            try await Task.sleep(for: .milliseconds(300))
+            let early = woken.value.load(ordering: .relaxed)
+            #expect(!early, "a write to another file woke the wait")
+            SQLiteWakeUps.ring(directory: directory.path)
+            #expect(try await waitUntil(.seconds(20)) { woken.value.load(ordering: .relaxed) })
+            try await group.waitForAll()
+
+            // Cancelled, a wait returns without a ring.
+            group.addTask { [wakeUps] in await wakeUps?.wait() }
+            try await Task.sleep(for: .milliseconds(100))
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+        wakeUps = nil
+        #expect(try await waitUntil(.seconds(20)) { Self.inotifyWatches(of: directory.path).isEmpty },
+                "the watcher kept its inotify descriptor after the wake-ups were released")
+    }
+
+    /// This process's descriptors with an inotify watch on `directory` (its inode, as
+    /// /proc/self/fdinfo shows it).
+    static func inotifyWatches(of directory: String) -> [String] {
+        guard let inode = (try? FileManager.default.attributesOfItem(atPath: directory))?[.systemFileNumber] as? UInt64,
+              let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fdinfo") else { return [] }
+        let needle = "ino:\(String(inode, radix: 16)) "
+        return fds.filter { fd in
+            guard let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return false }
+            return info.split(separator: "\n").contains { $0.hasPrefix("inotify ") && $0.contains(needle) }
+        }
+    }
+
     /// Not an assertion: prints throughput with group commit on and off.
     /// Run with `HERALD_JOURNAL_BENCH=1 swift test --filter SQLiteJournal`.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["HERALD_JOURNAL_BENCH"] != nil))
