@@ -154,9 +154,25 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var timer: Scheduled<Void>?
     private var timerFiresAt = NIODeadline.distantFuture
 
+    /// A whole response already in HTTP/1.1 bytes (``WebhookServer/Answer/encoded(date:server:closing:allocator:)``),
+    /// sent down the pipeline as an outbound user event by ``WebhookChannel``. The guard does
+    /// what it does when a response ends, and writes the bytes below SwiftNIO's response
+    /// encoder, which would otherwise expect the response in parts. `closing`: the response
+    /// says `Connection: close`.
+    struct EncodedAnswer {
+        let bytes: ByteBuffer
+        let closing: Bool
+    }
+
+    /// SwiftNIO's response encoder, below the guard: encoded answers are written from its
+    /// context, so that they pass on to the socket as they are. Nil without one (the bytes
+    /// are then written from the guard's own context) and once the guard is removed.
+    private var encoder: ChannelHandlerContext?
+
     init(limits: ConnectionLimits) { self.limits = limits }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
         if context.channel.isActive { opened(context) }
     }
 
@@ -170,7 +186,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { closed() }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        encoder = nil
+        closed()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if draining, let event = event as? ChannelEvent, event == .inputClosed {
@@ -213,11 +232,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body:
             context.write(data, promise: promise)
         case .end:
-            unanswered = max(0, unanswered - 1)
-            // The handler is done with the body; what still arrives of it is read and dropped.
-            countingBody = false
-            giveBackBody()
-            if closeAfterResponse, unanswered == 0 {
+            if ended() {
                 context.writeAndFlush(data, promise: promise)
                 context.close(promise: nil)
                 return
@@ -225,6 +240,31 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(data, promise: promise)
             if unanswered == 0, !readingBody { arm(context, limits.idleTimeout, .nextRequest) }
         }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let answer = event as? EncodedAnswer else {
+            return context.triggerUserOutboundEvent(event, promise: promise)
+        }
+        responseStarted = true
+        if answer.closing { closeAfterResponse = true }
+        let closing = ended()
+        (encoder ?? context).writeAndFlush(NIOAny(answer.bytes), promise: promise)
+        if closing {
+            context.close(promise: nil)
+        } else if unanswered == 0, !readingBody {
+            arm(context, limits.idleTimeout, .nextRequest)
+        }
+    }
+
+    /// A response ends: its body's bytes go back to the budget. Whether the connection closes
+    /// after it (it said `Connection: close` and no other request waits for an answer).
+    private func ended() -> Bool {
+        unanswered = max(0, unanswered - 1)
+        // The handler is done with the body; what still arrives of it is read and dropped.
+        countingBody = false
+        giveBackBody()
+        return closeAfterResponse && unanswered == 0
     }
 
     private func opened(_ context: ChannelHandlerContext) {

