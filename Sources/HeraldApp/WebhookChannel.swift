@@ -20,7 +20,8 @@ import Synchronization
 ///
 /// It reads SwiftNIO's HTTP/1 request parts as the parser makes them, below Hummingbird's
 /// HTTPTypes codec (``HTTPServerChannel``): a webhook never becomes an `HTTPRequest`, and its
-/// answer is written as SwiftNIO's response head. What goes on to the router passes the codec.
+/// answer is written already encoded, below SwiftNIO's response encoder. What goes on to the
+/// router passes the codec.
 ///
 /// One request at a time per connection: what arrives while the journal has a request
 /// (pipelining) is held, and no more read, until that request is answered, so answers keep the
