@@ -109,6 +109,12 @@ def perf_count(path: str, event: str) -> int | None:
     return None
 
 
+def machine_mark(mark: str) -> tuple[int, float]:
+    """A mark from run.sh's `machine_mark`, `busy:seconds`: the machine's busy ticks and the time."""
+    busy, seconds = mark.split(":")
+    return int(busy), float(seconds)
+
+
 def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str], switches: list[str],
         wrk_end: str | None = None) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
@@ -132,11 +138,11 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
         if switches is not None:
             out[f"{phase}_switches_per_req"] = round(switches / n, 2)
     if len(marks) == 3:
-        (b0, s0), (b1, s1), (b2, s2) = [(int(m.split(":")[0]), float(m.split(":")[1])) for m in marks]
+        (b0, s0), (b1, s1), (b2, s2) = [machine_mark(m) for m in marks]
         out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
         out["paced_other_cores"] = round(((b2 - b1) - (t2 - t1)) / tick / max(s2 - s1, 1e-9), 2)
         if wrk_end:
-            bw, sw = int(wrk_end.split(":")[0]), float(wrk_end.split(":")[1])
+            bw, sw = machine_mark(wrk_end)
             capacity = (os.cpu_count() or 1) * max(sw - s0, 1e-9)
             out["wrk_idle_share"] = round(max(0.0, 1 - (bw - b0) / tick / capacity), 3)
     print(json.dumps(out))
