@@ -299,14 +299,15 @@ run_receiver() { # name
     # 1. Throughput: wrk with rotating distinct bodies, signed just now.
     local bodies=$WRK_BODIES
     [[ $name == floor* ]] && bodies=$WRK_BODIES_FLOOR
-    python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv"
+    python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv" \
+        --wrk-threads "$THREADS" --url-path "${URLPATH[$name]}"
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
     local cpu0 cpu1 cpu2
     switches_start "$pid" "$dir/wrk-switches.csv"
     cpu0=$(cpu_ticks "$pid")
     local mark0 mark1 mark2 markw
     mark0=$(machine_mark)
-    BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk.json" \
+    BENCH_REQUESTS="$dir/wrk.tsv" BENCH_RESULT="$dir/wrk.json" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > "$dir/wrk.txt"
     markw=$(machine_mark)
     cat "$dir/wrk.json" >&2
@@ -317,7 +318,7 @@ run_receiver() { # name
     cpu1=$(cpu_ticks "$pid")
     mark1=$(machine_mark)
     switches_stop
-    rm -f "$dir/wrk.tsv"
+    rm -f "$dir"/wrk.tsv*
 
     # 2. Latency at a fixed rate, measured from the scheduled send time.
     python3 "$HERE/gen_bodies.py" --count $((RATE * PACED_SECONDS)) --tag "bk_${short}p_" --secret "$SECRET" --out "$dir/paced.tsv"
@@ -353,12 +354,13 @@ run_receiver() { # name
         # The second try sends bodies of its own (the first's would be duplicates).
         local try
         for try in f g; do
-            python3 "$HERE/gen_bodies.py" --count $((bodies / 2)) --tag "bk_${short}${try}_" --secret "$SECRET" --out "$dir/wrk.tsv"
+            python3 "$HERE/gen_bodies.py" --count $((bodies / 2)) --tag "bk_${short}${try}_" --secret "$SECRET" --out "$dir/wrk.tsv" \
+                --wrk-threads "$THREADS" --url-path "${URLPATH[$name]}"
             log "$name: wrk -d${PROFILE_SECONDS}s under perf record"
             perf record -q -F 499 --call-graph=dwarf,16384 -p "$pid" -o "$dir/perf.data" >"$dir/perf-record.log" 2>&1 &
             local perf_pid=$!
             sleep 1
-            BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=$THREADS BENCH_RESULT="$dir/wrk-profile.json" \
+            BENCH_REQUESTS="$dir/wrk.tsv" BENCH_RESULT="$dir/wrk-profile.json" \
                 wrk -t"$THREADS" -c"$CONNS" -d"${PROFILE_SECONDS}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > /dev/null
             settle "bk_${short}${try}_" > /dev/null
             kill -INT "$perf_pid" 2>/dev/null || true
@@ -371,7 +373,7 @@ run_receiver() { # name
             echo '{}' > "$dir/budget.tmp"
         done
         mv "$dir/budget.tmp" "$dir/budget.json"
-        rm -f "$dir/wrk.tsv" "$dir/perf.data" "$dir/perf-record.log"
+        rm -f "$dir"/wrk.tsv* "$dir/perf.data" "$dir/perf-record.log"
     fi
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done

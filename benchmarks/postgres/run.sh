@@ -58,8 +58,9 @@ EOF
   DATABASE_URL="${3:-}" "$HERALD" serve --config "$dir/herald.yaml" --listen 127.0.0.1:0 > "$dir/herald.log" 2>&1 &
   PIDS+=($!)
   local port; port=$(wait_for_port "$dir/herald.log")
-  python3 "$ROOT/benchmarks/gen_bodies.py" --count 200000 --tag "bk_$1_" --secret "$SECRET" --out "$dir/wrk.tsv"
-  BENCH_REQUESTS="$dir/wrk.tsv" BENCH_THREADS=2 BENCH_RESULT="$dir/wrk.json" \
+  python3 "$ROOT/benchmarks/gen_bodies.py" --count 200000 --tag "bk_$1_" --secret "$SECRET" --out "$dir/wrk.tsv" \
+    --wrk-threads 2 --url-path /hooks/jicoo
+  BENCH_REQUESTS="$dir/wrk.tsv" BENCH_RESULT="$dir/wrk.json" \
     wrk -t2 -c50 -d"${DURATION}s" --timeout 10s -s "$ROOT/benchmarks/rotate.lua" "http://127.0.0.1:$port/hooks/jicoo" > "$dir/wrk.txt"
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   printf '%s\t%s req/s\t(%s)\n' "$1" "$(awk '/Requests\/sec/ {print $2}' "$dir/wrk.txt")" \
