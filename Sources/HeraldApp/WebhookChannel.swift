@@ -131,15 +131,22 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
         }, journal: journal) { outcome in
             loop.execute {
                 let (handler, context) = bound.value
-                handler.answered(context, WebhookServer.answer(for: outcome), request: head)
+                handler.answered(context, outcome, request: head)
             }
         }
     }
 
-    private func answered(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequestHead) {
+    private func answered(_ context: ChannelHandlerContext, _ outcome: Pipeline.Outcome, request: HTTPRequestHead) {
         waiting = false
         guard !removed else { return }
-        self.answer(context, answer, request: request)
+        if case .accepted(let id, let deliveries) = outcome {
+            let closing = Self.asksToClose(request)
+            send(context, WebhookServer.encodedAcceptance(eventID: id, deliveries: deliveries, date: DateHeader.now(),
+                                                          server: serverName, closing: closing,
+                                                          allocator: context.channel.allocator), closing: closing)
+        } else {
+            answer(context, WebhookServer.answer(for: outcome), request: request)
+        }
         // What arrived meanwhile, in order, until a webhook goes to the journal again. The
         // router reads what it is passed at the end of a read (NIOAsyncChannel delivers its
         // buffered parts on `channelReadComplete`), so one is signalled after the replay.
@@ -165,11 +172,19 @@ final class WebhookChannel: ChannelDuplexHandler, RemovableChannelHandler {
     /// of the server's CPU besides the kernel's send, and takes 3.9–4.2 % so; the bytes are
     /// the same.
     private func answer(_ context: ChannelHandlerContext, _ answer: WebhookServer.Answer, request: HTTPRequestHead) {
-        let closing = answer.headers[.connection]?.lowercased() == "close"
-            || request.headers.first(name: "connection")?.lowercased() == "close"
-        let bytes = answer.encoded(date: DateHeader.now(), server: serverName, closing: closing,
-                                   allocator: context.channel.allocator)
+        let closing = answer.headers[.connection]?.lowercased() == "close" || Self.asksToClose(request)
+        send(context, answer.encoded(date: DateHeader.now(), server: serverName, closing: closing,
+                                     allocator: context.channel.allocator), closing: closing)
+    }
+
+    /// Hands an encoded answer to ``ConnectionGuard``; `closing`: it says `Connection: close`.
+    private func send(_ context: ChannelHandlerContext, _ bytes: ByteBuffer, closing: Bool) {
         context.triggerUserOutboundEvent(ConnectionGuard.EncodedAnswer(bytes: bytes, closing: closing), promise: nil)
+    }
+
+    /// The sender asked for the connection to be closed after this request's answer.
+    private static func asksToClose(_ request: HTTPRequestHead) -> Bool {
+        request.headers.first(name: "connection")?.lowercased() == "close"
     }
 
     /// Reading goes on while a webhook is with the journal until something arrives meanwhile

@@ -175,11 +175,38 @@ public enum WebhookServer {
     /// The status and JSON body for each pipeline outcome.
     static func response(for outcome: Pipeline.Outcome) -> Response { answer(for: outcome).response }
 
+    /// The `202` of an accepted webhook: the bytes ``Answer/encoded(date:server:closing:allocator:)``
+    /// writes for ``answer(for:)``'s answer, written straight into one buffer. It is the answer
+    /// of nearly every webhook, and building the ``Answer`` first (its body through a `String`,
+    /// an `HTTPFields`, the status's phrase looked up) took about 1 % of the server's samples
+    /// under wrk.
+    static func encodedAcceptance(eventID: String, deliveries: Int, date: String, server: String, closing: Bool,
+                                  allocator: ByteBufferAllocator) -> ByteBuffer {
+        let count = String(deliveries)
+        // {"deliveries":N,"id":"ID"} and a line feed, as `answer(for:)` writes it.
+        let bodyLength = 24 + count.utf8.count + eventID.utf8.count
+        var bytes = allocator.buffer(capacity: 160 + bodyLength)
+        bytes.writeStaticString("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: ")
+        bytes.writeString(String(bodyLength))
+        bytes.writeStaticString("\r\nDate: ")
+        bytes.writeString(date)
+        bytes.writeStaticString("\r\nServer: ")
+        bytes.writeString(server)
+        if closing { bytes.writeStaticString("\r\nConnection: close") }
+        bytes.writeStaticString("\r\n\r\n{\"deliveries\":")
+        bytes.writeString(count)
+        bytes.writeStaticString(",\"id\":\"")
+        bytes.writeString(eventID)
+        bytes.writeStaticString("\"}\n")
+        return bytes
+    }
+
     /// The same as an ``Answer``.
     static func answer(for outcome: Pipeline.Outcome) -> Answer {
         switch outcome {
         case .accepted(let id, let deliveries):
-            // The hot path: a fixed shape (event ids are [a-z0-9_]) without JSONSerialization.
+            // A fixed shape (event ids are [a-z0-9_]) without JSONSerialization; the event loop
+            // writes the same bytes with `encodedAcceptance`, without building this answer.
             var buffer = ByteBuffer()
             buffer.writeString(#"{"deliveries":\#(deliveries),"id":"\#(id)"}"# + "\n")
             return Answer(status: .accepted, headers: [.contentType: "application/json"], body: buffer)
