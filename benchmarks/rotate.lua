@@ -69,6 +69,7 @@ function request()
   end
   return ffi.string(data + starts[idx], lengths[idx])
 end
+
 function response(status, headers, body)
   if status >= 200 and status < 300 then ok = ok + 1 else other = other + 1 end
 end
