@@ -232,13 +232,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body:
             context.write(data, promise: promise)
         case .end:
-            if ended() {
-                context.writeAndFlush(data, promise: promise)
-                context.close(promise: nil)
-                return
-            }
-            context.write(data, promise: promise)
-            if unanswered == 0, !readingBody { arm(context, limits.idleTimeout, .nextRequest) }
+            let closing = ended()
+            if closing { context.writeAndFlush(data, promise: promise) } else { context.write(data, promise: promise) }
+            afterResponse(context, closing: closing)
         }
     }
 
@@ -250,6 +246,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if answer.closing { closeAfterResponse = true }
         let closing = ended()
         (encoder ?? context).writeAndFlush(NIOAny(answer.bytes), promise: promise)
+        afterResponse(context, closing: closing)
+    }
+
+    /// Once a response's last bytes are written: the connection closes when ``ended()`` said so,
+    /// or, with nothing left to answer or read, waits for the next request within the idle time.
+    private func afterResponse(_ context: ChannelHandlerContext, closing: Bool) {
         if closing {
             context.close(promise: nil)
         } else if unanswered == 0, !readingBody {

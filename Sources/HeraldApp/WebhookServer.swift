@@ -148,14 +148,8 @@ public enum WebhookServer {
                 bytes.writeString(field.value)
                 bytes.writeStaticString("\r\n")
             }
-            bytes.writeStaticString("Content-Length: ")
-            bytes.writeString(String(body.readableBytes))
-            bytes.writeStaticString("\r\nDate: ")
-            bytes.writeString(date)
-            bytes.writeStaticString("\r\nServer: ")
-            bytes.writeString(server)
-            if closing, headers[.connection] == nil { bytes.writeStaticString("\r\nConnection: close") }
-            bytes.writeStaticString("\r\n\r\n")
+            WebhookServer.writeFraming(into: &bytes, bodyLength: body.readableBytes, date: date, server: server,
+                                       closing: closing && headers[.connection] == nil)
             bytes.writeImmutableBuffer(body)
             return bytes
         }
@@ -186,19 +180,29 @@ public enum WebhookServer {
         // {"deliveries":N,"id":"ID"} and a line feed, as `answer(for:)` writes it.
         let bodyLength = 24 + count.utf8.count + eventID.utf8.count
         var bytes = allocator.buffer(capacity: 160 + bodyLength)
-        bytes.writeStaticString("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: ")
+        bytes.writeStaticString("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n")
+        writeFraming(into: &bytes, bodyLength: bodyLength, date: date, server: server, closing: closing)
+        bytes.writeStaticString("{\"deliveries\":")
+        bytes.writeString(count)
+        bytes.writeStaticString(",\"id\":\"")
+        bytes.writeString(eventID)
+        bytes.writeStaticString("\"}\n")
+        return bytes
+    }
+
+    /// The header fields SwiftNIO's response encoder adds after a response's own, and the blank
+    /// line that ends the head: `Content-Length`, `Date`, `Server`, and `Connection: close`
+    /// when `closing`. Shared by the two encoded answers, so that both frame a body alike.
+    private static func writeFraming(into bytes: inout ByteBuffer, bodyLength: Int, date: String, server: String,
+                                     closing: Bool) {
+        bytes.writeStaticString("Content-Length: ")
         bytes.writeString(String(bodyLength))
         bytes.writeStaticString("\r\nDate: ")
         bytes.writeString(date)
         bytes.writeStaticString("\r\nServer: ")
         bytes.writeString(server)
         if closing { bytes.writeStaticString("\r\nConnection: close") }
-        bytes.writeStaticString("\r\n\r\n{\"deliveries\":")
-        bytes.writeString(count)
-        bytes.writeStaticString(",\"id\":\"")
-        bytes.writeString(eventID)
-        bytes.writeStaticString("\"}\n")
-        return bytes
+        bytes.writeStaticString("\r\n\r\n")
     }
 
     /// The same as an ``Answer``.
