@@ -140,6 +140,8 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
     if len(marks) == 3:
         (b0, s0), (b1, s1), (b2, s2) = [machine_mark(m) for m in marks]
         out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
+        # The same per request: what the load generator (and any other process) spent on each.
+        out["wrk_other_us_per_req"] = round(((b1 - b0) - (t1 - t0)) / tick * 1e6 / wrk_n, 1)
         out["paced_other_cores"] = round(((b2 - b1) - (t2 - t1)) / tick / max(s2 - s1, 1e-9), 2)
         if wrk_end:
             bw, sw = machine_mark(wrk_end)
@@ -167,6 +169,46 @@ STAGE_LABELS = {
     "delivery": "delivery: dispatcher, the file line, handing the outcome over",
     "runtime": "no stage on the stack: Swift task switches, thread wake-ups, futex",
 }
+
+
+# Receivers that run on one core whatever the machine has.
+ONE_CORE = {"aiohttp"}
+
+
+def ceiling_section(L: list, rows: list, by: dict, meta: dict) -> None:
+    """The most requests a second the machine's cores allow each receiver with every core busy:
+    cores ÷ (the receiver's CPU per request + the load generator's), both measured in the wrk
+    phase. A receiver below its ceiling leaves cores idle (the idle column); one at it is
+    bound by CPU, and only a lower CPU per request, its own or wrk's, raises its throughput."""
+    cores = meta.get("cores")
+    known = [r for r in rows if r.get("cpu", {}).get("wrk_us_per_req") and r["cpu"].get("wrk_other_us_per_req") is not None]
+    if not cores or not known:
+        return
+    L.append("## What the CPU allows (same run)\n")
+    L.append("| receiver | CPU µs/req | load generator and others, µs/req | at most req/s, every core busy | measured req/s | share of it |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for r in known:
+        own, other = r["cpu"]["wrk_us_per_req"], max(0.0, r["cpu"]["wrk_other_us_per_req"])
+        ceiling = cores * 1e6 / (own + other)
+        if r["name"] in ONE_CORE:
+            ceiling = min(ceiling, 1e6 / own)
+        L.append(f"| {r['label']} | {own:,.1f} | {other:,.1f} | {ceiling:,.0f} | {r['wrk']['rps']:,.0f} | {r['wrk']['rps'] / ceiling * 100:.0f} % |")
+    L.append("")
+    L.append(f"At most req/s = the {cores} cores' time divided by the CPU one request costs the receiver and the load "
+             "generator together (wrk, plus anything else that ran: the *other processes* column per request); for "
+             "a receiver that runs on one core (aiohttp: one process, one event loop), at most 1,000,000 ÷ its µs per "
+             "request if that is lower. Below 100 %, cores sat idle while the receiver's clients waited (the idle "
+             "column); near it, only less CPU per request, the receiver's or wrk's, raises the rate.")
+    L.append("")
+    h, a = by.get("herald"), by.get("aiohttp")
+    if h in known and a:
+        target = 2 * a["wrk"]["rps"]
+        other = max(0.0, h["cpu"]["wrk_other_us_per_req"])
+        needed = cores * 1e6 / target - other
+        L.append(f"Twice aiohttp's rate ({target:,.0f} req/s) leaves, with every core busy and wrk at "
+                 f"{other:,.1f} µs per request, {needed:,.1f} µs of CPU per request for Herald; it used "
+                 f"{h['cpu']['wrk_us_per_req']:,.1f}.")
+    L.append("")
 
 
 def budget_section(L: list, rows: list) -> None:
@@ -325,6 +367,7 @@ def report(results_dir: str, out_dir: str) -> None:
                 L.append(f"| {what} within 1.3× of `openssl speed` | {ratio:.2f}× ({v:,.0f} ns vs {openssl['ns_per_op']:,.0f} ns) | {ok(ratio <= 1.3)} |")
     L.append("")
 
+    ceiling_section(L, rows, by, meta)
     budget_section(L, rows)
 
     if micro:
