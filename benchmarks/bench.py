@@ -116,7 +116,7 @@ def machine_mark(mark: str) -> tuple[int, float]:
 
 
 def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[str], switches: list[str],
-        wrk_end: str | None = None) -> None:
+        wrk_end: str | None = None, wrk_end_ticks: int | None = None) -> None:
     """Server CPU per request: the receiver's utime+stime over a phase, from just before the load
     until its lines stopped growing (so a delivery backlog is charged to the requests that made
     it), divided by the requests answered in that phase. With the machine's busy ticks and the
@@ -124,7 +124,9 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
     the load generator, and whatever else ran on the machine (a noisy run shows here). With the
     machine's mark when wrk ended (`wrk_end`), the share of the CPUs' time nothing ran while wrk
     did: a receiver that keeps its clients waiting on something other than the CPU (a commit's
-    fsync) leaves cores idle, and its throughput is below what its CPU per request allows."""
+    fsync) leaves cores idle, and its throughput is below what its CPU per request allows. With
+    the receiver's ticks at that mark too (`wrk_end_ticks`), what everything but the receiver (the
+    load generator, mostly) spent per request while wrk ran, for the ceiling in results.md."""
     tick = os.sysconf("SC_CLK_TCK")
     w, p = json.load(open(wrk_json)), json.load(open(paced_json))
     wrk_n = max(1, w.get("requests", 0))
@@ -140,13 +142,14 @@ def cpu(t0: int, t1: int, t2: int, wrk_json: str, paced_json: str, marks: list[s
     if len(marks) == 3:
         (b0, s0), (b1, s1), (b2, s2) = [machine_mark(m) for m in marks]
         out["wrk_other_cores"] = round(((b1 - b0) - (t1 - t0)) / tick / max(s1 - s0, 1e-9), 2)
-        # The same per request: what the load generator (and any other process) spent on each.
-        out["wrk_other_us_per_req"] = round(((b1 - b0) - (t1 - t0)) / tick * 1e6 / wrk_n, 1)
         out["paced_other_cores"] = round(((b2 - b1) - (t2 - t1)) / tick / max(s2 - s1, 1e-9), 2)
         if wrk_end:
             bw, sw = machine_mark(wrk_end)
             capacity = (os.cpu_count() or 1) * max(sw - s0, 1e-9)
             out["wrk_idle_share"] = round(max(0.0, 1 - (bw - b0) / tick / capacity), 3)
+            if wrk_end_ticks is not None:
+                # Within wrk's run only: not the settling wait after it, nor the receiver's backlog.
+                out["wrk_other_us_per_req"] = round(((bw - b0) - (wrk_end_ticks - t0)) / tick * 1e6 / wrk_n, 1)
     print(json.dumps(out))
 
 
@@ -185,7 +188,7 @@ def ceiling_section(L: list, rows: list, by: dict, meta: dict) -> None:
     if not cores or not known:
         return
     L.append("## What the CPU allows (same run)\n")
-    L.append("| receiver | CPU µs/req | load generator and others, µs/req | at most req/s, every core busy | measured req/s | share of it |")
+    L.append("| receiver | CPU µs/req | load generator and others while wrk ran, µs/req | at most req/s, every core busy | measured req/s | share of it |")
     L.append("|---|---:|---:|---:|---:|---:|")
     for r in known:
         own, other = r["cpu"]["wrk_us_per_req"], max(0.0, r["cpu"]["wrk_other_us_per_req"])
@@ -194,11 +197,12 @@ def ceiling_section(L: list, rows: list, by: dict, meta: dict) -> None:
             ceiling = min(ceiling, 1e6 / own)
         L.append(f"| {r['label']} | {own:,.1f} | {other:,.1f} | {ceiling:,.0f} | {r['wrk']['rps']:,.0f} | {r['wrk']['rps'] / ceiling * 100:.0f} % |")
     L.append("")
-    L.append(f"At most req/s = the {cores} cores' time divided by the CPU one request costs the receiver and the load "
-             "generator together (wrk, plus anything else that ran: the *other processes* column per request); for "
-             "a receiver that runs on one core (aiohttp: one process, one event loop), at most 1,000,000 ÷ its µs per "
-             "request if that is lower. Below 100 %, cores sat idle while the receiver's clients waited (the idle "
-             "column); near it, only less CPU per request, the receiver's or wrk's, raises the rate.")
+    L.append(f"At most req/s = the {cores} cores' time divided by the CPU one request costs the receiver (its CPU µs/req "
+             "above, backlog included) and everything else together (wrk, and anything else that ran, from the machine's "
+             "busy time while wrk ran less the receiver's); for a receiver that runs on one core (aiohttp: one process, "
+             "one event loop), at most 1,000,000 ÷ its µs per request if that is lower. Below 100 %, cores sat idle while "
+             "the receiver's clients waited (the idle column); near it, only less CPU per request, the receiver's or "
+             "wrk's, raises the rate; above it, the receiver left work for after wrk (a backlog: *lines done after wrk*).")
     L.append("")
     h, a = by.get("herald"), by.get("aiohttp")
     if h in known and a:
@@ -446,7 +450,8 @@ def main() -> None:
     elif cmd == "cpu":
         switches = args[args.index("--switches") + 1:args.index("--switches") + 3] if "--switches" in args else []
         wrk_end = args[args.index("--wrk-end") + 1] if "--wrk-end" in args else None
-        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8], switches, wrk_end)
+        wrk_end_ticks = int(args[args.index("--wrk-end-ticks") + 1]) if "--wrk-end-ticks" in args else None
+        cpu(int(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5:8], switches, wrk_end, wrk_end_ticks)
     elif cmd == "report":
         report(args[0], args[1])
     else:

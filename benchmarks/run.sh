@@ -302,7 +302,7 @@ run_receiver() { # name
     python3 "$HERE/gen_bodies.py" --count "$bodies" --tag "bk_${short}w_" --secret "$SECRET" --out "$dir/wrk.tsv" \
         --wrk-threads "$THREADS" --url-path "${URLPATH[$name]}"
     log "$name: wrk -t$THREADS -c$CONNS -d${DURATION}s"
-    local cpu0 cpu1 cpu2
+    local cpu0 cpu1 cpu2 cpuw
     switches_start "$pid" "$dir/wrk-switches.csv"
     cpu0=$(cpu_ticks "$pid")
     local mark0 mark1 mark2 markw
@@ -310,6 +310,7 @@ run_receiver() { # name
     BENCH_REQUESTS="$dir/wrk.tsv" BENCH_RESULT="$dir/wrk.json" \
         wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/rotate.lua" "$url" > "$dir/wrk.txt"
     markw=$(machine_mark)
+    cpuw=$(cpu_ticks "$pid")
     cat "$dir/wrk.json" >&2
     local ok
     ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok_2xx"])' "$dir/wrk.json")
@@ -339,7 +340,7 @@ run_receiver() { # name
     mark2=$(machine_mark)
     switches_stop
     python3 "$HERE/bench.py" cpu "$cpu0" "$cpu1" "$cpu2" "$dir/wrk.json" "$dir/paced.json" "$mark0" "$mark1" "$mark2" \
-        --wrk-end "$markw" --switches "$dir/wrk-switches.csv" "$dir/paced-switches.csv" > "$dir/cpu.json"
+        --wrk-end "$markw" --wrk-end-ticks "$cpuw" --switches "$dir/wrk-switches.csv" "$dir/paced-switches.csv" > "$dir/cpu.json"
     cat "$dir/cpu.json" >&2
     rm -f "$dir/paced.tsv"
 
