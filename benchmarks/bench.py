@@ -180,9 +180,10 @@ ONE_CORE = {"aiohttp"}
 
 def ceiling_section(L: list, rows: list, by: dict, meta: dict) -> None:
     """The most requests a second the machine's cores allow each receiver with every core busy:
-    cores ÷ (the receiver's CPU per request + the load generator's), both measured in the wrk
-    phase. A receiver below its ceiling leaves cores idle (the idle column); one at it is
-    bound by CPU, and only a lower CPU per request, its own or wrk's, raises its throughput."""
+    cores ÷ (the receiver's CPU per request in the wrk phase, its backlog included, + what the
+    rest of the machine, the load generator mostly, ran per request while wrk did). A receiver
+    below its ceiling leaves cores idle (the idle column); one at it is bound by CPU, and only
+    a lower CPU per request, its own or wrk's, raises its throughput."""
     cores = meta.get("cores")
     known = [r for r in rows if r.get("cpu", {}).get("wrk_us_per_req") and r["cpu"].get("wrk_other_us_per_req") is not None]
     if not cores or not known:
