@@ -9,9 +9,9 @@ Every body has its own booking uid (<tag><counter>), so Herald's dedupe never sh
 request. Bodies are compact JSON without newlines and exactly --size bytes long.
 Signatures use the current time: generate just before the phase (300 s tolerance).
 
-With --wrk-threads N and --url-path, the same requests are also written whole for rotate.lua,
-one file per wrk thread (<out>.<k>.http: line i goes to thread i % N), each request an HTTP/1.1
-message ended by a NUL byte. wrk runs each thread's Lua init on its main thread after starting
+With --wrk-threads N and --url-path, the requests are written whole for rotate.lua instead,
+one file per wrk thread (<out>.<k>.http: request i goes to thread i % N), each an HTTP/1.1
+message ended by a NUL byte, and no <out> itself (wrk reads only these). wrk runs each thread's Lua init on its main thread after starting
 the threads before it, and starts its clock only after the last: an init that parsed and
 formatted the lines itself took seconds, during which the first thread's connections were
 already sending (see benchmarks/README.md, "Throughput").
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--secret", required=True)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--wrk-threads", type=int, default=0, help="also write <out>.<k>.http for k < N")
+    ap.add_argument("--wrk-threads", type=int, default=0, help="write <out>.<k>.http for k < N instead of <out>")
     ap.add_argument("--url-path", help="the request path in the .http files, e.g. /hooks/jicoo")
     a = ap.parse_args()
     if a.wrk_threads < 0 or (a.wrk_threads > 0) != (a.url_path is not None):
@@ -84,20 +84,21 @@ def main() -> None:
         start = (f"POST {a.url_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  "Jicoo-Webhook-Signature: t=").encode() + t.encode() + b",v1="
     http = [open(f"{a.out}.{k}.http", "wb") for k in range(a.wrk_threads)]
-    with open(a.out, "w", encoding="utf-8", newline="\n") as f:
-        for i in range(a.count):
-            uid = f"{a.tag}{i:08d}"
-            ub = uid.encode() + tail_b
-            j = jicoo_base.copy(); j.update(ub)
-            p = plain_base.copy(); p.update(ub)
-            jsig, psig = j.hexdigest(), p.hexdigest()
-            f.write(f"{uid}\tt={t},v1={jsig}\tsha256={psig}\t{head}{uid}{tail}\n")
-            if http:
-                http[i % a.wrk_threads].write(b"".join((
-                    start, jsig.encode(), b"\r\nX-Signature: sha256=", psig.encode(),
-                    b"\r\nContent-Length: ", str(len(head_b) + len(ub)).encode(), b"\r\n\r\n", head_b, ub, b"\0")))
-    for h in http:
-        h.close()
+    lines = None if http else open(a.out, "w", encoding="utf-8", newline="\n")
+    for i in range(a.count):
+        uid = f"{a.tag}{i:08d}"
+        ub = uid.encode() + tail_b
+        j = jicoo_base.copy(); j.update(ub)
+        p = plain_base.copy(); p.update(ub)
+        jsig, psig = j.hexdigest(), p.hexdigest()
+        if lines:
+            lines.write(f"{uid}\tt={t},v1={jsig}\tsha256={psig}\t{head}{uid}{tail}\n")
+        else:
+            http[i % a.wrk_threads].write(b"".join((
+                start, jsig.encode(), b"\r\nX-Signature: sha256=", psig.encode(),
+                b"\r\nContent-Length: ", str(len(head_b) + len(ub)).encode(), b"\r\n\r\n", head_b, ub, b"\0")))
+    for f in http + ([lines] if lines else []):
+        f.close()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 -- wrk script: sends pre-signed, distinct Jicoo bodies (one per request, never repeated while
 -- the list lasts) and counts 2xx answers, so "lost" can be computed afterwards.
---   BENCH_REQUESTS  the file gen_bodies.py wrote with --wrk-threads and --url-path: thread k
---                   sends the requests of BENCH_REQUESTS.<k>.http, in order
+--   BENCH_REQUESTS  the --out that gen_bodies.py was given with --wrk-threads and --url-path:
+--                   thread k sends the requests of BENCH_REQUESTS.<k>.http, in order
 --   BENCH_RESULT    where done() writes its JSON summary
 -- Every request carries both signature headers, so all receivers get the same bytes.
 --
