@@ -177,17 +177,24 @@ public enum WebhookServer {
     static func encodedAcceptance(eventID: String, deliveries: Int, date: String, server: String, closing: Bool,
                                   allocator: ByteBufferAllocator) -> ByteBuffer {
         let count = String(deliveries)
-        // {"deliveries":N,"id":"ID"} and a line feed, as `answer(for:)` writes it.
+        // The fixed parts of `writeAcceptanceBody`'s JSON: 24 bytes.
         let bodyLength = 24 + count.utf8.count + eventID.utf8.count
         var bytes = allocator.buffer(capacity: 160 + bodyLength)
         bytes.writeStaticString("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n")
         writeFraming(into: &bytes, bodyLength: bodyLength, date: date, server: server, closing: closing)
+        writeAcceptanceBody(into: &bytes, eventID: eventID, deliveries: count)
+        return bytes
+    }
+
+    /// An accepted webhook's JSON body, `{"deliveries":N,"id":"ID"}` and a line feed, for both
+    /// ways of answering it. Written without JSONSerialization: the shape is fixed and event
+    /// ids are `[a-z0-9_]`, so nothing needs escaping.
+    private static func writeAcceptanceBody(into bytes: inout ByteBuffer, eventID: String, deliveries: String) {
         bytes.writeStaticString("{\"deliveries\":")
-        bytes.writeString(count)
+        bytes.writeString(deliveries)
         bytes.writeStaticString(",\"id\":\"")
         bytes.writeString(eventID)
         bytes.writeStaticString("\"}\n")
-        return bytes
     }
 
     /// The header fields SwiftNIO's response encoder adds after a response's own, and the blank
@@ -209,10 +216,10 @@ public enum WebhookServer {
     static func answer(for outcome: Pipeline.Outcome) -> Answer {
         switch outcome {
         case .accepted(let id, let deliveries):
-            // A fixed shape (event ids are [a-z0-9_]) without JSONSerialization; the event loop
-            // writes the same bytes with `encodedAcceptance`, without building this answer.
+            // The event loop writes the same bytes with `encodedAcceptance`, without building
+            // this answer.
             var buffer = ByteBuffer()
-            buffer.writeString(#"{"deliveries":\#(deliveries),"id":"\#(id)"}"# + "\n")
+            writeAcceptanceBody(into: &buffer, eventID: id, deliveries: String(deliveries))
             return Answer(status: .accepted, headers: [.contentType: "application/json"], body: buffer)
         case .duplicate(let id):
             return jsonAnswer(.ok, ["id": id, "duplicate": true])

@@ -272,12 +272,13 @@ struct ConnectionTests {
     }
 
     /// The `202` the event loop writes for an accepted webhook without building an ``Answer``
-    /// is the same bytes as that answer encoded.
+    /// is the same bytes as that answer encoded, and its body the JSON the sender expects.
     @Test func anAcceptanceIsEncodedAsItsAnswer() {
         let date = "Sun, 06 Dec 2026 02:30:00 GMT"
         for (id, deliveries) in [("evt_0123abc", 3), ("evt_1", 0), ("evt_19c0ffee0123456789abcdef01234567", 12_345)] {
             for closing in [false, true] {
                 let answer = WebhookServer.answer(for: .accepted(eventID: id, deliveries: deliveries))
+                #expect(String(buffer: answer.body) == #"{"deliveries":\#(deliveries),"id":"\#(id)"}"# + "\n")
                 let expected = answer.encoded(date: date, server: "Herald", closing: closing, allocator: ByteBufferAllocator())
                 let direct = WebhookServer.encodedAcceptance(eventID: id, deliveries: deliveries, date: date, server: "Herald",
                                                              closing: closing, allocator: ByteBufferAllocator())
